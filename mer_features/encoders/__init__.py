@@ -1,0 +1,14 @@
+"""Encoders, one small module per family, registered by name and modality.
+
+Importing this package registers the built-in encoders; :func:`create_encoder` builds one from
+a spec such as ``egemaps`` or ``hf:/models/hubert-base``.
+"""
+
+from mer_features.encoders.base import (AudioInput, Encoded, Encoder, OutputSpec, create_encoder,
+                                        known_encoders, register_encoder)
+from mer_features.encoders import hf_audio, opensmile  # noqa: F401  (registration)
+
+DEFAULT_ENCODERS = {"audio": "egemaps"}
+
+__all__ = ["AudioInput", "Encoded", "Encoder", "OutputSpec", "create_encoder", "known_encoders",
+           "register_encoder", "DEFAULT_ENCODERS"]

@@ -1,0 +1,173 @@
+"""The encoder contract and the registry that maps names to encoders.
+
+An encoder is a small object with a declared contract (after lhotse's ``FeatureExtractor``):
+a ``name``, a ``modality``, a ``version``, a frozen ``Config`` dataclass, an output spec, a lazy
+:meth:`Encoder.load`, and :meth:`Encoder.encode_batch`. Its fingerprint fields come from these
+declarations, never from its code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mer_features.errors import ClipError, EncoderError
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """Shapes an encoder produces: utterance (``utterance_shape``), frames (n, ``frame_dim``)."""
+
+    utterance_shape: tuple[int, ...]
+    frame_dim: int
+    frame_rate: float | None  # frames per second, None when frames are not evenly spaced
+
+
+@dataclass
+class Encoded:
+    """One clip's features: utterance (utterance_shape), frames (n_frames, frame_dim), times (n_frames,)."""
+
+    utterance: np.ndarray
+    frames: np.ndarray
+    frame_times: np.ndarray
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Encoder:
+    """Base class; subclasses set the class attributes and implement the methods."""
+
+    name: ClassVar[str]
+    modality: ClassVar[str]
+    version: ClassVar[str]
+    Config: ClassVar[type]
+    spec_argument: ClassVar[str | None] = None
+    """Config field filled from the part after ':' in ``NAME:ARG`` specs (e.g. hf:PATH)."""
+    runs_in_workers: ClassVar[bool] = False
+    """True for light CPU encoders: each decoding worker then encodes its clips too."""
+    uses_dtype: ClassVar[bool] = False
+    """True when the compute dtype (fp32/bf16/fp16) changes the output."""
+
+    def __init__(self, config: Any):
+        self.config = config
+        self.device = "cpu"
+        self.dtype = "fp32"
+
+    # declarations ----------------------------------------------------------------------
+    def weights_identity(self) -> dict[str, Any]:
+        """What identifies the weights: package versions, file hashes, or a hub revision."""
+        raise NotImplementedError
+
+    def output_spec(self) -> OutputSpec:
+        raise NotImplementedError
+
+    def preprocessing(self) -> dict[str, Any]:
+        """Input preparation that changes the numbers (sample rate, decoder, ...)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        arg = getattr(self.config, self.spec_argument) if self.spec_argument else None
+        return f"{self.name}:{arg}" if arg else self.name
+
+    # work -------------------------------------------------------------------------------
+    def load(self, device: str = "cpu", dtype: str = "fp32") -> None:
+        """Load weights onto ``device``; called once, in the process that encodes."""
+        self.device, self.dtype = device, dtype
+
+    def encode_batch(self, items: Sequence[Any]) -> list[Encoded | ClipError]:
+        """Encode decoded inputs; a per-item ClipError marks an item that cannot be encoded."""
+        raise NotImplementedError
+
+
+_REGISTRY: dict[tuple[str, str], type[Encoder]] = {}
+
+
+def register_encoder(cls: type[Encoder]) -> type[Encoder]:
+    """Class decorator adding an encoder to the registry under (modality, name)."""
+    key = (cls.modality, cls.name)
+    if key in _REGISTRY and _REGISTRY[key] is not cls:
+        raise EncoderError(f"An encoder named '{cls.name}' is already registered for the "
+                           f"{cls.modality} modality ({_REGISTRY[key].__module__}).")
+    if not (dataclasses.is_dataclass(cls.Config) and cls.Config.__dataclass_params__.frozen):
+        raise EncoderError(f"Encoder '{cls.name}': Config must be a frozen dataclass.")
+    _REGISTRY[key] = cls
+    return cls
+
+
+def known_encoders(modality: str | None = None) -> list[str]:
+    return sorted(f"{name}:<path or id>" if cls.spec_argument else name
+                  for (mod, name), cls in _REGISTRY.items() if modality in (None, mod))
+
+
+def create_encoder(modality: str, spec: str, options: Mapping[str, Any] | None = None) -> Encoder:
+    """Build an encoder from a spec such as ``egemaps`` or ``hf:/models/hubert-base``.
+
+    ``options`` set config fields; strings are converted to the field's type.
+    """
+    name, _, argument = spec.partition(":")
+    cls = _REGISTRY.get((modality, name))
+    if cls is None:
+        raise EncoderError(
+            f"Unknown {modality} encoder '{spec}'. Known {modality} encoders: "
+            f"{', '.join(known_encoders(modality)) or 'none'}."
+        )
+    values: dict[str, Any] = dict(options or {})
+    if cls.spec_argument:
+        if not argument:
+            raise EncoderError(f"Encoder '{name}' needs an argument: '{name}:<path or hub id>'.")
+        values[cls.spec_argument] = argument
+    elif argument:
+        raise EncoderError(f"Encoder '{name}' takes no ':' argument (got '{spec}').")
+    return cls(_make_config(cls, values))
+
+
+def _make_config(cls: type[Encoder], values: Mapping[str, Any]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls.Config)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise EncoderError(
+            f"Encoder '{cls.name}' has no option(s) {', '.join(unknown)}; its options are "
+            f"{', '.join(sorted(fields))}."
+        )
+    hints = typing.get_type_hints(cls.Config)
+    converted = {k: _convert(cls.name, k, v, hints[k]) for k, v in values.items()}
+    try:
+        return cls.Config(**converted)
+    except (TypeError, ValueError) as e:
+        raise EncoderError(f"Encoder '{cls.name}': {e}") from e
+
+
+def _convert(encoder: str, key: str, value: Any, hint: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    target = args[0] if len(args) == 1 else str
+    try:
+        if target is bool:
+            lowered = value.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(value)
+            return lowered in ("true", "1", "yes")
+        if target in (int, float):
+            return target(value)
+    except ValueError:
+        raise EncoderError(f"Option '{key}' of encoder '{encoder}' must be a "
+                           f"{target.__name__}; got '{value}'.") from None
+    return value
+
+
+@dataclass
+class AudioInput:
+    """A decoded audio clip: ``waveform`` is mono float32 of shape (n_samples,) at ``sample_rate``."""
+
+    name: str
+    waveform: np.ndarray
+    sample_rate: int
+
+    @property
+    def duration(self) -> float:
+        return len(self.waveform) / self.sample_rate

@@ -1,0 +1,292 @@
+"""Self-supervised speech models from ``transformers``: wav2vec 2.0, HuBERT, WavLM, data2vec-audio.
+
+``hf:<folder or hub id>`` loads any such checkpoint. Frames are the chosen layer's vectors (50 per
+second for the usual 320-sample stride); the utterance vector is their mean over the clip's own
+frames, never over padding.
+
+Padding must not change a clip's features, or a clip's vector would depend on its batch-mates:
+
+* Models whose feature extractor starts with group norm (``feat_extract_norm == "group"``:
+  wav2vec2-base, HuBERT-base, WavLM-base) normalise each channel over the whole padded time
+  axis. We replace that group norm by one that takes its statistics over each clip's valid
+  samples only.
+* data2vec-audio stacks several padded convolutions in its positional embedding; padded
+  positions are zeroed between them, as the model itself does before the first.
+* Everything else is per-time-step or masked by the attention mask.
+
+A test compares batched against one-clip-at-a-time outputs for each kind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mer_features.encoders.base import AudioInput, Encoded, Encoder, OutputSpec, register_encoder
+from mer_features.encoders.hf_common import (check_layer, resolve_model_dir, select_layers,
+                                             weights_identity)
+from mer_features.errors import ClipError, EncoderError
+
+SUPPORTED_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "wav2vec2-conformer",
+                   "unispeech", "unispeech-sat")
+
+
+@dataclass(frozen=True)
+class HFAudioConfig:
+    model: str
+    layer: str = "mean-last-4"
+    sample_rate: int = 16000
+    chunk_seconds: float = 30.0
+    """Clips longer than this are encoded in chunks of this length (bounded memory)."""
+
+    def __post_init__(self) -> None:
+        check_layer(self.layer)
+        if self.chunk_seconds < 1.0:
+            raise ValueError(f"chunk_seconds must be at least 1.0; got {self.chunk_seconds}")
+
+
+@register_encoder
+class HFAudioEncoder(Encoder):
+    """A frozen wav2vec 2.0 / HuBERT / WavLM / data2vec-audio model."""
+
+    name = "hf"
+    modality = "audio"
+    version = "1"
+    Config = HFAudioConfig
+    spec_argument = "model"
+    uses_dtype = True
+
+    def __init__(self, config: HFAudioConfig):
+        super().__init__(config)
+        self._dir, self._origin = resolve_model_dir(config.model)
+        self._hf_config = _load_config(self._dir)
+        model_type = getattr(self._hf_config, "model_type", "?")
+        if model_type not in SUPPORTED_TYPES:
+            raise EncoderError(
+                f"'{config.model}' is a '{model_type}' model; the hf audio encoder takes "
+                f"{', '.join(SUPPORTED_TYPES)}."
+            )
+        strides = list(self._hf_config.conv_stride)
+        kernels = list(self._hf_config.conv_kernel)
+        self.hop = int(np.prod(strides))
+        # Receptive field of one output frame, in samples: also the shortest usable input.
+        self.receptive_field = 1 + sum((k - 1) * int(np.prod(strides[:i])) for i, k in enumerate(kernels))
+        self.model = None
+        self.normalize = False
+
+    # declarations ----------------------------------------------------------------------
+    def weights_identity(self) -> dict[str, Any]:
+        return weights_identity(self._dir, self._origin)
+
+    def output_spec(self) -> OutputSpec:
+        dim = int(self._hf_config.hidden_size)
+        layers = int(self._hf_config.num_hidden_layers) + 1
+        shape = (layers, dim) if self.config.layer == "all" else (dim,)
+        return OutputSpec(utterance_shape=shape, frame_dim=dim,
+                          frame_rate=self.config.sample_rate / self.hop)
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {"sample_rate": self.config.sample_rate, "mono": True,
+                "normalize": _wants_normalize(self._dir), "masked_padding": True}
+
+    # work -------------------------------------------------------------------------------
+    def load(self, device: str = "cpu", dtype: str = "fp32") -> None:
+        if self.model is not None:
+            return
+        super().load(device, dtype)
+        import torch
+        from transformers import AutoModel
+
+        try:
+            model = AutoModel.from_pretrained(str(self._dir), local_files_only=True)
+        except Exception as e:
+            raise EncoderError(f"Cannot load '{self.config.model}' with transformers: {e}") from e
+        model.eval().requires_grad_(False)
+        self._lengths = _LengthHolder()
+        if getattr(self._hf_config, "feat_extract_norm", "layer") == "group":
+            conv0 = model.feature_extractor.conv_layers[0]
+            conv0.layer_norm = _MaskedGroupNorm(conv0.layer_norm, self._lengths)
+        pos = getattr(getattr(model, "encoder", None), "pos_conv_embed", None)
+        stacked = getattr(pos, "layers", None)
+        if stacked is not None and len(stacked) > 1:
+            for layer in list(stacked)[:-1]:
+                layer.register_forward_hook(self._zero_padding_hook)
+        self.model = model.to(device)
+        self.normalize = _wants_normalize(self._dir)
+        self._torch = torch
+
+    def _zero_padding_hook(self, module: Any, args: Any, output: Any) -> Any:
+        mask = self._lengths.frame_mask
+        if mask is None:
+            return output
+        return output * mask[:, None, : output.shape[-1]].to(output.dtype)
+
+    def _autocast(self):
+        torch = self._torch
+        if self.dtype == "fp32":
+            return contextlib.nullcontext()
+        device_type = "cuda" if str(self.device).startswith("cuda") else "cpu"
+        return torch.autocast(device_type, dtype=torch.bfloat16 if self.dtype == "bf16" else torch.float16)
+
+    def encode_batch(self, items: Sequence[AudioInput]) -> list[Encoded | ClipError]:
+        if self.model is None:
+            self.load(self.device, self.dtype)
+        results: list[Encoded | ClipError | None] = [None] * len(items)
+        segments: list[tuple[int, int, np.ndarray]] = []  # (item index, start sample, samples)
+        for i, item in enumerate(items):
+            if item.sample_rate != self.config.sample_rate:
+                results[i] = ClipError("encode", f"audio is at {item.sample_rate} Hz; encoder "
+                                                 f"'{self.describe()}' needs {self.config.sample_rate} Hz")
+                continue
+            if len(item.waveform) < self.receptive_field:
+                results[i] = ClipError(
+                    "encode", f"clip is {item.duration:.3f} s long; '{self.describe()}' needs at "
+                    f"least {self.receptive_field / self.config.sample_rate:.3f} s "
+                    f"({self.receptive_field} samples at {self.config.sample_rate} Hz)")
+                continue
+            wave = item.waveform
+            if self.normalize:
+                wave = (wave - wave.mean()) / np.sqrt(wave.var() + 1e-7)
+            for start, stop in _chunks(len(wave), int(self.config.chunk_seconds * self.config.sample_rate),
+                                       self.receptive_field):
+                segments.append((i, start, wave[start:stop].astype(np.float32, copy=False)))
+        outputs = self._forward(segments) if segments else []
+        per_item: dict[int, list[tuple[int, np.ndarray, np.ndarray | None]]] = {}
+        for (i, start, _), (frames, layers) in zip(segments, outputs):
+            per_item.setdefault(i, []).append((start, frames, layers))
+        for i, pieces in per_item.items():
+            results[i] = self._assemble(pieces)
+        return results  # type: ignore[return-value]
+
+    def _forward(self, segments: list[tuple[int, int, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        torch = self._torch
+        lengths = [len(s[2]) for s in segments]
+        batch = np.zeros((len(segments), max(lengths)), np.float32)
+        for j, (_, _, wave) in enumerate(segments):
+            batch[j, : len(wave)] = wave
+        inputs = torch.from_numpy(batch).to(self.device)
+        length_t = torch.tensor(lengths, device=self.device)
+        attention = (torch.arange(batch.shape[1], device=self.device)[None, :] < length_t[:, None]).long()
+        frame_lengths = self.model._get_feat_extract_output_lengths(length_t)
+        n_frames = int(frame_lengths.max())
+        k0 = self._hf_config.conv_kernel[0]
+        s0 = self._hf_config.conv_stride[0]
+        self._lengths.conv0 = (length_t - k0) // s0 + 1
+        self._lengths.frame_mask = (torch.arange(n_frames, device=self.device)[None, :]
+                                    < frame_lengths[:, None])
+        try:
+            with torch.inference_mode(), self._autocast():
+                out = self.model(inputs, attention_mask=attention, output_hidden_states=True)
+        finally:
+            self._lengths.conv0 = None
+            self._lengths.frame_mask = None
+        frames, layers = select_layers(out.hidden_states, self.config.layer)
+        frames = frames.float().cpu().numpy()
+        layers = layers.float().cpu().numpy() if layers is not None else None
+        results = []
+        for j, n in enumerate(frame_lengths.tolist()):
+            results.append((frames[j, :n], None if layers is None else layers[:, j, :n]))
+        return results
+
+    def _assemble(self, pieces: list[tuple[int, np.ndarray, np.ndarray | None]]) -> Encoded:
+        pieces.sort(key=lambda p: p[0])
+        rate = self.config.sample_rate
+        frames = np.concatenate([p[1] for p in pieces])
+        times = np.concatenate([
+            (start + np.arange(len(f)) * self.hop + self.receptive_field / 2) / rate
+            for start, f, _ in pieces]).astype(np.float32)
+        if pieces[0][2] is None:
+            utterance = frames.mean(axis=0)
+        else:
+            utterance = np.concatenate([p[2] for p in pieces], axis=1).mean(axis=1)
+        return Encoded(utterance=utterance.astype(np.float32), frames=frames.astype(np.float32),
+                       frame_times=times)
+
+
+def _chunks(n: int, chunk: int, minimum: int) -> list[tuple[int, int]]:
+    """Cut n samples into chunks of ``chunk``; a short tail joins the previous chunk."""
+    if n <= chunk:
+        return [(0, n)]
+    bounds = list(range(0, n, chunk))
+    spans = [(b, min(b + chunk, n)) for b in bounds]
+    if spans[-1][1] - spans[-1][0] < max(minimum, chunk // 10):
+        last = spans.pop()
+        spans[-1] = (spans[-1][0], last[1])
+    return spans
+
+
+class _LengthHolder:
+    """Per-forward lengths, set just before the model runs and cleared after."""
+
+    conv0 = None
+    frame_mask = None
+
+
+def _masked_group_norm_forward(norm: Any, x: Any, lengths: Any) -> Any:
+    import torch
+
+    b, c, t = x.shape
+    g = norm.num_groups
+    mask = (torch.arange(t, device=x.device)[None, :] < lengths[:, None]).to(x.dtype)  # (b, t)
+    xg = x.reshape(b, g, c // g, t)
+    m = mask[:, None, None, :]
+    count = (lengths.to(x.dtype) * (c // g))[:, None, None, None]
+    mean = (xg * m).sum(dim=(2, 3), keepdim=True) / count
+    var = (((xg - mean) * m) ** 2).sum(dim=(2, 3), keepdim=True) / count
+    y = ((xg - mean) / torch.sqrt(var + norm.eps)).reshape(b, c, t)
+    if norm.affine:
+        y = y * norm.weight[None, :, None] + norm.bias[None, :, None]
+    return y
+
+
+@functools.cache
+def _masked_group_norm_class() -> type:
+    import torch
+
+    class MaskedGroupNorm(torch.nn.Module):
+        """GroupNorm whose statistics cover each clip's valid time steps only."""
+
+        def __init__(self, norm: torch.nn.GroupNorm, holder: _LengthHolder):
+            super().__init__()
+            self.norm = norm
+            self.holder = holder
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            lengths = self.holder.conv0
+            if lengths is None:
+                return self.norm(x)
+            return _masked_group_norm_forward(self.norm, x, lengths.to(x.device))
+
+    return MaskedGroupNorm
+
+
+def _MaskedGroupNorm(norm: Any, holder: _LengthHolder) -> Any:
+    return _masked_group_norm_class()(norm, holder)
+
+
+def _load_config(model_dir: Any) -> Any:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
+    except Exception as e:
+        raise EncoderError(f"Cannot read the model config in '{model_dir}': {e}") from e
+
+
+def _wants_normalize(model_dir: Any) -> bool:
+    """Whether the checkpoint's feature extractor normalises each clip to zero mean, unit variance."""
+    import json
+    from pathlib import Path
+
+    path = Path(model_dir) / "preprocessor_config.json"
+    if not path.is_file():
+        return False
+    try:
+        return bool(json.loads(path.read_text()).get("do_normalize", False))
+    except (OSError, ValueError):
+        return False

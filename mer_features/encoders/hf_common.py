@@ -1,0 +1,71 @@
+"""What every ``hf:`` encoder shares: finding the checkpoint, naming its weights, picking layers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mer_features.errors import EncoderError
+from mer_features.fingerprint import file_hash
+
+LAYER_CHOICES = ("last", "mean-last-4", "all")
+_WEIGHT_PATTERNS = ("*.json", "*.safetensors", "*.bin", "*.model", "*.txt", "*.pt")
+
+
+def resolve_model_dir(model: str) -> tuple[Path, dict[str, Any]]:
+    """Local folder holding the checkpoint, and where it came from.
+
+    ``model`` is a local folder (as written by ``save_pretrained``) or a hub id, which is
+    fetched into the Hugging Face cache once; offline, a hub id that is not cached fails with
+    a message saying to pass a local folder.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise EncoderError(f"'{model}' is a folder but holds no config.json; give a folder "
+                               "written by save_pretrained, or a hub id.")
+        return path.resolve(), {"source": "local"}
+    if path.exists() or model.startswith((".", "/", "~")):
+        raise EncoderError(f"Model '{model}' is not a folder. Give a checkpoint folder (written by "
+                           "save_pretrained) or a hub id such as 'facebook/hubert-base-ls960'.")
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(model, allow_patterns=list(_WEIGHT_PATTERNS))
+    except Exception as e:  # network errors come in many types
+        raise EncoderError(
+            f"Cannot fetch model '{model}' from the Hugging Face hub ({type(e).__name__}: {e}). "
+            "Without network access, download it elsewhere and pass its local folder."
+        ) from e
+    local_path = Path(local)
+    return local_path, {"source": "hub", "repo": model, "revision": local_path.name}
+
+
+def weights_identity(model_dir: Path, origin: dict[str, Any]) -> dict[str, Any]:
+    """Origin plus the content hash of every config and weight file of the checkpoint."""
+    files = {}
+    for pattern in _WEIGHT_PATTERNS:
+        for f in sorted(model_dir.glob(pattern)):
+            files[f.name] = file_hash(f)
+    if not any(name.endswith((".safetensors", ".bin", ".pt")) for name in files):
+        raise EncoderError(f"Checkpoint folder '{model_dir}' holds no weight files "
+                           "(*.safetensors or *.bin).")
+    return {**origin, "path": str(model_dir), "files": files}
+
+
+def check_layer(layer: str) -> None:
+    if layer not in LAYER_CHOICES:
+        raise ValueError(f"layer must be one of {', '.join(LAYER_CHOICES)}; got '{layer}'")
+
+
+def select_layers(hidden_states: tuple, layer: str):
+    """From a model's hidden states (each (batch, time, dim)), the frame tensor and, for
+    ``all``, the stacked layers (layers, batch, time, dim) whose means become the utterance."""
+    import torch
+
+    if layer == "last":
+        return hidden_states[-1], None
+    last4 = torch.stack(hidden_states[-4:]).mean(0)
+    if layer == "mean-last-4":
+        return last4, None
+    return last4, torch.stack(hidden_states)

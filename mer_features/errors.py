@@ -1,0 +1,49 @@
+"""Exceptions raised by :mod:`mer_features`.
+
+Every error the package raises on purpose derives from :class:`MerFeaturesError`, so a caller
+can catch the package's failures without catching programming errors.
+"""
+
+
+class MerFeaturesError(Exception):
+    """Root of every error raised on purpose by mer_features."""
+
+
+class ManifestError(MerFeaturesError, ValueError):
+    """A manifest is missing, malformed, or names clips that cannot be used."""
+
+
+class StoreError(MerFeaturesError):
+    """A feature store cannot be opened, read or written."""
+
+
+class FingerprintMismatchError(StoreError):
+    """A store holds features made with another configuration than the one asked for."""
+
+
+class StoreLockedError(StoreError):
+    """Another process is writing the same store."""
+
+
+class EncoderError(MerFeaturesError):
+    """An encoder is unknown, cannot be loaded, or was configured wrongly."""
+
+
+class ClipError(MerFeaturesError):
+    """One clip cannot be processed; the run records it and goes on.
+
+    Parameters
+    ----------
+    stage : str
+        Where it failed: ``"decode"``, ``"encode"``, ...
+    reason : str
+        What went wrong, in words a user can act on.
+    """
+
+    def __init__(self, stage: str, reason: str):
+        super().__init__(f"{stage}: {reason}")
+        self.stage = stage
+        self.reason = reason
+
+    def __reduce__(self):  # survives the trip back from a worker process
+        return (type(self), (self.stage, self.reason))

@@ -1,0 +1,105 @@
+"""Manifest builder for the official MER 2023 release layout.
+
+::
+
+    ROOT/train/  ROOT/test1/  ROOT/test2/  ROOT/test3/     video files named <name>.<ext>
+    ROOT/train-label.csv                                   name,discrete,valence
+    ROOT/transcription.csv                                 name,chinese,english
+
+Every video found becomes a row; ``split`` is its folder. Train clips get their labels; the
+chosen transcript language becomes ``text`` and both languages are kept as extra columns.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from mer_features import EMOTIONS
+from mer_features.errors import ManifestError
+from mer_features.manifest import COLUMNS, write_manifest
+from mer_features.media import VIDEO_SUFFIXES
+
+SPLITS = ("train", "test1", "test2", "test3")
+TEXT_COLUMNS = ("english", "chinese")
+
+
+def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise ManifestError(f"MER 2023 file '{path}' not found; the release root must hold "
+                            f"'{path.name}' with columns {', '.join(required)}.")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"'{path}' is not UTF-8 text: {e}") from e
+    header = set(rows[0]) if rows else set()
+    lacking = [c for c in required if c not in header]
+    if lacking:
+        raise ManifestError(f"'{path}' lacks column(s) {', '.join(lacking)}; expected "
+                            f"{', '.join(required)}.")
+    return rows
+
+
+def build_mer2023_manifest(root: str | Path, out: str | Path, *, text_column: str = "english",
+                           relative: bool = True) -> tuple[Path, dict[str, int]]:
+    """Write a manifest for a MER 2023 release; returns its path and counts per split.
+
+    Paths are written relative to the manifest's folder when ``relative`` (and possible).
+    """
+    root, out = Path(root), Path(out)
+    if text_column not in TEXT_COLUMNS:
+        raise ManifestError(f"text column must be one of {', '.join(TEXT_COLUMNS)}; got '{text_column}'.")
+    labels = {r["name"].strip(): r for r in _read_csv(root / "train-label.csv",
+                                                     ("name", "discrete", "valence"))}
+    texts = {r["name"].strip(): r for r in _read_csv(root / "transcription.csv",
+                                                    ("name", "chinese", "english"))}
+    bad = [(n, r["discrete"]) for n, r in labels.items() if r["discrete"].strip().lower() not in EMOTIONS]
+    if bad:
+        shown = ", ".join(f"{n}={d!r}" for n, d in bad[:10])
+        raise ManifestError(f"train-label.csv has {len(bad)} label(s) outside {', '.join(EMOTIONS)}: {shown}.")
+
+    rows = []
+    counts = {s: 0 for s in SPLITS}
+    seen: dict[str, str] = {}
+    for split in SPLITS:
+        folder = root / split
+        if not folder.is_dir():
+            continue
+        for video in sorted(folder.iterdir()):
+            if video.suffix.lower() not in VIDEO_SUFFIXES or not video.is_file():
+                continue
+            name = video.stem
+            if name in seen:
+                raise ManifestError(f"Clip '{name}' appears in both '{seen[name]}/' and '{split}/'.")
+            seen[name] = split
+            label = labels.get(name, {}) if split == "train" else {}
+            text = texts.get(name, {})
+            path = video.resolve()
+            if relative:
+                try:
+                    path = Path(_relpath(path, out.resolve().parent))
+                except ValueError:
+                    pass
+            rows.append({
+                "name": name, "video": str(path), "audio": None,
+                "text": text.get(text_column, "").strip(),
+                "discrete": label.get("discrete", "").strip().lower() or None,
+                "valence": label.get("valence", "").strip() or None,
+                "split": split,
+                "chinese": text.get("chinese", "").strip(),
+                "english": text.get("english", "").strip(),
+            })
+            counts[split] += 1
+    if not rows:
+        raise ManifestError(f"No videos found under '{root}' in {', '.join(s + '/' for s in SPLITS)}. "
+                            "Point --root at the folder that holds the release's split folders.")
+    counts["train_without_video"] = sum(1 for n in labels if n not in seen)
+    write_manifest(out, rows, columns=(*COLUMNS, "chinese", "english"))
+    return out, counts
+
+
+def _relpath(path: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(path, start)

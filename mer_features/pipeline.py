@@ -1,0 +1,377 @@
+"""Extraction: manifest rows -> decoded media -> batches -> encoder -> store.
+
+Decoding runs in DataLoader worker processes while the encoder works on the previous batch.
+Clips are read in order of decreasing file size (a proxy for duration that needs no decoding),
+then, within a bounded window, sorted by their real length and cut into batches by clip count
+and padded duration, so padding stays small and memory stays bounded whatever the corpus size.
+Light CPU encoders (openSMILE) run inside the workers instead, one clip at a time.
+
+A clip that fails (cannot be decoded, no audio track, too short) is recorded in the store with
+its stage and reason, and the run goes on; ``fail_fast`` stops at the first failure instead,
+keeping what was already written.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mer_features.errors import ClipError, EncoderError, MerFeaturesError
+from mer_features.manifest import Clip, Manifest, check_modality, read_manifest
+from mer_features.store import SCHEMA_VERSION, ClipRecord, StoreHeader, StoreWriter
+
+DTYPES = ("fp32", "bf16", "fp16")
+STORAGE_DTYPES = ("float32", "float16")
+
+
+class ClipFailedError(MerFeaturesError):
+    """Raised with ``fail_fast`` at the first clip that fails."""
+
+
+@dataclass
+class ExtractSummary:
+    """What a run did; ``failures`` lists (name, stage, reason) of this run's failed clips."""
+
+    store: Path
+    modality: str
+    encoder: str
+    total: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    missing: int = 0
+    seconds: float = 0.0
+    failures: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def line(self) -> str:
+        rate = self.done / self.seconds if self.seconds > 0 else 0.0
+        return (f"{self.modality}/{self.encoder}: {self.total} clips - {self.done} extracted, "
+                f"{self.skipped} already stored, {self.failed} failed, {self.missing} missing - "
+                f"{self.seconds:.1f} s ({rate:.1f} clips/s) -> {self.store}")
+
+
+@dataclass
+class _Work:
+    """One clip to decode (and, for in-worker encoders, encode)."""
+
+    clip: Clip
+    input_hash: str
+
+
+@dataclass
+class _Decoded:
+    name: str
+    input_hash: str
+    duration: float = math.nan
+    item: Any = None           # what the encoder takes (AudioInput, ...)
+    encoded: Any = None        # Encoded when the worker already ran the encoder
+    error: ClipError | None = None
+
+    @property
+    def length(self) -> int:
+        return len(self.item.waveform) if self.item is not None else 0
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise EncoderError(f"Device '{device}' was asked for but no CUDA GPU is visible; "
+                               "use --device cpu or auto.")
+    elif device != "cpu":
+        raise EncoderError(f"Unknown device '{device}'; use auto, cpu, cuda or cuda:N.")
+    return device
+
+
+def build_header(encoder: Any, *, storage_dtype: str, dtype: str,
+                 noise: Mapping[str, Any] | None = None) -> StoreHeader:
+    """The store header, whose fingerprint covers everything that changes the numbers."""
+    spec = encoder.output_spec()
+    fields = {
+        "schema_version": SCHEMA_VERSION,
+        "modality": encoder.modality,
+        "encoder": encoder.name,
+        "encoder_version": encoder.version,
+        "weights": encoder.weights_identity(),
+        "config": asdict(encoder.config),
+        "preprocessing": encoder.preprocessing(),
+        "noise": dict(noise) if noise else None,
+        "compute_dtype": dtype if encoder.uses_dtype else "fp32",
+        "storage_dtype": storage_dtype,
+    }
+    return StoreHeader(modality=encoder.modality, encoder=encoder.describe(),
+                       encoder_version=encoder.version, fields=fields,
+                       utterance_shape=tuple(spec.utterance_shape), frame_dim=spec.frame_dim,
+                       frame_rate=spec.frame_rate, storage_dtype=storage_dtype)
+
+
+def input_hashes(clips: Sequence[Clip], modality: str, threads: int = 8) -> list[str]:
+    """Content hash of each clip's input file, hashed in parallel threads (hashlib frees the GIL)."""
+    from mer_features.fingerprint import file_hash
+
+    def one(clip: Clip) -> str:
+        media = clip.media_for(modality)
+        try:
+            return file_hash(media)
+        except OSError as e:
+            return f"unreadable:{type(e).__name__}"
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(one, clips))
+
+
+def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str = "audio",
+            encoder: str | None = None, encoder_options: Mapping[str, Any] | None = None,
+            device: str = "auto", dtype: str = "fp32", storage_dtype: str = "float32",
+            batch_size: int = 8, batch_seconds: float = 160.0, workers: int = 2,
+            overwrite: bool = False, fail_fast: bool = False, skip_missing: bool = False,
+            retry_failed: bool = False, commit_every: int = 256, progress: bool | None = None,
+            log: Callable[[str], None] | None = None) -> ExtractSummary:
+    """Extract one modality's features for every clip of a manifest into a store.
+
+    Clips already in the store from the same input are skipped, so a re-run (or a run after a
+    crash) only does what is left. Returns an :class:`ExtractSummary`.
+
+    Parameters
+    ----------
+    batch_size : at most this many clips per encoder call.
+    batch_seconds : at most this much padded audio (clips x longest clip) per encoder call.
+    workers : decoding processes (0 decodes in this process).
+    storage_dtype : "float32", or "float16" to halve the store's size.
+    commit_every : finished clips are written to disk (a part file) at least every this many
+        clips; a killed run loses at most this many clips' work.
+    """
+    from mer_features.encoders import DEFAULT_ENCODERS, create_encoder
+
+    log = log or (lambda message: print(message, file=sys.stderr))
+    started = time.perf_counter()
+    if dtype not in DTYPES:
+        raise EncoderError(f"dtype must be one of {', '.join(DTYPES)}; got '{dtype}'.")
+    if storage_dtype not in STORAGE_DTYPES:
+        raise EncoderError(f"storage dtype must be one of {', '.join(STORAGE_DTYPES)}; got '{storage_dtype}'.")
+    if batch_size < 1 or batch_seconds <= 0 or workers < 0 or commit_every < 1:
+        raise EncoderError("batch_size and commit_every must be >= 1, batch_seconds > 0 and "
+                           "workers >= 0.")
+    if not isinstance(manifest, Manifest):
+        manifest = read_manifest(manifest, check_files=False)
+    usable, missing = check_modality(manifest, modality, skip_missing=skip_missing)
+
+    enc = create_encoder(modality, encoder or DEFAULT_ENCODERS[modality], encoder_options)
+    device = resolve_device(device) if enc.uses_dtype or not enc.runs_in_workers else "cpu"
+    if dtype == "fp16" and device == "cpu" and enc.uses_dtype:
+        raise EncoderError("fp16 needs a GPU; on the CPU use --dtype bf16 (or fp32).")
+    header = build_header(enc, storage_dtype=storage_dtype, dtype=dtype)
+    summary = ExtractSummary(store=Path(out), modality=modality, encoder=enc.describe(),
+                             total=len(manifest))
+
+    writer = StoreWriter(out, header, overwrite=overwrite, part_clips=commit_every)
+    try:
+        writer.set_labels({c.name: (c.discrete or "", math.nan if c.valence is None else c.valence,
+                                    c.split or "") for c in manifest})
+        for clip, reason in missing:
+            if not writer.is_done(clip.name, "missing"):
+                writer.add(ClipRecord(name=clip.name, status="missing", stage="input",
+                                      reason=reason, input_hash="missing"))
+            summary.missing += 1
+        hashes = input_hashes(usable, modality)
+        todo = [_Work(c, h) for c, h in zip(usable, hashes)
+                if not writer.is_done(c.name, h, retry_failed=retry_failed)]
+        summary.skipped = len(usable) - len(todo)
+        if todo:
+            if not enc.runs_in_workers:
+                enc.load(device, dtype)
+            _run(todo, enc, writer, summary, modality=modality, batch_size=batch_size,
+                 batch_seconds=batch_seconds, workers=workers, fail_fast=fail_fast,
+                 progress=progress, log=log)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _run(todo: list[_Work], enc: Any, writer: StoreWriter, summary: ExtractSummary, *,
+         modality: str, batch_size: int, batch_seconds: float, workers: int, fail_fast: bool,
+         progress: bool | None, log: Callable[[str], None]) -> None:
+    from tqdm.auto import tqdm
+
+    todo.sort(key=lambda w: (-_size(w.clip.media_for(modality)), w.clip.name))
+    bar = tqdm(total=len(todo), unit="clip", desc=f"{modality}/{enc.describe()}",
+               disable=(not progress) if progress is not None else None, dynamic_ncols=True,
+               smoothing=0.1)
+    shown = 0
+
+    def record(decoded: _Decoded, result: Any) -> None:
+        nonlocal shown
+        if isinstance(result, ClipError):
+            rec = ClipRecord(name=decoded.name, status="failed", stage=result.stage,
+                             reason=result.reason, input_hash=decoded.input_hash,
+                             duration=decoded.duration)
+            writer.add(rec)
+            summary.failed += 1
+            summary.failures.append((decoded.name, result.stage, result.reason))
+            if fail_fast:
+                raise ClipFailedError(
+                    f"Clip '{decoded.name}' failed at stage '{result.stage}': {result.reason}. "
+                    "Stopped because of --fail-fast; clips done so far are kept in the store.")
+            if shown < 10:
+                bar.write(f"failed: clip '{decoded.name}' at {result.stage}: {result.reason}")
+                shown += 1
+                if shown == 10:
+                    bar.write("(further failures are not printed; 'mer-features info STORE' lists all)")
+        else:
+            writer.add(ClipRecord(name=decoded.name, utterance=result.utterance,
+                                  frames=result.frames, frame_times=result.frame_times,
+                                  input_hash=decoded.input_hash, duration=decoded.duration,
+                                  info=result.info))
+            summary.done += 1
+        bar.update(1)
+
+    try:
+        for batch in _batches(_decoded_stream(todo, enc, modality, workers), enc, batch_size,
+                              batch_seconds):
+            ready = [d for d in batch if d.error is not None or d.encoded is not None]
+            pending = [d for d in batch if d.error is None and d.encoded is None]
+            for d in ready:
+                record(d, d.error if d.error is not None else d.encoded)
+            if pending:
+                for d, result in zip(pending, _encode(enc, pending)):
+                    record(d, result)
+    finally:
+        bar.close()
+
+
+def _size(path: Path | None) -> int:
+    try:
+        return path.stat().st_size if path is not None else 0
+    except OSError:
+        return 0
+
+
+def _encode(enc: Any, pending: list[_Decoded]) -> list[Any]:
+    """Encode a batch; if the batch as a whole fails, encode its clips one by one so that one
+    bad clip is recorded alone instead of failing its batch-mates."""
+    items = [d.item for d in pending]
+    try:
+        return enc.encode_batch(items)
+    except MemoryError:
+        raise
+    except Exception as batch_error:  # noqa: BLE001 - isolate the clip at fault
+        if len(items) == 1:
+            return [ClipError("encode", f"{type(batch_error).__name__}: {batch_error}")]
+        results = []
+        for item in items:
+            try:
+                results.append(enc.encode_batch([item])[0])
+            except Exception as e:  # noqa: BLE001
+                results.append(ClipError("encode", f"{type(e).__name__}: {e}"))
+        return results
+
+
+class _DecodeDataset:
+    """Map-style dataset over the clips to do; item i decodes (and maybe encodes) clip i."""
+
+    def __init__(self, todo: list[_Work], enc: Any, modality: str):
+        self.todo = todo
+        self.enc = enc
+        self.modality = modality
+
+    def __len__(self) -> int:
+        return len(self.todo)
+
+    def __getitem__(self, i: int) -> _Decoded:
+        work = self.todo[i]
+        out = _Decoded(name=work.clip.name, input_hash=work.input_hash)
+        try:
+            out.item = _decode(work.clip, self.enc, self.modality)
+            out.duration = out.item.duration
+            if self.enc.runs_in_workers:
+                result = self.enc.encode_batch([out.item])[0]
+                if isinstance(result, ClipError):
+                    out.error = result
+                else:
+                    out.encoded = result
+                out.item = None  # the waveform need not travel back to the main process
+        except ClipError as e:
+            out.error = e
+        except Exception as e:  # noqa: BLE001 - a decoder bug must not end a long run
+            out.error = ClipError("decode", f"{type(e).__name__}: {e}")
+        return out
+
+
+def _decode(clip: Clip, enc: Any, modality: str) -> Any:
+    from mer_features.encoders.base import AudioInput
+    from mer_features.media import load_audio
+
+    if modality == "audio":
+        rate = enc.config.sample_rate
+        return AudioInput(clip.name, load_audio(clip.audio_source, rate), rate)
+    raise EncoderError(f"The {modality} modality is not supported yet.")
+
+
+def _worker_init(_: int) -> None:
+    import torch
+
+    # Workers decode one clip each; threads beyond one only fight the encoder for the cores.
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def _decoded_stream(todo: list[_Work], enc: Any, modality: str, workers: int) -> Iterator[_Decoded]:
+    dataset = _DecodeDataset(todo, enc, modality)
+    if workers == 0:
+        yield from (dataset[i] for i in range(len(dataset)))
+        return
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,
+                        worker_init_fn=_worker_init, prefetch_factor=4,
+                        collate_fn=lambda x: x, persistent_workers=False)
+    yield from loader
+
+
+def _batches(stream: Iterator[_Decoded], enc: Any, batch_size: int,
+             batch_seconds: float) -> Iterator[list[_Decoded]]:
+    """Group decoded clips into batches from a bounded window sorted by length."""
+    if enc.runs_in_workers:
+        yield from ([d] for d in stream)
+        return
+    window: list[_Decoded] = []
+    limit = 4 * batch_size
+    for decoded in stream:
+        window.append(decoded)
+        if len(window) >= limit:
+            yield from _cut(window, batch_size, batch_seconds)
+            window = []
+    if window:
+        yield from _cut(window, batch_size, batch_seconds)
+
+
+def _cut(window: list[_Decoded], batch_size: int, batch_seconds: float) -> Iterator[list[_Decoded]]:
+    window.sort(key=lambda d: -d.length)
+    batch: list[_Decoded] = []
+    longest = 0.0
+    for d in window:
+        seconds = d.duration if d.item is not None and not math.isnan(d.duration) else 0.0
+        longest_if_added = max(longest, seconds)
+        if batch and (len(batch) >= batch_size or longest_if_added * (len(batch) + 1) > batch_seconds):
+            yield batch
+            batch, longest_if_added = [], seconds
+        batch.append(d)
+        longest = longest_if_added
+    if batch:
+        yield batch
