@@ -135,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compute dtype for neural encoders (fp16 needs a GPU)")
     p.add_argument("--storage-dtype", default="float32", choices=["float32", "float16"],
                    help="dtype of the stored arrays")
-    p.add_argument("--batch-size", type=int, default=8, help="max clips per encoder call")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="max clips per encoder call (default: 1 on CPU in fp32, 8 on CPU in "
+                   "bf16, 32 on a GPU)")
     p.add_argument("--batch-seconds", type=float, default=160.0,
                    help="max padded seconds per encoder call")
     p.add_argument("--workers", type=int, default=2, help="decoding processes (0: none)")

@@ -30,10 +30,11 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
                             f"'{path.name}' with columns {', '.join(required)}.")
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            header = set(reader.fieldnames or ())
     except UnicodeDecodeError as e:
         raise ManifestError(f"'{path}' is not UTF-8 text: {e}") from e
-    header = set(rows[0]) if rows else set()
     lacking = [c for c in required if c not in header]
     if lacking:
         raise ManifestError(f"'{path}' lacks column(s) {', '.join(lacking)}; expected "

@@ -12,6 +12,20 @@ import soundfile as sf
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_hash_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Tests never touch the user's file-hash cache (subprocesses inherit the variable)."""
+    import os
+
+    old = os.environ.get("MER_FEATURES_CACHE")
+    os.environ["MER_FEATURES_CACHE"] = str(tmp_path_factory.mktemp("hash-cache"))
+    yield
+    if old is None:
+        del os.environ["MER_FEATURES_CACHE"]
+    else:
+        os.environ["MER_FEATURES_CACHE"] = old
+
+
 def shared_data(*parts: str) -> Path:
     """Path under ../shared/data; skips the test when it is absent."""
     path = SHARED_DATA.joinpath(*parts)

@@ -191,3 +191,19 @@ def test_record_shapes_are_checked(tmp_path: Path):
         bad.utterance = np.zeros(5, np.float32)
         with pytest.raises(StoreError, match=r"utterance has shape \(5,\)"):
             w.add(bad)
+
+
+def test_file_hash_cache_reuses_and_notices_edits(tmp_path: Path):
+    from mer_features.fingerprint import file_hash, file_hashes
+
+    files = [tmp_path / f"{i}.bin" for i in range(3)]
+    for i, f in enumerate(files):
+        f.write_bytes(bytes([i]) * 1000)
+    cache = tmp_path / "cache.sqlite"
+    first = file_hashes(files + [tmp_path / "missing"], cache=cache)
+    assert first[:3] == [file_hash(f) for f in files] and first[3].startswith("unreadable:")
+    files[1].write_bytes(b"changed")
+    second = file_hashes(files, cache=cache)
+    assert second[0] == first[0] and second[1] == file_hash(files[1]) != first[1]
+    # a cache that cannot be opened only costs time
+    assert file_hashes(files, cache=tmp_path / "0.bin" / "sub" / "c.sqlite") == second

@@ -108,7 +108,10 @@ class HFAudioEncoder(Encoder):
             raise EncoderError(f"Cannot load '{self.config.model}' with transformers: {e}") from e
         model.eval().requires_grad_(False)
         self._lengths = _LengthHolder()
-        if getattr(self._hf_config, "feat_extract_norm", "layer") == "group":
+        if dtype == "bf16" and device == "cpu" and _plain_convolutions(model.feature_extractor):
+            model.feature_extractor = _fast_feature_encoder_class()(
+                model.feature_extractor, self._lengths, torch.bfloat16)
+        elif getattr(self._hf_config, "feat_extract_norm", "layer") == "group":
             conv0 = model.feature_extractor.conv_layers[0]
             conv0.layer_norm = _MaskedGroupNorm(conv0.layer_norm, self._lengths)
         pos = getattr(getattr(model, "encoder", None), "pos_conv_embed", None)
@@ -116,6 +119,13 @@ class HFAudioEncoder(Encoder):
         if stacked is not None and len(stacked) > 1:
             for layer in list(stacked)[:-1]:
                 layer.register_forward_hook(self._zero_padding_hook)
+        if dtype in ("bf16", "fp16"):
+            # Matrix weights stored in half precision once, instead of autocast casting them
+            # on every forward; norms and the residual stream stay fp32 under autocast.
+            half = torch.bfloat16 if dtype == "bf16" else torch.float16
+            for module in model.modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.to(half)
         self.model = model.to(device)
         self.normalize = _wants_normalize(self._dir)
         self._torch = torch
@@ -228,20 +238,100 @@ class _LengthHolder:
 
 
 def _masked_group_norm_forward(norm: Any, x: Any, lengths: Any) -> Any:
+    """GroupNorm of each clip over its own valid steps, with the native kernel; padded steps
+    are set to zero (no valid output of the later convolutions reads them)."""
     import torch
 
-    b, c, t = x.shape
-    g = norm.num_groups
-    mask = (torch.arange(t, device=x.device)[None, :] < lengths[:, None]).to(x.dtype)  # (b, t)
-    xg = x.reshape(b, g, c // g, t)
-    m = mask[:, None, None, :]
-    count = (lengths.to(x.dtype) * (c // g))[:, None, None, None]
-    mean = (xg * m).sum(dim=(2, 3), keepdim=True) / count
-    var = (((xg - mean) * m) ** 2).sum(dim=(2, 3), keepdim=True) / count
-    y = ((xg - mean) / torch.sqrt(var + norm.eps)).reshape(b, c, t)
-    if norm.affine:
-        y = y * norm.weight[None, :, None] + norm.bias[None, :, None]
-    return y
+    out = torch.zeros_like(x)
+    for b, n in enumerate(lengths.tolist()):
+        out[b:b + 1, :, :n] = torch.nn.functional.group_norm(
+            x[b:b + 1, :, :n], norm.num_groups, norm.weight, norm.bias, norm.eps)
+    return out
+
+
+@functools.cache
+def _fast_feature_encoder_class() -> type:
+    import torch
+    import torch.nn.functional as F
+
+    class HalfFeatureEncoder(torch.nn.Module):
+        """The convolutional feature encoder in bf16/fp16, channels-last, each convolution one
+        matrix product over unfolded windows.
+
+        On CPUs with bf16 matrix units (AMX), oneDNN's bf16 convolutions are barely faster than
+        fp32 while bf16 matrix products are several times faster, and keeping activations as
+        (batch, time, channels) avoids the transposes around every norm. Same layers, same
+        arithmetic up to bf16 rounding; group norm statistics cover each clip's valid steps.
+        """
+
+        def __init__(self, encoder: torch.nn.Module, holder: _LengthHolder, dtype: torch.dtype):
+            super().__init__()
+            self.layers = encoder.conv_layers
+            self.holder = holder
+            self.dtype = dtype
+            self.kernels = [layer.conv.kernel_size[0] for layer in self.layers]
+            self.strides = [layer.conv.stride[0] for layer in self.layers]
+            for i, layer in enumerate(self.layers):
+                conv = layer.conv
+                weight = conv.weight.detach().reshape(conv.out_channels, -1).t().contiguous()
+                self.register_buffer(f"weight{i}", weight.to(dtype))
+                self.register_buffer(f"bias{i}", None if conv.bias is None
+                                     else conv.bias.detach().to(dtype))
+
+        def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+            h = input_values.to(self.dtype)[:, :, None]  # (batch, time, channels)
+            for i, layer in enumerate(self.layers):
+                b, _, c = h.shape
+                windows = h.unfold(1, self.kernels[i], self.strides[i])  # (b, t', c, k)
+                cols = windows.reshape(b, windows.shape[1], c * self.kernels[i])
+                norm = getattr(layer, "layer_norm", None)
+                if isinstance(norm, torch.nn.GroupNorm):  # first layer only (_plain_convolutions)
+                    weight, bias = self._fold_group_norm(norm, input_values, layer.conv)
+                    h = torch.baddbmm(bias, cols, weight)
+                else:
+                    h = cols @ getattr(self, f"weight{i}")
+                    bias = getattr(self, f"bias{i}")
+                    if bias is not None:
+                        h = h + bias
+                if isinstance(norm, torch.nn.LayerNorm):
+                    h = F.layer_norm(h, norm.normalized_shape, norm.weight.to(self.dtype),
+                                     norm.bias.to(self.dtype), norm.eps)
+                h = layer.activation(h)
+            return h.transpose(1, 2)  # (batch, channels, time), as transformers expects
+
+        def _fold_group_norm(self, norm: torch.nn.GroupNorm, input_values: torch.Tensor,
+                             conv: torch.nn.Conv1d) -> tuple[torch.Tensor, torch.Tensor]:
+            """Per-clip weights (b, k, c) and biases (b, 1, c) of the first convolution with its
+            group norm folded in, statistics over each clip's valid steps only.
+
+            The first convolution is a linear map of the waveform's windows X (n, k):
+            y = X W + b, so mean(y) = mean(X) W + b and var(y) = diag(W' cov(X) W), exact, from
+            a k x k covariance in float64. Normalising y is then the same linear map with
+            per-clip weights W * scale and bias (b - mean) * scale + beta, so the (n, channels)
+            activations are never passed over twice. Steps past a clip's end get values no
+            valid output reads.
+            """
+            lengths = self.holder.conv0
+            n_all = [input_values.shape[1]] * input_values.shape[0] if lengths is None else lengths.tolist()
+            k, s = conv.kernel_size[0], conv.stride[0]
+            weight = conv.weight.detach().double().reshape(conv.out_channels, k).t()  # (k, c)
+            conv_bias = 0.0 if conv.bias is None else conv.bias.detach().double()
+            windows = input_values.unfold(1, k, s)  # (b, t', k), a view
+            weights, biases = [], []
+            for b, n in enumerate(n_all):
+                x = windows[b, :n].double()
+                mean_x = x.mean(0)
+                centred = x - mean_x
+                cov = centred.t() @ centred / n
+                mean = mean_x @ weight + conv_bias
+                var = ((cov @ weight) * weight).sum(0)
+                scale = torch.rsqrt(var + norm.eps) * norm.weight.double()
+                weights.append(weight * scale)
+                biases.append((conv_bias - mean) * scale + norm.bias.double())
+            return (torch.stack(weights).to(self.dtype),
+                    torch.stack(biases)[:, None, :].to(self.dtype))
+
+    return HalfFeatureEncoder
 
 
 @functools.cache
@@ -267,6 +357,20 @@ def _masked_group_norm_class() -> type:
 
 def _MaskedGroupNorm(norm: Any, holder: _LengthHolder) -> Any:
     return _masked_group_norm_class()(norm, holder)
+
+
+def _plain_convolutions(encoder: Any) -> bool:
+    """Whether every conv layer is unpadded, ungrouped, undilated, with a per-channel norm."""
+    import torch
+
+    for i, layer in enumerate(getattr(encoder, "conv_layers", ())):
+        conv = layer.conv
+        norm = getattr(layer, "layer_norm", None)
+        if conv.padding[0] != 0 or conv.groups != 1 or conv.dilation[0] != 1:
+            return False
+        if isinstance(norm, torch.nn.GroupNorm) and (norm.num_groups != norm.num_channels or i > 0):
+            return False
+    return bool(getattr(encoder, "conv_layers", ()))
 
 
 def _load_config(model_dir: Any) -> Any:

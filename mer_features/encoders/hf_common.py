@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mer_features.errors import EncoderError
-from mer_features.fingerprint import file_hash
+from mer_features.fingerprint import file_hashes
 
 LAYER_CHOICES = ("last", "mean-last-4", "all")
 _WEIGHT_PATTERNS = ("*.json", "*.safetensors", "*.bin", "*.model", "*.txt", "*.pt")
@@ -43,10 +43,8 @@ def resolve_model_dir(model: str) -> tuple[Path, dict[str, Any]]:
 
 def weights_identity(model_dir: Path, origin: dict[str, Any]) -> dict[str, Any]:
     """Origin plus the content hash of every config and weight file of the checkpoint."""
-    files = {}
-    for pattern in _WEIGHT_PATTERNS:
-        for f in sorted(model_dir.glob(pattern)):
-            files[f.name] = file_hash(f)
+    found = sorted({f for pattern in _WEIGHT_PATTERNS for f in model_dir.glob(pattern)})
+    files = dict(zip((f.name for f in found), file_hashes(found)))
     if not any(name.endswith((".safetensors", ".bin", ".pt")) for name in files):
         raise EncoderError(f"Checkpoint folder '{model_dir}' holds no weight files "
                            "(*.safetensors or *.bin).")
