@@ -171,3 +171,38 @@ class AudioInput:
     @property
     def duration(self) -> float:
         return len(self.waveform) / self.sample_rate
+
+
+@dataclass
+class TextInput:
+    """A transcript to encode (non-empty; empty transcripts never reach an encoder)."""
+
+    name: str
+    text: str
+
+    @property
+    def duration(self) -> float:
+        return float("nan")
+
+
+@dataclass
+class FaceInput:
+    """A clip's face track, ready for an image or video encoder.
+
+    ``faces`` is uint8 of shape (n_frames, face_size, face_size, 3), RGB; ``mask`` (n_frames,)
+    bool is True where a face was found (other frames hold zeros); ``times`` (n_frames,) are
+    frame times in seconds; ``boxes`` (n_frames, 4) float32 x1, y1, x2, y2 in source pixels
+    (NaN without a face) and ``probs`` (n_frames,) detection confidences (0 without a face).
+    """
+
+    name: str
+    faces: np.ndarray
+    mask: np.ndarray
+    times: np.ndarray
+    boxes: np.ndarray
+    probs: np.ndarray
+    fps: float = float("nan")
+
+    @property
+    def duration(self) -> float:
+        return float(self.times[-1]) if len(self.times) else 0.0

@@ -181,14 +181,18 @@ class HFAudioEncoder(Encoder):
             batch[j, : len(wave)] = wave
         inputs = torch.from_numpy(batch).to(self.device)
         length_t = torch.tensor(lengths, device=self.device)
-        attention = (torch.arange(batch.shape[1], device=self.device)[None, :] < length_t[:, None]).long()
         frame_lengths = self.model._get_feat_extract_output_lengths(length_t)
-        n_frames = int(frame_lengths.max())
-        k0 = self._hf_config.conv_kernel[0]
-        s0 = self._hf_config.conv_stride[0]
-        self._lengths.conv0 = (length_t - k0) // s0 + 1
-        self._lengths.frame_mask = (torch.arange(n_frames, device=self.device)[None, :]
-                                    < frame_lengths[:, None])
+        padded = min(lengths) < batch.shape[1]
+        attention = None
+        if padded:  # without padding the masks change nothing and cost passes over the batch
+            attention = (torch.arange(batch.shape[1], device=self.device)[None, :]
+                         < length_t[:, None]).long()
+            n_frames = int(frame_lengths.max())
+            k0 = self._hf_config.conv_kernel[0]
+            s0 = self._hf_config.conv_stride[0]
+            self._lengths.conv0 = (length_t - k0) // s0 + 1
+            self._lengths.frame_mask = (torch.arange(n_frames, device=self.device)[None, :]
+                                        < frame_lengths[:, None])
         try:
             with torch.inference_mode(), self._autocast():
                 out = self.model(inputs, attention_mask=attention, output_hidden_states=True)
@@ -311,12 +315,12 @@ def _fast_feature_encoder_class() -> type:
             activations are never passed over twice. Steps past a clip's end get values no
             valid output reads.
             """
-            lengths = self.holder.conv0
-            n_all = [input_values.shape[1]] * input_values.shape[0] if lengths is None else lengths.tolist()
             k, s = conv.kernel_size[0], conv.stride[0]
             weight = conv.weight.detach().double().reshape(conv.out_channels, k).t()  # (k, c)
             conv_bias = 0.0 if conv.bias is None else conv.bias.detach().double()
             windows = input_values.unfold(1, k, s)  # (b, t', k), a view
+            lengths = self.holder.conv0
+            n_all = [windows.shape[1]] * windows.shape[0] if lengths is None else lengths.tolist()
             weights, biases = [], []
             for b, n in enumerate(n_all):
                 x = windows[b, :n].double()
