@@ -42,19 +42,21 @@ def _parse_options(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    from mer_features.modalities import VideoOptions
     from mer_features.pipeline import extract
 
     options = _parse_options(args.option)
     if args.layer:
         options["layer"] = args.layer
     out = Path(args.out) if args.out else default_store_path(args.manifest, args.modality, args.encoder)
+    video = VideoOptions(fps=args.fps, max_frames=args.max_frames, face_size=args.face_size)
     summary = extract(
         args.manifest, out, modality=args.modality, encoder=args.encoder, encoder_options=options,
         device=args.device, dtype=args.dtype, storage_dtype=args.storage_dtype,
         batch_size=args.batch_size, batch_seconds=args.batch_seconds, workers=args.workers,
         overwrite=args.overwrite, fail_fast=args.fail_fast, skip_missing=args.skip_missing,
         retry_failed=args.retry_failed, commit_every=args.commit_every,
-        progress=False if args.no_progress else None,
+        progress=False if args.no_progress else None, text_column=args.text_column, video=video,
     )
     print(summary.line())
     return EXIT_CLIP_FAILURES if summary.failed or summary.missing else 0
@@ -121,15 +123,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extract", help="extract one modality's features into an HDF5 store",
                        description="Extract one modality's features for every clip of a manifest. "
                        "Clips already stored from the same input are skipped.")
-    p.add_argument("--modality", required=True, choices=["audio"])
+    p.add_argument("--modality", required=True, choices=["audio", "text", "video"])
     p.add_argument("--manifest", required=True, help="manifest CSV")
     p.add_argument("--out", help="store path (default: features/<corpus>-<modality>-<encoder>.h5)")
-    p.add_argument("--encoder", help="encoder spec: egemaps (default for audio), compare, "
-                   "hf:<folder or hub id>")
+    p.add_argument("--encoder", help="encoder spec. audio: egemaps (default), compare, "
+                   "hf:<folder or hub id>; text: minilm (default), hf:...; video: fer (default), "
+                   "hf:... (image models per face frame, VideoMAE per 16-frame window)")
     p.add_argument("--layer", choices=["last", "mean-last-4", "all"],
                    help="hf encoders: which hidden layers to keep (default mean-last-4)")
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
                    help="encoder option, e.g. -o chunk_seconds=20 (repeatable)")
+    p.add_argument("--text-column", default="text",
+                   help="text: manifest column holding the transcripts (default text)")
+    p.add_argument("--fps", type=float, default=4.0, help="video: frames sampled per second (default 4)")
+    p.add_argument("--max-frames", type=int, default=64,
+                   help="video: at most this many frames per clip, spread uniformly (default 64)")
+    p.add_argument("--face-size", type=int, default=160,
+                   help="video: side of the aligned face crops in pixels (default 160)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="compute dtype for neural encoders (fp16 needs a GPU)")

@@ -59,6 +59,12 @@ class Clip:
     split: str | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False)
     line: int = 0
+    invalid_utf8: frozenset[str] = frozenset()
+    """Text columns whose bytes are not valid UTF-8 (their invalid bytes read as U+FFFD)."""
+
+    def text_for(self, column: str = "text") -> str | None:
+        """The transcript in ``column`` ("text" or an extra column), None when absent."""
+        return self.text if column == "text" else self.extra.get(column)
 
     @property
     def audio_source(self) -> Path | None:
@@ -145,13 +151,12 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
             f"Manifest '{path}' does not exist. Give the path of a CSV file "
             "(make one with 'mer-features manifest ...' or 'mer-features demo')."
         )
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ManifestError(
-            f"Manifest '{path}' is not valid UTF-8 text ({e.reason} at byte {e.start}). "
-            "Save it as UTF-8 CSV and run again."
-        ) from e
+    raw = path.read_bytes()
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    # Undecodable bytes survive as lone surrogates, so a bad transcript fails its own clip
+    # instead of the whole manifest; names, paths and labels must still be valid UTF-8.
+    text = raw.decode("utf-8", errors="surrogateescape")
     return parse_manifest(text, base_dir=path.parent, source=f"'{path}'", path=path,
                           check_files=check_files)
 
@@ -204,6 +209,13 @@ def parse_manifest(text: str, *, base_dir: Path, source: str = "<text>",
 
 def _parse_row(row: dict[str, str], line: int, base_dir: Path, problems: _Problems,
                check_files: bool) -> Clip | None:
+    invalid = {k for k, v in row.items() if not _is_utf8(v)}
+    strict = invalid & {"name", "video", "audio", "discrete", "valence", "split"}
+    if strict:
+        problems.add(line, None, f"column(s) {', '.join(sorted(strict))} are not valid UTF-8")
+        return None
+    row = {k: (v.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if k in invalid else v)
+           for k, v in row.items()}
     name = row["name"].strip()
     if not name:
         problems.add(line, None, "empty name")
@@ -254,7 +266,16 @@ def _parse_row(row: dict[str, str], line: int, base_dir: Path, problems: _Proble
         split=(row.get("split", "").strip() or None),
         extra=extra,
         line=line,
+        invalid_utf8=frozenset(invalid),
     )
+
+
+def _is_utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_modality(manifest: Manifest, modality: str, *, skip_missing: bool = False,

@@ -1,6 +1,8 @@
-"""Extraction: manifest rows -> decoded media -> batches -> encoder -> store.
+"""Extraction: manifest rows -> decoded media -> batches -> (faces) -> encoder -> store.
 
-Decoding runs in DataLoader worker processes while the encoder works on the previous batch.
+What differs between audio, text and video lives in :mod:`mer_features.modalities`; this module
+schedules the work. Decoding runs in DataLoader worker processes while the encoder works on the
+previous batch.
 Clips are read in order of decreasing file size (a proxy for duration that needs no decoding),
 then, within a bounded window, sorted by their real length and cut into batches by clip count
 and padded duration, so padding stays small and memory stays bounded whatever the corpus size.
@@ -17,13 +19,14 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mer_features.errors import ClipError, EncoderError, MerFeaturesError
 from mer_features.manifest import Clip, Manifest, check_modality, read_manifest
+from mer_features.modalities import Modality, VideoOptions, make_modality
 from mer_features.store import SCHEMA_VERSION, ClipRecord, StoreHeader, StoreWriter
 
 DTYPES = ("fp32", "bf16", "fp16")
@@ -46,14 +49,17 @@ class ExtractSummary:
     skipped: int = 0
     failed: int = 0
     missing: int = 0
+    empty: int = 0
+    truncated: int = 0
     seconds: float = 0.0
     failures: list[tuple[str, str, str]] = field(default_factory=list)
 
     def line(self) -> str:
         rate = self.done / self.seconds if self.seconds > 0 else 0.0
+        empty = f", {self.empty} empty" if self.empty else ""
         return (f"{self.modality}/{self.encoder}: {self.total} clips - {self.done} extracted, "
-                f"{self.skipped} already stored, {self.failed} failed, {self.missing} missing - "
-                f"{self.seconds:.1f} s ({rate:.1f} clips/s) -> {self.store}")
+                f"{self.skipped} already stored, {self.failed} failed, {self.missing} missing"
+                f"{empty} - {self.seconds:.1f} s ({rate:.1f} clips/s) -> {self.store}")
 
 
 @dataclass
@@ -68,14 +74,11 @@ class _Work:
 class _Decoded:
     name: str
     input_hash: str
-    duration: float = math.nan
-    item: Any = None           # what the encoder takes (AudioInput, ...)
+    item: Any = None           # what the encoder takes (AudioInput, TextInput, FaceInput)
     encoded: Any = None        # Encoded when the worker already ran the encoder
     error: ClipError | None = None
-
-    @property
-    def length(self) -> int:
-        return len(self.item.waveform) if self.item is not None else 0
+    length: float = 0.0        # for batching: seconds of audio or video
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_device(device: str) -> str:
@@ -95,23 +98,31 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def auto_batch_size(device: str, dtype: str) -> int:
+def auto_batch_size(device: str, dtype: str, modality: str = "audio") -> int:
     """Clips per encoder call when none is given.
 
     Measured with HuBERT-base on a 2-core AVX-512/AMX CPU (benchmarks/bench_audio.py): in fp32,
     batches are no faster than one clip at a time (the same matrix-product efficiency, larger
     activations, padding), while in bf16 batches of 8 are about 15% faster (fewer, larger
-    bf16 products). GPUs need large batches to be busy.
+    bf16 products). GPUs need large batches to be busy. Text encoders cut their own batches by
+    token count, and video batches feed the face detector frames from several clips at once.
     """
+    if modality == "text":
+        return 256 if device.startswith("cuda") else 64
+    if modality == "video":
+        return 16 if device.startswith("cuda") else 4
     if device.startswith("cuda"):
         return 32
     return 8 if dtype == "bf16" else 1
 
 
-def build_header(encoder: Any, *, storage_dtype: str, dtype: str,
+def build_header(encoder: Any, *, storage_dtype: str, dtype: str, modality: Modality | None = None,
                  noise: Mapping[str, Any] | None = None) -> StoreHeader:
     """The store header, whose fingerprint covers everything that changes the numbers."""
     spec = encoder.output_spec()
+    preprocessing = dict(encoder.preprocessing())
+    if modality is not None:
+        preprocessing.update(modality.fields())
     fields = {
         "schema_version": SCHEMA_VERSION,
         "modality": encoder.modality,
@@ -119,7 +130,7 @@ def build_header(encoder: Any, *, storage_dtype: str, dtype: str,
         "encoder_version": encoder.version,
         "weights": encoder.weights_identity(),
         "config": asdict(encoder.config),
-        "preprocessing": encoder.preprocessing(),
+        "preprocessing": preprocessing,
         "noise": dict(noise) if noise else None,
         "compute_dtype": dtype if encoder.uses_dtype else "fp32",
         "storage_dtype": storage_dtype,
@@ -127,14 +138,8 @@ def build_header(encoder: Any, *, storage_dtype: str, dtype: str,
     return StoreHeader(modality=encoder.modality, encoder=encoder.describe(),
                        encoder_version=encoder.version, fields=fields,
                        utterance_shape=tuple(spec.utterance_shape), frame_dim=spec.frame_dim,
-                       frame_rate=spec.frame_rate, storage_dtype=storage_dtype)
-
-
-def input_hashes(clips: Sequence[Clip], modality: str) -> list[str]:
-    """Content hash of each clip's input file (remembered across runs by path, size and mtime)."""
-    from mer_features.fingerprint import file_hashes
-
-    return file_hashes([clip.media_for(modality) for clip in clips])
+                       frame_rate=spec.frame_rate, storage_dtype=storage_dtype,
+                       frame_extras=modality.frame_extras() if modality is not None else ())
 
 
 def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str = "audio",
@@ -143,6 +148,7 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
             batch_size: int | None = None, batch_seconds: float = 160.0, workers: int = 2,
             overwrite: bool = False, fail_fast: bool = False, skip_missing: bool = False,
             retry_failed: bool = False, commit_every: int = 256, progress: bool | None = None,
+            text_column: str = "text", video: VideoOptions | None = None,
             log: Callable[[str], None] | None = None) -> ExtractSummary:
     """Extract one modality's features for every clip of a manifest into a store.
 
@@ -158,6 +164,8 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
     storage_dtype : "float32", or "float16" to halve the store's size.
     commit_every : finished clips are written to disk (a part file) at least every this many
         clips; a killed run loses at most this many clips' work.
+    text_column : text modality: the manifest column holding the transcripts.
+    video : video modality: frame rate, frame cap and face crop options.
     """
     from mer_features.encoders import DEFAULT_ENCODERS, create_encoder
 
@@ -172,15 +180,17 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
                            "workers >= 0.")
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest, check_files=False)
-    usable, missing = check_modality(manifest, modality, skip_missing=skip_missing)
+    usable, missing = check_modality(manifest, modality, skip_missing=skip_missing,
+                                     text_column=text_column)
 
     enc = create_encoder(modality, encoder or DEFAULT_ENCODERS[modality], encoder_options)
     device = resolve_device(device) if enc.uses_dtype or not enc.runs_in_workers else "cpu"
     if dtype == "fp16" and device == "cpu" and enc.uses_dtype:
         raise EncoderError("fp16 needs a GPU; on the CPU use --dtype bf16 (or fp32).")
-    header = build_header(enc, storage_dtype=storage_dtype, dtype=dtype)
+    kind = make_modality(modality, text_column=text_column, video=video, device=device)
+    header = build_header(enc, storage_dtype=storage_dtype, dtype=dtype, modality=kind)
     if batch_size is None:
-        batch_size = auto_batch_size(device, dtype)
+        batch_size = auto_batch_size(device, dtype, modality)
     summary = ExtractSummary(store=Path(out), modality=modality, encoder=enc.describe(),
                              total=len(manifest))
 
@@ -193,16 +203,35 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
                 writer.add(ClipRecord(name=clip.name, status="missing", stage="input",
                                       reason=reason, input_hash="missing"))
             summary.missing += 1
-        hashes = input_hashes(usable, modality)
-        todo = [_Work(c, h) for c, h in zip(usable, hashes)
-                if not writer.is_done(c.name, h, retry_failed=retry_failed)]
-        summary.skipped = len(usable) - len(todo)
+        hashes = kind.input_hashes(usable)
+        todo = []
+        for clip, input_hash in zip(usable, hashes):
+            if writer.is_done(clip.name, input_hash, retry_failed=retry_failed):
+                summary.skipped += 1
+                continue
+            settled = kind.precheck(clip)
+            if settled is None:
+                todo.append(_Work(clip, input_hash))
+                continue
+            writer.add(ClipRecord(name=clip.name, status=settled.status, stage=settled.stage,
+                                  reason=settled.reason, input_hash=input_hash))
+            if settled.status == "empty":
+                summary.empty += 1
+            else:
+                summary.failed += 1
+                summary.failures.append((clip.name, settled.stage, settled.reason))
+                if fail_fast:
+                    raise ClipFailedError(f"Clip '{clip.name}' failed at stage '{settled.stage}': "
+                                          f"{settled.reason}. Stopped because of --fail-fast.")
         if todo:
             if not enc.runs_in_workers:
                 enc.load(device, dtype)
-            _run(todo, enc, writer, summary, modality=modality, batch_size=batch_size,
-                 batch_seconds=batch_seconds, workers=workers, fail_fast=fail_fast,
-                 progress=progress, log=log)
+            _run(todo, enc, kind, writer, summary, batch_size=batch_size,
+                 batch_seconds=batch_seconds, workers=workers if kind.uses_workers else 0,
+                 fail_fast=fail_fast, progress=progress, log=log)
+        if summary.truncated:
+            log(f"warning: {summary.truncated} input(s) were longer than the encoder's limit and "
+                "were truncated (clips/info has 'truncated': true)")
     except (ClipFailedError, KeyboardInterrupt):
         writer.close()  # a deliberate stop: leave a complete store of what was done
         raise
@@ -214,23 +243,28 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
     return summary
 
 
-def _run(todo: list[_Work], enc: Any, writer: StoreWriter, summary: ExtractSummary, *,
-         modality: str, batch_size: int, batch_seconds: float, workers: int, fail_fast: bool,
-         progress: bool | None, log: Callable[[str], None]) -> None:
+def _run(todo: list[_Work], enc: Any, kind: Modality, writer: StoreWriter,
+         summary: ExtractSummary, *, batch_size: int, batch_seconds: float, workers: int,
+         fail_fast: bool, progress: bool | None, log: Callable[[str], None]) -> None:
     from tqdm.auto import tqdm
 
-    todo.sort(key=lambda w: (-_size(w.clip.media_for(modality)), w.clip.name))
-    bar = tqdm(total=len(todo), unit="clip", desc=f"{modality}/{enc.describe()}",
+    todo.sort(key=lambda w: (-_size(w.clip.media_for(kind.name)), w.clip.name))
+    bar = tqdm(total=len(todo), unit="clip", desc=f"{kind.name}/{enc.describe()}",
                disable=(not progress) if progress is not None else None, dynamic_ncols=True,
                smoothing=0.1)
     shown = 0
 
-    def record(decoded: _Decoded, result: Any) -> None:
+    def record(decoded: _Decoded, result: Any, item: Any = None) -> None:
         nonlocal shown
+        if not isinstance(result, ClipError):
+            try:
+                extras = kind.extras(item, result) if item is not None else {}
+            except ClipError as e:
+                result = e
         if isinstance(result, ClipError):
             rec = ClipRecord(name=decoded.name, status="failed", stage=result.stage,
                              reason=result.reason, input_hash=decoded.input_hash,
-                             duration=decoded.duration)
+                             duration=decoded.length or math.nan, info=decoded.info)
             writer.add(rec)
             summary.failed += 1
             summary.failures.append((decoded.name, result.stage, result.reason))
@@ -244,23 +278,34 @@ def _run(todo: list[_Work], enc: Any, writer: StoreWriter, summary: ExtractSumma
                 if shown == 10:
                     bar.write("(further failures are not printed; 'mer-features info STORE' lists all)")
         else:
+            info = {**decoded.info, **result.info}
+            summary.truncated += bool(info.get("truncated"))
             writer.add(ClipRecord(name=decoded.name, utterance=result.utterance,
                                   frames=result.frames, frame_times=result.frame_times,
-                                  input_hash=decoded.input_hash, duration=decoded.duration,
-                                  info=result.info))
+                                  frame_extras=extras, input_hash=decoded.input_hash,
+                                  duration=decoded.length or math.nan, info=info))
             summary.done += 1
         bar.update(1)
 
     try:
-        for batch in _batches(_decoded_stream(todo, enc, modality, workers), enc, batch_size,
+        for batch in _batches(_decoded_stream(todo, enc, kind, workers), enc, batch_size,
                               batch_seconds):
             ready = [d for d in batch if d.error is not None or d.encoded is not None]
             pending = [d for d in batch if d.error is None and d.encoded is None]
             for d in ready:
                 record(d, d.error if d.error is not None else d.encoded)
+            if not pending:
+                continue
+            prepared = kind.prepare([d.name for d in pending], [d.item for d in pending])
+            for d, item in zip(pending, prepared):
+                if isinstance(item, ClipError):
+                    record(d, item)
+            pending = [(d, item) for d, item in zip(pending, prepared)
+                       if not isinstance(item, ClipError)]
             if pending:
-                for d, result in zip(pending, _encode(enc, pending)):
-                    record(d, result)
+                results = _encode(enc, [item for _, item in pending])
+                for (d, item), result in zip(pending, results):
+                    record(d, result, item)
     finally:
         bar.close()
 
@@ -272,10 +317,9 @@ def _size(path: Path | None) -> int:
         return 0
 
 
-def _encode(enc: Any, pending: list[_Decoded]) -> list[Any]:
+def _encode(enc: Any, items: list[Any]) -> list[Any]:
     """Encode a batch; if the batch as a whole fails, encode its clips one by one so that one
     bad clip is recorded alone instead of failing its batch-mates."""
-    items = [d.item for d in pending]
     try:
         return enc.encode_batch(items)
     except MemoryError:
@@ -295,10 +339,10 @@ def _encode(enc: Any, pending: list[_Decoded]) -> list[Any]:
 class _DecodeDataset:
     """Map-style dataset over the clips to do; item i decodes (and maybe encodes) clip i."""
 
-    def __init__(self, todo: list[_Work], enc: Any, modality: str):
+    def __init__(self, todo: list[_Work], enc: Any, kind: Modality):
         self.todo = todo
         self.enc = enc
-        self.modality = modality
+        self.kind = kind
 
     def __len__(self) -> int:
         return len(self.todo)
@@ -307,8 +351,9 @@ class _DecodeDataset:
         work = self.todo[i]
         out = _Decoded(name=work.clip.name, input_hash=work.input_hash)
         try:
-            out.item = _decode(work.clip, self.enc, self.modality)
-            out.duration = out.item.duration
+            out.item = self.kind.decode(work.clip, self.enc)
+            out.length = self.kind.length(out.item)
+            out.info = dict(getattr(out.item, "info", None) or {})
             if self.enc.runs_in_workers:
                 result = self.enc.encode_batch([out.item])[0]
                 if isinstance(result, ClipError):
@@ -323,16 +368,6 @@ class _DecodeDataset:
         return out
 
 
-def _decode(clip: Clip, enc: Any, modality: str) -> Any:
-    from mer_features.encoders.base import AudioInput
-    from mer_features.media import load_audio
-
-    if modality == "audio":
-        rate = enc.config.sample_rate
-        return AudioInput(clip.name, load_audio(clip.audio_source, rate), rate)
-    raise EncoderError(f"The {modality} modality is not supported yet.")
-
-
 def _worker_init(_: int) -> None:
     import torch
 
@@ -341,8 +376,8 @@ def _worker_init(_: int) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
 
 
-def _decoded_stream(todo: list[_Work], enc: Any, modality: str, workers: int) -> Iterator[_Decoded]:
-    dataset = _DecodeDataset(todo, enc, modality)
+def _decoded_stream(todo: list[_Work], enc: Any, kind: Modality, workers: int) -> Iterator[_Decoded]:
+    dataset = _DecodeDataset(todo, enc, kind)
     if workers == 0:
         yield from (dataset[i] for i in range(len(dataset)))
         return
@@ -376,7 +411,7 @@ def _cut(window: list[_Decoded], batch_size: int, batch_seconds: float) -> Itera
     batch: list[_Decoded] = []
     longest = 0.0
     for d in window:
-        seconds = d.duration if d.item is not None and not math.isnan(d.duration) else 0.0
+        seconds = d.length if d.item is not None else 0.0
         longest_if_added = max(longest, seconds)
         if batch and (len(batch) >= batch_size or longest_if_added * (len(batch) + 1) > batch_seconds):
             yield batch

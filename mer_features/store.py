@@ -5,7 +5,7 @@ Layout (schema version 1; ``n`` clips, ``T`` frames over all clips)::
     /                     attrs: schema_version, fingerprint, fingerprint_fields (JSON),
                                  modality, encoder, encoder_version, weights (JSON),
                                  config (JSON), package_version, utterance_shape (JSON),
-                                 frame_dim, frame_rate, storage_dtype
+                                 frame_dim, frame_rate, storage_dtype, frame_extras (JSON)
     /clips/name           (n,) str     sorted, unique
     /clips/status         (n,) str     "ok", "failed", "empty" or "missing"
     /clips/stage          (n,) str     where a failure happened ("" when ok)
@@ -21,6 +21,8 @@ Layout (schema version 1; ``n`` clips, ``T`` frames over all clips)::
     /frames/length        (n,) i8      its number of frames
     /frames/data          (T, frame_dim)
     /frames/time          (T,) f4      frame centre times in seconds
+    /frames/<extra>       (T, ...)     optional per-frame extras named in the frame_extras
+                                       attribute (video: face box, detection prob, has_face)
 
 Columns of one clip share one row index, so reading all utterance vectors is one slice and
 never touches the frame matrices.
@@ -71,6 +73,8 @@ class StoreHeader:
     frame_dim: int
     frame_rate: float | None
     storage_dtype: str = "float32"
+    frame_extras: tuple[tuple[str, tuple[int, ...], str], ...] = ()
+    """Per-frame extras: (name, trailing shape, dtype), stored as /frames/<name> (T, *shape)."""
 
     @property
     def fingerprint(self) -> str:
@@ -91,6 +95,7 @@ class StoreHeader:
             "frame_dim": int(self.frame_dim),
             "frame_rate": float("nan") if self.frame_rate is None else float(self.frame_rate),
             "storage_dtype": self.storage_dtype,
+            "frame_extras": json.dumps([[n, list(shape), dt] for n, shape, dt in self.frame_extras]),
         }
 
 
@@ -109,6 +114,7 @@ class ClipRecord:
     utterance: np.ndarray | None = None
     frames: np.ndarray | None = None
     frame_times: np.ndarray | None = None
+    frame_extras: dict[str, np.ndarray] = field(default_factory=dict)
     input_hash: str = ""
     duration: float = math.nan
     info: dict[str, Any] = field(default_factory=dict)
@@ -239,6 +245,20 @@ class FeatureStore:
         return (self._file["frames/time"][start:stop].astype(np.float32),
                 self._file["frames/data"][start:stop].astype(np.float32))
 
+    @property
+    def frame_extra_names(self) -> list[str]:
+        return [entry[0] for entry in json.loads(self.attrs.get("frame_extras", "[]"))]
+
+    def frame_extra(self, name: str, key: str) -> np.ndarray:
+        """One clip's per-frame extra ``key`` (see ``frame_extra_names``), shape (n_frames, ...)."""
+        if key not in self.frame_extra_names:
+            raise StoreError(f"Store '{self.path}' has no per-frame '{key}'; it has "
+                             f"{', '.join(self.frame_extra_names) or 'none'}.")
+        i = self.index(name)
+        start = int(self._file["frames/offset"][i])
+        stop = start + int(self._file["frames/length"][i])
+        return self._file["frames"][key][start:stop]
+
     def labels(self) -> dict[str, np.ndarray]:
         """``discrete`` (str, "" when none), ``valence`` (float, NaN when none), ``split``."""
         return {c: self.column(c) for c in ("discrete", "valence", "split")}
@@ -257,6 +277,7 @@ class FeatureStore:
         if with_arrays:
             rec.utterance = self._file["utterance"][i].astype(np.float32)
             rec.frame_times, rec.frames = self.frames(name)
+            rec.frame_extras = {k: self.frame_extra(name, k) for k in self.frame_extra_names}
         return rec
 
     def failures(self) -> list[tuple[str, str, str, str]]:
@@ -281,6 +302,7 @@ class FeatureStore:
             "frame_dim": self.frame_dim,
             "frame_rate": None if math.isnan(self.attrs["frame_rate"]) else self.attrs["frame_rate"],
             "frames_total": int(self._file["frames/data"].shape[0]),
+            "frame_extras": self.frame_extra_names,
             "storage_dtype": self.attrs["storage_dtype"],
             "fingerprint": self.fingerprint,
             "schema_version": int(self.attrs["schema_version"]),
@@ -361,6 +383,9 @@ def _write_store(path: Path, header: StoreHeader, n: int, rows: Iterable[ClipRec
         data = frames.create_dataset("data", (0, header.frame_dim), maxshape=(None, header.frame_dim),
                                      dtype=dtype, chunks=(max(1, 65536 // fdim), header.frame_dim))
         ftime = frames.create_dataset("time", (0,), maxshape=(None,), dtype="f4", chunks=(16384,))
+        extras = {name: frames.create_dataset(name, (0, *shape), maxshape=(None, *shape), dtype=dt,
+                                              chunks=(4096, *shape))
+                  for name, shape, dt in header.frame_extras}
 
         total = 0
         block: list[ClipRecord] = []
@@ -387,12 +412,14 @@ def _write_store(path: Path, header: StoreHeader, n: int, rows: Iterable[ClipRec
             length[sl] = lens
             added = int(lens.sum())
             if added:
+                with_frames = [r for r in block if r.frames is not None and len(r.frames)]
                 data.resize(total + added, axis=0)
                 ftime.resize(total + added, axis=0)
-                data[total:total + added] = np.concatenate(
-                    [r.frames for r in block if r.frames is not None and len(r.frames)]).astype(dtype)
-                ftime[total:total + added] = np.concatenate(
-                    [r.frame_times for r in block if r.frames is not None and len(r.frames)])
+                data[total:total + added] = np.concatenate([r.frames for r in with_frames]).astype(dtype)
+                ftime[total:total + added] = np.concatenate([r.frame_times for r in with_frames])
+                for name, ds in extras.items():
+                    ds.resize(total + added, axis=0)
+                    ds[total:total + added] = np.concatenate([r.frame_extras[name] for r in with_frames])
             total += added
             block.clear()
 
@@ -423,6 +450,12 @@ def _check_record(rec: ClipRecord, header: StoreHeader) -> None:
                              f"holds (n_frames, {header.frame_dim}).")
         if rec.frame_times is None or len(rec.frame_times) != len(rec.frames):
             raise StoreError(f"Clip '{rec.name}': frame times do not match the frames.")
+        for name, shape, _ in header.frame_extras:
+            extra = rec.frame_extras.get(name)
+            if len(rec.frames) and (extra is None or tuple(extra.shape) != (len(rec.frames), *shape)):
+                raise StoreError(f"Clip '{rec.name}': per-frame '{name}' must have shape "
+                                 f"{(len(rec.frames), *shape)}; got "
+                                 f"{None if extra is None else tuple(extra.shape)}.")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -461,6 +494,7 @@ class _Source:
         self.utt = f["utterance"]
         self.data = f["frames/data"]
         self.time = f["frames/time"]
+        self.extras = {name: f["frames"][name] for name in self.store.frame_extra_names}
 
     def read(self, rows: list[int], with_arrays: bool = True) -> Iterator[ClipRecord]:
         """Records at increasing row indices, reading each array range once."""
@@ -472,6 +506,7 @@ class _Source:
             f_lo = int(self.offset[lo])
             f_hi = int(self.offset[hi - 1] + self.length[hi - 1])
             data, times = self.data[f_lo:f_hi], self.time[f_lo:f_hi]
+            extras = {name: ds[f_lo:f_hi] for name, ds in self.extras.items()}
         for i in rows:
             c = self.cols
             rec = ClipRecord(
@@ -485,6 +520,7 @@ class _Source:
                 s = int(self.offset[i]) - f_lo
                 rec.frames = data[s:s + int(self.length[i])]
                 rec.frame_times = times[s:s + int(self.length[i])]
+                rec.frame_extras = {name: a[s:s + int(self.length[i])] for name, a in extras.items()}
             yield rec
 
 

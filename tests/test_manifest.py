@@ -70,10 +70,15 @@ def test_malformed_headers_and_rows(tmp_path: Path, text: str, expected: str):
         parse_manifest(text, base_dir=tmp_path, check_files=False)
 
 
-def test_non_utf8_manifest_is_a_clear_error(tmp_path: Path):
+def test_non_utf8_transcript_fails_its_clip_not_the_manifest(tmp_path: Path):
     path = tmp_path / "m.csv"
-    path.write_bytes("name,text\na,caf\xe9\n".encode("latin-1"))
-    with pytest.raises(ManifestError, match="not valid UTF-8"):
+    path.write_bytes("name,text\na,caf\xe9\nb,fine\n".encode("latin-1"))
+    m = read_manifest(path)
+    a, b = m.clips
+    assert a.invalid_utf8 == {"text"} and a.text == "caf\ufffd"
+    assert b.invalid_utf8 == frozenset() and b.text == "fine"
+    path.write_bytes("name,text\nd\xe9j\xe0,x\n".encode("latin-1"))
+    with pytest.raises(ManifestError, match="line 2: column\\(s\\) name are not valid UTF-8"):
         read_manifest(path)
 
 

@@ -207,3 +207,27 @@ def test_file_hash_cache_reuses_and_notices_edits(tmp_path: Path):
     assert second[0] == first[0] and second[1] == file_hash(files[1]) != first[1]
     # a cache that cannot be opened only costs time
     assert file_hashes(files, cache=tmp_path / "0.bin" / "sub" / "c.sqlite") == second
+
+
+def test_per_frame_extras_round_trip_through_parts(tmp_path: Path):
+    head = StoreHeader(modality="video", encoder="toy", encoder_version="1", fields={"k": 1},
+                       utterance_shape=(4,), frame_dim=3, frame_rate=None,
+                       frame_extras=(("box", (4,), "f4"), ("has_face", (), "bool")))
+    path = tmp_path / "v.h5"
+    w = StoreWriter(path, head, part_clips=1)
+    for i, n in enumerate((3, 0, 5)):
+        rec = record(f"c{i}", n, i)
+        rec.frame_extras = {"box": np.full((n, 4), i, np.float32), "has_face": np.arange(n) % 2 == 0}
+        w.add(rec)
+    bad = record("bad", 2)
+    with pytest.raises(StoreError, match="per-frame 'box' must have shape"):
+        w.add(bad)
+    w.close()
+    with FeatureStore(path) as s:
+        assert s.frame_extra_names == ["box", "has_face"]
+        np.testing.assert_array_equal(s.frame_extra("c2", "box"), np.full((5, 4), 2))
+        assert s.frame_extra("c2", "has_face").tolist() == [True, False, True, False, True]
+        assert s.frame_extra("c1", "box").shape == (0, 4)
+        assert s.record("c0").frame_extras["box"].shape == (3, 4)
+        with pytest.raises(StoreError, match="no per-frame 'x'"):
+            s.frame_extra("c0", "x")

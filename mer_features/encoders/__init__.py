@@ -8,7 +8,7 @@ from mer_features.encoders.base import (AudioInput, Encoded, Encoder, OutputSpec
                                         known_encoders, register_encoder)
 from mer_features.encoders import hf_audio, opensmile  # noqa: F401  (registration)
 
-DEFAULT_ENCODERS = {"audio": "egemaps"}
+DEFAULT_ENCODERS = {"audio": "egemaps", "text": "minilm", "video": "fer"}
 
 __all__ = ["AudioInput", "Encoded", "Encoder", "OutputSpec", "create_encoder", "known_encoders",
            "register_encoder", "DEFAULT_ENCODERS"]

@@ -1,0 +1,191 @@
+"""What differs between modalities on the way from a manifest row to an encoder input.
+
+Each modality says how to hash a clip's input, which clips need no encoder at all (an empty
+transcript), how to decode a clip (in a worker process), what stage runs in the main process
+between decoding and encoding (face tracking for video, batched across clips), how long an
+input is for batching, and what extra per-frame arrays go to the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mer_features.errors import ClipError, ManifestError
+from mer_features.manifest import Clip
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """Frame sampling and face cropping; all of it changes the features, so all is fingerprinted."""
+
+    fps: float = 4.0
+    max_frames: int = 64
+    face_size: int = 160
+    margin: float = 0.2
+    min_face_size: int = 20
+
+    def __post_init__(self) -> None:
+        if not (0 < self.fps <= 60):
+            raise ManifestError(f"--fps must be in (0, 60]; got {self.fps}.")
+        if self.max_frames < 1 or self.face_size < 16 or self.min_face_size < 8 or self.margin < 0:
+            raise ManifestError("--max-frames must be >= 1, --face-size >= 16, min_face_size >= 8 "
+                                "and margin >= 0.")
+
+
+@dataclass
+class Precheck:
+    """A clip settled without decoding: status ``empty`` or ``failed`` at ``stage``."""
+
+    status: str
+    stage: str = ""
+    reason: str = ""
+
+
+class Modality:
+    name: ClassVar[str]
+    uses_workers: ClassVar[bool] = True
+
+    def fields(self) -> dict[str, Any]:
+        """Modality-level preprocessing that enters the fingerprint."""
+        return {}
+
+    def frame_extras(self) -> tuple[tuple[str, tuple[int, ...], str], ...]:
+        return ()
+
+    def input_hashes(self, clips: Sequence[Clip]) -> list[str]:
+        from mer_features.fingerprint import file_hashes
+
+        return file_hashes([clip.media_for(self.name) for clip in clips])
+
+    def precheck(self, clip: Clip) -> Precheck | None:
+        return None
+
+    def decode(self, clip: Clip, encoder: Any) -> Any:
+        raise NotImplementedError
+
+    def length(self, item: Any) -> float:
+        """Size of a decoded input in the unit of --batch-seconds (0 when unknown)."""
+        return 0.0
+
+    def prepare(self, names: list[str], items: list[Any]) -> list[Any]:
+        """Main-process stage between decoding and encoding; ClipError entries fail a clip."""
+        return items
+
+    def extras(self, item: Any, encoded: Any) -> dict[str, np.ndarray]:
+        return {}
+
+
+class AudioModality(Modality):
+    name = "audio"
+
+    def decode(self, clip: Clip, encoder: Any) -> Any:
+        from mer_features.encoders.base import AudioInput
+        from mer_features.media import load_audio
+
+        rate = encoder.config.sample_rate
+        return AudioInput(clip.name, load_audio(clip.audio_source, rate), rate)
+
+    def length(self, item: Any) -> float:
+        return item.duration
+
+
+class TextModality(Modality):
+    """Transcripts from the manifest's ``text`` column (or ``text_column``)."""
+
+    name = "text"
+    uses_workers = False  # nothing to decode; tokenising happens in the encoder
+
+    def __init__(self, text_column: str = "text"):
+        self.text_column = text_column
+
+    def fields(self) -> dict[str, Any]:
+        return {"text_column": self.text_column}
+
+    def input_hashes(self, clips: Sequence[Clip]) -> list[str]:
+        from mer_features.fingerprint import text_hash
+
+        return [text_hash(clip.text_for(self.text_column) or "") for clip in clips]
+
+    def precheck(self, clip: Clip) -> Precheck | None:
+        if self.text_column in clip.invalid_utf8:
+            return Precheck("failed", "decode", f"the transcript in column '{self.text_column}' is "
+                            "not valid UTF-8; re-save the manifest as UTF-8")
+        text = clip.text_for(self.text_column)
+        if text is None or not text.strip():
+            return Precheck("empty", "input", "empty transcript")
+        return None
+
+    def decode(self, clip: Clip, encoder: Any) -> Any:
+        from mer_features.encoders.base import TextInput
+
+        return TextInput(clip.name, clip.text_for(self.text_column).strip())
+
+    def length(self, item: Any) -> float:
+        return 0.0
+
+
+class VideoModality(Modality):
+    """Frames sampled with decord in workers; faces tracked with MTCNN in the main process."""
+
+    name = "video"
+
+    def __init__(self, options: VideoOptions, device: str = "cpu"):
+        self.options = options
+        self.device = device
+        self._tracker = None
+
+    def fields(self) -> dict[str, Any]:
+        import facenet_pytorch
+
+        return {**asdict(self.options), "face_detector": "facenet-pytorch MTCNN",
+                "face_detector_version": getattr(facenet_pytorch, "__version__", "2.5.3")}
+
+    def frame_extras(self) -> tuple[tuple[str, tuple[int, ...], str], ...]:
+        return (("face_box", (4,), "f4"), ("face_prob", (), "f4"), ("has_face", (), "bool"))
+
+    def decode(self, clip: Clip, encoder: Any) -> Any:
+        from mer_features.video import load_frames
+
+        return load_frames(clip.video, fps=self.options.fps, max_frames=self.options.max_frames)
+
+    def length(self, item: Any) -> float:
+        return float(len(item.times)) / max(self.options.fps, 1e-9)
+
+    def prepare(self, names: list[str], items: list[Any]) -> list[Any]:
+        if self._tracker is None:
+            from mer_features.faces import FaceTracker
+
+            self._tracker = FaceTracker(device=self.device, face_size=self.options.face_size,
+                                        margin=self.options.margin,
+                                        min_face_size=self.options.min_face_size)
+        return self._tracker.track(list(zip(names, items)))
+
+    def extras(self, item: Any, encoded: Any) -> dict[str, np.ndarray]:
+        """Face box, confidence and presence per stored frame (per window for clip models,
+        which name each window's centre frame in ``info['source_frames']``)."""
+        index = encoded.info.pop("source_frames", None)
+        if index is None:
+            if len(encoded.frames) != len(item.mask):
+                raise ClipError("encode", f"the encoder gave {len(encoded.frames)} frames for "
+                                          f"{len(item.mask)} video frames")
+            index = np.arange(len(item.mask))
+        index = np.asarray(index, dtype=np.int64)
+        return {"face_box": np.asarray(item.boxes, np.float32)[index],
+                "face_prob": np.asarray(item.probs, np.float32)[index],
+                "has_face": np.asarray(item.mask, bool)[index]}
+
+
+def make_modality(name: str, *, text_column: str = "text", video: VideoOptions | None = None,
+                  device: str = "cpu") -> Modality:
+    if name == "audio":
+        return AudioModality()
+    if name == "text":
+        return TextModality(text_column)
+    if name == "video":
+        return VideoModality(video or VideoOptions(), device)
+    raise ManifestError(f"Unknown modality '{name}'; expected audio, text or video.")
+
