@@ -57,6 +57,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         overwrite=args.overwrite, fail_fast=args.fail_fast, skip_missing=args.skip_missing,
         retry_failed=args.retry_failed, commit_every=args.commit_every,
         progress=False if args.no_progress else None, text_column=args.text_column, video=video,
+        noise=args.noise, seed=args.seed,
     )
     print(summary.line())
     return EXIT_CLIP_FAILURES if summary.failed or summary.missing else 0
@@ -140,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video: at most this many frames per clip, spread uniformly (default 64)")
     p.add_argument("--face-size", type=int, default=160,
                    help="video: side of the aligned face crops in pixels (default 160)")
+    p.add_argument("--noise", metavar="SPEC",
+                   help="corrupt the decoded media before the encoder, e.g. 'snr=5:10,source=pink' "
+                   "or 'blur=1|2|4' (see README, 'Noise injection')")
+    p.add_argument("--seed", type=int, default=0, help="seed of the per-clip noise draws (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="compute dtype for neural encoders (fp16 needs a GPU)")

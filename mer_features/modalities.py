@@ -48,6 +48,11 @@ class Precheck:
 class Modality:
     name: ClassVar[str]
     uses_workers: ClassVar[bool] = True
+    noise: Any = None  # NoiseSpec acting on this modality, or None
+    seed: int = 0
+
+    def noise_fields(self) -> dict[str, Any] | None:
+        return self.noise.fields(self.seed) if self.noise is not None else None
 
     def fields(self) -> dict[str, Any]:
         """Modality-level preprocessing that enters the fingerprint."""
@@ -82,12 +87,29 @@ class Modality:
 class AudioModality(Modality):
     name = "audio"
 
+    def __init__(self, noise: Any = None, seed: int = 0, babble: Sequence[Any] = ()):
+        self.noise = noise if noise is not None and noise.has_audio else None
+        self.seed = seed
+        self.babble = list(babble)
+        self._folder = None
+
     def decode(self, clip: Clip, encoder: Any) -> Any:
         from mer_features.encoders.base import AudioInput
         from mer_features.media import load_audio
 
         rate = encoder.config.sample_rate
-        return AudioInput(clip.name, load_audio(clip.audio_source, rate), rate)
+        waveform = load_audio(clip.audio_source, rate)
+        info: dict[str, Any] = {}
+        if self.noise is not None:
+            from mer_features.noise import NoiseFolder, corrupt_audio
+
+            if self._folder is None and self.noise.source not in ("white", "pink", "babble"):
+                self._folder = NoiseFolder(self.noise.source)
+            others = [p for p in self.babble if p != clip.audio_source]
+            waveform, drawn = corrupt_audio(clip.name, waveform, rate, self.noise, self.seed,
+                                            babble_sources=others, folder=self._folder)
+            info["noise"] = drawn
+        return AudioInput(clip.name, waveform, rate, info)
 
     def length(self, item: Any) -> float:
         return item.duration
@@ -133,9 +155,11 @@ class VideoModality(Modality):
 
     name = "video"
 
-    def __init__(self, options: VideoOptions, device: str = "cpu"):
+    def __init__(self, options: VideoOptions, device: str = "cpu", noise: Any = None, seed: int = 0):
         self.options = options
         self.device = device
+        self.noise = noise if noise is not None and noise.has_video else None
+        self.seed = seed
         self._tracker = None
 
     def fields(self) -> dict[str, Any]:
@@ -150,7 +174,13 @@ class VideoModality(Modality):
     def decode(self, clip: Clip, encoder: Any) -> Any:
         from mer_features.video import load_frames
 
-        return load_frames(clip.video, fps=self.options.fps, max_frames=self.options.max_frames)
+        decoded = load_frames(clip.video, fps=self.options.fps, max_frames=self.options.max_frames)
+        if self.noise is not None:
+            from mer_features.noise import corrupt_frames
+
+            decoded.frames, drawn = corrupt_frames(clip.name, decoded.frames, self.noise, self.seed)
+            decoded.info = {**(decoded.info or {}), "noise": drawn}
+        return decoded
 
     def length(self, item: Any) -> float:
         return float(len(item.times)) / max(self.options.fps, 1e-9)
@@ -180,12 +210,14 @@ class VideoModality(Modality):
 
 
 def make_modality(name: str, *, text_column: str = "text", video: VideoOptions | None = None,
-                  device: str = "cpu") -> Modality:
+                  device: str = "cpu", noise: Any = None, seed: int = 0,
+                  babble: Sequence[Any] = ()) -> Modality:
+    """The modality object; ``noise`` (a NoiseSpec) applies where it has keys for it."""
     if name == "audio":
-        return AudioModality()
+        return AudioModality(noise, seed, babble)
     if name == "text":
         return TextModality(text_column)
     if name == "video":
-        return VideoModality(video or VideoOptions(), device)
+        return VideoModality(video or VideoOptions(), device, noise, seed)
     raise ManifestError(f"Unknown modality '{name}'; expected audio, text or video.")
 

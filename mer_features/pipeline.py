@@ -149,6 +149,7 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
             overwrite: bool = False, fail_fast: bool = False, skip_missing: bool = False,
             retry_failed: bool = False, commit_every: int = 256, progress: bool | None = None,
             text_column: str = "text", video: VideoOptions | None = None,
+            noise: Any = None, seed: int = 0,
             log: Callable[[str], None] | None = None) -> ExtractSummary:
     """Extract one modality's features for every clip of a manifest into a store.
 
@@ -166,6 +167,8 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
         clips; a killed run loses at most this many clips' work.
     text_column : text modality: the manifest column holding the transcripts.
     video : video modality: frame rate, frame cap and face crop options.
+    noise, seed : a noise spec (text or :class:`mer_features.noise.NoiseSpec`) applied to the
+        decoded media before the encoder, with per-clip draws fixed by (seed, clip, spec).
     """
     from mer_features.encoders import DEFAULT_ENCODERS, create_encoder
 
@@ -187,8 +190,15 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
     device = resolve_device(device) if enc.uses_dtype or not enc.runs_in_workers else "cpu"
     if dtype == "fp16" and device == "cpu" and enc.uses_dtype:
         raise EncoderError("fp16 needs a GPU; on the CPU use --dtype bf16 (or fp32).")
-    kind = make_modality(modality, text_column=text_column, video=video, device=device)
-    header = build_header(enc, storage_dtype=storage_dtype, dtype=dtype, modality=kind)
+    if isinstance(noise, str):
+        from mer_features.noise import parse_noise
+
+        noise = parse_noise(noise)
+    kind = make_modality(modality, text_column=text_column, video=video, device=device,
+                         noise=noise, seed=seed,
+                         babble=[c.audio_source for c in usable] if modality == "audio" else ())
+    header = build_header(enc, storage_dtype=storage_dtype, dtype=dtype, modality=kind,
+                          noise=kind.noise_fields())
     if batch_size is None:
         batch_size = auto_batch_size(device, dtype, modality)
     summary = ExtractSummary(store=Path(out), modality=modality, encoder=enc.describe(),

@@ -156,3 +156,31 @@ def test_real_ravdess_and_truncated_mead(tmp_path: Path):
     with FeatureStore(tmp_path / "r.h5") as store:
         assert np.isfinite(store.utterances()).all()
         assert store.record("mer").duration == pytest.approx(2.4, abs=0.1)
+
+
+def test_noise_injection_is_fingerprinted_recorded_and_reproducible(audio_corpus: Path, tmp_path: Path):
+    clean = tmp_path / "clean.h5"
+    run(audio_corpus, clean)
+    noisy = tmp_path / "noisy.h5"
+    run(audio_corpus, noisy, noise="snr=5:10,source=pink", seed=7, workers=2)
+    with pytest.raises(FingerprintMismatchError, match="noise"):
+        run(audio_corpus, clean, noise="snr=5:10,source=pink", seed=7)
+    with pytest.raises(FingerprintMismatchError, match="seed"):
+        run(audio_corpus, noisy, noise="snr=5:10,source=pink", seed=8)
+    again = tmp_path / "again.h5"
+    run(audio_corpus, again, noise="snr=5:10,source=pink", seed=7, workers=0)
+    babble = tmp_path / "babble.h5"
+    run(audio_corpus, babble, noise="snr=0,source=babble", seed=7)
+    with FeatureStore(clean) as c, FeatureStore(noisy) as n, FeatureStore(again) as a, \
+            FeatureStore(babble) as b:
+        assert not np.allclose(c.utterances(), n.utterances())
+        np.testing.assert_array_equal(n.utterances(), a.utterances())
+        for name in n.names:
+            drawn = n.record(name, with_arrays=False).info["noise"]
+            assert 5 <= drawn["snr_db"] <= 10 and abs(drawn["measured_snr_db"] - drawn["snr_db"]) < 0.1
+            assert drawn == a.record(name, with_arrays=False).info["noise"]
+            talkers = b.record(name, with_arrays=False).info["noise"]["talkers"]
+            own = f"clip {int(name[1:])}.wav"
+            assert len(talkers) == 5 and all(not t["file"].endswith(own) for t in talkers)
+        assert n.fields["noise"] == {"spec": "snr=5:10,source=pink", "seed": 7}
+        assert c.fields["noise"] is None

@@ -167,6 +167,7 @@ class AudioInput:
     name: str
     waveform: np.ndarray
     sample_rate: int
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def duration(self) -> float:
