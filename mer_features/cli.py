@@ -102,6 +102,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_corrupt(args: argparse.Namespace) -> int:
+    from mer_features.corrupt import corrupt_manifest
+
+    path, written, failed = corrupt_manifest(args.manifest, args.noise, args.out, seed=args.seed,
+                                             log=lambda m: print(m, file=sys.stderr))
+    print(f"{path}: {written} corrupted clip(s), {len(failed)} failed")
+    return EXIT_CLIP_FAILURES if failed else 0
+
+
 def cmd_manifest_mer2023(args: argparse.Namespace) -> int:
     from mer_features.mer2023 import build_mer2023_manifest
 
@@ -178,6 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=int, default=60, help="number of clips (default 60)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("corrupt", help="write corrupted copies of a manifest's clips",
+                       description="Write corrupted copies of every clip (the same per-clip draws "
+                       "as extract --noise) and a manifest for them.")
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--noise", required=True, metavar="SPEC")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="folder for the copies and their manifest")
+    p.set_defaults(func=cmd_corrupt)
 
     p = sub.add_parser("manifest", help="build a manifest from a corpus's release layout")
     msub = p.add_subparsers(dest="corpus", required=True)

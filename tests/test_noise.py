@@ -105,3 +105,40 @@ def test_pyramid_blur_removes_detail_and_keeps_size():
     assert np.abs(pyramid_blur(ramp, 2)[:, 4:-4, 4:-4].astype(int) - ramp[:, 4:-4, 4:-4]).max() <= 3
     out, info = corrupt_frames("x", frames, parse_noise("scale=0.5,jpeg=20"), seed=0)
     assert out.shape == frames.shape and info == {"scale": 0.5, "jpeg": 20}
+
+
+def test_corrupted_copies_use_the_pipelines_draws(tmp_path: Path, audio_corpus: Path):
+    import json
+
+    from mer_features.cli import main
+    from mer_features.demo import write_demo
+    from mer_features.manifest import read_manifest
+    from mer_features.media import load_audio
+
+    out = tmp_path / "noisy"
+    assert main(["corrupt", "--manifest", str(audio_corpus), "--noise", "snr=5:10,source=pink",
+                 "--seed", "3", "--out", str(out)]) == 0
+    copies = read_manifest(out / "manifest.csv")
+    originals = read_manifest(audio_corpus)
+    spec = parse_noise("snr=5:10,source=pink")
+    for clip, orig in zip(copies, originals):
+        draws = json.loads(clip.extra["noise"])["audio"]
+        _, pipeline = corrupt_audio(clip.name, voiced(0.5), 16000, spec, seed=3)
+        assert draws["snr_db"] == pipeline["snr_db"]
+        clean, _ = sf.read(orig.audio, dtype="float32", always_2d=True)
+        noisy, _ = sf.read(clip.audio, dtype="float32")
+        clean = clean.mean(axis=1)
+        assert abs(snr_db(clean, noisy - clean) - draws["snr_db"]) < 0.1
+        assert (clip.discrete, clip.valence) == (orig.discrete, orig.valence)
+
+    demo = write_demo(tmp_path / "demo", n_clips=6)
+    vout = tmp_path / "vnoisy"
+    assert main(["corrupt", "--manifest", str(demo), "--noise", "snr=5,blur=4", "--out", str(vout)]) == 0
+    for clip, orig in zip(read_manifest(vout / "manifest.csv"), read_manifest(demo)):
+        import decord
+
+        a, b = decord.VideoReader(str(clip.video)), decord.VideoReader(str(orig.video))
+        assert len(a) == len(b) and a[0].shape == b[0].shape
+        draws = json.loads(clip.extra["noise"])
+        assert draws["video"]["blur"] in (1, 2, 4) and draws["audio"]["snr_db"] == 5.0
+        assert abs(len(load_audio(clip.video, 16000)) - len(load_audio(orig.video, 16000))) < 1600
