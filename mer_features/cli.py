@@ -42,6 +42,7 @@ def _parse_options(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    from mer_features.distributed import bind_device, detect_launch, parse_shard
     from mer_features.modalities import VideoOptions
     from mer_features.pipeline import extract
 
@@ -50,9 +51,13 @@ def cmd_extract(args: argparse.Namespace) -> int:
         options["layer"] = args.layer
     out = Path(args.out) if args.out else default_store_path(args.manifest, args.modality, args.encoder)
     video = VideoOptions(fps=args.fps, max_frames=args.max_frames, face_size=args.face_size)
+    launch = None if args.shard else detect_launch()
+    shard = parse_shard(args.shard) if args.shard else (launch.shard if launch else None)
+    store = shard.store_path(out) if launch is not None else out
+    device = bind_device(args.device, launch) if launch is not None else args.device
     summary = extract(
-        args.manifest, out, modality=args.modality, encoder=args.encoder, encoder_options=options,
-        device=args.device, dtype=args.dtype, storage_dtype=args.storage_dtype,
+        args.manifest, store, modality=args.modality, encoder=args.encoder, encoder_options=options,
+        device=device, shard=shard, dtype=args.dtype, storage_dtype=args.storage_dtype,
         batch_size=args.batch_size, batch_seconds=args.batch_seconds, workers=args.workers,
         overwrite=args.overwrite, fail_fast=args.fail_fast, skip_missing=args.skip_missing,
         retry_failed=args.retry_failed, commit_every=args.commit_every,
@@ -60,6 +65,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
         noise=args.noise, seed=args.seed,
     )
     print(summary.line())
+    if launch is not None and launch.launcher == "torchrun":
+        from mer_features.distributed import barrier_then_merge
+
+        barrier_then_merge(out, launch)
     return EXIT_CLIP_FAILURES if summary.failed or summary.missing else 0
 
 
@@ -99,6 +108,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     manifest = write_demo(args.out, n_clips=args.clips, seed=args.seed)
     print(manifest)
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from mer_features.store import merge_stores
+
+    n = merge_stores(args.out, args.shards, overwrite=args.overwrite)
+    print(f"{args.out}: {n} clips from {len(args.shards)} shard(s)")
     return 0
 
 
@@ -154,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="corrupt the decoded media before the encoder, e.g. 'snr=5:10,source=pink' "
                    "or 'blur=1|2|4' (see README, 'Noise injection')")
     p.add_argument("--seed", type=int, default=0, help="seed of the per-clip noise draws (default 0)")
+    p.add_argument("--shard", metavar="I/N",
+                   help="extract only shard I of N (stable by clip name); under torchrun or a "
+                   "SLURM array the shard is taken from the launcher")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="compute dtype for neural encoders (fp16 needs a GPU)")
@@ -187,6 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=int, default=60, help="number of clips (default 60)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("merge", help="merge shard stores into one store",
+                       description="Merge shard stores of one extraction. Refuses shards with "
+                       "different fingerprints or overlapping clips.")
+    p.add_argument("--out", required=True)
+    p.add_argument("shards", nargs="+")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("corrupt", help="write corrupted copies of a manifest's clips",
                        description="Write corrupted copies of every clip (the same per-clip draws "

@@ -149,7 +149,7 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
             overwrite: bool = False, fail_fast: bool = False, skip_missing: bool = False,
             retry_failed: bool = False, commit_every: int = 256, progress: bool | None = None,
             text_column: str = "text", video: VideoOptions | None = None,
-            noise: Any = None, seed: int = 0,
+            noise: Any = None, seed: int = 0, shard: Any = None,
             log: Callable[[str], None] | None = None) -> ExtractSummary:
     """Extract one modality's features for every clip of a manifest into a store.
 
@@ -169,6 +169,7 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
     video : video modality: frame rate, frame cap and face crop options.
     noise, seed : a noise spec (text or :class:`mer_features.noise.NoiseSpec`) applied to the
         decoded media before the encoder, with per-clip draws fixed by (seed, clip, spec).
+    shard : a :class:`mer_features.distributed.Shard`: only the manifest's clips of that shard.
     """
     from mer_features.encoders import DEFAULT_ENCODERS, create_encoder
 
@@ -183,6 +184,9 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
                            "workers >= 0.")
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest, check_files=False)
+    if shard is not None:
+        manifest = Manifest(manifest.path, [c for c in manifest if shard.holds(c.name)],
+                            manifest.columns)
     usable, missing = check_modality(manifest, modality, skip_missing=skip_missing,
                                      text_column=text_column)
 

@@ -527,6 +527,99 @@ class _Source:
 LabelMap = Mapping[str, tuple[str, float, str]]
 
 
+def _merge(path: Path, header: StoreHeader, source_paths: list[Path],
+           labels: LabelMap | None = None, *, overlap_ok: bool = True) -> int:
+    """Write the clips of ``source_paths`` as one store at ``path``, sorted by name.
+
+    A clip in several sources is taken from the last one (parts are newer than the store),
+    unless ``overlap_ok`` is false, which refuses overlaps. ``labels`` override the stored
+    labels of the clips they name. Returns the number of clips.
+    """
+    sources: list[_Source] = []
+    try:
+        where: dict[str, tuple[int, int]] = {}
+        for si, source_path in enumerate(source_paths):
+            sources.append(_Source(source_path))
+            for ri, name in enumerate(sources[-1].cols["name"]):
+                if not overlap_ok and name in where:
+                    raise StoreError(f"Clip '{name}' is in both '{source_paths[where[name][0]]}' and "
+                                     f"'{source_path}'; shards must not overlap.")
+                where[name] = (si, ri)
+        names = sorted(where)
+        _atomic_write(path, header, len(names), _merged_rows(sources, where, names, labels or {}))
+    finally:
+        for src in sources:
+            src.store.close()
+    return len(names)
+
+
+def _merged_rows(sources: list[_Source], where: dict[str, tuple[int, int]], names: list[str],
+                 labels: LabelMap) -> Iterator[ClipRecord]:
+    for start in range(0, len(names), _BLOCK):
+        block = names[start:start + _BLOCK]
+        by_source: dict[int, list[int]] = {}
+        for name in block:
+            si, ri = where[name]
+            by_source.setdefault(si, []).append(ri)
+        got: dict[str, ClipRecord] = {}
+        for si, rows in by_source.items():
+            for rec in sources[si].read(sorted(rows)):
+                got[rec.name] = rec
+        for name in block:
+            rec = got[name]
+            if name in labels:
+                rec.discrete, rec.valence, rec.split = labels[name]
+            yield rec
+
+
+def merge_stores(out: str | Path, shards: list[str | Path], *, overwrite: bool = False) -> int:
+    """Merge shard stores into one, refusing different fingerprints and overlapping clips.
+
+    The result equals, clip for clip, the store one process would have written (both are
+    sorted by name). Returns the number of clips.
+    """
+    out = Path(out)
+    shards = [Path(s) for s in shards]
+    if not shards:
+        raise StoreError("Nothing to merge: give at least one shard store.")
+    headers = []
+    for shard in shards:
+        if not shard.exists():
+            raise StoreError(f"Shard store '{shard}' does not exist.")
+        with FeatureStore(shard) as store:
+            if pending_parts(shard):
+                raise StoreError(f"Shard '{shard}' has unmerged parts of an interrupted run; "
+                                 "re-run its extraction to complete it first.")
+            headers.append((store.fingerprint, store.fields, _header_of(store)))
+    first_fp, first_fields, header = headers[0]
+    for shard, (fp, fields, _) in zip(shards[1:], headers[1:]):
+        if fp != first_fp:
+            diffs = "; ".join(diff_fields(first_fields, fields)[:6])
+            raise FingerprintMismatchError(
+                f"Shard '{shard}' was made with another configuration than '{shards[0]}' "
+                f"(fingerprint {fp} vs {first_fp}; differences: {diffs}). Only shards of one "
+                "extraction can be merged.")
+    if out.exists() and not overwrite:
+        raise StoreError(f"'{out}' exists; pass --overwrite to replace it, or another --out.")
+    lock = _acquire_lock(out)
+    try:
+        return _merge(out, header, shards, overlap_ok=False)
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        os.close(lock)
+
+
+def _header_of(store: FeatureStore) -> StoreHeader:
+    a = store.attrs
+    extras = tuple((n, tuple(shape), dt) for n, shape, dt in json.loads(a.get("frame_extras", "[]")))
+    rate = float(a["frame_rate"])
+    return StoreHeader(modality=a["modality"], encoder=a["encoder"],
+                       encoder_version=a["encoder_version"], fields=store.fields,
+                       utterance_shape=store.utterance_shape, frame_dim=store.frame_dim,
+                       frame_rate=None if math.isnan(rate) else rate,
+                       storage_dtype=a["storage_dtype"], frame_extras=extras)
+
+
 class StoreWriter:
     """Adds clips to a store, crash-safely; one writer per store at a time (a file lock).
 
@@ -667,41 +760,11 @@ class StoreWriter:
         parts = pending_parts(self.path)
         if not parts and not (self.path.exists() and self._labels_changed()):
             return
-        sources = []
-        try:
-            if self.path.exists():
-                sources.append(_Source(self.path))
-            sources.extend(_Source(p) for p in parts)
-            where: dict[str, tuple[int, int]] = {}
-            for si, src in enumerate(sources):
-                for ri, name in enumerate(src.cols["name"]):
-                    where[name] = (si, ri)
-            names = sorted(where)
-            _atomic_write(self.path, self.header, len(names), self._merged_rows(sources, where, names))
-        finally:
-            for src in sources:
-                src.store.close()
+        sources = ([self.path] if self.path.exists() else []) + parts
+        _merge(self.path, self.header, sources, self._labels)
         for part in parts:
             part.unlink(missing_ok=True)
         self._stored_labels.update({n: v for n, v in self._labels.items()})
-
-    def _merged_rows(self, sources: list[_Source], where: dict[str, tuple[int, int]],
-                     names: list[str]) -> Iterator[ClipRecord]:
-        for start in range(0, len(names), _BLOCK):
-            block = names[start:start + _BLOCK]
-            by_source: dict[int, list[int]] = {}
-            for name in block:
-                si, ri = where[name]
-                by_source.setdefault(si, []).append(ri)
-            got: dict[str, ClipRecord] = {}
-            for si, rows in by_source.items():
-                for rec in sources[si].read(sorted(rows)):
-                    got[rec.name] = rec
-            for name in block:
-                rec = got[name]
-                if name in self._labels:
-                    rec.discrete, rec.valence, rec.split = self._labels[name]
-                yield rec
 
     def close(self) -> None:
         """Write what is buffered, merge the parts into the store, release the lock."""
