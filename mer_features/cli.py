@@ -111,6 +111,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from mer_features.verify import verify_store
+
+    report = verify_store(args.store)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif report["ok"]:
+        print(f"{args.store}: ok ({report['clips']} clips, {report['frames']} frames)")
+    else:
+        print(f"{args.store}: {len(report['problems'])} problem(s)")
+        for line in report["problems"]:
+            print(f"  - {line}")
+    return 0 if report["ok"] else 1
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     from mer_features.store import merge_stores
 
@@ -207,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=int, default=60, help="number of clips (default 60)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("verify", help="check a store's integrity",
+                       description="Read every clip of a store and report what is wrong "
+                       "(exit 1 when anything is).")
+    p.add_argument("store")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("merge", help="merge shard stores into one store",
                        description="Merge shard stores of one extraction. Refuses shards with "

@@ -231,3 +231,27 @@ def test_per_frame_extras_round_trip_through_parts(tmp_path: Path):
         assert s.record("c0").frame_extras["box"].shape == (3, 4)
         with pytest.raises(StoreError, match="no per-frame 'x'"):
             s.frame_extra("c0", "x")
+
+
+def test_verify_reports_damage(tmp_path: Path, capsys):
+    from mer_features.cli import main
+    from mer_features.verify import verify_store
+
+    path = tmp_path / "s.h5"
+    write(path, [record(f"c{i}", 3 + i, i) for i in range(5)])
+    assert verify_store(path)["ok"]
+    assert main(["verify", str(path)]) == 0
+    with h5py.File(path, "a") as f:
+        f["utterance"][1, 0] = np.nan
+        f["frames/data"][4, 1] = np.inf
+        f["frames/length"][2] = 99
+    report = verify_store(path)
+    assert not report["ok"]
+    text = "\n".join(report["problems"])
+    assert "clip 'c1': non-finite utterance values" in text
+    assert "frame offsets and lengths do not tile" in text
+    assert "non-finite frame values in clip(s) c1" in text
+    assert main(["verify", str(path)]) == 1
+    truncated = tmp_path / "t.h5"
+    truncated.write_bytes(path.read_bytes()[:2000])
+    assert "cannot be opened" in verify_store(truncated)["problems"][0]
