@@ -19,7 +19,6 @@ A test compares batched against one-clip-at-a-time outputs for each kind.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from mer_features.encoders.base import AudioInput, Encoded, Encoder, OutputSpec, register_encoder
-from mer_features.encoders.hf_common import (check_layer, resolve_model_dir, select_layers,
-                                             weights_identity)
+from mer_features.encoders.hf_common import (autocast, check_layer, load_config,
+                                             resolve_model_dir, select_layers, weights_identity)
 from mer_features.errors import ClipError, EncoderError
 
 SUPPORTED_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "wav2vec2-conformer",
@@ -64,7 +63,7 @@ class HFAudioEncoder(Encoder):
     def __init__(self, config: HFAudioConfig):
         super().__init__(config)
         self._dir, self._origin = resolve_model_dir(config.model)
-        self._hf_config = _load_config(self._dir)
+        self._hf_config = load_config(self._dir)
         model_type = getattr(self._hf_config, "model_type", "?")
         if model_type not in SUPPORTED_TYPES:
             raise EncoderError(
@@ -136,13 +135,6 @@ class HFAudioEncoder(Encoder):
             return output
         return output * mask[:, None, : output.shape[-1]].to(output.dtype)
 
-    def _autocast(self):
-        torch = self._torch
-        if self.dtype == "fp32":
-            return contextlib.nullcontext()
-        device_type = "cuda" if str(self.device).startswith("cuda") else "cpu"
-        return torch.autocast(device_type, dtype=torch.bfloat16 if self.dtype == "bf16" else torch.float16)
-
     def encode_batch(self, items: Sequence[AudioInput]) -> list[Encoded | ClipError]:
         if self.model is None:
             self.load(self.device, self.dtype)
@@ -194,7 +186,7 @@ class HFAudioEncoder(Encoder):
             self._lengths.frame_mask = (torch.arange(n_frames, device=self.device)[None, :]
                                         < frame_lengths[:, None])
         try:
-            with torch.inference_mode(), self._autocast():
+            with torch.inference_mode(), autocast(self.device, self.dtype):
                 out = self.model(inputs, attention_mask=attention, output_hidden_states=True)
         finally:
             self._lengths.conv0 = None
@@ -375,15 +367,6 @@ def _plain_convolutions(encoder: Any) -> bool:
         if isinstance(norm, torch.nn.GroupNorm) and (norm.num_groups != norm.num_channels or i > 0):
             return False
     return bool(getattr(encoder, "conv_layers", ()))
-
-
-def _load_config(model_dir: Any) -> Any:
-    from transformers import AutoConfig
-
-    try:
-        return AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
-    except Exception as e:
-        raise EncoderError(f"Cannot read the model config in '{model_dir}': {e}") from e
 
 
 def _wants_normalize(model_dir: Any) -> bool:

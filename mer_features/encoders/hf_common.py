@@ -67,3 +67,25 @@ def select_layers(hidden_states: tuple, layer: str):
     if layer == "mean-last-4":
         return last4, None
     return last4, torch.stack(hidden_states)
+
+
+def load_config(model_dir: Path) -> Any:
+    """The checkpoint's ``transformers`` config, read from its folder (never fetched)."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
+    except Exception as e:
+        raise EncoderError(f"Cannot read the model config in '{model_dir}': {e}") from e
+
+
+def autocast(device: str, dtype: str):
+    """Context for a forward pass in ``dtype`` (fp32, bf16, fp16) on ``device``."""
+    import contextlib
+
+    import torch
+
+    if dtype == "fp32":
+        return contextlib.nullcontext()
+    device_type = "cuda" if str(device).startswith("cuda") else "cpu"
+    return torch.autocast(device_type, dtype=torch.bfloat16 if dtype == "bf16" else torch.float16)

@@ -17,7 +17,6 @@ checkpoint's image processor says (size, mean, std).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 from collections.abc import Sequence
@@ -27,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from mer_features.encoders.base import Encoded, Encoder, FaceInput, OutputSpec, register_encoder
-from mer_features.encoders.hf_common import (check_layer, resolve_model_dir, select_layers,
-                                             weights_identity)
+from mer_features.encoders.hf_common import (autocast, check_layer, resolve_model_dir,
+                                             select_layers, weights_identity)
 from mer_features.errors import ClipError, EncoderError
 
 IMAGE_TYPES = ("clip", "clip_vision_model", "vit", "vit_mae", "dinov2")
@@ -117,13 +116,6 @@ class HFVisionEncoder(Encoder):
         self.model = model.eval().requires_grad_(False).to(device)
         self._torch = torch
 
-    def _autocast(self):
-        torch = self._torch
-        if self.dtype == "fp32":
-            return contextlib.nullcontext()
-        device_type = "cuda" if str(self.device).startswith("cuda") else "cpu"
-        return torch.autocast(device_type, dtype=torch.bfloat16 if self.dtype == "bf16" else torch.float16)
-
     def encode_batch(self, items: Sequence[FaceInput]) -> list[Encoded | ClipError]:
         if self.model is None:
             self.load(self.device, self.dtype)
@@ -183,7 +175,7 @@ class HFVisionEncoder(Encoder):
             pixels = self._pixels(faces)
             if not self.is_video_model:
                 pixels = pixels[:, 0]
-            with torch.inference_mode(), self._autocast():
+            with torch.inference_mode(), autocast(self.device, self.dtype):
                 hidden = self.model(pixel_values=pixels, output_hidden_states=True).hidden_states
             frames, layers = select_layers(hidden, self.config.layer)
             out.extend(zip(self._pool(frames), self._pool_layers(layers, len(chunk))))
