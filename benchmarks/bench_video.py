@@ -1,0 +1,120 @@
+"""Video extraction: this pipeline against a one-clip-at-a-time loop, same clips and encoder.
+
+The loop is the baseline tools' procedure: for each clip, decode all of its frames, keep the
+frames at the sampling rate, detect faces (MTCNN) on that clip's frames, crop, encode with the
+default `fer` encoder, save one .npy. The pipeline decodes only the sampled frames in worker
+processes while the main process runs MTCNN and the encoder batched across clips.
+Both use the same face tracker and encoder code, so the features must agree.
+Usage: python benchmarks/bench_video.py [--clips N] [--source demo|mead] [--repeats R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+MEAD = ROOT.parent / "shared" / "data" / "mead" / "dreamtalk_facecrop_256"
+FPS, MAX_FRAMES, FACE_SIZE = 4.0, 64, 160
+
+
+def corpus(folder: Path, n: int, source: str) -> tuple[Path, str]:
+    from conftest import write_manifest
+
+    from mer_features.demo import write_demo
+
+    if source == "mead" and MEAD.is_dir():
+        files = sorted(MEAD.glob("*.mp4"))[:n]
+        rows = [{"name": f.stem, "video": str(f)} for f in files]
+        return write_manifest(folder / "mead.csv", rows), f"MEAD face crops ({len(files)} clips, 256x256, 25 fps)"
+    manifest = write_demo(folder / "demo", n_clips=max(6, n))
+    return manifest, f"demo corpus ({max(6, n)} clips, 192x192, 25 fps, 2-4 s)"
+
+
+def per_clip_loop(manifest: Path, out: Path) -> float:
+    import decord
+
+    from mer_features.encoders import create_encoder
+    from mer_features.faces import FaceTracker
+    from mer_features.manifest import read_manifest
+    from mer_features.video import DecodedVideo, sample_indices
+
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    encoder = create_encoder("video", "fer")
+    encoder.load("cpu")
+    tracker = FaceTracker(device="cpu", face_size=FACE_SIZE, margin=0.2, min_face_size=20)
+    for clip in read_manifest(manifest):
+        reader = decord.VideoReader(str(clip.video))
+        fps = float(reader.get_avg_fps())
+        every = reader.get_batch(list(range(len(reader)))).asnumpy()  # all frames, as the tools do
+        index = sample_indices(len(every), fps, FPS, MAX_FRAMES)
+        decoded = DecodedVideo(frames=every[index], times=(index / fps).astype(np.float32), fps=fps,
+                               n_source_frames=len(every), truncated=False,
+                               info={"indices": index})
+        (face,) = tracker.track([(clip.name, decoded)])
+        (encoded,) = encoder.encode_batch([face])
+        np.save(out / f"{clip.name}.npy", encoded.utterance)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clips", type=int, default=24)
+    parser.add_argument("--source", choices=["demo", "mead"], default="demo")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
+    args = parser.parse_args()
+
+    import torch
+
+    from mer_features.modalities import VideoOptions
+    from mer_features.pipeline import extract
+    from mer_features.store import FeatureStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        manifest, source = corpus(tmp, args.clips, args.source)
+        options = VideoOptions(fps=FPS, max_frames=MAX_FRAMES, face_size=FACE_SIZE)
+        loop_times, pipe_times = [], []
+        for _ in range(args.repeats):
+            loop_times.append(per_clip_loop(manifest, tmp / "npy"))
+            store = tmp / "video.h5"
+            store.unlink(missing_ok=True)
+            t = time.perf_counter()
+            summary = extract(manifest, store, modality="video", device="cpu", progress=False,
+                              workers=args.workers, video=options)
+            pipe_times.append(time.perf_counter() - t)
+        with FeatureStore(store) as s:
+            names = [n for n, st in zip(s.names, s.status) if st == "ok"]
+            ours = s.utterances(names)
+        loop = np.stack([np.load(tmp / "npy" / f"{n}.npy") for n in names])
+        diff = float(np.abs(ours - loop).max())
+    loop_s, pipe_s = min(loop_times), min(pipe_times)
+    rows = {
+        "corpus": source, "clips": summary.total, "failed": summary.failed,
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
+                   f"{'CUDA' if torch.cuda.is_available() else 'CPU'}",
+        "fps": FPS, "repeats": args.repeats,
+        "per_clip_loop_s": round(loop_s, 2), "pipeline_s": round(pipe_s, 2),
+        "speedup": round(loop_s / pipe_s, 2), "max_abs_diff_vs_loop": diff,
+    }
+    print(f"video extraction, fer encoder, {source}, {FPS:g} frames/s; best of {args.repeats}")
+    print(f"  per-clip loop  {loop_s:7.1f} s")
+    print(f"  pipeline       {pipe_s:7.1f} s   {loop_s / pipe_s:5.2f}x the loop")
+    print(f"  utterance features: max abs difference to the loop {diff:.2e}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench_video.json").write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
