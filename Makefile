@@ -15,7 +15,7 @@ ENCODER ?=
 OUT ?=
 EXTRACT_ARGS ?=
 
-.PHONY: setup test extract demo bench bench-audio clean
+.PHONY: setup test extract demo bench bench-audio bench-text bench-video bench-heads bench-store clean
 
 setup: $(VENV)/.setup-done
 
@@ -43,10 +43,12 @@ extract: setup $(if $(filter $(DEMO_MANIFEST),$(MANIFEST)),$(DEMO_MANIFEST))
 	$(MER) extract --modality $(MODALITY) --manifest $(MANIFEST) \
 	  $(if $(ENCODER),--encoder $(ENCODER)) $(if $(OUT),--out $(OUT)) $(EXTRACT_ARGS)
 
-bench-audio: setup
-	$(PY) benchmarks/bench_audio.py
+# Every benchmark, one table in benchmarks/RESULTS.md (BENCH_ARGS=--quick for small sizes).
+bench: setup
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
-bench: bench-audio
+bench-audio bench-text bench-video bench-heads bench-store: bench-%: setup
+	$(PY) benchmarks/bench_$*.py
 
 clean:
 	rm -rf features data/demo .pytest_cache
