@@ -50,7 +50,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if args.layer:
         options["layer"] = args.layer
     out = Path(args.out) if args.out else default_store_path(args.manifest, args.modality, args.encoder)
-    video = VideoOptions(fps=args.fps, max_frames=args.max_frames, face_size=args.face_size)
+    video = VideoOptions(fps=args.fps, max_frames=args.max_frames, face_size=args.face_size,
+                         margin=args.face_margin)
     launch = None if args.shard else detect_launch()
     shard = parse_shard(args.shard) if args.shard else (launch.shard if launch else None)
     store = shard.store_path(out) if launch is not None else out
@@ -182,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video: at most this many frames per clip, spread uniformly (default 64)")
     p.add_argument("--face-size", type=int, default=160,
                    help="video: side of the aligned face crops in pixels (default 160)")
+    p.add_argument("--face-margin", type=float, default=0.0,
+                   help="video: crop side = (1 + margin) x the face box (default 0: tight, as "
+                   "FER2013's faces)")
     p.add_argument("--noise", metavar="SPEC",
                    help="corrupt the decoded media before the encoder, e.g. 'snr=5:10,source=pink' "
                    "or 'blur=1|2|4' (see README, 'Noise injection')")

@@ -6,7 +6,7 @@ a spec such as ``egemaps`` or ``hf:/models/hubert-base``.
 
 from mer_features.encoders.base import (AudioInput, Encoded, Encoder, OutputSpec, create_encoder,
                                         known_encoders, register_encoder)
-from mer_features.encoders import hf_audio, hf_vision, opensmile, text  # noqa: F401  (registration)
+from mer_features.encoders import fer, hf_audio, hf_vision, opensmile, text  # noqa: F401  (registration)
 
 DEFAULT_ENCODERS = {"audio": "egemaps", "text": "minilm", "video": "fer"}
 
