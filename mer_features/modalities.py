@@ -9,7 +9,7 @@ input is for batching, and what extra per-frame arrays go to the store.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -166,10 +166,19 @@ class VideoModality(Modality):
         self._tracker = None
 
     def fields(self) -> dict[str, Any]:
-        import facenet_pytorch
+        from mer_features.video import VIDEO_DECODER
 
-        return {**asdict(self.options), "face_detector": "facenet-pytorch MTCNN",
-                "face_detector_version": getattr(facenet_pytorch, "__version__", "2.5.3")}
+        return {"fps": self.options.fps, "max_frames": self.options.max_frames,
+                "decoder": VIDEO_DECODER, **self._face_tracker().preprocessing()}
+
+    def _face_tracker(self) -> Any:
+        if self._tracker is None:
+            from mer_features.faces import FaceTracker
+
+            self._tracker = FaceTracker(device=self.device, face_size=self.options.face_size,
+                                        margin=self.options.margin,
+                                        min_face_size=self.options.min_face_size)
+        return self._tracker
 
     def frame_extras(self) -> tuple[tuple[str, tuple[int, ...], str], ...]:
         return (("face_box", (4,), "f4"), ("face_prob", (), "f4"), ("has_face", (), "bool"))
@@ -189,13 +198,7 @@ class VideoModality(Modality):
         return float(len(item.times)) / max(self.options.fps, 1e-9)
 
     def prepare(self, names: list[str], items: list[Any]) -> list[Any]:
-        if self._tracker is None:
-            from mer_features.faces import FaceTracker
-
-            self._tracker = FaceTracker(device=self.device, face_size=self.options.face_size,
-                                        margin=self.options.margin,
-                                        min_face_size=self.options.min_face_size)
-        return self._tracker.track(list(zip(names, items)))
+        return self._face_tracker().track(list(zip(names, items)))
 
     def extras(self, item: Any, encoded: Any) -> dict[str, np.ndarray]:
         """Face box, confidence and presence per stored frame (per window for clip models,

@@ -395,7 +395,8 @@ def _write_store(path: Path, header: StoreHeader, n: int, rows: Iterable[ClipRec
             m = len(block)
             sl = slice(start, start + m)
             for col in _STR_COLUMNS:
-                values = [(json.dumps(r.info, sort_keys=True) if r.info else "") if col == "info"
+                values = [(json.dumps(r.info, sort_keys=True, default=_jsonable) if r.info else "")
+                          if col == "info"
                           else getattr(r, col) for r in block]
                 clips[col][sl] = np.array(values, dtype=object)
             clips["duration"][sl] = [r.duration for r in block]
@@ -436,6 +437,15 @@ def _write_store(path: Path, header: StoreHeader, n: int, rows: Iterable[ClipRec
             i += i_last
         if i != n:
             raise StoreError(f"internal error: wrote {i} clips into '{path}', expected {n}")
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy values in per-clip info become plain JSON numbers and lists."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot store a {type(value).__name__} in clips/info")
 
 
 def _check_record(rec: ClipRecord, header: StoreHeader) -> None:
