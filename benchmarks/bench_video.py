@@ -45,13 +45,16 @@ def per_clip_loop(manifest: Path, out: Path) -> float:
     from mer_features.encoders import create_encoder
     from mer_features.faces import FaceTracker
     from mer_features.manifest import read_manifest
+    from mer_features.modalities import VideoOptions
     from mer_features.video import DecodedVideo, sample_indices
 
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     encoder = create_encoder("video", "fer")
     encoder.load("cpu")
-    tracker = FaceTracker(device="cpu", face_size=FACE_SIZE, margin=0.2, min_face_size=20)
+    options = VideoOptions(fps=FPS, max_frames=MAX_FRAMES, face_size=FACE_SIZE)
+    tracker = FaceTracker(device="cpu", face_size=options.face_size, margin=options.margin,
+                          min_face_size=options.min_face_size)
     for clip in read_manifest(manifest):
         reader = decord.VideoReader(str(clip.video))
         fps = float(reader.get_avg_fps())
