@@ -1,0 +1,186 @@
+"""``mer-heads``: the command line. Each command parses arguments and calls one library function;
+torch and scikit-learn are imported inside the commands so ``--help`` is instant.
+
+Exit codes: 0 done; 1 an error stopped the command (the message says what to do); 2 bad
+arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from mer_heads.errors import MerHeadsError
+
+MODELS = ("attention", "concat", "fbp", "logreg", "svm")
+
+
+def _head_params(args: argparse.Namespace) -> dict:
+    return dict(model=args.model, folds=args.folds, epochs=args.epochs, seed=args.seed,
+                seeds=args.seeds, hidden=args.hidden, dropout=args.dropout, lr=args.lr,
+                weight_decay=args.weight_decay, batch_size=args.batch_size,
+                valence_weight=args.valence_weight, C=args.C, precision=args.precision,
+                device=args.device)
+
+
+def _data_params(args: argparse.Namespace) -> dict:
+    return dict(manifest=args.manifest, input=args.input, join=args.join, layers=args.layers,
+                max_frames=args.max_frames)
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from mer_heads.experiment import fit_run
+
+    _set_threads(args)
+    result = fit_run(args.features, args.out, train_split=args.train_split,
+                     test_split=args.test_split, **_data_params(args), **_head_params(args))
+    print(result.table())
+    for note in result.metrics["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"{result.run_dir}: metrics.json, report.md, confusion.png, models/ "
+          f"({result.seconds:.1f} s)")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from mer_heads.experiment import predict_run
+
+    result = predict_run(args.run, args.out, args.features, join=args.join)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"{result.path}: {result.n} clips")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mer_heads.metrics import evaluate_files
+
+    scores, notes = evaluate_files(args.pred, args.labels)
+    if args.json:
+        print(json.dumps({**scores.to_json(), "notes": notes}, indent=2, sort_keys=True))
+        return 0
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"clips          {scores.n} ({scores.n_valence} with valence)")
+    print(f"weighted F1    {scores.f1:.4f}")
+    print(f"accuracy       {scores.accuracy:.4f}")
+    if scores.mse is not None:
+        print(f"valence MSE    {scores.mse:.4f}")
+        print(f"F1 - 0.25 MSE  {scores.metric:.4f}")
+    return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from mer_heads.ablation import ablate
+
+    _set_threads(args)
+    result = ablate(args.features, args.out, train_split=args.train_split, **_data_params(args),
+                    **_head_params(args))
+    print(result.markdown(), end="")
+    print(f"{result.csv_path}, {result.markdown_path} ({result.seconds:.1f} s)")
+    return 0
+
+
+def _add_head_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--features", action="append", required=True, metavar="[KEY=]STORE",
+                   help="feature store of one modality (repeat per modality); KEY names the "
+                   "modality (default: the store's modality)")
+    p.add_argument("--manifest", help="take labels and splits from this CSV instead of the stores")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--model", default="attention", choices=MODELS,
+                   help="attention (MER 2023 baseline), concat, fbp (factorised bilinear "
+                   "pooling), logreg, svm (default attention)")
+    p.add_argument("--input", default="utterance", choices=["utterance", "frames"],
+                   help="utterance vectors, or frame matrices with a temporal head")
+    p.add_argument("--layers", default="mean", choices=["mean", "flatten"],
+                   help="utterance arrays of shape (layers, dim): average the layers or flatten")
+    p.add_argument("--max-frames", type=int, default=64,
+                   help="frame input: at most this many frames per clip (segment means)")
+    p.add_argument("--join", default="exact", choices=["exact", "inner"],
+                   help="exact: stores must hold the same clips; inner: use the common ones")
+    p.add_argument("--train-split", help="train on clips of this split only")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=1, help="models per fold (an ensemble)")
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-5)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="clips per step per model (default: a fold's training clips / 6, "
+                   "within 32-512)")
+    p.add_argument("--valence-weight", type=float, default=1.0,
+                   help="weight of the valence MSE in the training loss")
+    p.add_argument("-C", type=float, default=1.0, dest="C",
+                   help="inverse regularisation of logreg/svm")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="bf16: matrix products in bfloat16; auto: bf16 where native (default)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's, i.e. all cores; small runs "
+                   "use one). On a machine shared with other jobs, 1 is often faster")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mer-heads",
+        description="Fusion and multi-task heads on cached features, with the MER 2023 protocol.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fit", help="cross-validate a head and write a run directory",
+                       description="K-fold cross-validation with the best epoch per fold; writes "
+                       "RUN_DIR/metrics.json, the models, report.md and confusion.png.")
+    _add_head_arguments(p)
+    p.add_argument("--test-split", help="also predict (and score, if labelled) this split")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("predict", help="MER 2023 submission (name,discrete,valence) from a run",
+                       description="Average the fold models' probabilities and valence.")
+    p.add_argument("--run", required=True, help="run directory written by `mer-heads fit`")
+    p.add_argument("--features", action="append", metavar="[KEY=]STORE",
+                   help="stores to predict, one per modality in the run's order (default: the "
+                   "run's training stores)")
+    p.add_argument("--out", required=True, help="CSV to write")
+    p.add_argument("--join", default="exact", choices=["exact", "inner"])
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="official scores of a prediction file",
+                       description="Weighted F1 over the six classes, valence MSE, and "
+                       "F1 - 0.25 * MSE (F1 only when there is no valence).")
+    p.add_argument("--pred", required=True, help="CSV name,discrete[,valence]")
+    p.add_argument("--labels", required=True, help="CSV name,discrete[,valence] (a manifest or "
+                   "MER 2023 train-label.csv)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("ablate", help="every modality combination under one protocol",
+                       description="Cross-validate every unimodal, bimodal, ... combination with "
+                       "shared folds; writes OUT/ablation.md, .csv and .json.")
+    _add_head_arguments(p)
+    p.set_defaults(func=cmd_ablate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MerHeadsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""The library functions behind ``mer-heads fit`` and ``mer-heads predict``.
+
+``fit_run`` loads the stores, picks the training (and test) clips, cross-validates a head,
+and writes the run directory: ``run.json``, the models, ``metrics.json`` (byte-identical for the
+same seed and data), ``report.md``, ``confusion.png``, ``oof_predictions.csv`` and, with a test
+split, ``test_predictions.csv``. ``predict_run`` writes a MER 2023 submission from a run.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mer_features import EMOTIONS
+from mer_heads.data import MAX_FRAMES, MultimodalData, load_dataset, parse_store_arg
+from mer_heads.errors import DataError
+from mer_heads.metrics import Scores, confusion, score
+from mer_heads.protocol import CrossValidatedHead
+from mer_heads.report import confusion_figure, markdown_report, summary_table
+from mer_heads.rundir import check_fingerprints, dump_json, load_run, save_run
+
+_SHOWN = 5
+
+
+@dataclass
+class FitResult:
+    estimator: CrossValidatedHead
+    metrics: dict[str, Any]
+    run_dir: Path
+    seconds: float
+
+    def table(self) -> str:
+        return summary_table(self.metrics)
+
+
+@dataclass
+class PredictResult:
+    path: Path
+    n: int
+    imputed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def split_rows(data: MultimodalData, train_split: str | None, test_split: str | None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Bool masks (n,) of the training and test clips chosen by split names."""
+    splits = sorted({s for s in data.split})
+    for name, what in ((train_split, "--train-split"), (test_split, "--test-split")):
+        if name is not None and name not in splits:
+            have = ", ".join(repr(s) for s in splits)
+            raise DataError(f"No clip has split '{name}' ({what}); the splits present are {have}. "
+                            "Splits come from the manifest's 'split' column (at extraction, or "
+                            "--manifest).")
+    test = data.split == test_split if test_split is not None else np.zeros(len(data), bool)
+    train = data.split == train_split if train_split is not None else ~test
+    return train, test
+
+
+def fit_run(features: Sequence[str | Path | tuple[str, str | Path]], out: str | Path, *,
+            manifest: str | Path | None = None, input: str = "utterance", join: str = "exact",
+            layers: str = "mean", max_frames: int = MAX_FRAMES, train_split: str | None = None,
+            test_split: str | None = None, **params: Any) -> FitResult:
+    """Cross-validate a head on ``features`` and write the run directory ``out``.
+
+    ``params`` are :class:`~mer_heads.protocol.CrossValidatedHead` hyper-parameters.
+    """
+    start = time.perf_counter()
+    data = load_dataset(features, input=input, manifest=manifest, join=join, layers=layers,
+                        max_frames=max_frames)
+    train_mask, test_mask = split_rows(data, train_split, test_split)
+    train_data = data.subset(train_mask)
+    est = CrossValidatedHead(**params).fit(train_data)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = build_metrics(est, data, train_data, train_mask, test_mask)
+    metrics["layers"] = layers
+    test_rows = np.flatnonzero(test_mask)
+    if len(test_rows):
+        test_data = data.subset(test_rows)
+        names, proba, valence, imputed = _predict(est, test_data)
+        write_submission(out / "test_predictions.csv", names, proba, valence)
+        labelled = test_data.labels >= 0
+        metrics["test_split"] = test_split
+        if labelled.any():
+            metrics["test"] = score(
+                test_data.labels[labelled], proba[labelled].argmax(1),
+                test_data.valence[labelled] if est.has_valence_ else None,
+                valence[labelled]).to_json()
+        if imputed.any():
+            metrics["notes"].append(f"{int(imputed.sum())} test clip(s) had no usable modality; "
+                                    "predicted the training prior and mean valence")
+    save_run(est, out, data.modalities, layers=layers, max_frames=max_frames,
+             extra={"train_split": train_split, "test_split": test_split,
+                    "manifest": None if manifest is None else str(manifest), "join": join})
+    dump_json(metrics, out / "metrics.json")
+    _write_oof(out / "oof_predictions.csv", est, train_data)
+    seconds = time.perf_counter() - start
+    confusion_figure(np.array(metrics["confusion"]), out / "confusion.png",
+                     f"{est.model}, {'+'.join(est.keys_)}: CV F1 {metrics['cv']['f1']:.3f}")
+    (out / "report.md").write_text(markdown_report(metrics, seconds=seconds), encoding="utf-8")
+    return FitResult(est, metrics, out, seconds)
+
+
+def build_metrics(est: CrossValidatedHead, data: MultimodalData, train_data: MultimodalData,
+                  train_mask: np.ndarray, test_mask: np.ndarray) -> dict[str, Any]:
+    """metrics.json's content. Nothing here may depend on time, paths of the output or
+    anything but the data and the seed: the file must be byte-identical across re-runs."""
+    labels = train_data.labels
+    y = labels[_rows_of(train_data.names, est.train_names_)]
+    pred = est.oof_proba_.argmax(1)
+    scores = est.model_scores_
+    fields = ("f1", "accuracy", "mse", "metric")
+
+    def stat(fn, key):
+        values = [getattr(s, key) for s in scores]
+        return None if any(v is None for v in values) else float(fn(values))
+
+    from sklearn.metrics import f1_score
+
+    per_class = f1_score(y, pred, labels=list(range(len(EMOTIONS))), average=None, zero_division=0)
+    counts = np.bincount(y, minlength=len(EMOTIONS))
+    return {
+        "model": est.model,
+        "params": est.get_params(),
+        "precision": est.precision_,
+        "batch_size_used": int(est.batch_size_),
+        "input": est.input_,
+        "has_valence": est.has_valence_,
+        "cv": est.cv_scores_.to_json(),
+        "mean": {k: stat(np.mean, k) for k in fields},
+        "std": {k: stat(np.std, k) for k in fields},
+        "models": [{"fold": int(f), "seed": int(s), "best_epoch": int(e), **sc.to_json()}
+                   for f, s, e, sc in zip(est.model_folds_, est.model_seeds_, est.best_epochs_,
+                                          scores)],
+        "confusion": confusion(y, pred),
+        "per_class_f1": {e: float(v) for e, v in zip(EMOTIONS, per_class)},
+        "classes": list(EMOTIONS),
+        "clips": {"total": len(data), "labelled": int((data.labels >= 0).sum()),
+                  "train": len(est.train_names_), "dropped_no_modality": len(est.dropped_),
+                  "test": int(test_mask.sum()),
+                  "classes": {e: int(c) for e, c in zip(EMOTIONS, counts)}},
+        "modalities": [{**m.to_json(), "present": int(data.present[:, i].sum())}
+                       for i, m in enumerate(data.modalities)],
+        "curve": [float(v) for v in est.curve_],
+        "notes": list(est.notes_),
+    }
+
+
+def _rows_of(names: list[str], wanted: list[str]) -> np.ndarray:
+    where = {n: i for i, n in enumerate(names)}
+    return np.array([where[n] for n in wanted], np.int64)
+
+
+def _write_oof(path: Path, est: CrossValidatedHead, train_data: MultimodalData) -> None:
+    rows = _rows_of(train_data.names, est.train_names_)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["name", "fold", "discrete", "valence", "pred_discrete", "pred_valence",
+                    *(f"p_{e}" for e in EMOTIONS)])
+        for i, row in enumerate(rows):
+            w.writerow([est.train_names_[i], int(est.fold_[i]), train_data.discrete[row],
+                        _fmt(train_data.valence[row]), EMOTIONS[int(est.oof_proba_[i].argmax())],
+                        _fmt(est.oof_valence_[i]) if est.has_valence_ else "",
+                        *(f"{p:.6f}" for p in est.oof_proba_[i])])
+
+
+def _fmt(v: float) -> str:
+    return "" if not math.isfinite(v) else f"{v:.6f}"
+
+
+def _predict(est: CrossValidatedHead, data: MultimodalData
+             ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    proba, valence, imputed = est.predict_proba(data)
+    return data.names, proba, valence, imputed
+
+
+def write_submission(path: str | Path, names: list[str], proba: np.ndarray,
+                     valence: np.ndarray) -> Path:
+    """The MER 2023 submission format: ``name,discrete,valence`` (valence empty when none)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["name", "discrete", "valence"])
+        for name, p, v in zip(names, proba, valence):
+            w.writerow([name, EMOTIONS[int(np.argmax(p))], _fmt(float(v))])
+    os.replace(tmp, path)
+    return path
+
+
+def predict_run(run: str | Path, out: str | Path,
+                features: Sequence[str | Path | tuple[str, str | Path]] | None = None, *,
+                join: str = "exact") -> PredictResult:
+    """Write ``out`` (``name,discrete,valence``) for every clip of ``features`` (default: the
+    run's own stores) from the fold ensemble of ``run``. Stores must have the fingerprints the
+    run was trained on."""
+    est, info = load_run(run)
+    stored = [(m["key"], m["path"]) for m in info["modalities"]]
+    if not features:
+        specs: list = stored
+    else:
+        specs = []
+        run_keys = [k for k, _ in stored]
+        for i, spec in enumerate(features):
+            key, path = parse_store_arg(spec)
+            # A bare path takes the run's key at the same position, so a run fitted with
+            # key=path arguments can be given plain paths in the same order.
+            if key is None and i < len(run_keys):
+                key = run_keys[i]
+            specs.append((key, path) if key else path)
+    data = load_dataset(specs, input=info["input"], join=join, layers=info["layers"],
+                        max_frames=info["max_frames"])
+    check_fingerprints(info, data.modalities)
+    names, proba, valence, imputed = _predict(est, data)
+    path = write_submission(out, names, proba, valence)
+    result = PredictResult(path, len(names), [n for n, i in zip(names, imputed) if i])
+    if result.imputed:
+        prior = EMOTIONS[int(np.argmax(est.prior_))]
+        result.notes.append(
+            f"{len(result.imputed)} clip(s) have no usable modality and were given the training "
+            f"prior class '{prior}' and mean valence ({', '.join(result.imputed[:_SHOWN])}"
+            f"{' ...' if len(result.imputed) > _SHOWN else ''}); listed in "
+            f"'{path.with_suffix('.imputed.txt')}'")
+        path.with_suffix(".imputed.txt").write_text("\n".join(result.imputed) + "\n",
+                                                    encoding="utf-8")
+    if not est.has_valence_:
+        result.notes.append("the run learnt no valence: the valence column is empty")
+    return result
+
+
+__all__ = ["FitResult", "PredictResult", "Scores", "build_metrics", "fit_run", "predict_run",
+           "split_rows", "write_submission"]
