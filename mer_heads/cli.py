@@ -116,8 +116,8 @@ def _add_head_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-5)
     p.add_argument("--batch-size", type=int, default=None,
-                   help="clips per step per model (default: a fold's training clips / 6, "
-                   "within 32-512)")
+                   help="clips per step per model (default: a fold's training clips / 4, "
+                   "within 32-1024)")
     p.add_argument("--valence-weight", type=float, default=1.0,
                    help="weight of the valence MSE in the training loss")
     p.add_argument("-C", type=float, default=1.0, dest="C",

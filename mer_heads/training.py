@@ -25,6 +25,9 @@ from mer_heads.models import StackedHead
 from mer_heads.standardize import Standardizer
 
 EVAL_CHUNK = 1024
+STEP_ELEMENTS = 1 << 27
+"""At most this many input elements (all models together) are gathered for one forward
+(512 MB in fp32): frame inputs of wide encoders need smaller chunks than utterances."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class DeviceData:
                  dtype: torch.dtype = torch.float32):
         self.device, self.dtype = device, dtype
         self.frames = data.frame_mask is not None
+        self.elements_per_clip = sum(int(np.prod(x.shape[1:])) for x in data.features)
         self.present = torch.from_numpy(data.present).to(device)
         self.labels = torch.from_numpy(data.labels).to(device)
         self.valence = torch.from_numpy(data.valence.astype(np.float32)).to(device)
@@ -232,8 +236,9 @@ def predict_rows(module: StackedHead, tensors: DeviceData, folds: Tensor, rows: 
     on its own rows, in eval mode and in chunks of clips to bound memory."""
     module.eval()
     probas, valences = [], []
-    for start in range(0, rows.shape[1], EVAL_CHUNK):
-        inputs, present, masks = tensors.batch(folds, rows[:, start:start + EVAL_CHUNK])
+    chunk = max(1, min(EVAL_CHUNK, STEP_ELEMENTS // (len(folds) * tensors.elements_per_clip)))
+    for start in range(0, rows.shape[1], chunk):
+        inputs, present, masks = tensors.batch(folds, rows[:, start:start + chunk])
         logits, valence = module(inputs, present, masks)
         probas.append(torch.softmax(logits.float(), dim=-1))
         valences.append(valence.float())

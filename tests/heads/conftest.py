@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from synthetic_stores import make_stores
+from .synthetic_stores import make_stores
 
 
 @pytest.fixture(scope="session")

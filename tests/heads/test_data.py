@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synthetic_stores import MODALITIES, clip_labels, write_store
+from .synthetic_stores import MODALITIES, clip_labels, write_store
 from mer_features import EMOTIONS
 from mer_heads.data import _bound_frames, load_dataset, summarise
 from mer_heads.errors import DataError, LabelError

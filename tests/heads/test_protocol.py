@@ -9,7 +9,7 @@ from mer_features import EMOTIONS
 from mer_heads.data import load_dataset
 from mer_heads.errors import DataError, NotFittedError
 from mer_heads.protocol import CrossValidatedHead
-from synthetic_stores import FAST, clip_labels, write_store
+from .synthetic_stores import FAST, clip_labels, write_store
 
 
 @pytest.fixture(scope="module")

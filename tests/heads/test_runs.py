@@ -12,7 +12,7 @@ import pytest
 from mer_heads.cli import main
 from mer_heads.errors import FingerprintMismatchError
 from mer_heads.experiment import fit_run, predict_run
-from synthetic_stores import FAST, clip_labels, make_stores, write_store
+from .synthetic_stores import FAST, clip_labels, make_stores, write_store
 
 FIT_ARGS = ["--folds", "3", "--epochs", "8", "--hidden", "16", "--batch-size", "32",
             "--precision", "fp32"]
