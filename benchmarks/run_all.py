@@ -44,12 +44,12 @@ BENCHMARKS = {
         ("video: speed-up vs per-clip loop (x)", "speedup"),
     ]),
     "heads": ("bench_heads.py", [], ["--epochs", "10"], [
-        ("heads: per-fold DataLoader loop, 5 folds (s)", "baseline_s"),
-        ("heads: batched trainer, 5 folds (s)", "batched_s"),
+        ("heads: per-fold DataLoader loop, 5 folds (s)", "baseline.seconds"),
+        ("heads: batched trainer, 5 folds (s)", "mer_heads.seconds"),
         ("heads: speed-up (x)", "speedup"),
-        ("heads: CV metric, baseline loop", "baseline_metric"),
-        ("heads: CV metric, batched trainer", "batched_metric"),
-        ("heads: 10 seeds / 1 seed time (x)", "seeds10_over_1"),
+        ("heads: CV metric, baseline loop", "baseline.metric"),
+        ("heads: CV metric, batched trainer", "mer_heads.metric"),
+        ("heads: 10 seeds / 1 seed time (x)", "seeds_time_ratio"),
     ]),
     "store": ("bench_store.py", [], ["--clips", "5000"], [
         ("store: all utterances of 73k clips from the store, cold cache (s)", "cold.store_s"),
