@@ -147,12 +147,22 @@ def cmd_corrupt(args: argparse.Namespace) -> int:
 def cmd_manifest_mer2023(args: argparse.Namespace) -> int:
     from mer_features.mer2023 import build_mer2023_manifest
 
-    path, counts = build_mer2023_manifest(args.root, args.out, text_column=args.text_column)
+    path, counts = build_mer2023_manifest(args.root, args.out, text_column=args.text_column,
+                                          text_only=args.text_only)
     found = ", ".join(f"{s} {n}" for s, n in counts.items() if s != "train_without_video")
     print(f"{path}: {found}")
     if counts["train_without_video"]:
         print(f"note: {counts['train_without_video']} labelled clip(s) of train-label.csv have no "
               "video under train/ and were left out", file=sys.stderr)
+    return 0
+
+
+def cmd_manifest_ravdess(args: argparse.Namespace) -> int:
+    from mer_features.ravdess import build_ravdess_manifest
+
+    path, counts = build_ravdess_manifest(args.root, args.out)
+    print(f"{path}: {counts['clips']} clips, {counts['labelled']} with one of the six MER classes "
+          f"({counts['unlabelled']} calm/disgust left unlabelled)")
     return 0
 
 
@@ -259,7 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, help="manifest CSV to write")
     m.add_argument("--text-column", default="english", choices=["english", "chinese"],
                    help="transcript language for the 'text' column (default english)")
+    m.add_argument("--text-only", action="store_true",
+                   help="no video folders needed: the labelled clips with transcripts, no media")
     m.set_defaults(func=cmd_manifest_mer2023)
+    m = msub.add_parser("ravdess", help="RAVDESS speech: Actor_*/ audio files and labels.csv")
+    m.add_argument("--root", required=True, help="folder with Actor_*/ and labels.csv")
+    m.add_argument("--out", required=True, help="manifest CSV to write")
+    m.set_defaults(func=cmd_manifest_ravdess)
     return parser
 
 

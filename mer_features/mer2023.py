@@ -8,6 +8,10 @@
 
 Every video found becomes a row; ``split`` is its folder. Train clips get their labels; the
 chosen transcript language becomes ``text`` and both languages are kept as extra columns.
+
+``text_only=True`` needs no video folders: one row per labelled clip of ``train-label.csv``
+with its transcript and labels and no media, for text-modality experiments on the real labels
+(the videos are under an EULA and often kept elsewhere).
 """
 
 from __future__ import annotations
@@ -43,10 +47,12 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
 
 
 def build_mer2023_manifest(root: str | Path, out: str | Path, *, text_column: str = "english",
-                           relative: bool = True) -> tuple[Path, dict[str, int]]:
+                           relative: bool = True, text_only: bool = False
+                           ) -> tuple[Path, dict[str, int]]:
     """Write a manifest for a MER 2023 release; returns its path and counts per split.
 
     Paths are written relative to the manifest's folder when ``relative`` (and possible).
+    ``text_only``: the labelled clips with their transcripts and no media (see the module doc).
     """
     root, out = Path(root), Path(out)
     if text_column not in TEXT_COLUMNS:
@@ -59,6 +65,18 @@ def build_mer2023_manifest(root: str | Path, out: str | Path, *, text_column: st
     if bad:
         shown = ", ".join(f"{n}={d!r}" for n, d in bad[:10])
         raise ManifestError(f"train-label.csv has {len(bad)} label(s) outside {', '.join(EMOTIONS)}: {shown}.")
+
+    if text_only:
+        rows = [{"name": name, "video": None, "audio": None,
+                 "text": texts.get(name, {}).get(text_column, "").strip(),
+                 "discrete": label["discrete"].strip().lower(),
+                 "valence": label["valence"].strip() or None, "split": "train",
+                 "chinese": texts.get(name, {}).get("chinese", "").strip(),
+                 "english": texts.get(name, {}).get("english", "").strip()}
+                for name, label in labels.items()]
+        write_manifest(out, rows, columns=(*COLUMNS, "chinese", "english"))
+        return out, {"train": len(rows), "without_transcript": sum(n not in texts for n in labels),
+                     "train_without_video": 0}
 
     rows = []
     counts = {s: 0 for s in SPLITS}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import make_tiny_hf_audio, voiced
-from mer_features.encoders import AudioInput, create_encoder
+from mer_features.encoders import AudioInput, create_encoder, hf_audio
 from mer_features.errors import ClipError, EncoderError
 
 LENGTHS = (16000, 9000, 23000, 4000, 401)
@@ -17,9 +17,14 @@ def clips():
             for i, n in enumerate(LENGTHS)]
 
 
+@pytest.mark.parametrize("conv_path", ["unfolded", "stock"])
 @pytest.mark.parametrize("kind", ["wav2vec2-group", "hubert-group", "wavlm-group",
                                   "wav2vec2-layer", "data2vec-audio"])
-def test_batched_equals_one_by_one(tmp_path: Path, kind: str):
+def test_batched_equals_one_by_one(tmp_path: Path, kind: str, conv_path: str, monkeypatch):
+    """Both feature-encoder paths: the unfolded CPU one (folded masked group norm) and the
+    stock convolutions with the masked group norm module (GPUs, unusual conv stacks)."""
+    if conv_path == "stock":
+        monkeypatch.setattr(hf_audio, "_CPU_FAST_DTYPES", {})
     folder = make_tiny_hf_audio(tmp_path / kind, kind)
     enc = create_encoder("audio", f"hf:{folder}", {"layer": "mean-last-4"})
     enc.load("cpu", "fp32")
@@ -31,6 +36,26 @@ def test_batched_equals_one_by_one(tmp_path: Path, kind: str):
         assert np.abs(b.frames - one.frames).max() <= 1e-4
         assert np.abs(b.utterance - one.utterance).max() <= 1e-4
         np.testing.assert_allclose(b.utterance, b.frames.mean(0), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["hubert-group", "wav2vec2-layer"])
+def test_unfolded_feature_encoder_equals_transformers(tmp_path: Path, kind: str):
+    """One unpadded clip: our CPU feature encoder gives the model's own outputs."""
+    import torch
+    from transformers import AutoModel
+
+    folder = make_tiny_hf_audio(tmp_path / kind, kind)
+    enc = create_encoder("audio", f"hf:{folder}", {"layer": "last"})
+    enc.load("cpu", "fp32")
+    assert type(enc.model.feature_extractor).__name__ == "UnfoldedFeatureEncoder"
+    wave = voiced(1.3, seed=3)
+    (ours,) = enc.encode_batch([AudioInput("a", wave, 16000)])
+    if enc.normalize:  # what the checkpoint's feature extractor does before the model
+        wave = (wave - wave.mean()) / np.sqrt(wave.var() + 1e-7)
+    model = AutoModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        theirs = model(torch.from_numpy(wave[None]), output_hidden_states=True).hidden_states[-1][0].numpy()
+    assert np.abs(ours.frames - theirs).max() <= 1e-4
 
 
 def test_group_norm_models_do_differ_without_the_masked_norm(tmp_path: Path):

@@ -80,3 +80,16 @@ def test_release_errors(tmp_path: Path):
     (tmp_path / "transcription.csv").write_text("name,english\n")
     with pytest.raises(ManifestError, match="lacks column"):
         build_mer2023_manifest(tmp_path, tmp_path / "m.csv")
+
+
+def test_text_only_needs_no_videos(tmp_path: Path):
+    """The shared release has labels and transcripts but no videos: a text-only manifest."""
+    real = shared_data("mer2023")
+    path, counts = build_mer2023_manifest(real, tmp_path / "text.csv", text_only=True)
+    assert counts["train"] == 3373
+    manifest = read_manifest(path)
+    clips = list(manifest)
+    assert len(clips) == 3373
+    assert all(c.video is None and c.audio is None for c in clips)
+    assert sum(not (c.text or "").strip() for c in clips) == 163  # the empty transcripts
+    assert {c.discrete for c in clips} == {"neutral", "angry", "happy", "sad", "worried", "surprise"}
