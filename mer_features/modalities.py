@@ -79,6 +79,10 @@ class Modality:
         """Size of a decoded input in the unit of --batch-seconds (0 when unknown)."""
         return 0.0
 
+    overlap_prepare = False
+    """Whether :meth:`prepare` is heavy enough to run one batch ahead, in a thread beside the
+    encoder (face tracking: MTCNN on one CPU thread while the encoder uses the other cores)."""
+
     def prepare(self, names: list[str], items: list[Any]) -> list[Any]:
         """Main-process stage between decoding and encoding; ClipError entries fail a clip."""
         return items
@@ -196,6 +200,8 @@ class VideoModality(Modality):
 
     def length(self, item: Any) -> float:
         return float(len(item.times)) / max(self.options.fps, 1e-9)
+
+    overlap_prepare = True
 
     def prepare(self, names: list[str], items: list[Any]) -> list[Any]:
         return self._face_tracker().track(list(zip(names, items)))

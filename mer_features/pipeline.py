@@ -301,25 +301,46 @@ def _run(todo: list[_Work], enc: Any, kind: Modality, writer: StoreWriter,
             summary.done += 1
         bar.update(1)
 
+    def prepare(batch: list[_Decoded]) -> tuple[list[_Decoded], list[_Decoded], list[Any]]:
+        ready = [d for d in batch if d.error is not None or d.encoded is not None]
+        pending = [d for d in batch if d.error is None and d.encoded is None]
+        prepared = (kind.prepare([d.name for d in pending], [d.item for d in pending])
+                    if pending else [])
+        return ready, pending, prepared
+
+    def finish(ready: list[_Decoded], pending: list[_Decoded], prepared: list[Any]) -> None:
+        for d in ready:
+            record(d, d.error if d.error is not None else d.encoded)
+        for d, item in zip(pending, prepared):
+            if isinstance(item, ClipError):
+                record(d, item)
+        pending = [(d, item) for d, item in zip(pending, prepared)
+                   if not isinstance(item, ClipError)]
+        if pending:
+            results = _encode(enc, [item for _, item in pending])
+            for (d, item), result in zip(pending, results):
+                record(d, result, item)
+
+    batches = _batches(_decoded_stream(todo, enc, kind, workers), enc, batch_size, batch_seconds)
     try:
-        for batch in _batches(_decoded_stream(todo, enc, kind, workers), enc, batch_size,
-                              batch_seconds):
-            ready = [d for d in batch if d.error is not None or d.encoded is not None]
-            pending = [d for d in batch if d.error is None and d.encoded is None]
-            for d in ready:
-                record(d, d.error if d.error is not None else d.encoded)
-            if not pending:
-                continue
-            prepared = kind.prepare([d.name for d in pending], [d.item for d in pending])
-            for d, item in zip(pending, prepared):
-                if isinstance(item, ClipError):
-                    record(d, item)
-            pending = [(d, item) for d, item in zip(pending, prepared)
-                       if not isinstance(item, ClipError)]
-            if pending:
-                results = _encode(enc, [item for _, item in pending])
-                for (d, item), result in zip(pending, results):
-                    record(d, result, item)
+        if not kind.overlap_prepare:
+            for batch in batches:
+                finish(*prepare(batch))
+            return
+        # One batch ahead: batch i+1 is prepared (faces tracked) in a thread while batch i is
+        # encoded here; torch releases the GIL, so the two use different cores. Results are
+        # recorded in batch order, as without the overlap.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1, thread_name_prefix="prepare") as pool:
+            ahead = None
+            for batch in batches:
+                nxt = pool.submit(prepare, batch)
+                if ahead is not None:
+                    finish(*ahead.result())
+                ahead = nxt
+            if ahead is not None:
+                finish(*ahead.result())
     finally:
         bar.close()
 
