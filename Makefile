@@ -15,7 +15,7 @@ ENCODER ?=
 OUT ?=
 EXTRACT_ARGS ?=
 
-.PHONY: setup test extract demo bench bench-audio bench-text bench-video bench-heads bench-store clean
+.PHONY: setup test extract demo bench bench-audio bench-text bench-video bench-heads bench-store bench-semi clean
 
 setup: $(VENV)/.setup-done
 
@@ -43,11 +43,58 @@ extract: setup $(if $(filter $(DEMO_MANIFEST),$(MANIFEST)),$(DEMO_MANIFEST))
 	$(MER) extract --modality $(MODALITY) --manifest $(MANIFEST) \
 	  $(if $(ENCODER),--encoder $(ENCODER)) $(if $(OUT),--out $(OUT)) $(EXTRACT_ARGS)
 
+# Robustness sweep (MER-NOISE): extract MODALITY at every level of LEVELS, then train heads on
+# the clean features and score each level (mer-heads robustness). A level is `clean`, an SNR
+# in dB (`20`: NOISE_SOURCE noise), `SNR:SOURCE` (`10:pink`, `10:babble`), `blurF` (`blur2`),
+# or a raw --noise spec (`jpeg=30`). Stores are STORE_PREFIX.h5 (clean) and
+# STORE_PREFIX-<level>.h5; STORE_PREFIX defaults to `make extract`'s store without `.h5`.
+# OTHER_FEATURES adds clean stores of other modalities (KEY=STORE ...); HEAD_ARGS goes to
+# mer-heads (e.g. --model logreg --folds 5).
+LEVELS ?= clean 20 10 5 0
+NOISE_SOURCE ?= white
+NOISE_SEED ?= 0
+STORE_PREFIX ?=
+OTHER_FEATURES ?=
+ROBUSTNESS_OUT ?= runs/robustness-$(MODALITY)
+HEAD_ARGS ?=
+
+.PHONY: robustness
+robustness: setup $(if $(filter $(DEMO_MANIFEST),$(MANIFEST)),$(DEMO_MANIFEST))
+	@set -eu; \
+	prefix="$(STORE_PREFIX)"; \
+	if [ -z "$$prefix" ]; then \
+	  prefix=$$($(PY) -c 'import sys; from mer_features.cli import default_store_path as d; print(str(d(sys.argv[1], sys.argv[2], sys.argv[3] or None))[:-3])' \
+	           "$(MANIFEST)" "$(MODALITY)" "$(ENCODER)"); \
+	fi; \
+	clean=; conditions=(); \
+	for level in $(LEVELS); do \
+	  case "$$level" in \
+	    clean) spec=; tag=; ;; \
+	    blur*) spec="blur=$${level#blur}"; tag="$$level" ;; \
+	    *=*) spec="$$level"; tag=$$(printf %s "$$level" | tr -c 'A-Za-z0-9.-' '_') ;; \
+	    *:*) spec="snr=$${level%%:*},source=$${level#*:}"; \
+	         tag="snr$$(printf %02g "$${level%%:*}")-$$(basename "$${level#*:}")" ;; \
+	    *) spec="snr=$$level,source=$(NOISE_SOURCE)"; tag="snr$$(printf %02g "$$level")"; \
+	       if [ "$(NOISE_SOURCE)" != white ]; then tag="$$tag-$$(basename "$(NOISE_SOURCE)")"; fi ;; \
+	  esac; \
+	  store="$$prefix$${tag:+-$$tag}.h5"; \
+	  echo "== $$level -> $$store"; \
+	  rc=0; $(MER) extract --modality $(MODALITY) --manifest $(MANIFEST) \
+	    $(if $(ENCODER),--encoder $(ENCODER)) --out "$$store" \
+	    $${spec:+--noise "$$spec" --seed $(NOISE_SEED)} $(EXTRACT_ARGS) || rc=$$?; \
+	  if [ $$rc -ne 0 ] && [ $$rc -ne 3 ]; then exit $$rc; fi; \
+	  if [ -z "$$spec" ]; then clean="$$store"; else conditions+=(--condition "$(MODALITY)=$$store"); fi; \
+	done; \
+	if [ -z "$$clean" ]; then echo "LEVELS must include clean" >&2; exit 2; fi; \
+	$(VENV)/bin/mer-heads robustness --features "$(MODALITY)=$$clean" \
+	  $(foreach f,$(OTHER_FEATURES),--features $(f)) "$${conditions[@]}" \
+	  --out $(ROBUSTNESS_OUT) $(HEAD_ARGS)
+
 # Every benchmark, one table in benchmarks/RESULTS.md (BENCH_ARGS=--quick for small sizes).
 bench: setup
 	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
-bench-audio bench-text bench-video bench-heads bench-store: bench-%: setup
+bench-audio bench-text bench-video bench-heads bench-store bench-semi: bench-%: setup
 	$(PY) benchmarks/bench_$*.py
 
 clean:

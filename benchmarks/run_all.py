@@ -51,6 +51,14 @@ BENCHMARKS = {
         ("heads: CV metric, batched trainer", "mer_heads.metric"),
         ("heads: 10 seeds / 1 seed time (x)", "seeds_time_ratio"),
     ]),
+    "semi": ("bench_semi.py", [], ["--quick"], [
+        ("semi: one threshold round, 3,373 labelled + 73k unlabelled clips, 3 x 1024-d (s)",
+         "fit_semi_s"),
+        ("semi: streamed fold predictions over the 73k pool (s)", "pool_predict_s"),
+        ("semi: pseudo-labelled clips added per fold", "added_per_fold"),
+        ("semi: generated arrays (GB)", "data_gb"),
+        ("semi: peak RSS (GB)", "peak_rss_gb"),
+    ]),
     "store": ("bench_store.py", [], ["--clips", "5000"], [
         ("store: all utterances of 73k clips from the store, cold cache (s)", "cold.store_s"),
         ("store: same from one .npy per clip, cold cache (s)", "cold.npy_s"),

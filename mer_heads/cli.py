@@ -38,10 +38,17 @@ def _set_threads(args: argparse.Namespace) -> None:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from mer_heads.experiment import fit_run
+    from mer_heads.semi import SemiSettings
 
     _set_threads(args)
+    semi = None
+    if args.semi is not None or args.hide_labels is not None:
+        semi = SemiSettings(strategy=args.semi or "none", rounds=args.semi_rounds,
+                            threshold=args.semi_threshold, quantile=args.semi_quantile,
+                            teacher=args.semi_teacher, hide_labels=args.hide_labels)
     result = fit_run(args.features, args.out, train_split=args.train_split,
-                     test_split=args.test_split, **_data_params(args), **_head_params(args))
+                     test_split=args.test_split, semi=semi, **_data_params(args),
+                     **_head_params(args))
     print(result.table())
     for note in result.metrics["notes"]:
         print(f"note: {note}", file=sys.stderr)
@@ -86,6 +93,19 @@ def cmd_ablate(args: argparse.Namespace) -> int:
                     **_head_params(args))
     print(result.markdown(), end="")
     print(f"{result.csv_path}, {result.markdown_path} ({result.seconds:.1f} s)")
+    return 0
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from mer_heads.robustness import robustness
+
+    _set_threads(args)
+    result = robustness(args.features, args.condition or [], args.out, sets=args.sets,
+                        train_split=args.train_split, test_split=args.test_split,
+                        **_data_params(args), **_head_params(args))
+    print(result.markdown(), end="")
+    print(f"{result.csv_path}, {result.markdown_path}, {result.json_path}, {result.png_path} "
+          f"({result.seconds:.1f} s)")
     return 0
 
 
@@ -141,6 +161,23 @@ def build_parser() -> argparse.ArgumentParser:
                        "RUN_DIR/metrics.json, the models, report.md and confusion.png.")
     _add_head_arguments(p)
     p.add_argument("--test-split", help="also predict (and score, if labelled) this split")
+    semi = p.add_argument_group("semi-supervised (MER-SEMI): pseudo-label unlabelled clips")
+    semi.add_argument("--semi", metavar="STRATEGY",
+                      help="none, threshold (confidence >= T), class-quantile (per predicted "
+                      "class, confidence >= its Q-quantile), weak-reinforce (threshold, only "
+                      "classes below the mean training frequency)")
+    semi.add_argument("--semi-rounds", type=int, default=1, metavar="R",
+                      help="pseudo-label and retrain R times (default 1)")
+    semi.add_argument("--semi-threshold", type=float, default=0.8, metavar="T",
+                      help="confidence threshold in (0, 1] (default 0.8)")
+    semi.add_argument("--semi-quantile", type=float, default=0.8, metavar="Q",
+                      help="class-quantile: quantile in [0, 1] (default 0.8)")
+    semi.add_argument("--semi-teacher", default="fold", metavar="fold|ensemble",
+                      help="fold: each fold's own models label its pool (no held-out label "
+                      "leaks; default); ensemble: the mean of all fold models")
+    semi.add_argument("--hide-labels", type=float, default=None, metavar="FRACTION",
+                      help="simulation: hide this fraction of the labels (stratified, seeded), "
+                      "use those clips as the pool and report the pseudo-labels' accuracy")
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("predict", help="MER 2023 submission (name,discrete,valence) from a run",
@@ -167,6 +204,24 @@ def build_parser() -> argparse.ArgumentParser:
                        "shared folds; writes OUT/ablation.md, .csv and .json.")
     _add_head_arguments(p)
     p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("robustness", help="train on clean features, score corrupted ones (F1 "
+                       "against SNR)",
+                       description="Cross-validate every modality set on the clean --features; "
+                       "score each --condition (stores extracted with `mer-features extract "
+                       "--noise`) on the held-out clips, each predicted by the fold model that "
+                       "never saw it. Writes OUT/robustness.md, .csv, .json and .png.")
+    _add_head_arguments(p)
+    p.add_argument("--condition", action="append", nargs="+", metavar="[LABEL] KEY=STORE",
+                   help="one corrupted version of the data: an optional label (default: from "
+                   "the stores' noise spec, e.g. '10 dB pink') and the corrupted store of each "
+                   "modality it changes; the others keep their clean store. Repeat per level")
+    p.add_argument("--sets", default="all", choices=["all", "minimal"],
+                   help="modality sets: every combination (default), or each modality alone "
+                   "and all together")
+    p.add_argument("--test-split", help="score the fold ensemble on this split instead of "
+                   "held-out folds")
+    p.set_defaults(func=cmd_robustness)
     return parser
 
 

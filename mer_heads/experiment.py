@@ -26,6 +26,7 @@ from mer_heads.metrics import Scores, confusion, score
 from mer_heads.protocol import CrossValidatedHead
 from mer_heads.report import confusion_figure, markdown_report, summary_table
 from mer_heads.rundir import check_fingerprints, dump_json, load_run, save_run
+from mer_heads.semi import SemiSettings, fit_semi, hide_labels
 
 _SHOWN = 5
 
@@ -67,21 +68,37 @@ def split_rows(data: MultimodalData, train_split: str | None, test_split: str | 
 def fit_run(features: Sequence[str | Path | tuple[str, str | Path]], out: str | Path, *,
             manifest: str | Path | None = None, input: str = "utterance", join: str = "exact",
             layers: str = "mean", max_frames: int = MAX_FRAMES, train_split: str | None = None,
-            test_split: str | None = None, **params: Any) -> FitResult:
+            test_split: str | None = None, semi: SemiSettings | None = None,
+            **params: Any) -> FitResult:
     """Cross-validate a head on ``features`` and write the run directory ``out``.
 
-    ``params`` are :class:`~mer_heads.protocol.CrossValidatedHead` hyper-parameters.
+    ``params`` are :class:`~mer_heads.protocol.CrossValidatedHead` hyper-parameters. ``semi``
+    adds pseudo-labelled unlabelled training clips (:mod:`mer_heads.semi`); the run keeps the
+    last round's head, and metrics.json a ``semi`` section with every round.
     """
     start = time.perf_counter()
+    if semi is not None:
+        semi = semi.check()
     data = load_dataset(features, input=input, manifest=manifest, join=join, layers=layers,
                         max_frames=max_frames)
     train_mask, test_mask = split_rows(data, train_split, test_split)
+    hidden = None
+    if semi is not None and semi.hide_labels is not None:
+        # Before the folds are drawn, so no hidden clip can be in a held-out fold.
+        data, hidden = hide_labels(data, train_mask, semi.hide_labels, params.get("seed", 0))
     train_data = data.subset(train_mask)
-    est = CrossValidatedHead(**params).fit(train_data)
+    semi_result = None
+    if semi is None:
+        est = CrossValidatedHead(**params).fit(train_data)
+    else:
+        semi_result = fit_semi(train_data, semi, params, hidden=hidden)
+        est = semi_result.estimator
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     metrics = build_metrics(est, data, train_data, train_mask, test_mask)
     metrics["layers"] = layers
+    if semi_result is not None:
+        metrics["semi"] = semi_result.to_json()
     test_rows = np.flatnonzero(test_mask)
     if len(test_rows):
         test_data = data.subset(test_rows)
@@ -99,7 +116,8 @@ def fit_run(features: Sequence[str | Path | tuple[str, str | Path]], out: str | 
                                     "predicted the training prior and mean valence")
     save_run(est, out, data.modalities, layers=layers, max_frames=max_frames,
              extra={"train_split": train_split, "test_split": test_split,
-                    "manifest": None if manifest is None else str(manifest), "join": join})
+                    "manifest": None if manifest is None else str(manifest), "join": join,
+                    "semi": None if semi is None else semi.to_json()})
     dump_json(metrics, out / "metrics.json")
     _write_oof(out / "oof_predictions.csv", est, train_data)
     seconds = time.perf_counter() - start

@@ -70,6 +70,7 @@ class CrossValidatedHead(BaseEstimator):
     stack_ : the fitted :class:`~mer_heads.models.StackedHead` (neural models), or
     estimators_ : F (classifier, regressor or None) pairs (scikit-learn models).
     best_epochs_ : (F,) kept epoch of each neural model (0 for scikit-learn models).
+    n_pseudo_ : (F,) pseudo-labelled clips each model trained on besides its labelled clips.
     oof_proba_, oof_valence_ : (n, 6), (n,) held-out predictions (mean over seeds).
     model_scores_ : F :class:`~mer_heads.metrics.Scores` on each model's held-out fold.
     cv_scores_ : scores of the pooled held-out predictions. curve_ : (epochs,) mean held-out
@@ -97,12 +98,18 @@ class CrossValidatedHead(BaseEstimator):
         self.device = device
 
     # ------------------------------------------------------------------------------------
-    def fit(self, X: MultimodalData, y: None = None, *, fold_of: np.ndarray | None = None
+    def fit(self, X: MultimodalData, y: None = None, *, fold_of: np.ndarray | None = None,
+            pseudo_rows: np.ndarray | None = None, pseudo_labels: np.ndarray | None = None
             ) -> CrossValidatedHead:
         """Cross-validate on the labelled clips of ``X`` (labels come with the data).
 
         ``fold_of`` : optional (len(X),) fold index per clip (e.g. shared by an ablation);
         drawn with ``seed`` when None.
+        ``pseudo_rows``, ``pseudo_labels`` : optional pseudo-labelled clips (semi-supervised
+        training, see :mod:`mer_heads.semi`): (P,) rows of unlabelled, usable clips of ``X``
+        and (K, P) the class each fold's models learn for them (-1: not used by that fold).
+        They only join the training part of a fold: never a held-out fold, never the
+        standardisation statistics, and their valence is not learnt.
         """
         self._check_params(X)
         data = X
@@ -134,6 +141,7 @@ class CrossValidatedHead(BaseEstimator):
                             f"{self.folds} folds; lower --folds or add labelled clips.")
         fold = self._assign_folds(y_train, None if fold_of is None else fold_of[train])
         k = self.folds
+        pseudo_rows, pseudo_labels = self._check_pseudo(data, pseudo_rows, pseudo_labels)
         train_masks = np.zeros((k, len(data)), bool)
         for j in range(k):
             train_masks[j, train[fold != j]] = True
@@ -147,12 +155,19 @@ class CrossValidatedHead(BaseEstimator):
         self.mean_valence_ = float(np.nanmean(valence)) if self.has_valence_ else float("nan")
         self.model_folds_ = np.repeat(np.arange(k), self.seeds)
         self.model_seeds_ = np.tile(np.arange(self.seeds), k) + self.seed
-        train_rows = [train[fold != f] for f in self.model_folds_]
+        train_rows = [np.concatenate([train[fold != f], pseudo_rows[pseudo_labels[f] >= 0]])
+                      for f in self.model_folds_]
         val_rows = [train[fold == f] for f in self.model_folds_]
+        self.n_pseudo_ = np.array([int((pseudo_labels[f] >= 0).sum()) for f in self.model_folds_],
+                                  np.int64)
+        fold_labels = None
+        if len(pseudo_rows):
+            fold_labels = np.tile(labels, (k, 1))
+            fold_labels[:, pseudo_rows] = pseudo_labels
         if self.model in SKLEARN_MODELS:
-            val_proba, val_valence = self._fit_sklearn(data, train_rows, val_rows)
+            val_proba, val_valence = self._fit_sklearn(data, train_rows, val_rows, fold_labels)
         else:
-            val_proba, val_valence = self._fit_neural(data, train_rows, val_rows)
+            val_proba, val_valence = self._fit_neural(data, train_rows, val_rows, fold_labels)
         self._score(data, train, fold, val_rows, val_proba, val_valence)
         return self
 
@@ -178,6 +193,27 @@ class CrossValidatedHead(BaseEstimator):
                             "use --input utterance, or a neural model (attention, concat, fbp) "
                             "for frames.")
 
+    def _check_pseudo(self, data: MultimodalData, rows: np.ndarray | None,
+                      labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if rows is None:
+            return np.zeros(0, np.int64), np.zeros((self.folds, 0), np.int64)
+        rows = np.asarray(rows, np.int64)
+        labels = np.asarray(labels, np.int64)
+        if labels.shape != (self.folds, len(rows)):
+            raise DataError(f"pseudo_labels must have shape (folds, pseudo clips) = "
+                            f"({self.folds}, {len(rows)}); got {labels.shape}.")
+        if labels.size and (labels.min() < -1 or labels.max() >= len(EMOTIONS)):
+            raise DataError(f"pseudo_labels must be class indices in [0, {len(EMOTIONS)}) or -1.")
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(data)
+                          or len(np.unique(rows)) != len(rows)):
+            raise DataError("pseudo_rows must be distinct row indices of the data.")
+        # A labelled clip given a pseudo-label could be a held-out clip of some fold.
+        bad = rows[(data.labels[rows] >= 0) | ~data.present[rows].any(axis=1)]
+        if len(bad):
+            raise DataError(f"pseudo_rows must be unlabelled clips with a usable modality; "
+                            f"'{data.names[bad[0]]}' is not ({len(bad)} such).")
+        return rows, labels
+
     def _assign_folds(self, y_train: np.ndarray, given: np.ndarray | None) -> np.ndarray:
         if given is not None:
             given = np.asarray(given, np.int64)
@@ -192,7 +228,8 @@ class CrossValidatedHead(BaseEstimator):
 
     # ------------------------------------------------------------------------------------
     def _fit_neural(self, data: MultimodalData, train_rows: list[np.ndarray],
-                    val_rows: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                    val_rows: list[np.ndarray], fold_labels: np.ndarray | None = None
+                    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         import torch
 
         from mer_heads.models import StackedHead
@@ -206,7 +243,8 @@ class CrossValidatedHead(BaseEstimator):
         threads = threads_for(len(self.model_folds_), self.batch_size_, self._widths(data),
                               self.hidden)
         with torch_session(device, threads):
-            tensors = DeviceData(data, self.standardizer_, device, _dtype(self.precision_))
+            tensors = DeviceData(data, self.standardizer_, device, _dtype(self.precision_),
+                                 fold_labels)
             module = StackedHead(len(self.model_folds_), data.dims, model=self.model,
                                  input=data.input, hidden=self.hidden, dropout=self.dropout)
             config = TrainConfig(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
@@ -225,7 +263,8 @@ class CrossValidatedHead(BaseEstimator):
         return [int(np.prod(x.shape[1:])) for x in data.features]
 
     def _fit_sklearn(self, data: MultimodalData, train_rows: list[np.ndarray],
-                     val_rows: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                     val_rows: list[np.ndarray], fold_labels: np.ndarray | None = None
+                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         self.device_, self.precision_, self.batch_size_ = "cpu", "fp64", 0
         labels = data.labels
         self.estimators_ = []
@@ -237,7 +276,8 @@ class CrossValidatedHead(BaseEstimator):
                                                data.present)}
             Z = designs[fold]
             tr, va = train_rows[f], val_rows[f]
-            classifier = make_classifier(self.model, int(seed), self.C).fit(Z[tr], labels[tr])
+            y_fold = labels if fold_labels is None else fold_labels[fold]
+            classifier = make_classifier(self.model, int(seed), self.C).fit(Z[tr], y_fold[tr])
             regressor = None
             if self.has_valence_:
                 with_v = tr[np.isfinite(data.valence[tr])]
@@ -329,6 +369,52 @@ class CrossValidatedHead(BaseEstimator):
                 valences.append(valence.double().mean(0).cpu().numpy())
         self.stack_ = module.to(torch.device("cpu"))
         return np.concatenate(probas), np.concatenate(valences)
+
+    def predict_fold_proba(self, X: MultimodalData, rows: np.ndarray | None = None,
+                           chunk: int = PREDICT_CHUNK) -> np.ndarray:
+        """Class probabilities of each fold's models (the mean over its seeds) for the clips of
+        ``X`` at ``rows`` (default all), shape (K, n, 6). Computed in chunks of ``chunk``
+        clips: memory grows with the chunk, not with n (beyond the result). Clips need a
+        usable modality."""
+        self._check_fitted()
+        rows = np.arange(len(X)) if rows is None else np.asarray(rows, np.int64)
+        if X.keys != self.keys_ or X.dims != self.dims_ or X.input != self.input_:
+            raise RunError(f"predict_fold_proba needs the modalities the run was fitted on "
+                           f"({list(zip(self.keys_, self.dims_))}, {self.input_}).")
+        k = self.folds
+        out = np.zeros((k, len(rows), len(EMOTIONS)))
+        if self.model in SKLEARN_MODELS:
+            for start in range(0, len(rows), chunk):
+                part = X.subset(rows[start:start + chunk])
+                for fold, (classifier, _) in zip(self.model_folds_, self.estimators_):
+                    design = design_matrix(self.standardizer_.transform(part, fold), part.present)
+                    out[fold, start:start + len(part)] += full_proba(classifier, design,
+                                                                     len(EMOTIONS))
+            return out / self.seeds
+        import torch
+
+        from mer_heads.training import DeviceData, predict_rows
+
+        device = resolve_device(self.device)
+        dtype = _dtype(self.precision_)
+        module = self.stack_.to(device)
+        module.set_compute_dtype(dtype)
+        threads = threads_for(len(self.model_folds_), min(len(rows), 512), self._widths(X),
+                              self.hidden)
+        fold_index = torch.from_numpy(self.model_folds_)
+        with torch_session(device, threads):
+            folds = fold_index.to(device)
+            for start in range(0, len(rows), chunk):
+                part = X.subset(rows[start:start + chunk])
+                tensors = DeviceData(part, self.standardizer_, device, dtype)
+                index = torch.arange(len(part), device=device).expand(len(folds), -1)
+                proba, _ = predict_rows(module, tensors, folds, index)
+                summed = torch.zeros((k, len(part), len(EMOTIONS)), dtype=torch.float64)
+                summed.index_add_(0, fold_index, proba.double().cpu())
+                out[:, start:start + len(part)] = summed.numpy() / self.seeds
+                del tensors
+        self.stack_ = module.to(torch.device("cpu"))
+        return out
 
     def _predict_sklearn(self, data: MultimodalData) -> tuple[np.ndarray, np.ndarray]:
         proba = np.zeros((len(data), len(EMOTIONS)))

@@ -38,7 +38,65 @@ def summary_table(metrics: dict[str, Any]) -> str:
         t = metrics["test"]
         lines.append(f"{'test split ' + str(metrics['test_split']):24}{_num(t['f1']):>8}"
                      f"{_num(t['accuracy']):>8}{_num(t['mse']):>8}{_num(t['metric']):>9}")
+    if metrics.get("semi"):
+        lines += ["", *semi_table(metrics["semi"])]
     return "\n".join(lines)
+
+
+def _semi_title(semi: dict[str, Any]) -> str:
+    s = semi["settings"]
+    rule = {"threshold": f"confidence >= {s['threshold']:g}",
+            "class-quantile": f"per-class {s['quantile']:g}-quantile of confidence",
+            "weak-reinforce": f"confidence >= {s['threshold']:g}, under-represented classes",
+            "none": "no pseudo-labels"}[s["strategy"]]
+    pool = (f"{semi['pool']} clips with hidden labels ({s['hide_labels']:g} hidden)"
+            if s.get("hide_labels") else f"{semi['pool']} unlabelled clips")
+    return (f"semi-supervised: {s['strategy']} ({rule}), teacher {s['teacher']}, pool {pool}; "
+            "round 0 is the supervised run")
+
+
+def semi_table(semi: dict[str, Any]) -> list[str]:
+    """The per-round lines ``mer-heads fit --semi`` prints: clips added per class (mean over
+    folds), CV scores, change of the metric against round 0 and pseudo-label accuracy."""
+    short = [e[:4] for e in EMOTIONS]
+    lines = [_semi_title(semi),
+             f"{'round':>5}" + "".join(f"{c:>7}" for c in short)
+             + f"{'added':>8}{'F1':>8}{'MSE':>8}{'metric':>8}{'delta':>8}{'PL acc':>8}"]
+    for r in semi["rounds"]:
+        acc = (r.get("pseudo_accuracy") or {}).get("overall")
+        lines.append(f"{r['round']:>5}" + "".join(f"{r['added'][e]:>7.0f}" for e in EMOTIONS)
+                     + f"{r['added_total']:>8.0f}{_num(r['cv']['f1']):>8}"
+                     f"{_num(r['cv']['mse']):>8}{_num(r['cv']['metric']):>8}"
+                     f"{r['delta_metric']:>+8.4f}{_num(acc, 3):>8}")
+    return lines
+
+
+def semi_markdown(semi: dict[str, Any]) -> list[str]:
+    """The report's semi-supervised section."""
+    hidden = bool(semi["settings"].get("hide_labels"))
+    out = ["## Semi-supervised rounds", "", _semi_title(semi) + ".", "",
+           "Clips added per class are the mean over folds (each fold's pseudo-labels come from "
+           f"its {'own models' if semi['settings']['teacher'] == 'fold' else 'fold ensemble'}); "
+           "CV scores are on the same held-out folds as the supervised run.", "",
+           "| round | " + " | ".join(EMOTIONS) + " | added | CV F1 | CV MSE | CV metric | "
+           "vs supervised |" + (" pseudo-label accuracy | teacher accuracy |" if hidden else ""),
+           "|---" * (len(EMOTIONS) + 6 + (2 if hidden else 0)) + "|"]
+    for r in semi["rounds"]:
+        row = (f"| {r['round']} | " + " | ".join(f"{r['added'][e]:.1f}" for e in EMOTIONS)
+               + f" | {r['added_total']:.1f} | {_num(r['cv']['f1'])} | {_num(r['cv']['mse'])} | "
+               f"{_num(r['cv']['metric'])} | {r['delta_metric']:+.4f} |")
+        if hidden:
+            acc = r.get("pseudo_accuracy") or {}
+            row += f" {_num(acc.get('overall'))} | {_num(acc.get('teacher'))} |"
+        out.append(row)
+    if hidden:
+        out += ["", "Pseudo-label accuracy per assigned class (pooled over folds):", "",
+                "| round | " + " | ".join(EMOTIONS) + " |", "|---" * (len(EMOTIONS) + 1) + "|"]
+        for r in semi["rounds"][1:]:
+            per = r["pseudo_accuracy"]["per_class"]
+            out.append(f"| {r['round']} | " + " | ".join(_num(per[e], 3) for e in EMOTIONS)
+                       + " |")
+    return out
 
 
 def markdown_report(metrics: dict[str, Any], *, seconds: float | None = None,
@@ -76,6 +134,8 @@ def markdown_report(metrics: dict[str, Any], *, seconds: float | None = None,
                    + f" | {_num(metrics['per_class_f1'][name])} |")
     if confusion_png:
         out += ["", f"![confusion matrix]({confusion_png})"]
+    if metrics.get("semi"):
+        out += ["", *semi_markdown(metrics["semi"])]
     out += ["", "## Data", "", "| modality | store | fingerprint | width | clips usable |",
             "|---|---|---|---|---|"]
     for m in metrics["modalities"]:
@@ -85,7 +145,7 @@ def markdown_report(metrics: dict[str, Any], *, seconds: float | None = None,
     out += ["", f"- clips in the stores: {c['total']}; labelled: {c['labelled']}; training: "
             f"{c['train']}; labelled but without any usable modality (left out): "
             f"{c['dropped_no_modality']}; test: {c['test']}",
-            f"- classes in training: " + ", ".join(f"{k} {v}" for k, v in c["classes"].items()),
+            "- classes in training: " + ", ".join(f"{k} {v}" for k, v in c["classes"].items()),
             f"- valence: {'learnt and scored' if metrics['has_valence'] else 'none (F1 only)'}",
             f"- input: {metrics['input']}; multi-layer utterance arrays: {metrics['layers']}"]
     for note in metrics.get("notes", []):

@@ -67,12 +67,16 @@ class DeviceData:
     """
 
     def __init__(self, data: MultimodalData, standardizer: Standardizer, device: torch.device,
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, fold_labels: np.ndarray | None = None):
+        """``fold_labels`` : optional (K, n) training class of each clip per fold (-1: none),
+        for clips whose class differs between folds (pseudo-labels); default ``data.labels``."""
         self.device, self.dtype = device, dtype
         self.frames = data.frame_mask is not None
         self.elements_per_clip = sum(int(np.prod(x.shape[1:])) for x in data.features)
         self.present = torch.from_numpy(data.present).to(device)
         self.labels = torch.from_numpy(data.labels).to(device)
+        self.fold_labels = (None if fold_labels is None
+                            else torch.from_numpy(np.asarray(fold_labels, np.int64)).to(device))
         self.valence = torch.from_numpy(data.valence.astype(np.float32)).to(device)
         if self.frames:
             self.x = [torch.from_numpy(np.ascontiguousarray(f)).to(device) for f in data.features]
@@ -85,6 +89,12 @@ class DeviceData:
                                  .to(device, dtype) for k in range(standardizer.n_folds)])
                       for m in range(len(data.features))]
             self.n = len(data)
+
+    def train_labels(self, folds: Tensor, rows: Tensor) -> Tensor:
+        """Training classes (F, B) of clips ``rows`` (F, B) for models of folds ``folds`` (F,)."""
+        if self.fold_labels is None:
+            return self.labels[rows]
+        return self.fold_labels[folds[:, None], rows]
 
     def batch(self, folds: Tensor, rows: Tensor) -> tuple[list[Tensor], Tensor, list[Tensor] | None]:
         """Standardised inputs of clips ``rows`` (F, B) for models of folds ``folds`` (F,)."""
@@ -184,7 +194,8 @@ def _train(module: StackedHead, tensors: DeviceData, folds: np.ndarray,
                 break
             inputs, present, masks = tensors.batch(fold_t, rows)
             logits, valence = module(inputs, present, masks)
-            loss = _loss(logits, valence, tensors.labels[rows], tensors.valence[rows], weight,
+            loss = _loss(logits, valence, tensors.train_labels(fold_t, rows), tensors.valence[rows],
+                         weight,
                          config.valence_weight if has_valence else 0.0)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
