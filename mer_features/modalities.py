@@ -158,15 +158,25 @@ class TextModality(Modality):
 
 
 class VideoModality(Modality):
-    """Frames sampled with decord in workers; faces tracked with MTCNN in the main process."""
+    """Frames sampled with decord in workers; faces tracked with MTCNN.
+
+    On a GPU, MTCNN runs in the main process on the frames of several clips at once. On a CPU
+    (``track_in_workers``) each worker process tracks the faces of the clip it decoded: MTCNN
+    runs on one thread there (its many tiny operations lose more to thread hand-offs than they
+    gain), cross-clip batches barely help it, and separate processes put every core to work
+    (measured in benchmarks/bench_video.py). Either way the crops are the same.
+    """
 
     name = "video"
 
-    def __init__(self, options: VideoOptions, device: str = "cpu", noise: Any = None, seed: int = 0):
+    def __init__(self, options: VideoOptions, device: str = "cpu", noise: Any = None, seed: int = 0,
+                 track_in_workers: bool = False):
         self.options = options
         self.device = device
         self.noise = noise if noise is not None and noise.has_video else None
         self.seed = seed
+        self.track_in_workers = track_in_workers
+        self.overlap_prepare = not track_in_workers
         self._tracker = None
 
     def fields(self) -> dict[str, Any]:
@@ -196,14 +206,20 @@ class VideoModality(Modality):
 
             decoded.frames, drawn = corrupt_frames(clip.name, decoded.frames, self.noise, self.seed)
             decoded.info = {**(decoded.info or {}), "noise": drawn}
-        return decoded
+        if not self.track_in_workers:
+            return decoded
+        (face,) = self._face_tracker().track([(clip.name, decoded)])
+        if isinstance(face, ClipError):
+            raise face
+        face.info = dict(decoded.info or {})
+        return face
 
     def length(self, item: Any) -> float:
         return float(len(item.times)) / max(self.options.fps, 1e-9)
 
-    overlap_prepare = True
-
     def prepare(self, names: list[str], items: list[Any]) -> list[Any]:
+        if self.track_in_workers:
+            return items  # tracked already, in the worker that decoded the clip
         return self._face_tracker().track(list(zip(names, items)))
 
     def extras(self, item: Any, encoded: Any) -> dict[str, np.ndarray]:
@@ -223,13 +239,15 @@ class VideoModality(Modality):
 
 def make_modality(name: str, *, text_column: str = "text", video: VideoOptions | None = None,
                   device: str = "cpu", noise: Any = None, seed: int = 0,
-                  babble: Sequence[Any] = ()) -> Modality:
-    """The modality object; ``noise`` (a NoiseSpec) applies where it has keys for it."""
+                  babble: Sequence[Any] = (), workers: int = 0) -> Modality:
+    """The modality object; ``noise`` (a NoiseSpec) applies where it has keys for it.
+    ``workers``: decoding processes; on a CPU with workers, video faces are tracked there."""
     if name == "audio":
         return AudioModality(noise, seed, babble)
     if name == "text":
         return TextModality(text_column)
     if name == "video":
-        return VideoModality(video or VideoOptions(), device, noise, seed)
+        return VideoModality(video or VideoOptions(), device, noise, seed,
+                             track_in_workers=device == "cpu" and workers > 0)
     raise ManifestError(f"Unknown modality '{name}'; expected audio, text or video.")
 

@@ -200,7 +200,8 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
         noise = parse_noise(noise)
     kind = make_modality(modality, text_column=text_column, video=video, device=device,
                          noise=noise, seed=seed,
-                         babble=[c.audio_source for c in usable] if modality == "audio" else ())
+                         babble=[c.audio_source for c in usable] if modality == "audio" else (),
+                         workers=workers)
     header = build_header(enc, storage_dtype=storage_dtype, dtype=dtype, modality=kind,
                           noise=kind.noise_fields())
     if batch_size is None:

@@ -254,3 +254,36 @@ def test_mead_truncated_and_mer_two_people(tracker):
     # sample_00000338: a woman (left) and a man (right, often turned away); she is kept
     centres = (face_mer.boxes[:, 0] + face_mer.boxes[:, 2]) / 2
     assert (centres < mer.info["source_size"][0] / 2).all()
+
+
+@pytest.mark.parametrize("kernel,stride,ceil", [(2, 2, True), (3, 2, True), (2, 2, False),
+                                                (3, 2, False), (3, 1, True)])
+def test_slice_max_pool_equals_torch(kernel, stride, ceil):
+    import torch
+
+    from mer_features.faces import _slice_max_pool_class
+
+    pool = _slice_max_pool_class()((kernel, kernel), (stride, stride), ceil)
+    for h, w in ((5, 5), (6, 7), (13, 12), (22, 23), (113, 57)):
+        x = torch.randn(2, 3, h, w)
+        ref = torch.nn.MaxPool2d(kernel, stride, ceil_mode=ceil)(x)
+        assert torch.equal(pool(x), ref)
+
+
+def test_tracker_mtcnn_detects_exactly_like_stock_mtcnn(demo_videos, noise_video):
+    """The tracker's MTCNN (faster max pooling) gives bit-identical boxes, scores, landmarks."""
+    from facenet_pytorch import MTCNN
+
+    tracker = FaceTracker(device="cpu", face_size=64)
+    mtcnn = tracker._detector()
+    assert sum("SliceMaxPool2d" in type(m).__name__ for m in mtcnn.modules()) == 6
+    stock = MTCNN(keep_all=True, device="cpu", select_largest=False, post_process=False).eval()
+    frames = np.stack([f for _, v in demo_videos[:3] for f in v.frames[:4]])
+    for batch in (frames, noise_video.frames[:4]):
+        ours, theirs = mtcnn.detect(batch, landmarks=True), stock.detect(batch, landmarks=True)
+        for a, b in zip(ours, theirs):
+            for x, y in zip(a, b):
+                if x is None or y is None:
+                    assert x is None and y is None
+                else:
+                    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -203,6 +203,8 @@ class FaceInput:
     boxes: np.ndarray
     probs: np.ndarray
     fps: float = float("nan")
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Decoding details (sampled frame indices, noise draws) when tracked in a worker."""
 
     @property
     def duration(self) -> float:
