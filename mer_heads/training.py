@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from mer_heads.data import MultimodalData
-from mer_heads.metrics import VALENCE_WEIGHT
+from mer_heads.metrics import VALENCE_RANGE, VALENCE_WEIGHT
 from mer_heads.models import StackedHead
 from mer_heads.standardize import Standardizer
 
@@ -252,7 +252,7 @@ def predict_rows(module: StackedHead, tensors: DeviceData, folds: Tensor, rows: 
         inputs, present, masks = tensors.batch(folds, rows[:, start:start + chunk])
         logits, valence = module(inputs, present, masks)
         probas.append(torch.softmax(logits.float(), dim=-1))
-        valences.append(valence.float())
+        valences.append(valence.float().clamp(*VALENCE_RANGE))
     return torch.cat(probas, dim=1), torch.cat(valences, dim=1)
 
 

@@ -144,3 +144,17 @@ def test_prediction_is_the_mean_of_the_fold_models(fitted, data):
     keep = data.present.any(axis=1)
     np.testing.assert_allclose(proba[keep], np.mean(singles, axis=0)[keep], atol=1e-5)
     np.testing.assert_allclose(valence[keep], np.mean(single_v, axis=0)[keep], atol=1e-4)
+
+
+@pytest.mark.parametrize("model", ["attention", "logreg"])
+def test_valence_predictions_stay_on_the_scale(data, model):
+    """Features far outside the training range (as under heavy noise) cannot push valence past
+    [-5, 5]: predictions are clipped to the MER 2023 scale."""
+    import dataclasses
+
+    est = CrossValidatedHead(model, **{**FAST, "epochs": 5}).fit(data)
+    assert (np.abs(est.oof_valence_) <= 5).all()
+    wild = dataclasses.replace(data, features=[x * 1e4 for x in data.features])
+    _, valence, _ = est.predict_proba(wild)
+    assert np.isfinite(valence).all() and (np.abs(valence) <= 5).all()
+    assert np.abs(valence).max() == 5.0  # clipped, not merely small
