@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=48)
     parser.add_argument("--source", choices=["demo", "mead"], default="demo")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     args = parser.parse_args()
 

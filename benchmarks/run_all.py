@@ -22,50 +22,67 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
-# name -> (script, full arguments, quick arguments, rows: (label, json path, unit))
+# name -> (script, full arguments, quick arguments, rows: (label, json path, target)); a target
+# is (comparison, value) from the issues, or None for a figure reported as measured.
+AT_LEAST, AT_MOST = ">=", "<="
 BENCHMARKS = {
     "audio": ("bench_audio.py", [], ["--clips", "16", "--repeats", "1"], [
-        ("audio: per-clip loop fp32 (s)", "per_clip_loop_fp32_s"),
-        ("audio: pipeline fp32 (s)", "pipeline_fp32_s"),
-        ("audio: pipeline bf16 (s)", "pipeline_bf16_s"),
-        ("audio: fp32 speed-up vs per-clip loop (x)", "speedup_fp32"),
-        ("audio: bf16 speed-up vs per-clip loop (x)", "speedup_bf16"),
-        ("audio: bf16 vs fp32 utterance cosine, min", "bf16_cosine_min"),
-        ("audio: re-run over a complete store (% of first run)", "rerun_percent_of_first"),
+        ("audio: per-clip loop fp32 (s)", "per_clip_loop_fp32_s", None),
+        ("audio: pipeline fp32 (s)", "pipeline_fp32_s", None),
+        ("audio: pipeline bf16 (s)", "pipeline_bf16_s", None),
+        ("audio: fp32 speed-up vs per-clip loop (x)", "speedup_fp32", (AT_LEAST, 1.0)),
+        ("audio: bf16 speed-up vs per-clip loop (x)", "speedup_bf16", (AT_LEAST, 2.5)),
+        ("audio: bf16 vs fp32 utterance cosine, min", "bf16_cosine_min", (AT_LEAST, 0.99)),
+        ("audio: re-run over a complete store (% of first run)", "rerun_percent_of_first",
+         (AT_MOST, 3.0)),
     ]),
     "text": ("bench_text.py", [], ["--clips", "200"], [
-        ("text: per-clip loop (s)", "per_clip_loop_s"),
-        ("text: pipeline (s)", "pipeline_s"),
-        ("text: speed-up vs per-clip loop (x)", "speedup"),
+        ("text: per-clip loop (s)", "per_clip_loop_s", None),
+        ("text: pipeline (s)", "pipeline_s", None),
+        ("text: speed-up vs per-clip loop (x)", "speedup", None),
     ]),
     "video": ("bench_video.py", [], ["--clips", "6"], [
-        ("video: per-clip loop (s)", "per_clip_loop_s"),
-        ("video: pipeline (s)", "pipeline_s"),
-        ("video: speed-up vs per-clip loop (x)", "speedup"),
+        ("video: per-clip loop (s)", "per_clip_loop_s", None),
+        ("video: pipeline (s)", "pipeline_s", None),
+        ("video: speed-up vs per-clip loop (x)", "speedup", (AT_LEAST, 2.0)),
     ]),
     "heads": ("bench_heads.py", [], ["--epochs", "10"], [
-        ("heads: per-fold DataLoader loop, 5 folds (s)", "baseline.seconds"),
-        ("heads: batched trainer, 5 folds (s)", "mer_heads.seconds"),
-        ("heads: speed-up (x)", "speedup"),
-        ("heads: CV metric, baseline loop", "baseline.metric"),
-        ("heads: CV metric, batched trainer", "mer_heads.metric"),
-        ("heads: 10 seeds / 1 seed time (x)", "seeds_time_ratio"),
+        ("heads: per-fold DataLoader loop, 5 folds (s)", "baseline.seconds", None),
+        ("heads: batched trainer, 5 folds (s)", "mer_heads.seconds", None),
+        ("heads: speed-up (x)", "speedup", (AT_LEAST, 10.0)),
+        ("heads: CV metric, baseline loop", "baseline.metric", None),
+        ("heads: CV metric, batched trainer (>= the baseline's)", "mer_heads.metric", None),
+        ("heads: 10 seeds / 1 seed time (x)", "seeds_time_ratio", (AT_MOST, 2.0)),
     ]),
     "semi": ("bench_semi.py", [], ["--quick"], [
         ("semi: one threshold round, 3,373 labelled + 73k unlabelled clips, 3 x 1024-d (s)",
-         "fit_semi_s"),
-        ("semi: streamed fold predictions over the 73k pool (s)", "pool_predict_s"),
-        ("semi: pseudo-labelled clips added per fold", "added_per_fold"),
-        ("semi: generated arrays (GB)", "data_gb"),
-        ("semi: peak RSS (GB)", "peak_rss_gb"),
+         "fit_semi_s", None),
+        ("semi: streamed fold predictions over the 73k pool (s)", "pool_predict_s", None),
+        ("semi: pseudo-labelled clips added per fold", "added_per_fold", None),
+        ("semi: generated arrays (GB)", "data_gb", None),
+        ("semi: peak RSS (GB)", "peak_rss_gb", None),
     ]),
     "store": ("bench_store.py", [], ["--clips", "5000"], [
-        ("store: all utterances of 73k clips from the store, cold cache (s)", "cold.store_s"),
-        ("store: same from one .npy per clip, cold cache (s)", "cold.npy_s"),
-        ("store: speed-up, cold cache (x)", "cold.speedup"),
-        ("store: speed-up, warm cache (x)", "warm.speedup"),
+        ("store: all utterances of 73k clips from the store, cold cache (s)", "cold.store_s", None),
+        ("store: same from one .npy per clip, cold cache (s)", "cold.npy_s", None),
+        ("store: speed-up, cold cache (x)", "cold.speedup", (AT_LEAST, 10.0)),
+        ("store: speed-up, warm cache (x)", "warm.speedup", None),
     ]),
 }
+
+
+def fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
+    return str(value)
+
+
+def verdict(value, target) -> str:
+    if target is None or not isinstance(value, (int, float)):
+        return ""
+    op, bound = target
+    met = value >= bound if op == AT_LEAST else value <= bound
+    return f"{op} {bound:g}: {'met' if met else 'NOT met'}"
 
 
 def machine() -> str:
@@ -115,20 +132,25 @@ def main() -> None:
         ran[name] = result.returncode
     this = machine()
     sections = _read_sections()
-    rows = []
+    rows, earlier = [], []
     for name in BENCHMARKS:
         path = OUT / f"bench_{name}.json"
-        if name not in ran or ran[name] != 0 or not path.exists():
+        if name in ran and ran[name] != 0 or not path.exists():
             continue
+        if name not in ran:  # not run this time: its last result, marked with its date
+            day = datetime.date.fromtimestamp(path.stat().st_mtime).isoformat()
+            earlier.append(f"{name} ({day})")
         data = json.loads(path.read_text())
-        for label, key in BENCHMARKS[name][3]:
+        for label, key, target in BENCHMARKS[name][3]:
             value = lookup(data, key)
             if value is not None:
-                rows.append(f"| {label} | {value} |")
+                rows.append(f"| {label} | {fmt(value)} | {verdict(value, target)} |")
     stamp = datetime.date.today().isoformat()
     mode = " (quick sizes)" if args.quick else ""
+    again = f" Not run this time, from earlier runs: {', '.join(earlier)}." if earlier else ""
     sections[this] = (f"## {this}\n\nRun {stamp}{mode} with `make bench`; every ratio is measured "
-                      "side by side in one run.\n\n| figure | value |\n|---|---|\n" + "\n".join(rows) + "\n")
+                      f"side by side in one run.{again}\n\n| figure | value | target |\n|---|---|---|\n"
+                      + "\n".join(rows) + "\n")
     text = "# Benchmark results\n\nWritten by `benchmarks/run_all.py`; one section per machine.\n\n"
     RESULTS.write_text(text + "\n".join(sections[k] for k in sorted(sections)))
     print(f"wrote {RESULTS}")

@@ -213,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "bf16, 32 on a GPU)")
     p.add_argument("--batch-seconds", type=float, default=160.0,
                    help="max padded seconds per encoder call")
-    p.add_argument("--workers", type=int, default=2, help="decoding processes (0: none)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="decoding processes (0: decode in the main process); default: 0 for a "
+                        "neural audio encoder on the CPU, else one per core (at most 8)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a store made with another configuration")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failed clip")

@@ -98,6 +98,20 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def auto_workers(device: str, modality: str, encoder_in_workers: bool) -> int:
+    """Decoding processes when none are given.
+
+    A neural audio encoder on the CPU already keeps every core busy; decoding beside it (a few
+    percent of the work) only takes cores from it, so clips are decoded in this process
+    (measured with HuBERT-base on a 2-core CPU, benchmarks/bench_audio.py: about 5% faster than
+    two workers). Video on the CPU tracks faces in the workers, one detector per core;
+    openSMILE runs in the workers; on a GPU the workers keep it fed.
+    """
+    if device == "cpu" and modality == "audio" and not encoder_in_workers:
+        return 0
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
 def auto_batch_size(device: str, dtype: str, modality: str = "audio") -> int:
     """Clips per encoder call when none is given.
 
@@ -145,7 +159,7 @@ def build_header(encoder: Any, *, storage_dtype: str, dtype: str, modality: Moda
 def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str = "audio",
             encoder: str | None = None, encoder_options: Mapping[str, Any] | None = None,
             device: str = "auto", dtype: str = "fp32", storage_dtype: str = "float32",
-            batch_size: int | None = None, batch_seconds: float = 160.0, workers: int = 2,
+            batch_size: int | None = None, batch_seconds: float = 160.0, workers: int | None = None,
             overwrite: bool = False, fail_fast: bool = False, skip_missing: bool = False,
             retry_failed: bool = False, commit_every: int = 256, progress: bool | None = None,
             text_column: str = "text", video: VideoOptions | None = None,
@@ -161,7 +175,7 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
     batch_size : at most this many clips per encoder call; None picks one for the device and
         dtype (:func:`auto_batch_size`).
     batch_seconds : at most this much padded audio (clips x longest clip) per encoder call.
-    workers : decoding processes (0 decodes in this process).
+    workers : decoding processes (0 decodes in this process); None: :func:`auto_workers`.
     storage_dtype : "float32", or "float16" to halve the store's size.
     commit_every : finished clips are written to disk (a part file) at least every this many
         clips; a killed run loses at most this many clips' work.
@@ -179,7 +193,8 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
         raise EncoderError(f"dtype must be one of {', '.join(DTYPES)}; got '{dtype}'.")
     if storage_dtype not in STORAGE_DTYPES:
         raise EncoderError(f"storage dtype must be one of {', '.join(STORAGE_DTYPES)}; got '{storage_dtype}'.")
-    if batch_size is not None and batch_size < 1 or batch_seconds <= 0 or workers < 0 or commit_every < 1:
+    if (batch_size is not None and batch_size < 1 or batch_seconds <= 0
+            or workers is not None and workers < 0 or commit_every < 1):
         raise EncoderError("batch_size and commit_every must be >= 1, batch_seconds > 0 and "
                            "workers >= 0.")
     if not isinstance(manifest, Manifest):
@@ -194,6 +209,8 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
     device = resolve_device(device) if enc.uses_dtype or not enc.runs_in_workers else "cpu"
     if dtype == "fp16" and device == "cpu" and enc.uses_dtype:
         raise EncoderError("fp16 needs a GPU; on the CPU use --dtype bf16 (or fp32).")
+    if workers is None:
+        workers = auto_workers(device, modality, enc.runs_in_workers)
     if isinstance(noise, str):
         from mer_features.noise import parse_noise
 

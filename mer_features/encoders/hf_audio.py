@@ -118,6 +118,7 @@ class HFAudioEncoder(Encoder):
             conv0 = model.feature_extractor.conv_layers[0]
             conv0.layer_norm = _MaskedGroupNorm(conv0.layer_norm, self._lengths)
         pos = getattr(getattr(model, "encoder", None), "pos_conv_embed", None)
+        _freeze_weight_norm(getattr(pos, "conv", None))
         stacked = getattr(pos, "layers", None)
         if stacked is not None and len(stacked) > 1:
             for layer in list(stacked)[:-1]:
@@ -401,6 +402,18 @@ def _masked_group_norm_class() -> type:
 
 def _MaskedGroupNorm(norm: Any, holder: _LengthHolder) -> Any:
     return _masked_group_norm_class()(norm, holder)
+
+
+def _freeze_weight_norm(conv: Any) -> None:
+    """Compute a weight-normed convolution's weight once instead of on every forward (the
+    positional convolution of wav2vec 2.0-style models); the weights are frozen, so the values
+    are the same."""
+    if conv is None:
+        return
+    import torch
+
+    if hasattr(conv, "parametrizations") and "weight" in conv.parametrizations:
+        torch.nn.utils.parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)
 
 
 def _plain_convolutions(encoder: Any) -> bool:
