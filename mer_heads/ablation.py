@@ -9,7 +9,6 @@ MER 2023 paper, and the pooled held-out scores.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import time
 from collections.abc import Sequence
@@ -21,8 +20,8 @@ import numpy as np
 
 from mer_heads.data import MAX_FRAMES, load_dataset
 from mer_heads.errors import DataError
-from mer_heads.protocol import CrossValidatedHead, stratified_folds
-from mer_heads.rundir import dump_json
+from mer_heads.protocol import CrossValidatedHead, shared_folds
+from mer_heads.rundir import dump_json, write_csv
 
 COLUMNS = ("modalities", "n_modalities", "clips", "left_out", "f1_mean", "f1_std", "mse_mean",
            "mse_std", "metric_mean", "metric_std", "cv_f1", "cv_mse", "cv_metric")
@@ -61,14 +60,8 @@ def ablate(features: Sequence[str | Path | tuple[str, str | Path]], out: str | P
             raise DataError(f"No clip has split '{train_split}'; the splits present are "
                             f"{sorted(set(data.split))}.")
         data = data.subset(data.split == train_split)
-    labels = data.labels
-    usable = (labels >= 0) & data.present.any(axis=1)
-    if not usable.any():
-        raise DataError("No labelled clip with a usable modality: nothing to ablate. Check the "
-                        "stores' labels (or pass --manifest).")
-    folds = int(params.get("folds", 5))
-    fold_of = np.full(len(data), -1, np.int64)
-    fold_of[usable], _ = stratified_folds(labels[usable], folds, int(params.get("seed", 0)))
+    fold_of = shared_folds(data, params, "nothing to ablate. Check the stores' labels (or pass "
+                                         "--manifest).")
     rows, details = [], []
     for combo in combinations(data.keys):
         sub = data.select_modalities(combo)
@@ -89,12 +82,7 @@ def ablate(features: Sequence[str | Path | tuple[str, str | Path]], out: str | P
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "ablation.csv", out / "ablation.md"
-    with open(csv_path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(COLUMNS)
-        for row in rows:
-            w.writerow(["" if row[c] is None else (f"{row[c]:.6f}" if isinstance(row[c], float)
-                                                   else row[c]) for c in COLUMNS])
+    write_csv(csv_path, COLUMNS, rows)
     example = CrossValidatedHead(**params)
     dump_json({"params": example.get_params(), "input": input, "layers": layers,
                "modalities": [m.to_json() for m in data.modalities], "rows": details},

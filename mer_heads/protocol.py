@@ -433,6 +433,21 @@ class CrossValidatedHead(BaseEstimator):
 # --------------------------------------------------------------------------------------------
 
 
+def shared_folds(data: MultimodalData, params: dict, nothing: str) -> np.ndarray:
+    """One fold assignment (n,) for every modality set fitted on ``data`` (ablations,
+    robustness sweeps): stratified folds over the labelled clips with a usable modality, -1
+    elsewhere, from ``params``' folds and seed. ``nothing`` ends the error raised when there is
+    no such clip (what to check)."""
+    labels = data.labels
+    usable = (labels >= 0) & data.present.any(axis=1)
+    if not usable.any():
+        raise DataError(f"No labelled clip with a usable modality: {nothing}")
+    fold_of = np.full(len(data), -1, np.int64)
+    fold_of[usable], _ = stratified_folds(labels[usable], int(params.get("folds", 5)),
+                                          int(params.get("seed", 0)))
+    return fold_of
+
+
 def stratified_folds(labels: np.ndarray, n_folds: int, seed: int) -> tuple[np.ndarray, str]:
     """Fold index (n,) of each clip from stratified K folds drawn with ``seed``, and a note
     when some class has fewer clips than folds (some held-out folds then lack it)."""
@@ -549,4 +564,4 @@ class torch_session:
 
 
 __all__ = ["ALL_MODELS", "CrossValidatedHead", "NEURAL_MODELS", "PRECISIONS", "resolve_device",
-           "resolve_precision", "stratified_folds"]
+           "resolve_precision", "shared_folds", "stratified_folds"]

@@ -44,7 +44,7 @@ from mer_heads.errors import DataError
 from mer_heads.experiment import split_rows
 from mer_heads.metrics import VALENCE_RANGE, Scores, score
 from mer_heads.protocol import (SKLEARN_MODELS, CrossValidatedHead, _dtype, resolve_device,
-                                stratified_folds, threads_for, torch_session)
+                                shared_folds, threads_for, torch_session)
 from mer_heads.robustness_report import (CLEAN, CSV_COLUMNS, markdown_tables,
                                          robustness_figure, write_csv)
 from mer_heads.rundir import dump_json
@@ -441,14 +441,8 @@ def robustness(features: Sequence[StoreArg], conditions: Sequence[Any], out: str
     combos = modality_sets(clean.keys, sets)
     train_mask, test_mask = _split_masks(clean, train_split, test_split)
     train = clean.subset(train_mask)
-    labels = train.labels
-    usable = (labels >= 0) & train.present.any(axis=1)
-    if not usable.any():
-        raise DataError("No labelled clip with a usable modality to train on. Check the stores' "
-                        "labels (or pass --manifest) and --train-split.")
-    folds = int(params.get("folds", 5))
-    fold_of = np.full(len(train), -1, np.int64)
-    fold_of[usable], _ = stratified_folds(labels[usable], folds, int(params.get("seed", 0)))
+    fold_of = shared_folds(train, params, "nothing to train on. Check the stores' labels (or "
+                                          "pass --manifest) and --train-split.")
     heads = {combo: CrossValidatedHead(**params).fit(train.select_modalities(combo),
                                                      fold_of=fold_of)
              for combo in combos}

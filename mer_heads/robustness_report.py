@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from mer_heads.rundir import write_csv as write_table_csv
 
 if TYPE_CHECKING:
     from mer_heads.robustness import Condition
@@ -17,12 +18,7 @@ CLEAN = "clean"
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(CSV_COLUMNS)
-        for row in rows:
-            w.writerow(["" if row[c] is None else (f"{row[c]:.6f}" if isinstance(row[c], float)
-                                                   else row[c]) for c in CSV_COLUMNS])
+    write_table_csv(path, CSV_COLUMNS, rows)
 
 
 def _num(value: float | None) -> str:

@@ -14,8 +14,10 @@ that could break silently (no lambdas, no whole torch modules).
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,16 @@ def dump_json(obj: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
+    """Rows (dicts keyed by column) as CSV: floats with 6 decimals, None as an empty cell."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(columns)
+        for row in rows:
+            w.writerow(["" if row[c] is None else (f"{row[c]:.6f}" if isinstance(row[c], float)
+                                                   else row[c]) for c in columns])
 
 
 def _rounded(obj: Any) -> Any:
