@@ -42,6 +42,7 @@ import numpy as np
 
 from mer_features.encoders.base import FaceInput
 from mer_features.errors import ClipError
+from mer_features.mtcnn import detect_faces
 from mer_features.video import DecodedVideo
 
 ALIGNMENT = "mtcnn-eyes-level|square-box*(1+margin)|gauss-prefilter+bilinear|salience-track|v1"
@@ -184,7 +185,7 @@ class FaceTracker:
 
     def _detect_batch(self, batch: np.ndarray) -> list[Detections]:
         with _cpu_threads(1 if self.device == "cpu" else None):
-            boxes, probs, points = self._detector().detect(batch, landmarks=True)
+            boxes, probs, points = detect_faces(self._detector(), batch)
         out = []
         for b, p, lm in zip(boxes, probs, points):
             if b is None or len(b) == 0:

@@ -287,3 +287,22 @@ def test_tracker_mtcnn_detects_exactly_like_stock_mtcnn(demo_videos, noise_video
                     assert x is None and y is None
                 else:
                     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_grouped_crop_cascade_equals_stock_mtcnn_detect(demo_videos, noise_video):
+    """mer_features.mtcnn resamples R-/O-net crops in groups; detections stay bit-identical
+    to MTCNN.detect on the same network (demo frames with a face, noise frames without)."""
+    from facenet_pytorch import MTCNN
+
+    from mer_features.mtcnn import detect_faces
+
+    stock = MTCNN(keep_all=True, device="cpu", select_largest=False, post_process=False).eval()
+    frames = np.stack([f for _, v in demo_videos[:3] for f in v.frames[:4]])
+    for batch in (frames, noise_video.frames[:4]):
+        ours, theirs = detect_faces(stock, batch), stock.detect(batch, landmarks=True)
+        for a, b in zip(ours, theirs):
+            for x, y in zip(a, b):
+                if x is None or (isinstance(x, list) and x == [None]):
+                    assert y is None or (isinstance(y, list) and y == [None]) or y[0] is None
+                else:
+                    np.testing.assert_array_equal(np.asarray(x, np.float64), np.asarray(y, np.float64))
