@@ -176,7 +176,6 @@ class VideoModality(Modality):
         self.noise = noise if noise is not None and noise.has_video else None
         self.seed = seed
         self.track_in_workers = track_in_workers
-        self.overlap_prepare = not track_in_workers
         self._tracker = None
 
     def fields(self) -> dict[str, Any]:
@@ -216,6 +215,10 @@ class VideoModality(Modality):
 
     def length(self, item: Any) -> float:
         return float(len(item.times)) / max(self.options.fps, 1e-9)
+
+    @property
+    def overlap_prepare(self) -> bool:  # type: ignore[override]
+        return not self.track_in_workers  # tracking in the main process: run it a batch ahead
 
     def prepare(self, names: list[str], items: list[Any]) -> list[Any]:
         if self.track_in_workers:

@@ -46,8 +46,8 @@ from mer_heads.metrics import VALENCE_RANGE, Scores, score
 from mer_heads.protocol import (SKLEARN_MODELS, CrossValidatedHead, _dtype, resolve_device,
                                 shared_folds, threads_for, torch_session)
 from mer_heads.robustness_report import (CLEAN, CSV_COLUMNS, markdown_tables,
-                                         robustness_figure, write_csv)
-from mer_heads.rundir import dump_json
+                                         robustness_figure)
+from mer_heads.rundir import dump_json, write_csv
 
 SETS = ("all", "minimal")
 _SHOWN = 5
@@ -467,7 +467,7 @@ def robustness(features: Sequence[StoreArg], conditions: Sequence[Any], out: str
     example = CrossValidatedHead(**params)
     csv_path, md_path = out / "robustness.csv", out / "robustness.md"
     json_path, png_path = out / "robustness.json", out / "robustness.png"
-    write_csv(csv_path, rows)
+    write_csv(csv_path, CSV_COLUMNS, rows)
     protocol = "held-out folds" if test_split is None else f"test split '{test_split}'"
     dump_json({"params": example.get_params(), "input": input, "layers": layers,
                "protocol": protocol, "train_split": train_split, "test_split": test_split,

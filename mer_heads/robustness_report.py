@@ -7,18 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mer_heads.rundir import write_csv as write_table_csv
-
 if TYPE_CHECKING:
     from mer_heads.robustness import Condition
 
 CSV_COLUMNS = ("condition", "snr_db", "corruption", "modalities", "clips", "lost", "imputed",
                "f1", "accuracy", "mse", "metric")
 CLEAN = "clean"
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    write_table_csv(path, CSV_COLUMNS, rows)
 
 
 def _num(value: float | None) -> str:
