@@ -11,10 +11,12 @@ side in one process:
   100 epochs, an evaluation of the held-out fold after every epoch (DataLoader, batch 32), the
   best epoch's predictions kept;
 * mer_heads: all folds as one stacked model (``CrossValidatedHead``), on whole tensors;
-* mer_heads with 10 seeds per fold (50 models in one stack).
+* mer_heads with 10 seeds per fold (50 models in one stack);
+* a floor for that 50-model stack on this machine: its first-layer matrix products and Adam
+  updates alone, timed at the real shapes (``seeds_floor``), against one seed's whole run.
 
 Prints both times, the ratio, both CV scores (pooled held-out F1, MSE, F1 - 0.25 MSE) and the
-10-seed / 1-seed time ratio; writes benchmarks/out/bench_heads.json.
+10-seed / 1-seed time ratio and the floor's ratio; writes benchmarks/out/bench_heads.json.
 
 Usage: python benchmarks/bench_heads.py [--clips N] [--epochs E] [--threads T]
        [--precision auto|fp32|bf16] [--skip-baseline] [--skip-seeds]
@@ -206,12 +208,73 @@ def main() -> int:
         results["seeds_time_ratio"] = ten / ours
         print(f"mer_heads, 10 seeds x 5 folds in one stack: {ten:.1f} s ({ten / ours:.1f}x one "
               f"seed), CV {_fmt(results['mer_heads_10_seeds'])}", flush=True)
+        sizes = np.bincount(fold)
+        n_train = int(len(fold) - sizes.min())                  # the largest training part
+        floor = seeds_floor(50, data.dims, hidden=128, batch=est10.batch_size_,
+                            steps=-(-n_train // est10.batch_size_),
+                            held_out=int(sizes.max()), epochs=args.epochs,
+                            precision=est10.precision_)
+        results["seeds_floor"] = floor
+        results["seeds_floor_ratio"] = floor["seconds"] / ours
+        print(f"floor for the 50-model stack on this machine (first-layer products and Adam "
+              f"alone): {floor['seconds']:.1f} s = {floor['seconds'] / ours:.1f}x one seed's "
+              f"whole run", flush=True)
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(out)
     return 0
+
+
+def seeds_floor(n_models: int, dims: list[int], *, hidden: int, batch: int, steps: int,
+                held_out: int, epochs: int, precision: str) -> dict:
+    """A lower bound on the time of training an ``n_models`` stack on this machine.
+
+    Times, at the stack's real shapes, only the work no implementation of this training can
+    skip: each step's first-layer products (forward and weight gradient, per modality) and one
+    fused Adam update of the whole stack's weights, plus each epoch's first-layer products on
+    the held-out clips, scaled to the run's steps and epochs. Everything else a real step does
+    (other layers, activations, dropout, gathers) is left out, so a real run is slower.
+    """
+    import torch
+
+    from mer_heads.models import StackedHead
+
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    gen = torch.Generator().manual_seed(0)
+    width = 2 * hidden
+
+    def best_of(fn, repeats: int = 3) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    def products(rows: int, with_grad: bool) -> float:
+        total = 0.0
+        for d in dims:
+            x = torch.randn(n_models, rows, d, generator=gen).to(dtype)
+            w = torch.randn(n_models, d, width, generator=gen).to(dtype)
+            b = torch.zeros(n_models, 1, width, dtype=dtype)
+            total += best_of(lambda: torch.baddbmm(b, x, w))
+            if with_grad:
+                g = torch.randn(n_models, rows, width, generator=gen).to(dtype)
+                total += best_of(lambda: torch.bmm(x.transpose(1, 2), g))
+        return total
+
+    head = StackedHead(n_models, dims, hidden=hidden)
+    head.reset_parameters(gen)
+    for param in head.parameters():
+        param.grad = torch.randn(param.shape, generator=gen)
+    adam = torch.optim.Adam(head.parameters(), lr=1e-3, weight_decay=1e-5, fused=True)
+    step = products(batch, True) + best_of(adam.step)
+    held = products(held_out, False)
+    return {"seconds": epochs * (steps * step + held), "step_seconds": step,
+            "held_out_seconds": held, "parameters": sum(p.numel() for p in head.parameters())}
 
 
 def _full(oof: np.ndarray, est, data) -> np.ndarray:

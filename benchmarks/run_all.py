@@ -53,6 +53,9 @@ BENCHMARKS = {
         ("heads: CV metric, baseline loop", "baseline.metric", None),
         ("heads: CV metric, batched trainer (>= the baseline's)", "mer_heads.metric", None),
         ("heads: 10 seeds / 1 seed time (x)", "seeds_time_ratio", (AT_MOST, 2.0)),
+        ("heads: 10-seed floor on this machine, first-layer products + Adam alone (s)",
+         "seeds_floor.seconds", None),
+        ("heads: that floor / 1 seed's whole run (x)", "seeds_floor_ratio", None),
     ]),
     "semi": ("bench_semi.py", [], ["--quick"], [
         ("semi: one threshold round, 3,373 labelled + 73k unlabelled clips, 3 x 1024-d (s)",

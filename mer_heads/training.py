@@ -71,6 +71,7 @@ class DeviceData:
         """``fold_labels`` : optional (K, n) training class of each clip per fold (-1: none),
         for clips whose class differs between folds (pseudo-labels); default ``data.labels``."""
         self.device, self.dtype = device, dtype
+        self._buffers: dict[int, Tensor] = {}
         self.frames = data.frame_mask is not None
         self.elements_per_clip = sum(int(np.prod(x.shape[1:])) for x in data.features)
         self.present = torch.from_numpy(data.present).to(device)
@@ -96,14 +97,29 @@ class DeviceData:
             return self.labels[rows]
         return self.fold_labels[folds[:, None], rows]
 
-    def batch(self, folds: Tensor, rows: Tensor) -> tuple[list[Tensor], Tensor, list[Tensor] | None]:
-        """Standardised inputs of clips ``rows`` (F, B) for models of folds ``folds`` (F,)."""
+    def batch(self, folds: Tensor, rows: Tensor, *, reuse: bool = False
+              ) -> tuple[list[Tensor], Tensor, list[Tensor] | None]:
+        """Standardised inputs of clips ``rows`` (F, B) for models of folds ``folds`` (F,).
+
+        With ``reuse`` the utterance inputs are gathered into buffers kept between calls (the
+        previous call's inputs are overwritten): a fresh buffer of this size costs more in page
+        faults on a CPU than the gather itself. Only for a training step, whose graph is gone
+        before the next step gathers.
+        """
         present = self.present[rows]                                            # (F, B, M)
         if not self.frames:
             # index_select copies whole rows; advanced indexing is 3x slower on a CPU.
             flat = (folds[:, None] * self.n + rows).reshape(-1)
-            return ([x.index_select(0, flat).view(*rows.shape, -1) for x in self.x], present,
-                    None)
+            inputs = []
+            for m, x in enumerate(self.x):
+                if reuse:
+                    out = self._buffers.get(m)
+                    if out is None or out.shape[0] != flat.numel():
+                        out = self._buffers[m] = x.new_empty((flat.numel(), x.shape[1]))
+                    inputs.append(torch.index_select(x, 0, flat, out=out).view(*rows.shape, -1))
+                else:
+                    inputs.append(x.index_select(0, flat).view(*rows.shape, -1))
+            return inputs, present, None
         inputs, masks = [], []
         for m, x in enumerate(self.x):
             mask = self.frame_mask[m][rows]                                     # (F, B, T)
@@ -192,7 +208,7 @@ def _train(module: StackedHead, tensors: DeviceData, folds: np.ndarray,
             weight = tr_valid.gather(1, pos).to(torch.float32)
             if not weight.any():
                 break
-            inputs, present, masks = tensors.batch(fold_t, rows)
+            inputs, present, masks = tensors.batch(fold_t, rows, reuse=True)
             logits, valence = module(inputs, present, masks)
             loss = _loss(logits, valence, tensors.train_labels(fold_t, rows), tensors.valence[rows],
                          weight,

@@ -158,3 +158,22 @@ def test_valence_predictions_stay_on_the_scale(data, model):
     _, valence, _ = est.predict_proba(wild)
     assert np.isfinite(valence).all() and (np.abs(valence) <= 5).all()
     assert np.abs(valence).max() == 5.0  # clipped, not merely small
+
+
+def test_reused_gather_buffer_gives_the_same_inputs(fitted, data):
+    """A training step's gather writes into a buffer kept between steps; its inputs equal a
+    fresh gather's, and a later step of another size gets a buffer of its own size."""
+    import torch
+
+    from mer_heads.training import DeviceData
+
+    tensors = DeviceData(data, fitted.standardizer_, torch.device("cpu"))
+    folds = torch.tensor([0, 2])
+    gen = torch.Generator().manual_seed(1)
+    for width in (7, 7, 5):
+        rows = torch.randint(0, len(data), (2, width), generator=gen)
+        fresh, present, _ = tensors.batch(folds, rows)
+        reused, present_r, _ = tensors.batch(folds, rows, reuse=True)
+        assert torch.equal(present, present_r)
+        for a, b in zip(fresh, reused):
+            assert b.shape == (2, width, a.shape[-1]) and torch.equal(a, b)
