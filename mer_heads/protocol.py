@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -346,29 +348,48 @@ class CrossValidatedHead(BaseEstimator):
         return np.array(EMOTIONS, dtype=object)[proba.argmax(1)], valence, imputed
 
     def _predict_neural(self, data: MultimodalData) -> tuple[np.ndarray, np.ndarray]:
+        probas, valences = [], []
+        for _, _, proba, valence in self._stack_chunks(data, np.arange(len(data)), PREDICT_CHUNK):
+            probas.append(proba.double().mean(0).cpu().numpy())
+            valences.append(valence.double().mean(0).cpu().numpy())
+        return np.concatenate(probas), np.concatenate(valences)
+
+    @contextmanager
+    def stack_on_device(self, data: MultimodalData, batch: int) -> Iterator[tuple]:
+        """The fitted stack on its device in the run's compute dtype, inside a torch session
+        with the threads for ``batch`` clips of ``data`` per model: yields (module, device,
+        dtype). The stack is back on the CPU afterwards, also after an error."""
         import torch
 
-        from mer_heads.training import DeviceData, predict_rows
-
+        self._check_fitted()
         device = resolve_device(self.device)
         dtype = _dtype(self.precision_)
         module = self.stack_.to(device)
         module.set_compute_dtype(dtype)
-        threads = threads_for(len(self.model_folds_), min(len(data), 512), self._widths(data),
-                              self.hidden)
-        probas, valences = [], []
-        with torch_session(device, threads):
+        threads = threads_for(len(self.model_folds_), batch, self._widths(data), self.hidden)
+        try:
+            with torch_session(device, threads):
+                yield module, device, dtype
+        finally:
+            self.stack_ = module.to(torch.device("cpu"))
+
+    def _stack_chunks(self, data: MultimodalData, rows: np.ndarray, chunk: int) -> Iterator[tuple]:
+        """Every stacked model's predictions for the clips of ``data`` at ``rows``, in chunks of
+        ``chunk`` clips (the device copy holds every fold's standardisation of a chunk): yields
+        (start, clips, proba (F, n, C), valence (F, n)) tensors per chunk."""
+        import torch
+
+        from mer_heads.training import DeviceData, predict_rows
+
+        with self.stack_on_device(data, min(len(rows), 512)) as (module, device, dtype):
             folds = torch.from_numpy(self.model_folds_).to(device)
-            # In chunks of clips: the device copy holds every fold's standardisation of them.
-            for start in range(0, len(data), PREDICT_CHUNK):
-                chunk = data.subset(np.arange(start, min(start + PREDICT_CHUNK, len(data))))
-                tensors = DeviceData(chunk, self.standardizer_, device, dtype)
-                rows = torch.arange(len(chunk), device=device).expand(len(folds), -1)
-                proba, valence = predict_rows(module, tensors, folds, rows)
-                probas.append(proba.double().mean(0).cpu().numpy())
-                valences.append(valence.double().mean(0).cpu().numpy())
-        self.stack_ = module.to(torch.device("cpu"))
-        return np.concatenate(probas), np.concatenate(valences)
+            for start in range(0, len(rows), chunk):
+                part = data.subset(rows[start:start + chunk])
+                tensors = DeviceData(part, self.standardizer_, device, dtype)
+                index = torch.arange(len(part), device=device).expand(len(folds), -1)
+                proba, valence = predict_rows(module, tensors, folds, index)
+                del tensors
+                yield start, len(part), proba, valence
 
     def predict_fold_proba(self, X: MultimodalData, rows: np.ndarray | None = None,
                            chunk: int = PREDICT_CHUNK) -> np.ndarray:
@@ -393,27 +414,11 @@ class CrossValidatedHead(BaseEstimator):
             return out / self.seeds
         import torch
 
-        from mer_heads.training import DeviceData, predict_rows
-
-        device = resolve_device(self.device)
-        dtype = _dtype(self.precision_)
-        module = self.stack_.to(device)
-        module.set_compute_dtype(dtype)
-        threads = threads_for(len(self.model_folds_), min(len(rows), 512), self._widths(X),
-                              self.hidden)
         fold_index = torch.from_numpy(self.model_folds_)
-        with torch_session(device, threads):
-            folds = fold_index.to(device)
-            for start in range(0, len(rows), chunk):
-                part = X.subset(rows[start:start + chunk])
-                tensors = DeviceData(part, self.standardizer_, device, dtype)
-                index = torch.arange(len(part), device=device).expand(len(folds), -1)
-                proba, _ = predict_rows(module, tensors, folds, index)
-                summed = torch.zeros((k, len(part), len(EMOTIONS)), dtype=torch.float64)
-                summed.index_add_(0, fold_index, proba.double().cpu())
-                out[:, start:start + len(part)] = summed.numpy() / self.seeds
-                del tensors
-        self.stack_ = module.to(torch.device("cpu"))
+        for start, n, proba, _ in self._stack_chunks(X, rows, chunk):
+            summed = torch.zeros((k, n, len(EMOTIONS)), dtype=torch.float64)
+            summed.index_add_(0, fold_index, proba.double().cpu())
+            out[:, start:start + n] = summed.numpy() / self.seeds
         return out
 
     def _predict_sklearn(self, data: MultimodalData) -> tuple[np.ndarray, np.ndarray]:

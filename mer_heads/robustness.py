@@ -43,8 +43,7 @@ from mer_heads.data import MAX_FRAMES, MultimodalData, load_dataset, parse_store
 from mer_heads.errors import DataError
 from mer_heads.experiment import split_rows
 from mer_heads.metrics import VALENCE_RANGE, Scores, score
-from mer_heads.protocol import (SKLEARN_MODELS, CrossValidatedHead, _dtype, resolve_device,
-                                shared_folds, threads_for, torch_session)
+from mer_heads.protocol import SKLEARN_MODELS, CrossValidatedHead, shared_folds
 from mer_heads.robustness_report import (CLEAN, CSV_COLUMNS, markdown_tables,
                                          robustness_figure)
 from mer_heads.rundir import dump_json, write_csv
@@ -364,22 +363,14 @@ def _held_out_neural(est: CrossValidatedHead, data: MultimodalData, rows: list[n
 
     from mer_heads.training import DeviceData, padded_rows, predict_rows
 
-    device = resolve_device(est.device)
-    dtype = _dtype(est.precision_)
-    module = est.stack_.to(device)
-    module.set_compute_dtype(dtype)
     # The same threads, dtype and row layout as the held-out pass during training, so the clean
     # features give the training's held-out predictions bit for bit.
-    threads = threads_for(len(est.model_folds_), est.batch_size_, est._widths(data), est.hidden)
-    try:
-        with torch_session(device, threads), torch.no_grad():
-            tensors = DeviceData(data, est.standardizer_, device, dtype)
-            index, _ = padded_rows(rows, device)
-            folds = torch.from_numpy(np.asarray(est.model_folds_, np.int64)).to(device)
-            proba, valence = predict_rows(module, tensors, folds, index)
-            proba, valence = proba.cpu().numpy(), valence.cpu().numpy()
-    finally:
-        est.stack_ = module.to(torch.device("cpu"))
+    with est.stack_on_device(data, est.batch_size_) as (module, device, dtype):
+        tensors = DeviceData(data, est.standardizer_, device, dtype)
+        index, _ = padded_rows(rows, device)
+        folds = torch.from_numpy(np.asarray(est.model_folds_, np.int64)).to(device)
+        proba, valence = predict_rows(module, tensors, folds, index)
+        proba, valence = proba.cpu().numpy(), valence.cpu().numpy()
     return ([proba[f, :len(r)].astype(np.float64) for f, r in enumerate(rows)],
             [valence[f, :len(r)].astype(np.float64) for f, r in enumerate(rows)])
 
