@@ -88,6 +88,11 @@ class MultimodalData:
         index = {e: i for i, e in enumerate(EMOTIONS)}
         return np.array([index.get(d, -1) for d in self.discrete], dtype=np.int64)
 
+    def rows_of(self, names: Sequence[str]) -> np.ndarray:
+        """Row indices (len(names),) of the clips called ``names`` (each must be present)."""
+        where = {n: i for i, n in enumerate(self.names)}
+        return np.array([where[n] for n in names], np.int64)
+
     def subset(self, rows: np.ndarray) -> MultimodalData:
         """The clips at ``rows`` (indices or a boolean mask), in that order."""
         rows = np.flatnonzero(rows) if rows.dtype == bool else np.asarray(rows, np.int64)

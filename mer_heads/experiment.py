@@ -132,7 +132,7 @@ def build_metrics(est: CrossValidatedHead, data: MultimodalData, train_data: Mul
     """metrics.json's content. Nothing here may depend on time, paths of the output or
     anything but the data and the seed: the file must be byte-identical across re-runs."""
     labels = train_data.labels
-    y = labels[_rows_of(train_data.names, est.train_names_)]
+    y = labels[train_data.rows_of(est.train_names_)]
     pred = est.oof_proba_.argmax(1)
     scores = est.model_scores_
     fields = ("f1", "accuracy", "mse", "metric")
@@ -172,13 +172,8 @@ def build_metrics(est: CrossValidatedHead, data: MultimodalData, train_data: Mul
     }
 
 
-def _rows_of(names: list[str], wanted: list[str]) -> np.ndarray:
-    where = {n: i for i, n in enumerate(names)}
-    return np.array([where[n] for n in wanted], np.int64)
-
-
 def _write_oof(path: Path, est: CrossValidatedHead, train_data: MultimodalData) -> None:
-    rows = _rows_of(train_data.names, est.train_names_)
+    rows = train_data.rows_of(est.train_names_)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["name", "fold", "discrete", "valence", "pred_discrete", "pred_valence",

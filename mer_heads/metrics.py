@@ -21,10 +21,10 @@ from mer_heads.errors import LabelError
 from mer_heads.labels import read_label_table
 
 VALENCE_WEIGHT = 0.25
+"""Weight of the valence MSE in the combined metric."""
 VALENCE_RANGE = (-5.0, 5.0)
 """The MER 2023 valence scale; predictions are clipped to it (a linear output extrapolates far
 outside it on features unlike the training ones, e.g. under noise)."""
-"""Weight of the valence MSE in the combined metric."""
 
 _SHOWN = 5
 

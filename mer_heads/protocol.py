@@ -25,9 +25,9 @@ from sklearn.base import BaseEstimator
 from mer_features import EMOTIONS
 from mer_heads.data import MultimodalData
 from mer_heads.errors import DataError, NotFittedError, RunError
-from mer_heads.metrics import VALENCE_RANGE, Scores, score
+from mer_heads.metrics import Scores, score
 from mer_heads.sklearn_models import (SKLEARN_MODELS, design_matrix, full_proba, make_classifier,
-                                      make_regressor)
+                                      make_regressor, valence_predictions)
 from mer_heads.standardize import Standardizer, fit_standardizer
 
 NEURAL_MODELS = ("attention", "concat", "fbp")
@@ -286,8 +286,7 @@ class CrossValidatedHead(BaseEstimator):
                 regressor = make_regressor(self.model, self.C).fit(Z[with_v], data.valence[with_v])
             self.estimators_.append((classifier, regressor))
             val_proba.append(full_proba(classifier, Z[va], len(EMOTIONS)))
-            val_valence.append(np.clip(regressor.predict(Z[va]), *VALENCE_RANGE) if regressor is not None
-                               else np.zeros(len(va)))
+            val_valence.append(valence_predictions(regressor, Z[va]))
         self.best_epochs_ = np.zeros(len(self.model_folds_), np.int64)
         self.curve_ = np.zeros(0)
         return val_proba, val_valence
@@ -430,8 +429,7 @@ class CrossValidatedHead(BaseEstimator):
                 designs = {fold: design_matrix(self.standardizer_.transform(data, fold),
                                                data.present)}
             proba += full_proba(classifier, designs[fold], len(EMOTIONS))
-            if regressor is not None:
-                valence += np.clip(regressor.predict(designs[fold]), *VALENCE_RANGE)
+            valence += valence_predictions(regressor, designs[fold])
         return proba / len(self.estimators_), valence / len(self.estimators_)
 
 

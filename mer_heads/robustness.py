@@ -42,7 +42,7 @@ from mer_features.store import FeatureStore, StoreError
 from mer_heads.data import MAX_FRAMES, MultimodalData, load_dataset, parse_store_arg
 from mer_heads.errors import DataError
 from mer_heads.experiment import split_rows
-from mer_heads.metrics import VALENCE_RANGE, Scores, score
+from mer_heads.metrics import Scores, score
 from mer_heads.protocol import SKLEARN_MODELS, CrossValidatedHead, shared_folds
 from mer_heads.robustness_report import (CLEAN, CSV_COLUMNS, markdown_tables,
                                          robustness_figure)
@@ -377,7 +377,7 @@ def _held_out_neural(est: CrossValidatedHead, data: MultimodalData, rows: list[n
 
 def _held_out_sklearn(est: CrossValidatedHead, data: MultimodalData, rows: list[np.ndarray]
                       ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    from mer_heads.sklearn_models import design_matrix, full_proba
+    from mer_heads.sklearn_models import design_matrix, full_proba, valence_predictions
 
     probas, valences = [], []
     designs: dict[int, np.ndarray] = {}
@@ -386,8 +386,7 @@ def _held_out_sklearn(est: CrossValidatedHead, data: MultimodalData, rows: list[
             designs = {fold: design_matrix(est.standardizer_.transform(data, fold), data.present)}
         Z = designs[fold][rows[f]]
         probas.append(full_proba(classifier, Z, len(EMOTIONS)))
-        valences.append(np.clip(regressor.predict(Z), *VALENCE_RANGE) if regressor is not None
-                        else np.zeros(len(Z)))
+        valences.append(valence_predictions(regressor, Z))
     return probas, valences
 
 

@@ -226,8 +226,9 @@ def fit_semi(data: MultimodalData, settings: SemiSettings, params: dict[str, Any
             "simulate with --hide-labels FRACTION.")
     supervised = CrossValidatedHead(**params).fit(data.subset(labelled))
     base_fold = np.zeros(len(data), np.int64)
-    base_fold[_rows(data.names, supervised.train_names_)] = supervised.fold_
-    train_y = data.labels[_rows(data.names, supervised.train_names_)]
+    train_rows = data.rows_of(supervised.train_names_)
+    base_fold[train_rows] = supervised.fold_
+    train_y = data.labels[train_rows]
     class_counts = np.stack([np.bincount(train_y[supervised.fold_ != k], minlength=len(EMOTIONS))
                              for k in range(supervised.folds)])
     rounds = [_round_json(0, supervised, None, None, None, supervised)]
@@ -249,11 +250,6 @@ def fit_semi(data: MultimodalData, settings: SemiSettings, params: dict[str, Any
         rounds.append(_round_json(r, est, labels, proba, truth, supervised))
         del proba
     return SemiResult(est, settings, rounds, [data.names[i] for i in pool], selected)
-
-
-def _rows(names: list[str], wanted: list[str]) -> np.ndarray:
-    where = {n: i for i, n in enumerate(names)}
-    return np.array([where[n] for n in wanted], np.int64)
 
 
 def _round_json(r: int, est: CrossValidatedHead, labels: np.ndarray | None,

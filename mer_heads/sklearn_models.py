@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mer_heads.metrics import VALENCE_RANGE
+
 SKLEARN_MODELS = ("logreg", "svm")
 
 
@@ -56,3 +58,11 @@ def full_proba(classifier, X: np.ndarray, n_classes: int) -> np.ndarray:
     out = np.zeros((len(X), n_classes))
     out[:, classifier.classes_.astype(np.int64)] = classifier.predict_proba(X)
     return out
+
+
+def valence_predictions(regressor, X: np.ndarray) -> np.ndarray:
+    """Valence (n,) clipped to the MER 2023 scale; zeros when no regressor was fitted (a run
+    without valence labels)."""
+    if regressor is None:
+        return np.zeros(len(X))
+    return np.clip(regressor.predict(X), *VALENCE_RANGE)
