@@ -2,21 +2,95 @@
 function; heavy imports happen inside the commands so ``--help`` is instant.
 
 Exit codes: 0 all clips stored; 3 the run completed but some clips failed or were missing
-(recorded in the store); 1 an error stopped the command; 2 bad arguments.
+(recorded in the store); 1 an error stopped the command (one line, ``error: ...``); 2 bad
+arguments (argparse's usage message); 130 interrupted by SIGINT (Ctrl-C) and 143 by SIGTERM
+(SLURM's time limit, ``docker stop``), both keeping every finished clip; 141 the reader of
+stdout went away (``mer-features info STORE | head -1``). No command ends in a traceback
+unless ``--debug`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import math
+import os
 import re
+import signal
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mer_features import __version__
-from mer_features.errors import MerFeaturesError
+from mer_features.errors import ExtractionInterrupted, MerFeaturesError
 
 EXIT_CLIP_FAILURES = 3
+EXIT_ERROR = 1
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process killed by SIGPIPE
+SIGNAL_EXIT = {signal.SIGINT: 128 + signal.SIGINT, signal.SIGTERM: 128 + signal.SIGTERM}
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument types: out-of-range values are usage errors (exit 2) before any work starts
+
+
+def _int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in "invalid integer value"
+    return parse
+
+
+def _float_in(low: float, high: float = math.inf, *,
+              low_open: bool = False) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+        too_low = value <= low if low_open else value < low
+        if math.isnan(value) or too_low or value > high:
+            bounds = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}"
+                                                             if high < math.inf else "")
+            raise argparse.ArgumentTypeError(f"must be a number {bounds}, got '{text}'")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _shard_arg(text: str):
+    from mer_features.distributed import parse_shard
+
+    try:
+        return parse_shard(text)
+    except MerFeaturesError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _device_arg(text: str) -> str:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got '{text}'")
+    return text
+
+
+def _option_arg(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"'{text}' must look like KEY=VALUE, e.g. "
+                                         "-o chunk_seconds=20")
+    return key.strip(), value
 
 
 def default_store_path(manifest: str, modality: str, encoder: str | None) -> Path:
@@ -31,14 +105,23 @@ def default_store_path(manifest: str, modality: str, encoder: str | None) -> Pat
     return Path("features") / f"{corpus}-{modality}-{slug}.h5"
 
 
-def _parse_options(pairs: list[str]) -> dict[str, str]:
-    options = {}
+def _parse_options(pairs: list[tuple[str, str] | str]) -> dict[str, str]:
+    options: dict[str, str] = {}
     for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise MerFeaturesError(f"Encoder option '{pair}' must look like KEY=VALUE.")
-        options[key.replace("-", "_")] = value
+        key, value = pair if isinstance(pair, tuple) else _split_option(pair)
+        key = key.replace("-", "_")
+        if key in options and options[key] != value:
+            raise MerFeaturesError(f"Encoder option '{key}' is given twice ({options[key]!r} and "
+                                   f"{value!r}); give it once.")
+        options[key] = value
     return options
+
+
+def _split_option(pair: str) -> tuple[str, str]:
+    try:
+        return _option_arg(pair)
+    except argparse.ArgumentTypeError as e:
+        raise MerFeaturesError(f"Encoder option {e}.") from None
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -53,15 +136,18 @@ def cmd_extract(args: argparse.Namespace) -> int:
     video = VideoOptions(fps=args.fps, max_frames=args.max_frames, face_size=args.face_size,
                          margin=args.face_margin)
     launch = None if args.shard else detect_launch()
-    shard = parse_shard(args.shard) if args.shard else (launch.shard if launch else None)
+    shard = args.shard if args.shard else (launch.shard if launch else None)
+    if isinstance(shard, str):
+        shard = parse_shard(shard)
     store = shard.store_path(out) if launch is not None else out
+    args.store_path = store  # for the message if the run is interrupted
     device = bind_device(args.device, launch) if launch is not None else args.device
     summary = extract(
         args.manifest, store, modality=args.modality, encoder=args.encoder, encoder_options=options,
         device=device, shard=shard, dtype=args.dtype, storage_dtype=args.storage_dtype,
         batch_size=args.batch_size, batch_seconds=args.batch_seconds, workers=args.workers,
         overwrite=args.overwrite, fail_fast=args.fail_fast, skip_missing=args.skip_missing,
-        retry_failed=args.retry_failed, commit_every=args.commit_every,
+        retry_failed=args.retry_failed, commit_every=args.commit_every, prune=args.prune,
         progress=False if args.no_progress else None, text_column=args.text_column, video=video,
         noise=args.noise, seed=args.seed,
     )
@@ -171,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mer-features",
         description="Batched, fingerprinted feature extraction for multimodal emotion recognition.")
     parser.add_argument("--version", action="version", version=f"mer-features {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("extract", help="extract one modality's features into an HDF5 store",
@@ -185,44 +273,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", choices=["last", "mean-last-4", "all"],
                    help="hf encoders: which hidden layers to keep (default mean-last-4)")
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   type=_option_arg,
                    help="encoder option, e.g. -o chunk_seconds=20 (repeatable)")
     p.add_argument("--text-column", default="text",
                    help="text: manifest column holding the transcripts (default text)")
-    p.add_argument("--fps", type=float, default=4.0, help="video: frames sampled per second (default 4)")
-    p.add_argument("--max-frames", type=int, default=64,
+    p.add_argument("--fps", type=_float_in(0, 60, low_open=True), default=4.0,
+                   help="video: frames sampled per second, in (0, 60] (default 4)")
+    p.add_argument("--max-frames", type=_int_at_least(1), default=64,
                    help="video: at most this many frames per clip, spread uniformly (default 64)")
-    p.add_argument("--face-size", type=int, default=160,
-                   help="video: side of the aligned face crops in pixels (default 160)")
-    p.add_argument("--face-margin", type=float, default=0.0,
-                   help="video: crop side = (1 + margin) x the face box (default 0: tight, as "
-                   "FER2013's faces)")
+    p.add_argument("--face-size", type=_int_at_least(16, 1024), default=160,
+                   help="video: side of the aligned face crops in pixels, 16-1024 (default 160)")
+    p.add_argument("--face-margin", type=_float_in(0, 10), default=0.0,
+                   help="video: crop side = (1 + margin) x the face box, margin in [0, 10] "
+                   "(default 0: tight, as FER2013's faces)")
     p.add_argument("--noise", metavar="SPEC",
                    help="corrupt the decoded media before the encoder, e.g. 'snr=5:10,source=pink' "
                    "or 'blur=1|2|4' (see README, 'Noise injection')")
-    p.add_argument("--seed", type=int, default=0, help="seed of the per-clip noise draws (default 0)")
-    p.add_argument("--shard", metavar="I/N",
+    p.add_argument("--seed", type=_int_at_least(0), default=0,
+                   help="seed of the per-clip noise draws (default 0)")
+    p.add_argument("--shard", metavar="I/N", type=_shard_arg,
                    help="extract only shard I of N (stable by clip name); under torchrun or a "
                    "SLURM array the shard is taken from the launcher")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--device", default="auto", type=_device_arg,
+                   help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="compute dtype for neural encoders (fp16 needs a GPU)")
     p.add_argument("--storage-dtype", default="float32", choices=["float32", "float16"],
                    help="dtype of the stored arrays")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=_int_at_least(1), default=None,
                    help="max clips per encoder call (default: 1 on CPU in fp32, 8 on CPU in "
                    "bf16, 32 on a GPU)")
-    p.add_argument("--batch-seconds", type=float, default=160.0,
+    p.add_argument("--batch-seconds", type=_float_in(0, low_open=True), default=160.0,
                    help="max padded seconds per encoder call")
-    p.add_argument("--workers", type=int, default=None,
-                   help="decoding processes (0: decode in the main process); default: 0 for a "
-                        "neural audio encoder on the CPU, else one per core (at most 8)")
+    p.add_argument("--workers", type=_int_at_least(0, 256), default=None,
+                   help="decoding processes, 0-256 (0: decode in the main process); default: 0 "
+                        "for a neural audio encoder on the CPU, else one per core (at most 8)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a store made with another configuration")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failed clip")
     p.add_argument("--skip-missing", action="store_true",
                    help="record clips whose files do not exist as missing instead of refusing")
     p.add_argument("--retry-failed", action="store_true", help="try failed clips again")
-    p.add_argument("--commit-every", type=int, default=256, metavar="N",
+    p.add_argument("--prune", action="store_true",
+                   help="drop the clips of an existing store that the manifest (or shard) does "
+                   "not list; without it such a store is refused")
+    p.add_argument("--commit-every", type=_int_at_least(1), default=256, metavar="N",
                    help="write finished clips to disk at least every N clips (default 256); a "
                    "killed run loses at most N clips of work")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -235,8 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="write the synthetic demo corpus and its manifest")
     p.add_argument("--out", required=True, help="folder to write into")
-    p.add_argument("--clips", type=int, default=60, help="number of clips (default 60)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clips", type=_int_at_least(6), default=60,
+                   help="number of clips, at least 6: one per class (default 60)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("verify", help="check a store's integrity",
@@ -259,8 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "as extract --noise) and a manifest for them.")
     p.add_argument("--manifest", required=True)
     p.add_argument("--noise", required=True, metavar="SPEC")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="folder for the copies and their manifest")
+    p.add_argument("--seed", type=_int_at_least(0), default=0)
+    p.add_argument("--out", required=True, help="folder for the copies and their manifest (a "
+                   "folder of its own: never the corpus's folder or the source manifest's)")
     p.set_defaults(func=cmd_corrupt)
 
     p = sub.add_parser("manifest", help="build a manifest from a corpus's release layout")
@@ -278,19 +375,136 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--root", required=True, help="folder with Actor_*/ and labels.csv")
     m.add_argument("--out", required=True, help="manifest CSV to write")
     m.set_defaults(func=cmd_manifest_ravdess)
+    _add_debug_everywhere(parser)
     return parser
+
+
+def _add_debug_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` is accepted after the command too (``mer-features extract ... --debug``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if not any("--debug" in a.option_strings for a in sub._actions):
+                    sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                     help="show the Python traceback of an error")
+                _add_debug_everywhere(sub)
+
+
+class _Interrupts:
+    """SIGTERM (SLURM's time limit, ``docker stop``) stops a command as Ctrl-C does.
+
+    The first SIGTERM or SIGINT raises KeyboardInterrupt in the main thread, so the pipeline's
+    interruption path closes the store with every finished clip; a second SIGTERM during that
+    short cleanup is ignored (a scheduler that wants the process gone sends SIGKILL next,
+    which the store survives), a second Ctrl-C interrupts it.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handler(self, signum: int, frame: object) -> None:
+        if self.received is not None and signum == signal.SIGTERM:
+            return
+        if self.received is None:
+            self.received = signum
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_Interrupts]:
+        try:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handler)
+        except ValueError:  # not the main thread (main() called from a thread): leave them
+            pass
+        try:
+            yield self
+        finally:
+            for signum, previous in self._previous.items():
+                signal.signal(signum, previous)
+
+    def name(self) -> str:
+        return signal.Signals(self.received).name if self.received else "SIGINT"
+
+    def exit_code(self) -> int:
+        return SIGNAL_EXIT.get(self.received, SIGNAL_EXIT[signal.SIGINT])
+
+
+def _interrupted_message(args: argparse.Namespace, error: BaseException | None,
+                         interrupts: _Interrupts) -> str:
+    name = interrupts.name()
+    if isinstance(error, ExtractionInterrupted):
+        return (f"interrupted ({name}): {error.kept} clips kept in {error.store}; run the same "
+                "command again to resume")
+    if getattr(args, "command", None) == "extract":
+        store = getattr(args, "store_path", None)
+        where = f" in {store}" if store else ""
+        return (f"interrupted ({name}): every finished clip is kept{where}; run the same command "
+                "again to resume")
+    return f"interrupted ({name})"
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so that the interpreter's final flush
+    does not print 'Exception ignored ... BrokenPipeError' (the recipe of Python's docs)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass  # stdout without a file descriptor (captured by a test): nothing will be flushed
+
+
+def _os_error_message(e: OSError) -> str:
+    what = e.strerror or str(e)
+    where = f" '{e.filename}'" if e.filename else ""
+    if e.filename2:
+        where += f" -> '{e.filename2}'"
+    return (f"{what}:{where} (errno {e.errno}). Check that the path exists, is writable and that "
+            "the disk has room, then run the command again.")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except MerFeaturesError as e:
+    debug = bool(getattr(args, "debug", False))
+    interrupts = _Interrupts()
+    with interrupts.installed():  # still installed while the message is printed
+        try:
+            code = args.func(args)
+            sys.stdout.flush()  # a broken pipe shows here, not at the interpreter's exit
+            return code
+        except BrokenPipeError:
+            _quiet_stdout()
+            return EXIT_BROKEN_PIPE
+        except SystemExit:
+            raise
+        except BaseException as e:  # noqa: BLE001 - the one place that turns errors into exit codes
+            return _report(e, args, interrupts, debug)
+
+
+def _report(e: BaseException, args: argparse.Namespace, interrupts: _Interrupts,
+            debug: bool) -> int:
+    """Print one line for ``e`` on stderr (or re-raise it with --debug); the exit code."""
+    if interrupts.received is not None or isinstance(e, KeyboardInterrupt):
+        # A signal may reach a run as another error (a DataLoader worker killed by the same
+        # SIGTERM): what the user did is what they are told.
+        print(_interrupted_message(args, e, interrupts), file=sys.stderr)
+        if debug and not isinstance(e, KeyboardInterrupt):
+            raise e
+        return interrupts.exit_code()
+    if debug:
+        raise e
+    if isinstance(e, MerFeaturesError):
         print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; finished clips are kept and a re-run resumes", file=sys.stderr)
-        return 130
+    elif isinstance(e, MemoryError):
+        print("error: out of memory; use a smaller --batch-size or --batch-seconds, or fewer "
+              "--workers", file=sys.stderr)
+    elif isinstance(e, OSError):
+        print(f"error: {_os_error_message(e)}", file=sys.stderr)
+    else:
+        message = " ".join(str(e).split()) or "(no message)"
+        print(f"error: internal error: {type(e).__name__}: {message} (re-run with --debug for "
+              "the traceback, and please report it)", file=sys.stderr)
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

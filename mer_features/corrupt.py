@@ -13,25 +13,38 @@ with :mod:`mer_features.noise` using the same (seed, clip name, spec) draws as
 
 The draws match the pipeline's; the noise samples themselves match only where the sample
 rate does (the pipeline mixes at the encoder's rate).
+
+Nothing of the source is ever replaced: OUT must be a folder of its own (not the source
+manifest's folder, nor a folder holding source clips, nor one where a written file would land
+on a source file), checked before anything is written. Copies are named after their clips,
+``clips/<name>.wav|.mp4``; a name that is not a safe file name as it is (spaces, slashes,
+non-alphanumerics, more than 120 bytes) is sanitised and suffixed with a hash of the name, as
+are names that differ only in letter case or Unicode normalisation (which case-insensitive
+file systems would merge), so no copy ever overwrites another (:func:`file_stems`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mer_features.errors import ClipError
+from mer_features.errors import ClipError, MerFeaturesError
 from mer_features.manifest import Clip, read_manifest, write_manifest
 from mer_features.media import VIDEO_SUFFIXES
 from mer_features.noise import NoiseFolder, NoiseSpec, corrupt_audio, corrupt_frames, parse_noise
 
 VIDEO_AUDIO_RATE = 48000
 _CHUNK_FRAMES = 32
+_MAX_STEM_BYTES = 120
 
 
 def corrupt_manifest(manifest: str | Path, noise: str | NoiseSpec, out: str | Path, *,
@@ -44,6 +57,8 @@ def corrupt_manifest(manifest: str | Path, noise: str | NoiseSpec, out: str | Pa
     spec = parse_noise(noise) if isinstance(noise, str) else noise
     source = read_manifest(manifest)
     out = Path(out)
+    stems = file_stems(source.names)
+    check_out_folder(out, Path(manifest), source, stems)
     (out / "clips").mkdir(parents=True, exist_ok=True)
     folder = (NoiseFolder(spec.source) if spec.has_audio and spec.source not in ("white", "pink", "babble")
               else None)
@@ -51,7 +66,7 @@ def corrupt_manifest(manifest: str | Path, noise: str | NoiseSpec, out: str | Pa
     rows, failed = [], []
     for clip in source:
         try:
-            row = _corrupt_clip(clip, spec, seed, out, folder, babble)
+            row = _corrupt_clip(clip, spec, seed, out, folder, babble, stems[clip.name])
         except ClipError as e:
             failed.append((clip.name, f"{e.stage}: {e.reason}"))
             log(f"failed: clip '{clip.name}' at {e.stage}: {e.reason}")
@@ -63,14 +78,83 @@ def corrupt_manifest(manifest: str | Path, noise: str | NoiseSpec, out: str | Pa
     return path, len(rows), failed
 
 
+def file_stems(names: Iterable[str]) -> dict[str, str]:
+    """The file name stem of each clip's copies: unique, also on file systems that ignore case
+    or Unicode normalisation, and at most about 140 bytes.
+
+    A name that is a safe file name as it is stays as it is; otherwise it is sanitised
+    (characters other than letters, digits, ``-_.`` become ``_``; a leading dot too),
+    truncated to 120 bytes and suffixed with ``-`` and 8 hex digits of its BLAKE2b hash. Names
+    whose stems still collide once case-folded and NFC-normalised all get the hash (32 hex
+    digits if 8 are not enough).
+    """
+    names = list(names)
+    stems = {}
+    for name in names:
+        safe = _safe(name)
+        stems[name] = safe if safe == name else f"{safe}-{_name_hash(name, 8)}"
+
+    def collisions() -> list[list[str]]:
+        groups: dict[str, list[str]] = defaultdict(list)
+        for name, stem in stems.items():
+            groups[unicodedata.normalize("NFC", stem).casefold()].append(name)
+        return [members for members in groups.values() if len(members) > 1]
+
+    for digits in (8, 32):
+        clashes = collisions()
+        if not clashes:
+            return stems
+        for members in clashes:
+            for name in members:
+                stems[name] = f"{_safe(name)}-{_name_hash(name, digits)}"
+    if collisions():  # only a name that spells another's hashed stem could get here
+        shown = ", ".join(repr(n) for group in collisions() for n in group)
+        raise MerFeaturesError(f"Clip names {shown} give the same file name; rename one.")
+    return stems
+
+
+def _name_hash(name: str, digits: int) -> str:
+    return hashlib.blake2b(name.encode("utf-8", "surrogateescape"),
+                           digest_size=16).hexdigest()[:digits]
+
+
+def check_out_folder(out: Path, manifest: Path, source: Any, stems: dict[str, str]) -> None:
+    """Refuse an OUT folder where writing could replace or mix with the source corpus."""
+    if out.exists() and not out.is_dir():
+        raise MerFeaturesError(f"--out '{out}' exists and is not a folder; give a new folder for "
+                               "the corrupted copies.")
+    out_real = out.resolve()
+    clips_real = (out / "clips").resolve()
+    manifest_real = manifest.resolve()
+    sources = {manifest_real}
+    for clip in source:
+        sources.update(p.resolve() for p in (clip.video, clip.audio) if p is not None)
+    source_folders = {p.parent for p in sources}
+    suggestion = manifest_real.parent.with_name(manifest_real.parent.name + "-noisy")
+    for folder, what in ((out_real, "--out"), (clips_real, "--out's clips/ folder")):
+        if folder in source_folders:
+            holds = "the source manifest" if folder == manifest_real.parent else "source clips"
+            raise MerFeaturesError(
+                f"{what} '{folder}' is a folder that holds {holds}; writing the corrupted "
+                "copies there would replace or mix with the clean corpus. Give a folder of its "
+                f"own, e.g. --out {suggestion}.")
+    written = [out_real / "manifest.csv"]
+    for stem in stems.values():
+        written += [clips_real / f"{stem}.wav", clips_real / f"{stem}.mp4"]
+    clash = next((w for w in written if w.exists() and w.resolve() in sources), None)
+    if clash is not None:
+        raise MerFeaturesError(f"Writing to --out '{out}' would replace the source file "
+                               f"'{clash.resolve()}'. Give a folder of its own.")
+
+
 def _corrupt_clip(clip: Clip, spec: NoiseSpec, seed: int, out: Path, folder: NoiseFolder | None,
-                  babble: list[Path]) -> dict[str, Any]:
+                  babble: list[Path], stem: str) -> dict[str, Any]:
     row: dict[str, Any] = {"name": clip.name, "text": clip.text, "discrete": clip.discrete,
                            "valence": clip.valence, "split": clip.split, **clip.extra}
     draws: dict[str, Any] = {}
     others = [p for p in babble if p != clip.audio_source]
     if clip.audio is not None and clip.audio.suffix.lower() not in VIDEO_SUFFIXES:
-        target = out / "clips" / f"{_safe(clip.name)}.wav"
+        target = out / "clips" / f"{stem}.wav"
         waveform, rate = _read_audio_file(clip.audio)
         if spec.has_audio:
             waveform, draws["audio"] = corrupt_audio(clip.name, waveform, rate, spec, seed,
@@ -78,7 +162,7 @@ def _corrupt_clip(clip: Clip, spec: NoiseSpec, seed: int, out: Path, folder: Noi
         _write_wav(target, waveform, rate)
         row["audio"] = str(target.relative_to(out))
     if clip.video is not None:
-        target = out / "clips" / f"{_safe(clip.name)}.mp4"
+        target = out / "clips" / f"{stem}.mp4"
         audio_noise = spec.has_audio and clip.audio is None
         draws.update(_corrupt_video(clip, spec, seed, target, audio_noise, others, folder))
         row["video"] = str(target.relative_to(out))
@@ -89,7 +173,11 @@ def _corrupt_clip(clip: Clip, spec: NoiseSpec, seed: int, out: Path, folder: Noi
 
 
 def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+    if safe.startswith("."):  # no hidden files, no '.' or '..'
+        safe = "_" + safe[1:]
+    cut = safe.encode("utf-8", "surrogateescape")[:_MAX_STEM_BYTES]
+    return cut.decode("utf-8", "ignore")
 
 
 def _read_audio_file(path: Path) -> tuple[np.ndarray, int]:
@@ -106,8 +194,11 @@ def _write_wav(path: Path, waveform: np.ndarray, rate: int) -> None:
     import soundfile as sf
 
     tmp = path.with_name(f".{path.name}.tmp")
-    sf.write(str(tmp), waveform, rate, subtype="FLOAT", format="WAV")
-    os.replace(tmp, path)
+    try:
+        sf.write(str(tmp), waveform, rate, subtype="FLOAT", format="WAV")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # an interrupted write leaves no stray file
 
 
 def _corrupt_video(clip: Clip, spec: NoiseSpec, seed: int, target: Path, audio_noise: bool,

@@ -148,8 +148,8 @@ def write_demo(out_dir, n_clips: int = 60, seed: int = 0) -> pathlib.Path:
     TypeError
         ``n_clips`` or ``seed`` is not an integer.
     MerFeaturesError
-        ffmpeg is missing or fails on a clip (the message names the clip and ends with
-        ffmpeg's own error output).
+        ``out_dir`` (or its ``clips``) exists and is not a folder; ffmpeg is missing or fails
+        on a clip (the message names the clip and ends with ffmpeg's own error output).
     """
     n_clips = _as_int(n_clips, "n_clips")
     seed = _as_int(seed, "seed")
@@ -162,6 +162,10 @@ def write_demo(out_dir, n_clips: int = 60, seed: int = 0) -> pathlib.Path:
         raise ValueError(f"seed must be a non-negative integer, got {seed}")
 
     out_dir = pathlib.Path(out_dir)
+    for folder in (out_dir, out_dir / _CLIPS):
+        if folder.exists() and not folder.is_dir():
+            raise MerFeaturesError(f"'{folder}' exists and is not a folder; give --out a folder "
+                                   "(new, or one that holds a demo corpus).")
     manifest_path = out_dir / _MANIFEST
     if _is_complete(out_dir, n_clips, seed):
         return manifest_path

@@ -59,18 +59,28 @@ class Launch:
     launcher: str = "none"  # "torchrun", "slurm-array" or "none"
 
 
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise MerFeaturesError(f"Environment variable {name}={text!r} is not an integer; the "
+                               "launcher (torchrun, SLURM) sets it, so unset it or fix it, or pass "
+                               "--shard I/N.") from None
+
+
 def detect_launch() -> Launch | None:
     """The shard implied by torchrun or a SLURM array job, or None for a single process."""
-    env = os.environ
-    world = int(env.get("WORLD_SIZE", "1") or 1)
+    world = _env_int("WORLD_SIZE", 1)
     if world > 1:
-        return Launch(Shard(int(env.get("RANK", "0")), world), int(env.get("LOCAL_RANK", "0")),
-                      "torchrun")
-    if "SLURM_ARRAY_TASK_ID" in env:
-        first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
-        count = int(env.get("SLURM_ARRAY_TASK_COUNT") or
-                    int(env.get("SLURM_ARRAY_TASK_MAX", first)) - first + 1)
-        return Launch(Shard(int(env["SLURM_ARRAY_TASK_ID"]) - first, count), 0, "slurm-array")
+        return Launch(Shard(_env_int("RANK", 0), world), _env_int("LOCAL_RANK", 0), "torchrun")
+    if "SLURM_ARRAY_TASK_ID" in os.environ:
+        first = _env_int("SLURM_ARRAY_TASK_MIN", 0)
+        count = _env_int("SLURM_ARRAY_TASK_COUNT", 0) or _env_int("SLURM_ARRAY_TASK_MAX",
+                                                                   first) - first + 1
+        return Launch(Shard(_env_int("SLURM_ARRAY_TASK_ID", 0) - first, count), 0, "slurm-array")
     return None
 
 

@@ -29,6 +29,21 @@ class EncoderError(MerFeaturesError):
     """An encoder is unknown, cannot be loaded, or was configured wrongly."""
 
 
+class ExtractionInterrupted(KeyboardInterrupt):
+    """An extraction stopped by Ctrl-C or SIGTERM after closing its store.
+
+    A KeyboardInterrupt, so callers that catch that still do; ``store`` is the store's path,
+    ``kept`` the number of clips it holds (every clip finished before the interruption, from
+    this run and earlier ones), ``extracted`` those this run added.
+    """
+
+    def __init__(self, store: object, kept: int, extracted: int):
+        super().__init__(f"interrupted: {kept} clips kept in {store}")
+        self.store = store
+        self.kept = kept
+        self.extracted = extracted
+
+
 class ClipError(MerFeaturesError):
     """One clip cannot be processed; the run records it and goes on.
 

@@ -215,6 +215,8 @@ class FaceTracker:
                                 f"{type(video).__name__} for clip '{name}'.")
             elif len(video.frames) == 0:
                 results[i] = ClipError("faces", "the video gave no frames to search for faces")
+            elif min(video.frames.shape[1:3]) < self.min_face_size:
+                results[i] = ClipError("faces", self._too_small(video))
             else:
                 spans[i] = (len(frames), len(frames) + len(video.frames))
                 frames.extend(video.frames)
@@ -230,6 +232,16 @@ class FaceTracker:
             else:
                 results[i] = self._face_input(name, video, detections)  # type: ignore[arg-type]
         return results  # type: ignore[return-value]
+
+    def _too_small(self, video: DecodedVideo) -> str:
+        height, width = video.frames.shape[1:3]
+        source = tuple(video.info.get("source_size") or (width, height))
+        size = f"{source[0]}x{source[1]} pixels"
+        if source != (width, height):
+            size += f" (decoded at {width}x{height})"
+        return (f"frames are {size}, too small to hold a face: the detector finds faces of at "
+                f"least {self.min_face_size} pixels, so both sides must be at least that; give "
+                "the full-size video")
 
     def _face_input(self, name: str, video: DecodedVideo,
                     detections: list[Detections]) -> FaceInput | ClipError:

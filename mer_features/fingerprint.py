@@ -56,20 +56,31 @@ def cache_path() -> Path:
     return Path(root) / "file-hashes.sqlite"
 
 
+CACHE_TRUSTS = (
+    "A file's remembered content hash is reused only while its absolute path, size, "
+    "modification time, status-change time (ctime, in nanoseconds), inode and device are all "
+    "unchanged; any write, chmod, rename or utime sets the ctime to the current time, and no "
+    "program can set it back, so an edited file is always hashed again, even one edited in "
+    "place with its size and modification time restored. Only setting the system clock back, "
+    "or writing to the raw disk device, could fool it.")
+"""What the file-hash cache trusts (quoted in the README)."""
+
+
 def file_hashes(paths: Sequence[str | Path], *, threads: int = 8,
                 cache: str | Path | None = None) -> list[str]:
-    """Content hashes of many files, remembered by (path, size, mtime, inode).
+    """Content hashes of many files, remembered by (path, size, mtime, ctime, inode, device).
 
     A re-run over tens of thousands of clips then costs one ``stat`` per file instead of
-    reading every byte again; a file whose size, mtime or inode changes is hashed anew (the
-    same rule as make and rsync). Files that cannot be read get ``unreadable:<error>``.
-    Without a writable cache folder, every file is hashed.
+    reading every byte again (see :data:`CACHE_TRUSTS` for when a remembered hash is reused).
+    Files that cannot be read get ``unreadable:<error>``. Without a writable cache folder,
+    every file is hashed.
     """
-    keys: list[tuple[str, int, int, int] | None] = []
+    keys: list[tuple[str, int, int, int, int, int] | None] = []
     for p in paths:
         try:
             st = os.stat(p)
-            keys.append((os.path.abspath(p), st.st_size, st.st_mtime_ns, st.st_ino))
+            keys.append((os.path.abspath(p), st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                         st.st_ino, st.st_dev))
         except OSError:
             keys.append(None)
     db = _open_cache(Path(cache) if cache else cache_path())
@@ -79,9 +90,10 @@ def file_hashes(paths: Sequence[str | Path], *, threads: int = 8,
             wanted = sorted({k[0] for k in keys if k is not None})
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start:start + 500]
-                rows = db.execute("SELECT path, size, mtime_ns, inode, hash FROM hashes WHERE path "
-                                  f"IN ({','.join('?' * len(chunk))})", chunk)
-                known.update((row[:4], row[4]) for row in rows)
+                rows = db.execute("SELECT path, size, mtime_ns, ctime_ns, inode, device, hash "
+                                  f"FROM {_TABLE} WHERE path IN ({','.join('?' * len(chunk))})",
+                                  chunk)
+                known.update((row[:6], row[6]) for row in rows)
         except sqlite3.Error:
             db = None
 
@@ -101,19 +113,27 @@ def file_hashes(paths: Sequence[str | Path], *, threads: int = 8,
     if db is not None:
         try:
             with db:
-                db.executemany("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?)", fresh)
+                db.executemany(f"INSERT OR REPLACE INTO {_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               fresh)
         except sqlite3.Error:
             pass  # a cache that cannot be written only costs time
         db.close()
     return result
 
 
+_TABLE = "file_hashes_v2"
+"""v2 adds ctime and device to the key; the v1 table ("hashes") is dropped on first use."""
+
+
 def _open_cache(path: Path) -> sqlite3.Connection | None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path, timeout=30)
-        db.execute("CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INTEGER, "
-                   "mtime_ns INTEGER, inode INTEGER, hash TEXT)")
+        with db:
+            db.execute(f"CREATE TABLE IF NOT EXISTS {_TABLE} (path TEXT PRIMARY KEY, size INTEGER, "
+                       "mtime_ns INTEGER, ctime_ns INTEGER, inode INTEGER, device INTEGER, "
+                       "hash TEXT)")
+            db.execute("DROP TABLE IF EXISTS hashes")
         return db
     except (OSError, sqlite3.Error):
         return None

@@ -27,6 +27,10 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
+import re
+import stat
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +44,12 @@ COLUMNS = ("name", "video", "audio", "text", "discrete", "valence", "split")
 MAX_LISTED_PROBLEMS = 20
 
 MODALITIES = ("audio", "video", "text")
+
+VALENCE_RANGE = (-5.0, 5.0)
+"""MER 2023's valence scale; manifests must use it (see :func:`valence_hint`)."""
+
+PLAIN_COLUMNS = ("name", "discrete", "valence", "split")
+"""Columns whose values go into the store as strings: no control characters there."""
 
 
 @dataclass(frozen=True)
@@ -146,12 +156,18 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
     one :class:`ManifestError`.
     """
     path = Path(path)
-    if not path.is_file():
+    problem = describe_non_file(path)
+    if problem is not None:
+        problem = "does not exist" if problem == "not found" else problem
         raise ManifestError(
-            f"Manifest '{path}' does not exist. Give the path of a CSV file "
+            f"Manifest '{path}' {problem}. Give the path of a CSV file "
             "(make one with 'mer-features manifest ...' or 'mer-features demo')."
         )
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ManifestError(f"Manifest '{path}' cannot be read ({e.strerror or e}); check its "
+                            "permissions.") from e
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     # Undecodable bytes survive as lone surrogates, so a bad transcript fails its own clip
@@ -183,6 +199,7 @@ def parse_manifest(text: str, *, base_dir: Path, source: str = "<text>",
 
     clips: list[Clip] = []
     seen: dict[str, int] = {}
+    seen_nfc: dict[str, tuple[str, int]] = {}
     try:
         rows = list(enumerate(reader, start=2))
     except csv.Error as e:
@@ -200,10 +217,21 @@ def parse_manifest(text: str, *, base_dir: Path, source: str = "<text>",
             continue
         if name:
             seen[name] = line
+            nfc = unicodedata.normalize("NFC", name)
+            if nfc in seen_nfc:
+                other, other_line = seen_nfc[nfc]
+                problems.add(line, ascii(name)[1:-1], f"name equals '{ascii(other)[1:-1]}' "
+                             f"(line {other_line}) once Unicode-normalised (NFC): the two "
+                             "spellings look the same but are different strings; rename one")
+                continue
+            seen_nfc[nfc] = (name, line)
         clip = _parse_row(row, line, base_dir, problems, check_files)
         if clip is not None:
             clips.append(clip)
     problems.raise_if_any(_HINT)
+    if not clips:
+        raise ManifestError(f"Manifest {source} has a header but no clip rows; add one row per "
+                            "clip (see README, 'Manifests').")
     return Manifest(path=path, clips=clips, columns=header)
 
 
@@ -221,18 +249,33 @@ def _parse_row(row: dict[str, str], line: int, base_dir: Path, problems: _Proble
         problems.add(line, None, "empty name")
         return None
     ok = True
+    controls = [(c, _control_characters(row[c])) for c in PLAIN_COLUMNS if c in row]
+    controls = [(c, found) for c, found in controls if found]
+    if controls:
+        shown = "; ".join(f"'{c}' holds {found}" for c, found in controls)
+        problems.add(line, ascii(name)[1:-1], f"{shown}: names, labels and splits must be "
+                     "printable text (a store, a CSV file or a file name cannot carry them "
+                     "faithfully); remove them")
+        return None
     paths: dict[str, Path | None] = {}
     for column in ("video", "audio"):
         value = row.get(column, "").strip()
         if not value:
             paths[column] = None
             continue
+        if "\x00" in value:
+            problems.add(line, name, f"{column} path {ascii(value)} holds a NUL byte, which no "
+                                     "file path can hold; fix the path")
+            ok = False
+            paths[column] = None
+            continue
         resolved = Path(value).expanduser()
         if not resolved.is_absolute():
             resolved = base_dir / resolved
         resolved = Path(*resolved.parts)  # normalise separators without resolving links
-        if check_files and not resolved.is_file():
-            problems.add(line, name, f"{column} file '{value}' not found (looked for '{resolved}')")
+        problem = describe_non_file(resolved) if check_files else None
+        if problem is not None:
+            problems.add(line, name, f"{column} file '{value}' {problem} (looked for '{resolved}')")
             ok = False
         paths[column] = resolved
 
@@ -252,6 +295,11 @@ def _parse_row(row: dict[str, str], line: int, base_dir: Path, problems: _Proble
         if not math.isfinite(valence):
             problems.add(line, name, f"valence '{raw_valence}' is not a finite number")
             ok = False
+        elif not VALENCE_RANGE[0] <= valence <= VALENCE_RANGE[1]:
+            problems.add(line, name, f"valence {raw_valence} is outside MER's scale "
+                                     f"[{VALENCE_RANGE[0]:g}, {VALENCE_RANGE[1]:g}]; "
+                                     f"{valence_hint()}")
+            ok = False
     if not ok:
         return None
     text = row.get("text")
@@ -268,6 +316,56 @@ def _parse_row(row: dict[str, str], line: int, base_dir: Path, problems: _Proble
         line=line,
         invalid_utf8=frozenset(invalid),
     )
+
+
+def valence_hint() -> str:
+    """How to bring another valence scale onto MER's [-5, 5] (for error messages)."""
+    return ("rescale the column linearly onto [-5, 5], e.g. from a 1-9 SAM scale with "
+            "(v - 5) * 1.25, from [-1, 1] with v * 5, from [0, 1] with (v - 0.5) * 10")
+
+
+def _control_characters(value: str) -> str:
+    """'' when ``value`` has no control character (Unicode category Cc), else a description
+    such as "a NUL byte (U+0000) at character 3"."""
+    found = _CONTROL.search(value)
+    if found is None:
+        return ""
+    ch = found.group()
+    what = {"\x00": "a NUL byte", "\n": "a line break", "\r": "a carriage return",
+            "\t": "a tab"}.get(ch, "a control character")
+    return f"{what} (U+{ord(ch):04X}) at character {found.start() + 1}"
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
+
+
+_KINDS = ((stat.S_ISDIR, "is a directory, not a file"),
+          (stat.S_ISFIFO, "is not a regular file (a FIFO, named pipe)"),
+          (stat.S_ISCHR, "is not a regular file (a character device)"),
+          (stat.S_ISBLK, "is not a regular file (a block device)"),
+          (stat.S_ISSOCK, "is not a regular file (a socket)"))
+
+
+def describe_non_file(path: Path) -> str | None:
+    """None when ``path`` is a regular file (after symbolic links), else what it is instead
+    ("not found", "is a directory, not a file", "is not a regular file (a FIFO, named pipe)",
+    "is a broken symbolic link to ..."). Only ``stat`` is used: a FIFO is never opened,
+    since opening one blocks until someone writes to it."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"is a broken symbolic link (to '{os.readlink(path)}')"
+        return "not found"
+    except OSError as e:
+        if e.errno == 40:  # ELOOP
+            return "is a symbolic link that loops"
+        return f"cannot be accessed ({e.strerror or e})"
+    except ValueError as e:  # an embedded NUL
+        return f"is not a valid path ({e})"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    return next((what for test, what in _KINDS if test(st.st_mode)), "is not a regular file")
 
 
 def _is_utf8(value: str) -> bool:
@@ -302,10 +400,11 @@ def check_modality(manifest: Manifest, modality: str, *, skip_missing: bool = Fa
             usable.append(clip)
             continue
         media = clip.media_for(modality)
+        problem = describe_non_file(media) if media is not None else None
         if media is None:
             reason = f"no {' or '.join(needed)} file given"
-        elif not media.is_file():
-            reason = f"file '{media}' not found"
+        elif problem is not None:
+            reason = f"file '{media}' {problem}"
         else:
             usable.append(clip)
             continue
@@ -319,6 +418,23 @@ def check_modality(manifest: Manifest, modality: str, *, skip_missing: bool = Fa
     return usable, missing
 
 
+def check_transcripts(manifest: Manifest, column: str = "text") -> None:
+    """Refuse a text extraction whose transcript column is empty in every row: the store would
+    hold nothing but ``empty`` clips, which is almost always the wrong column."""
+    if column not in manifest.columns or not manifest.clips:
+        return  # check_modality names the missing column
+    if any((clip.text_for(column) or "").strip() for clip in manifest):
+        return
+    source = f"'{manifest.path}'" if manifest.path else "<manifest>"
+    others = [c for c in manifest.columns if c != column and c not in ("name", "video", "audio",
+                                                                        "discrete", "valence",
+                                                                        "split")]
+    hint = (f"pick the transcripts' column with --text-column ({', '.join(others)})" if others
+            else "fill the column with the transcripts")
+    raise ManifestError(f"Column '{column}' of manifest {source} is empty in all "
+                        f"{len(manifest)} rows, so there is no text to encode; {hint}.")
+
+
 def write_manifest(path: str | Path, rows: Iterable[dict[str, object]],
                    columns: Sequence[str] = COLUMNS) -> Path:
     """Write rows (dicts keyed by column) as a manifest CSV, atomically.
@@ -326,6 +442,9 @@ def write_manifest(path: str | Path, rows: Iterable[dict[str, object]],
     Missing keys and None become empty cells; floats are written with ``repr``-exact digits.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ManifestError(f"Cannot write the manifest to '{path}': it is a directory. Give a "
+                            "file path such as DIR/manifest.csv.")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as f:

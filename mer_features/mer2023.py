@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mer_features import EMOTIONS
 from mer_features.errors import ManifestError
-from mer_features.manifest import COLUMNS, write_manifest
+from mer_features.manifest import COLUMNS, VALENCE_RANGE, valence_hint, write_manifest
 from mer_features.media import VIDEO_SUFFIXES
 
 SPLITS = ("train", "test1", "test2", "test3")
@@ -35,10 +35,13 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            rows = list(reader)
+            # Short rows give None for the missing fields, long ones a None key: both as "".
+            rows = [{k: v or "" for k, v in r.items() if k is not None} for r in reader]
             header = set(reader.fieldnames or ())
     except UnicodeDecodeError as e:
         raise ManifestError(f"'{path}' is not UTF-8 text: {e}") from e
+    except csv.Error as e:
+        raise ManifestError(f"'{path}' is not a readable CSV file: {e}") from e
     lacking = [c for c in required if c not in header]
     if lacking:
         raise ManifestError(f"'{path}' lacks column(s) {', '.join(lacking)}; expected "
@@ -55,6 +58,10 @@ def build_mer2023_manifest(root: str | Path, out: str | Path, *, text_column: st
     ``text_only``: the labelled clips with their transcripts and no media (see the module doc).
     """
     root, out = Path(root), Path(out)
+    if not root.is_dir():
+        what = "is not a folder" if root.exists() else "not found"
+        raise ManifestError(f"MER 2023 release folder '{root}' {what}; point --root at the folder "
+                            "that holds train-label.csv, transcription.csv and train/ test1/ ...")
     if text_column not in TEXT_COLUMNS:
         raise ManifestError(f"text column must be one of {', '.join(TEXT_COLUMNS)}; got '{text_column}'.")
     labels = {r["name"].strip(): r for r in _read_csv(root / "train-label.csv",
@@ -65,6 +72,12 @@ def build_mer2023_manifest(root: str | Path, out: str | Path, *, text_column: st
     if bad:
         shown = ", ".join(f"{n}={d!r}" for n, d in bad[:10])
         raise ManifestError(f"train-label.csv has {len(bad)} label(s) outside {', '.join(EMOTIONS)}: {shown}.")
+    bad = [(n, r["valence"]) for n, r in labels.items()
+           if r["valence"].strip() and not _on_valence_scale(r["valence"])]
+    if bad:
+        shown = ", ".join(f"{n}={v!r}" for n, v in bad[:10])
+        raise ManifestError(f"train-label.csv has {len(bad)} valence value(s) that are not numbers "
+                            f"in [-5, 5]: {shown}; {valence_hint()}.")
 
     if text_only:
         rows = [{"name": name, "video": None, "audio": None,
@@ -116,6 +129,14 @@ def build_mer2023_manifest(root: str | Path, out: str | Path, *, text_column: st
     counts["train_without_video"] = sum(1 for n in labels if n not in seen)
     write_manifest(out, rows, columns=(*COLUMNS, "chinese", "english"))
     return out, counts
+
+
+def _on_valence_scale(text: str) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return VALENCE_RANGE[0] <= value <= VALENCE_RANGE[1]  # False for NaN
 
 
 def _relpath(path: Path, start: Path) -> str:

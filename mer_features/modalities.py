@@ -32,11 +32,14 @@ class VideoOptions:
     min_face_size: int = 20
 
     def __post_init__(self) -> None:
-        if not (0 < self.fps <= 60):
-            raise ManifestError(f"--fps must be in (0, 60]; got {self.fps}.")
-        if self.max_frames < 1 or self.face_size < 16 or self.min_face_size < 8 or self.margin < 0:
-            raise ManifestError("--max-frames must be >= 1, --face-size >= 16, min_face_size >= 8 "
-                                "and margin >= 0.")
+        for what, value, ok, rule in (
+                ("--fps", self.fps, 0 < self.fps <= 60, "in (0, 60]"),
+                ("--max-frames", self.max_frames, self.max_frames >= 1, ">= 1"),
+                ("--face-size", self.face_size, self.face_size >= 16, ">= 16"),
+                ("--face-margin", self.margin, 0 <= self.margin <= 10, "in [0, 10]"),
+                ("min_face_size", self.min_face_size, self.min_face_size >= 12, ">= 12")):
+            if not ok:  # also for NaN, which fails every comparison
+                raise ManifestError(f"{what} must be {rule}; got {value}.")
 
 
 @dataclass
@@ -102,11 +105,12 @@ class AudioModality(Modality):
 
     def decode(self, clip: Clip, encoder: Any) -> Any:
         from mer_features.encoders.base import AudioInput
-        from mer_features.media import load_audio
+        from mer_features.media import decode_audio
 
         rate = encoder.config.sample_rate
-        waveform = load_audio(clip.audio_source, rate)
-        info: dict[str, Any] = {}
+        decoded = decode_audio(clip.audio_source, rate)  # within +-1; info["level"] if changed
+        waveform = decoded.waveform
+        info: dict[str, Any] = dict(decoded.info)
         if self.noise is not None:
             from mer_features.noise import NoiseFolder, corrupt_audio
 

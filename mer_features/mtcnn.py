@@ -82,6 +82,9 @@ def _cascade(imgs: np.ndarray, minsize: float, pnet: Any, rnet: Any, onet: Any,
         scales.append(scale_i)
         scale_i = scale_i * factor
         minl = minl * factor
+    if not scales:  # frames smaller than the smallest face looked for hold none
+        return ([np.zeros((0, 5), np.float32) for _ in range(batch_size)],
+                [np.zeros((0, 5, 2), np.float32) for _ in range(batch_size)])
 
     # First stage: P-net over the pyramid, NMS per scale and image, then per image.
     boxes, image_inds, scale_picks = [], [], []

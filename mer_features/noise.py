@@ -66,8 +66,24 @@ class NoiseSpec:
         return {"spec": canonical(self), "seed": int(seed)}
 
 
+_KEY_RULES = {
+    "snr": "snr takes a finite number of dB (snr=0) or a range LOW:HIGH with LOW <= HIGH "
+           "(snr=5:10)",
+    "source": "source takes white, pink, babble or the path of a folder of audio files",
+    "blur": "blur takes distinct factors from 1, 2, 4, 8 separated by | (blur=1|2|4)",
+    "scale": "scale takes a number in (0, 1] (scale=0.5)",
+    "jpeg": "jpeg takes an integer quality from 1 to 100 (jpeg=30)",
+}
+
+
 def parse_noise(text: str) -> NoiseSpec:
-    """Parse a spec such as ``snr=5:10,source=pink`` or ``blur=1|2|4,jpeg=40``."""
+    """Parse a spec such as ``snr=5:10,source=pink`` or ``blur=1|2|4,jpeg=40``.
+
+    Raises :class:`NoiseSpecError` naming the part at fault and the rule it breaks for an
+    unknown, repeated or empty key, a value out of range (an infinite or NaN SNR, a blur factor
+    outside 1, 2, 4, 8, a scale outside (0, 1], a JPEG quality outside 1-100), and a noise folder
+    that cannot be used.
+    """
     values: dict[str, Any] = {}
     usage = ("Write it as comma-separated key=value: snr=5:10 or snr=0, source=white|pink|babble|"
              "FOLDER, blur=1|2|4, scale=0.5, jpeg=30.")
@@ -78,32 +94,17 @@ def parse_noise(text: str) -> NoiseSpec:
         key, value = key.strip(), value.strip()
         if not sep or not value:
             raise NoiseSpecError(f"Noise spec '{text}': '{part}' is not key=value. {usage}")
-        if key not in ("snr", "source", "blur", "scale", "jpeg"):
-            raise NoiseSpecError(f"Noise spec '{text}': unknown key '{key}'. {usage}")
+        if key not in _KEY_RULES:
+            raise NoiseSpecError(f"Noise spec '{text}': unknown key '{key}' (known keys: "
+                                 f"{', '.join(_KEY_RULES)}). {usage}")
+        if key in values:
+            raise NoiseSpecError(f"Noise spec '{text}': '{key}' is given twice; give each key "
+                                 f"once. {usage}")
         try:
-            if key == "snr":
-                low, _, high = value.partition(":")
-                pair = (float(low), float(high or low))
-                if not all(math.isfinite(v) for v in pair) or pair[0] > pair[1]:
-                    raise ValueError
-                values["snr"] = pair
-            elif key == "source":
-                values["source"] = value
-            elif key == "blur":
-                factors = tuple(int(v) for v in value.split("|"))
-                if not factors or any(f not in (1, 2, 4, 8) for f in factors):
-                    raise ValueError
-                values["blur"] = factors
-            elif key == "scale":
-                values["scale"] = float(value)
-                if not 0 < values["scale"] <= 1:
-                    raise ValueError
-            else:
-                values["jpeg"] = int(value)
-                if not 1 <= values["jpeg"] <= 100:
-                    raise ValueError
+            values[key] = _parse_value(key, value)
         except ValueError:
-            raise NoiseSpecError(f"Noise spec '{text}': bad value '{value}' for '{key}'. {usage}") from None
+            raise NoiseSpecError(f"Noise spec '{text}': bad value '{value}' for '{key}': "
+                                 f"{_KEY_RULES[key]}. {usage}") from None
     if "source" in values and "snr" not in values:
         raise NoiseSpecError(f"Noise spec '{text}': 'source' needs an 'snr'. {usage}")
     spec = NoiseSpec(**values, text=text)
@@ -112,6 +113,35 @@ def parse_noise(text: str) -> NoiseSpec:
     if spec.has_audio and spec.source not in ("white", "pink", "babble"):
         NoiseFolder(spec.source)  # validates the folder now, before any work
     return spec
+
+
+def _parse_value(key: str, value: str) -> Any:
+    """The value of one key; ValueError when it breaks the key's rule (:data:`_KEY_RULES`)."""
+    if key == "snr":
+        low, colon, high = value.partition(":")
+        if colon and not high.strip():
+            raise ValueError
+        pair = (float(low), float(high if colon else low))
+        if not all(math.isfinite(v) for v in pair) or pair[0] > pair[1]:
+            raise ValueError
+        return pair
+    if key == "source":
+        return value
+    if key == "blur":
+        factors = tuple(int(v) for v in value.split("|"))
+        if (not factors or any(f not in (1, 2, 4, 8) for f in factors)
+                or len(set(factors)) != len(factors)):
+            raise ValueError
+        return factors
+    if key == "scale":
+        scale = float(value)
+        if not 0 < scale <= 1:  # False for NaN
+            raise ValueError
+        return scale
+    quality = int(value)
+    if not 1 <= quality <= 100:
+        raise ValueError
+    return quality
 
 
 def canonical(spec: NoiseSpec) -> str:
@@ -166,10 +196,26 @@ class NoiseFolder:
     def __init__(self, folder: str | Path):
         import soundfile as sf
 
+        from mer_features.manifest import describe_non_file
+
         self.folder = Path(folder)
         if not self.folder.is_dir():
-            raise NoiseSpecError(f"Noise source '{folder}' is neither white, pink, babble nor a folder.")
-        files = sorted(p for p in self.folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+            raise NoiseSpecError(f"Noise source '{folder}' is neither white, pink, babble nor a "
+                                 "folder of audio files.")
+        # Only regular files are ever opened: opening a FIFO blocks until someone writes to it
+        # (a run would hang), a device may never end. Folders are searched, not read.
+        files, odd = [], []
+        for path in sorted(p for p in self.folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES):
+            problem = describe_non_file(path)
+            if problem is None:
+                files.append(path)
+            elif not path.is_dir():
+                odd.append(f"{path.relative_to(self.folder)} {problem}")
+        if odd:
+            shown = "; ".join(odd[:5]) + (f"; and {len(odd) - 5} more" if len(odd) > 5 else "")
+            raise NoiseSpecError(f"Noise folder '{folder}' holds entries that are not regular "
+                                 f"audio files: {shown}. Remove them or point source= at a "
+                                 "folder of audio files only.")
         if not files:
             raise NoiseSpecError(f"Noise folder '{folder}' holds no audio files "
                                  f"({', '.join(AUDIO_SUFFIXES)}).")

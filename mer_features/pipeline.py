@@ -24,8 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mer_features.errors import ClipError, EncoderError, MerFeaturesError
-from mer_features.manifest import Clip, Manifest, check_modality, read_manifest
+from mer_features.errors import ClipError, EncoderError, ExtractionInterrupted, MerFeaturesError
+from mer_features.manifest import (Clip, Manifest, check_modality, check_transcripts,
+                                   read_manifest)
 from mer_features.modalities import Modality, VideoOptions, make_modality
 from mer_features.store import SCHEMA_VERSION, ClipRecord, StoreHeader, StoreWriter
 
@@ -35,6 +36,10 @@ STORAGE_DTYPES = ("float32", "float16")
 
 class ClipFailedError(MerFeaturesError):
     """Raised with ``fail_fast`` at the first clip that fails."""
+
+
+class WorkerDiedError(MerFeaturesError):
+    """A decoding worker process died (killed, or crashed inside a native decoder)."""
 
 
 @dataclass
@@ -51,15 +56,17 @@ class ExtractSummary:
     missing: int = 0
     empty: int = 0
     truncated: int = 0
+    dropped: int = 0
     seconds: float = 0.0
     failures: list[tuple[str, str, str]] = field(default_factory=list)
 
     def line(self) -> str:
         rate = self.done / self.seconds if self.seconds > 0 else 0.0
         empty = f", {self.empty} empty" if self.empty else ""
+        dropped = f", {self.dropped} dropped (not in the manifest)" if self.dropped else ""
         return (f"{self.modality}/{self.encoder}: {self.total} clips - {self.done} extracted, "
                 f"{self.skipped} already stored, {self.failed} failed, {self.missing} missing"
-                f"{empty} - {self.seconds:.1f} s ({rate:.1f} clips/s) -> {self.store}")
+                f"{empty}{dropped} - {self.seconds:.1f} s ({rate:.1f} clips/s) -> {self.store}")
 
 
 @dataclass
@@ -163,7 +170,7 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
             overwrite: bool = False, fail_fast: bool = False, skip_missing: bool = False,
             retry_failed: bool = False, commit_every: int = 256, progress: bool | None = None,
             text_column: str = "text", video: VideoOptions | None = None,
-            noise: Any = None, seed: int = 0, shard: Any = None,
+            noise: Any = None, seed: int = 0, shard: Any = None, prune: bool = False,
             log: Callable[[str], None] | None = None) -> ExtractSummary:
     """Extract one modality's features for every clip of a manifest into a store.
 
@@ -184,6 +191,8 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
     noise, seed : a noise spec (text or :class:`mer_features.noise.NoiseSpec`) applied to the
         decoded media before the encoder, with per-clip draws fixed by (seed, clip, spec).
     shard : a :class:`mer_features.distributed.Shard`: only the manifest's clips of that shard.
+    prune : drop the clips of an existing store that the manifest (or shard) does not list;
+        without it such a store is refused before any work, naming them.
     """
     from mer_features.encoders import DEFAULT_ENCODERS, create_encoder
 
@@ -193,12 +202,23 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
         raise EncoderError(f"dtype must be one of {', '.join(DTYPES)}; got '{dtype}'.")
     if storage_dtype not in STORAGE_DTYPES:
         raise EncoderError(f"storage dtype must be one of {', '.join(STORAGE_DTYPES)}; got '{storage_dtype}'.")
-    if (batch_size is not None and batch_size < 1 or batch_seconds <= 0
-            or workers is not None and workers < 0 or commit_every < 1):
-        raise EncoderError("batch_size and commit_every must be >= 1, batch_seconds > 0 and "
-                           "workers >= 0.")
+    for what, value, ok in (("batch_size", batch_size, batch_size is None or batch_size >= 1),
+                            ("batch_seconds", batch_seconds, batch_seconds > 0),  # False for NaN
+                            ("workers", workers, workers is None or workers >= 0),
+                            ("commit_every", commit_every, commit_every >= 1),
+                            ("seed", seed, seed >= 0)):
+        if not ok:
+            bound = {"batch_seconds": "> 0", "workers": ">= 0", "seed": ">= 0"}.get(what, ">= 1")
+            raise EncoderError(f"{what} must be {bound}; got {value!r}. Pass "
+                               f"--{what.replace('_', '-')} a value in range.")
+    if isinstance(noise, str):  # a bad spec or noise folder is refused before anything else
+        from mer_features.noise import parse_noise
+
+        noise = parse_noise(noise)
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest, check_files=False)
+    if modality == "text":  # on the whole manifest: a shard may hold only empty transcripts
+        check_transcripts(manifest, text_column)
     if shard is not None:
         manifest = Manifest(manifest.path, [c for c in manifest if shard.holds(c.name)],
                             manifest.columns)
@@ -206,15 +226,15 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
                                      text_column=text_column)
 
     enc = create_encoder(modality, encoder or DEFAULT_ENCODERS[modality], encoder_options)
+    if storage_dtype == "float16" and not enc.float16_safe:
+        raise EncoderError(f"Encoder '{enc.describe()}' gives values beyond float16's range "
+                           "(+-65504), which a float16 store would hold as inf; use "
+                           "--storage-dtype float32.")
     device = resolve_device(device) if enc.uses_dtype or not enc.runs_in_workers else "cpu"
     if dtype == "fp16" and device == "cpu" and enc.uses_dtype:
         raise EncoderError("fp16 needs a GPU; on the CPU use --dtype bf16 (or fp32).")
     if workers is None:
         workers = auto_workers(device, modality, enc.runs_in_workers)
-    if isinstance(noise, str):
-        from mer_features.noise import parse_noise
-
-        noise = parse_noise(noise)
     kind = make_modality(modality, text_column=text_column, video=video, device=device,
                          noise=noise, seed=seed,
                          babble=[c.audio_source for c in usable] if modality == "audio" else (),
@@ -228,6 +248,13 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
 
     writer = StoreWriter(out, header, overwrite=overwrite, part_clips=commit_every)
     try:
+        scope = f"manifest '{manifest.path}'" + (f" (shard {shard.index}/{shard.count})"
+                                                 if shard is not None else "")
+        summary.dropped = writer.restrict_to([c.name for c in manifest], prune=prune, source=scope)
+        if writer.damaged:
+            log(f"warning: {len(writer.damaged)} clip(s) of '{out}' fail their checksums (the "
+                f"file was damaged on disk: {', '.join(writer.damaged[:5])}"
+                f"{', ...' if len(writer.damaged) > 5 else ''}); they are extracted again")
         writer.set_labels({c.name: (c.discrete or "", math.nan if c.valence is None else c.valence,
                                     c.split or "") for c in manifest})
         for clip, reason in missing:
@@ -264,8 +291,20 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
         if summary.truncated:
             log(f"warning: {summary.truncated} input(s) were longer than the encoder's limit and "
                 "were truncated (clips/info has 'truncated': true)")
-    except (ClipFailedError, KeyboardInterrupt):
+    except ClipFailedError:
         writer.close()  # a deliberate stop: leave a complete store of what was done
+        raise
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM through the CLI's handler
+        writer.close()
+        raise ExtractionInterrupted(out, kept=len(writer.done), extracted=summary.done) from e
+    except RuntimeError as e:
+        writer.abort()  # what was finished goes to a part file; the next run merges it
+        if "DataLoader worker" in str(e):
+            raise WorkerDiedError(
+                f"A decoding worker process died ({' '.join(str(e).split())}). Every finished "
+                "clip is kept; run the same command again to resume. If it happens again, a "
+                "file crashes the decoder: run with --workers 0 to find it."
+            ) from e
         raise
     except BaseException:
         writer.abort()
@@ -293,6 +332,10 @@ def _run(todo: list[_Work], enc: Any, kind: Modality, writer: StoreWriter,
                 extras = kind.extras(item, result) if item is not None else {}
             except ClipError as e:
                 result = e
+        if not isinstance(result, ClipError):
+            problem = writer.storage_problem(result.utterance, result.frames)
+            if problem is not None:
+                result = ClipError("store", problem)
         if isinstance(result, ClipError):
             rec = ClipRecord(name=decoded.name, status="failed", stage=result.stage,
                              reason=result.reason, input_hash=decoded.input_hash,
@@ -339,7 +382,8 @@ def _run(todo: list[_Work], enc: Any, kind: Modality, writer: StoreWriter,
             for (d, item), result in zip(pending, results):
                 record(d, result, item)
 
-    batches = _batches(_decoded_stream(todo, enc, kind, workers), enc, batch_size, batch_seconds)
+    stream = _decoded_stream(todo, enc, kind, workers)
+    batches = _batches(stream, enc, batch_size, batch_seconds)
     try:
         if not kind.overlap_prepare:
             for batch in batches:
@@ -361,6 +405,10 @@ def _run(todo: list[_Work], enc: Any, kind: Modality, writer: StoreWriter,
                 finish(*ahead.result())
     finally:
         bar.close()
+        # Stop the decoding workers now (not whenever the generators are collected), so an
+        # interrupted run does not leave them decoding while the store is closed.
+        batches.close()
+        stream.close()
 
 
 def _size(path: Path | None) -> int:
@@ -422,11 +470,19 @@ class _DecodeDataset:
 
 
 def _worker_init(_: int) -> None:
+    import signal
+
     import torch
 
     # Workers decode one clip each; threads beyond one only fight the encoder for the cores.
     torch.set_num_threads(1)
     os.environ["OMP_NUM_THREADS"] = "1"
+    # The main process decides what an interruption means (it closes the store) and stops the
+    # workers; a worker that gets the signal too (Ctrl-C reaches the whole process group,
+    # SLURM signals every process of a job step) leaves quietly instead of printing a
+    # traceback. Handlers, not SIG_IGN, so that ffmpeg children keep the default actions.
+    signal.signal(signal.SIGINT, lambda *_: None)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 
 
 def _decoded_stream(todo: list[_Work], enc: Any, kind: Modality, workers: int) -> Iterator[_Decoded]:

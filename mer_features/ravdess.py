@@ -46,7 +46,8 @@ def build_ravdess_manifest(root: str | Path, out: str | Path, *, relative: bool 
     """Write a manifest for a RAVDESS speech folder; returns its path and counts."""
     root, out = Path(root), Path(out)
     if not root.is_dir():
-        raise ManifestError(f"RAVDESS folder '{root}' not found; point --root at the folder "
+        what = "is not a folder" if root.exists() else "not found"
+        raise ManifestError(f"RAVDESS folder '{root}' {what}; point --root at the folder "
                             "that holds Actor_01/ ... Actor_24/.")
     files = sorted(p for p in root.glob("Actor_*/*") if p.suffix.lower() in AUDIO_SUFFIXES)
     if not files:
@@ -84,6 +85,10 @@ def _statement_texts(labels: Path) -> dict[str, str]:
     """The sentence of each statement code, from labels.csv when it is there."""
     if not labels.is_file():
         return {"01": "Kids are talking by the door", "02": "Dogs are sitting by the door"}
-    with open(labels, newline="", encoding="utf-8-sig") as f:
-        return {r["statement_code"].zfill(2): r["text"] for r in csv.DictReader(f)
-                if r.get("statement_code") and r.get("text")}
+    try:
+        with open(labels, newline="", encoding="utf-8-sig") as f:
+            return {r["statement_code"].zfill(2): r["text"] for r in csv.DictReader(f)
+                    if r.get("statement_code") and r.get("text")}
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ManifestError(f"'{labels}' is not a readable UTF-8 CSV file ({e}); fix it or move "
+                            "it away (the statements' default texts are then used).") from e

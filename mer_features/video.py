@@ -3,10 +3,14 @@
 Frames are read with decord at their native size (decord's own resize crashes on some files)
 and frames whose long side exceeds ``max_side`` are then downscaled with Pillow's antialiased
 bilinear filter, to bound memory and detector time; :class:`DecodedVideo` records the source
-size so that boxes can be mapped back to source pixels. Frames come out display-oriented:
-decord 0.6 applies the container's rotation (the MP4 display matrix, e.g. phone videos
-tagged ``rotate=90``) exactly as ffmpeg's autorotation does, which the tests check for 90,
--90 and 180 degrees.
+size so that boxes can be mapped back to source pixels. A strip (a frame more than 8 times as
+wide as high, or the reverse, such as 4000x60) is downscaled less, so that its short side keeps
+at least ``max_side / 8`` pixels and a face in it stays findable, within a budget of
+``max_side**2`` pixels (:func:`target_size`). decord cannot copy out frames smaller than its
+row alignment (1x1, 2x2): when no frame comes out of decord, ffmpeg decodes the file instead.
+Frames come out display-oriented: decord 0.6 applies the container's rotation (the MP4 display
+matrix, e.g. phone videos tagged ``rotate=90``) exactly as ffmpeg's autorotation does, which
+the tests check for 90, -90 and 180 degrees.
 
 Every failure becomes a :class:`~mer_features.errors.ClipError` at stage ``decode`` whose reason
 a user can act on. A damaged file gives the frames that decode:
@@ -176,6 +180,11 @@ def _load_with_decord(reader: Any, path: Path, fps: float, max_frames: int | Non
         if frames.source_size is not None:
             width, height = frames.source_size
             chunk = int(min(32, max(1, _CHUNK_BYTES // (width * height * 3))))
+    if not frames.items and failed:
+        # decord opens the file but gives no frame: a damaged stream, or frames too small for
+        # its row alignment (1x1, 2x2 pixels); ffmpeg decodes the latter and judges the former.
+        return _load_with_ffmpeg(path, fps, max_frames, max_side, declared,
+                                 f"decord read none of {len(failed)} sampled frames")
     return frames.decoded(path, "decord", source_fps, fps, n_frames, declared, failed)
 
 
@@ -301,17 +310,34 @@ class _Frames:
                             truncated=bool(missing or failed), info=info)
 
 
+def target_size(width: int, height: int, max_side: int = MAX_SIDE) -> tuple[int, int]:
+    """(width, height) a frame of this size is decoded at.
+
+    Frames whose long side is at most ``max_side`` keep their size; larger ones are scaled to
+    ``max_side`` on the long side, except strips (aspect ratio beyond 8:1), whose short side
+    would then drop below ``max_side / 8`` pixels, too few for a face: they keep that many
+    (or their own size, if smaller), within ``max_side**2`` pixels in all.
+    """
+    long, short = max(width, height), min(width, height)
+    if long <= max_side:
+        return width, height
+    scale = max_side / long
+    if short * scale < max_side / 8:
+        budget = max_side / math.sqrt(width * height)  # at most max_side**2 pixels
+        scale = min(1.0, max(scale, min(max_side / 8 / short, budget)))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def _downscale(frame: np.ndarray, max_side: int) -> np.ndarray:
-    """The frame, shrunk with an antialiased bilinear filter when its long side > max_side."""
+    """The frame at :func:`target_size`, shrunk with an antialiased bilinear filter."""
     height, width = frame.shape[:2]
-    if max(height, width) <= max_side:
+    size = target_size(width, height, max_side)
+    if size == (width, height):
         return np.ascontiguousarray(frame)
     from PIL import Image
 
     # Pillow's bilinear filter widens with the scale factor (antialiased, like torch's
     # interpolate(antialias=True) to within 1 level) and is several times faster on a CPU.
-    scale = max_side / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return np.asarray(Image.fromarray(np.ascontiguousarray(frame)).resize(size, Image.BILINEAR))
 
 

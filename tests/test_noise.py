@@ -142,3 +142,18 @@ def test_corrupted_copies_use_the_pipelines_draws(tmp_path: Path, audio_corpus: 
         draws = json.loads(clip.extra["noise"])
         assert draws["video"]["blur"] in (1, 2, 4) and draws["audio"]["snr_db"] == 5.0
         assert abs(len(load_audio(clip.video, 16000)) - len(load_audio(orig.video, 16000))) < 1600
+
+
+def test_corrupted_copies_get_unique_file_names():
+    """Sanitised names that collide ('a b' and 'a_b'), names equal but for case or Unicode
+    normalisation, and names too long for a file system all get distinct, short file names;
+    a name that is a safe file name already keeps it."""
+    from mer_features.corrupt import file_stems
+
+    names = ["a b", "a_b", "a/b", "A_B", "caf\u00e9", "cafe\u0301", "..", "x" * 10_000, "plain-1"]
+    stems = file_stems(names)
+    assert len({s.casefold() for s in stems.values()}) == len(names)
+    assert stems["plain-1"] == "plain-1" and stems["a b"].startswith("a_b-")
+    assert all(len(s.encode()) <= 160 and not s.startswith(".") and "/" not in s
+               for s in stems.values())
+    assert file_stems(names) == stems  # deterministic: a re-run writes the same files

@@ -209,6 +209,26 @@ def test_file_hash_cache_reuses_and_notices_edits(tmp_path: Path):
     assert file_hashes(files, cache=tmp_path / "0.bin" / "sub" / "c.sqlite") == second
 
 
+def test_file_hash_cache_notices_an_edit_that_keeps_size_mtime_and_inode(tmp_path: Path):
+    import os
+    import time
+
+    from mer_features.fingerprint import file_hash, file_hashes
+
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(b"a" * 4096)
+    cache = tmp_path / "cache.sqlite"
+    first = file_hashes([clip], cache=cache)[0]
+    st = os.stat(clip)
+    time.sleep(0.05)  # a later clock tick than the hashing
+    with open(clip, "r+b") as f:  # in place: same inode, same size
+        f.write(b"b" * 4096)
+    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the old mtime back
+    now = os.stat(clip)
+    assert (now.st_size, now.st_mtime_ns, now.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    assert file_hashes([clip], cache=cache)[0] == file_hash(clip) != first
+
+
 def test_per_frame_extras_round_trip_through_parts(tmp_path: Path):
     head = StoreHeader(modality="video", encoder="toy", encoder_version="1", fields={"k": 1},
                        utterance_shape=(4,), frame_dim=3, frame_rate=None,

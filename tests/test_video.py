@@ -293,3 +293,18 @@ def test_failing_batch_reads_are_bisected(tmp_path):
     assert video.truncated and video.info["n_failed_frames"] == 40
     assert "40 sampled frames failed to decode (the first at 2.40 s)" in video.info["truncation"]
     assert reader.calls < 2 * 100  # bisection reads each index at most about twice
+
+
+def test_target_size_keeps_strips_findable():
+    """Ordinary frames are downscaled to 1280 on the long side, as before; strips (beyond 8:1)
+    keep a short side of 160 px (or their own), within a budget of 1280**2 pixels."""
+    from mer_features.video import target_size
+
+    assert target_size(1920, 1080) == (1280, 720)
+    assert target_size(3840, 2160) == (1280, 720)
+    assert target_size(640, 480) == (640, 480)
+    assert target_size(2560, 320) == (1280, 160)       # exactly 8:1: the usual rule
+    assert target_size(4000, 60) == (4000, 60)          # kept: 1280x19 could hold no face
+    assert target_size(192, 4000) == (160, 3333)
+    width, height = target_size(100_000, 60)            # pixel budget: at most 1280**2
+    assert width * height <= 1280 ** 2 and height >= 30

@@ -51,6 +51,8 @@ class Encoder:
     """True for light CPU encoders: each decoding worker then encodes its clips too."""
     uses_dtype: ClassVar[bool] = False
     """True when the compute dtype (fp32/bf16/fp16) changes the output."""
+    float16_safe: ClassVar[bool] = True
+    """False when the outputs can exceed float16's range (+-65504): float16 stores are refused."""
 
     def __init__(self, config: Any):
         self.config = config

@@ -3,6 +3,13 @@
 Frames are the set's low-level descriptors (10 ms hop); the utterance vector is the set's
 functionals (88 for eGeMAPSv02, 6373 for ComParE). openSMILE runs on the CPU, one clip at a time,
 so it runs inside the decoding workers and scales with ``--workers``.
+
+openSMILE's Python wrapper hands the signal to its C core as 16-bit PCM (``x * 32768`` cast to
+int16), which wraps anything at or beyond full scale around to the other sign (+1.0 becomes
+-32768): a loud clip turns into garbage features. :func:`mer_features.media.decode_audio`
+already keeps every sample within +-1 (and records what it did); this module saturates at the
+int16 range once more, so no input, however it was made, can wrap. Version 2 of these encoders
+is the first with both guards (version 1 stores may hold wrapped clips).
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ import numpy as np
 from mer_features.encoders.base import AudioInput, Encoded, Encoder, OutputSpec, register_encoder
 from mer_features.errors import ClipError, EncoderError
 from mer_features.fingerprint import file_hash
+
+_INT16_TOP = 32767 / 32768
+"""The largest sample openSMILE's int16 conversion keeps (1.0 would wrap to -32768)."""
 
 _SETS = {
     # name: (opensmile FeatureSet member, n functionals, n low-level descriptors)
@@ -48,7 +58,7 @@ class EgemapsEncoder(Encoder):
 
     name = "egemaps"
     modality = "audio"
-    version = "1"
+    version = "2"
     Config = OpenSmileConfig
     runs_in_workers = True
 
@@ -97,11 +107,12 @@ class EgemapsEncoder(Encoder):
         if item.duration < 0.1:
             return ClipError("encode", f"clip is {item.duration:.3f} s long; {self.name} needs at "
                                        "least 0.1 s of audio")
+        waveform = np.clip(item.waveform, -1.0, _INT16_TOP)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             try:
-                utt = functionals.process_signal(item.waveform, item.sample_rate)
-                frames = lld.process_signal(item.waveform, item.sample_rate)
+                utt = functionals.process_signal(waveform, item.sample_rate)
+                frames = lld.process_signal(waveform, item.sample_rate)
             except Exception as e:  # openSMILE raises plain exceptions from its C core
                 return ClipError("encode", f"openSMILE failed: {e}")
         utterance = utt.to_numpy(dtype=np.float32).reshape(-1)
@@ -121,3 +132,4 @@ class CompareEncoder(EgemapsEncoder):
 
     name = "compare"
     Config = CompareConfig
+    float16_safe = False  # spectral variances and energies reach 1e6 and more

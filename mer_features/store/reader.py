@@ -2,12 +2,13 @@
 
 One file per (corpus, modality, encoder configuration).
 
-Layout (schema version 1; ``n`` clips, ``T`` frames over all clips)::
+Layout (schema version 1, file format 2; ``n`` clips, ``T`` frames over all clips)::
 
-    /                     attrs: schema_version, fingerprint, fingerprint_fields (JSON),
-                                 modality, encoder, encoder_version, weights (JSON),
-                                 config (JSON), package_version, utterance_shape (JSON),
-                                 frame_dim, frame_rate, storage_dtype, frame_extras (JSON)
+    /                     attrs: schema_version, format_version, fingerprint,
+                                 fingerprint_fields (JSON), modality, encoder, encoder_version,
+                                 weights (JSON), config (JSON), package_version,
+                                 utterance_shape (JSON), frame_dim, frame_rate, storage_dtype,
+                                 frame_extras (JSON)
     /clips/name           (n,) str     sorted, unique
     /clips/status         (n,) str     "ok", "failed", "empty" or "missing"
     /clips/stage          (n,) str     where a failure happened ("" when ok)
@@ -25,6 +26,13 @@ Layout (schema version 1; ``n`` clips, ``T`` frames over all clips)::
     /frames/time          (T,) f4      frame centre times in seconds
     /frames/<extra>       (T, ...)     optional per-frame extras named in the frame_extras
                                        attribute (video: face box, detection prob, has_face)
+    /clips/checksum       (n, k) u4    CRC-32 of each clip's cells; attr ``columns`` names them
+
+Every numeric dataset is chunked with HDF5's fletcher32 filter, which HDF5 checks on every
+read; with /clips/checksum it makes a flipped bit anywhere a clean :class:`StoreError` instead
+of a wrong number (:mod:`.checksums`). Format 1 (schema 1 before checksums) lacks both; such
+stores are read unchecked and gain checksums when a writer next rewrites them. The format is
+not part of the fingerprint, since it never changes a number.
 
 Columns of one clip share one row index, so reading all utterance vectors is one slice and
 never touches the frame matrices.
@@ -41,7 +49,9 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,11 +62,14 @@ import numpy as np
 from mer_features import __version__
 from mer_features.errors import StoreError
 from mer_features.fingerprint import fingerprint
+from mer_features.store.checksums import (CHECKSUM, FORMAT_VERSION, STR_COLUMNS, Checker, Damage,
+                                          damaged_names, decode, little_endian, read_strings,
+                                          string_crcs)
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "empty", "missing")
 _STR = h5py.string_dtype("utf-8")
-_STR_COLUMNS = ("name", "status", "stage", "reason", "input_hash", "info", "discrete", "split")
+_STR_COLUMNS = STR_COLUMNS
 _BLOCK = 1024
 
 
@@ -82,6 +95,7 @@ class StoreHeader:
     def attrs(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
+            "format_version": FORMAT_VERSION,
             "fingerprint": self.fingerprint,
             "fingerprint_fields": json.dumps(self.fields, sort_keys=True),
             "modality": self.modality,
@@ -138,7 +152,9 @@ class FeatureStore:
     ...     times, frames = store.frames(store.names[0])    # (n_frames,), (n_frames, frame_dim)
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, check: bool = True):
+        """``check=False`` skips checking the clip names against their checksums on opening
+        (for ``verify`` and writers, which check every clip themselves)."""
         self.path = Path(path)
         if not self.path.exists():
             parts = pending_parts(self.path)
@@ -146,19 +162,40 @@ class FeatureStore:
                      f"'{parts_dir(self.path)}': re-run the same extraction to complete it."
                      if parts else "")
             raise StoreError(f"Feature store '{self.path}' does not exist.{extra}")
+        if self.path.is_dir():
+            raise StoreError(f"'{self.path}' is a directory, not a feature store; give the "
+                             "store's .h5 file.")
         self._file = _open_h5(self.path)
         try:
             self.attrs = _check_schema(self._file, self.path)
-            clips = self._file["clips"]
-            self.names: list[str] = list(clips["name"].asstr()[()])
+            self.format_version = int(self.attrs.get("format_version", 1))
+            self.checksummed = self.format_version >= 2 and CHECKSUM in self._file
+            self._crc_columns: list[str] = (json.loads(self._file[CHECKSUM].attrs["columns"])
+                                            if self.checksummed else [])
+            names = self._file["clips"]["name"]
+            self.names: list[str] = []
+            if not check:  # a damaged cell must not stop those who check every clip themselves
+                self.names = decode(read_strings(names))
+            else:
+                try:
+                    self.names = _read_names(names)
+                except (OSError, RuntimeError, UnicodeDecodeError) as e:
+                    self.names = decode(read_strings(names))
+                    raise self._damage_error("clips/name", self._locate("clips/name", None),
+                                             e) from e
+                if self.checksummed and names.dtype.kind != "S":  # not covered by fletcher32
+                    self._check_strings("name", self.names, 0)
+        except StoreError:
+            self._file.close()
+            raise
         except (KeyError, OSError, ValueError) as e:
             self._file.close()
-            raise StoreError(f"Feature store '{self.path}' is damaged or incomplete ({e}). "
-                             "Move it away and extract again.") from e
+            raise StoreError(f"Feature store '{self.path}' is damaged or incomplete "
+                             f"({_first_line(e)}). Move it away and extract again.") from e
         except BaseException:
             self._file.close()
             raise
-        self._index = {name: i for i, name in enumerate(self.names)}
+        self._index = dict(zip(self.names, range(len(self.names))))
 
     # context manager -------------------------------------------------------------------
     def __enter__(self) -> FeatureStore:
@@ -216,8 +253,11 @@ class FeatureStore:
         """A per-clip column of /clips (str columns as an object array of str)."""
         ds = self._file["clips"][name]
         if name in _STR_COLUMNS:
-            return np.asarray(ds.asstr()[()], dtype=object)
-        return ds[()]
+            values = self._read(f"clips/{name}", lambda: ds.asstr()[()])
+            if self.checksummed:
+                self._check_strings(name, values, 0)
+            return np.asarray(values, dtype=object)
+        return self._read(f"clips/{name}", lambda: ds[()])
 
     @property
     def status(self) -> np.ndarray:
@@ -227,22 +267,23 @@ class FeatureStore:
         """Utterance vectors as float32, shape (n, *utterance_shape), in store or ``names`` order."""
         ds = self._file["utterance"]
         if names is None:
-            return ds[()].astype(np.float32, copy=False)
+            return self._read("utterance", lambda: _read_float32(ds), (0, len(self)))
         idx = np.array([self.index(n) for n in names], dtype=np.int64)
         if len(idx) == 0:
             return np.zeros((0, *ds.shape[1:]), np.float32)
         order = np.argsort(idx)
         out = np.empty((len(idx), *ds.shape[1:]), np.float32)
-        out[order] = ds[idx[order]]  # h5py wants increasing indices
+        sorted_idx = idx[order]
+        # h5py wants increasing indices
+        out[order] = self._read("utterance", lambda: ds[sorted_idx],
+                                (int(sorted_idx[0]), int(sorted_idx[-1]) + 1))
         return out
 
     def frames(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Frame times (n_frames,) and frame matrix (n_frames, frame_dim) of one clip, float32."""
         i = self.index(name)
-        start = int(self._file["frames/offset"][i])
-        stop = start + int(self._file["frames/length"][i])
-        return (self._file["frames/time"][start:stop].astype(np.float32),
-                self._file["frames/data"][start:stop].astype(np.float32))
+        return (self._frame_rows(i, "frames/time").astype(np.float32),
+                self._frame_rows(i, "frames/data").astype(np.float32))
 
     @property
     def frame_extra_names(self) -> list[str]:
@@ -253,31 +294,117 @@ class FeatureStore:
         if key not in self.frame_extra_names:
             raise StoreError(f"Store '{self.path}' has no per-frame '{key}'; it has "
                              f"{', '.join(self.frame_extra_names) or 'none'}.")
-        i = self.index(name)
-        start = int(self._file["frames/offset"][i])
-        stop = start + int(self._file["frames/length"][i])
-        return self._file["frames"][key][start:stop]
+        return self._frame_rows(self.index(name), f"frames/{key}")
 
     def labels(self) -> dict[str, np.ndarray]:
         """``discrete`` (str, "" when none), ``valence`` (float, NaN when none), ``split``."""
         return {c: self.column(c) for c in ("discrete", "valence", "split")}
 
     def record(self, name: str, *, with_arrays: bool = True) -> ClipRecord:
+        """One clip's record, its cells checked against their checksums."""
         i = self.index(name)
         clips = self._file["clips"]
+        cells = {c: self._read(f"clips/{c}", lambda c=c: clips[c].asstr()[i], (i, i + 1))
+                 for c in _STR_COLUMNS}
+        numbers = {c: self._read(f"clips/{c}", lambda c=c: clips[c][i:i + 1], (i, i + 1))
+                   for c in ("duration", "valence")}
+        arrays: dict[str, np.ndarray] = {}
+        if with_arrays:
+            arrays["utterance"] = self._read("utterance", lambda: self._file["utterance"][i:i + 1],
+                                             (i, i + 1))[0]
+            for key in ["data", "time", *self.frame_extra_names]:
+                arrays[f"frames/{key}"] = self._frame_rows(i, f"frames/{key}")
+        if self.checksummed:
+            want = dict(zip(self._crc_columns, self._read(CHECKSUM, lambda: self._file[CHECKSUM][i],
+                                                          (i, i + 1))))
+            got = {f"clips/{c}": zlib.crc32(v.encode("utf-8")) for c, v in cells.items()}
+            got.update({f"clips/{c}": zlib.crc32(little_endian(v, v.dtype))
+                        for c, v in numbers.items()})
+            got.update({k: zlib.crc32(little_endian(v, v.dtype)) for k, v in arrays.items()})
+            bad = [k for k, v in got.items() if k in want and want[k] != v]
+            if bad:
+                raise self._damage_error(", /".join(bad), [name])
         rec = ClipRecord(
-            name=name,
-            status=clips["status"].asstr()[i], stage=clips["stage"].asstr()[i],
-            reason=clips["reason"].asstr()[i], input_hash=clips["input_hash"].asstr()[i],
-            duration=float(clips["duration"][i]), info=json.loads(clips["info"].asstr()[i] or "{}"),
-            discrete=clips["discrete"].asstr()[i], valence=float(clips["valence"][i]),
-            split=clips["split"].asstr()[i],
+            name=name, status=cells["status"], stage=cells["stage"], reason=cells["reason"],
+            input_hash=cells["input_hash"], duration=float(numbers["duration"][0]),
+            info=json.loads(cells["info"] or "{}"), discrete=cells["discrete"],
+            valence=float(numbers["valence"][0]), split=cells["split"],
         )
         if with_arrays:
-            rec.utterance = self._file["utterance"][i].astype(np.float32)
-            rec.frame_times, rec.frames = self.frames(name)
-            rec.frame_extras = {k: self.frame_extra(name, k) for k in self.frame_extra_names}
+            rec.utterance = arrays["utterance"].astype(np.float32)
+            rec.frame_times = arrays["frames/time"].astype(np.float32)
+            rec.frames = arrays["frames/data"].astype(np.float32)
+            rec.frame_extras = {k: arrays[f"frames/{k}"] for k in self.frame_extra_names}
         return rec
+
+    # checksums ---------------------------------------------------------------------------
+    def _frame_rows(self, i: int, dataset: str) -> np.ndarray:
+        start = int(self._read("frames/offset", lambda: self._file["frames/offset"][i], (i, i + 1)))
+        stop = start + int(self._read("frames/length", lambda: self._file["frames/length"][i],
+                                      (i, i + 1)))
+        return self._read(dataset, lambda: self._file[dataset][start:stop], (i, i + 1))
+
+    def _read(self, dataset: str, read: Any, rows: tuple[int, int] | None = None) -> Any:
+        """``read()``, a failed checksum or unreadable cell turned into a StoreError naming the
+        clips at ``rows`` (clip rows ``[lo, hi)``) whose cells in ``dataset`` are damaged."""
+        try:
+            return read()
+        except (OSError, RuntimeError, UnicodeDecodeError) as e:
+            raise self._damage_error(dataset, self._locate(dataset, rows), e) from e
+
+    def _check_strings(self, column: str, values: Any, lo: int) -> None:
+        crc = self._read(CHECKSUM, lambda: self._file[CHECKSUM][lo:lo + len(values)])
+        want = crc[:, self._crc_columns.index(f"clips/{column}")]
+        bad = np.flatnonzero(string_crcs(values) != want)
+        if len(bad):
+            names = [self.names[lo + j] if column != "name" else f"row {lo + j}" for j in bad]
+            raise self._damage_error(f"clips/{column}", names)
+
+    def _locate(self, dataset: str, rows: tuple[int, int] | None) -> list[str]:
+        """The clips among ``rows`` whose cells in ``dataset`` fail their CRC (best effort: an
+        error path, so it may read a lot; [] when it cannot tell)."""
+        if not self.checksummed:
+            return []
+        lo, hi = rows if rows is not None else (0, len(self))
+        try:
+            checker = Checker(self._file, self.names)
+            ds = self._file[dataset]
+            if dataset.startswith("clips/") and dataset[6:] in _STR_COLUMNS:
+                checker.check_strings([dataset[6:]], None, lo, hi)
+            elif dataset in checker.frame_datasets():
+                # the clips sharing a chunk with the frames asked for: the damage may be theirs
+                offset, length = checker.frame_index()
+                step = ds.chunks[0]
+                first = int(offset[lo]) // step * step
+                last = int(offset[hi - 1] + length[hi - 1])
+                last = -(-last // step) * step
+                lo = int(np.searchsorted(offset + length, first, side="right"))
+                hi = max(lo, int(np.searchsorted(offset, last, side="left")))
+                checker.check_frames(dataset, offset, length, range(lo, hi))
+            elif dataset in ("utterance", "clips/duration", "clips/valence"):
+                step = ds.chunks[0]
+                lo, hi = lo // step * step, min(len(self), -(-hi // step) * step)
+                checker.check_rows(dataset, lo, hi)
+            else:  # offsets, lengths, checksums: any clip may be concerned
+                checker.scan()
+                lo, hi = 0, len(self)
+            damage: Damage = checker.damage
+            return damaged_names(Damage({i: d for i, d in damage.rows.items() if lo <= i < hi}),
+                                 self.names)
+        except Exception:  # noqa: BLE001 - naming the clips is a courtesy of the error message
+            return []
+
+    def _damage_error(self, dataset: str, clips: list[str],
+                      cause: BaseException | None = None) -> StoreError:
+        where = ""
+        if clips:
+            shown = ", ".join(f"'{c}'" for c in clips[:5]) + (" ..." if len(clips) > 5 else "")
+            where = f" in {len(clips)} clip(s) ({shown})"
+        why = f" ({_first_line(cause)})" if cause is not None and not clips else ""
+        return StoreError(
+            f"Store '{self.path}' is damaged: /{dataset} fails its checksum{where}{why}. Run "
+            f"'mer-features verify {self.path}' to list every damaged clip, then re-run the same "
+            "extraction: it extracts the damaged clips again (or move the store away).")
 
     def failures(self) -> list[tuple[str, str, str, str]]:
         """``(name, status, stage, reason)`` of every clip that is not ``ok``."""
@@ -305,6 +432,8 @@ class FeatureStore:
             "storage_dtype": self.attrs["storage_dtype"],
             "fingerprint": self.fingerprint,
             "schema_version": int(self.attrs["schema_version"]),
+            "format_version": self.format_version,
+            "checksums": self.checksummed,
             "package_version": self.attrs["package_version"],
             "weights": json.loads(self.attrs["weights"]),
             "config": self.config,
@@ -323,9 +452,40 @@ def _open_h5(path: Path) -> h5py.File:
         return h5py.File(path, "r")
     except OSError as e:
         raise StoreError(
-            f"'{path}' cannot be opened as an HDF5 feature store ({e}). It may be truncated or "
-            "not a store: move it away, or extract again with --overwrite."
+            f"'{path}' cannot be opened as an HDF5 feature store ({_first_line(e)}). It may be "
+            "truncated or not a store: move it away, or extract again with --overwrite."
         ) from e
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0].strip() if text else ""
+
+
+def _read_names(ds: h5py.Dataset) -> list[str]:
+    if ds.dtype.kind == "S":  # fixed width (format 2)
+        return [b.decode("utf-8") for b in ds[()].tolist()]
+    return ds.asstr()[()].tolist()
+
+
+def _read_float32(ds: h5py.Dataset) -> np.ndarray:
+    """All of ``ds`` as float32. A float16 dataset is converted block by block in a thread
+    while HDF5 reads (and checksums) the next block, so the conversion, the slowest step, runs
+    beside the read instead of after it (numpy releases the GIL while casting)."""
+    if ds.dtype == np.float32 or ds.shape[0] == 0 or not ds.chunks:
+        return ds[()].astype(np.float32, copy=False)
+    out = np.empty(ds.shape, np.float32)
+    row_bytes = ds.dtype.itemsize * int(np.prod(ds.shape[1:])) or 1
+    step = max(1, (8 << 20) // row_bytes // ds.chunks[0]) * ds.chunks[0]
+    with ThreadPoolExecutor(1, thread_name_prefix="float32") as pool:
+        pending = None
+        for lo in range(0, ds.shape[0], step):
+            block = ds[lo:lo + step]
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(np.copyto, out[lo:lo + len(block)], block)
+        pending.result()
+    return out
 
 
 def _check_schema(f: h5py.File, path: Path) -> dict[str, Any]:

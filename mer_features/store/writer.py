@@ -1,292 +1,31 @@
-"""Writing the HDF5 feature store: atomic whole-file writes, crash-safe parts, merging, and
-the locked :class:`StoreWriter` that extraction appends through (layout: :mod:`.reader`)."""
+"""The locked :class:`StoreWriter` that extraction appends through: crash-safe parts merged
+into the store (layout: :mod:`.reader`; files: :mod:`.files`; merging: :mod:`.merge`).
+
+Faults end in one :class:`StoreError` line and leave the store whole: a full disk or an
+unwritable folder while a part or a merge is written (the store and earlier parts are
+untouched), parts deleted while a run goes on (the store keeps what is left and the error
+counts the clips lost), and damaged data in an existing store (its clips are extracted again
+instead of being copied on).
+"""
 
 from __future__ import annotations
 
 import fcntl
-import json
 import math
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-import h5py
 import numpy as np
 
-from mer_features.errors import FingerprintMismatchError, StoreError, StoreLockedError
+from mer_features.errors import FingerprintMismatchError, StoreError
 from mer_features.fingerprint import diff_fields
-from mer_features.store.reader import (_BLOCK, _STR, _STR_COLUMNS, STATUSES, ClipRecord,
-                                       FeatureStore, StoreHeader, parts_dir, pending_parts)
-
-
-def _write_store(path: Path, header: StoreHeader, n: int, rows: Iterable[ClipRecord]) -> None:
-    """Write ``n`` records (in the order given) as a complete store file at ``path``."""
-    utt_shape = tuple(header.utterance_shape)
-    dtype = np.dtype(header.storage_dtype)
-    with h5py.File(path, "w") as f:
-        for key, value in header.attrs().items():
-            f.attrs[key] = value
-        clips = f.create_group("clips")
-        for name in _STR_COLUMNS:
-            clips.create_dataset(name, (n,), dtype=_STR)
-        clips.create_dataset("duration", (n,), dtype="f8")
-        clips.create_dataset("valence", (n,), dtype="f4")
-        utt = f.create_dataset("utterance", (n, *utt_shape), dtype=dtype,
-                               chunks=(max(1, min(n, _BLOCK)), *utt_shape) if n else None)
-        frames = f.create_group("frames")
-        offset = frames.create_dataset("offset", (n,), dtype="i8")
-        length = frames.create_dataset("length", (n,), dtype="i8")
-        fdim = max(1, header.frame_dim)
-        data = frames.create_dataset("data", (0, header.frame_dim), maxshape=(None, header.frame_dim),
-                                     dtype=dtype, chunks=(max(1, 65536 // fdim), header.frame_dim))
-        ftime = frames.create_dataset("time", (0,), maxshape=(None,), dtype="f4", chunks=(16384,))
-        extras = {name: frames.create_dataset(name, (0, *shape), maxshape=(None, *shape), dtype=dt,
-                                              chunks=(4096, *shape))
-                  for name, shape, dt in header.frame_extras}
-
-        total = 0
-        block: list[ClipRecord] = []
-
-        def flush_block(start: int) -> None:
-            nonlocal total
-            m = len(block)
-            sl = slice(start, start + m)
-            for col in _STR_COLUMNS:
-                values = [(json.dumps(r.info, sort_keys=True, default=_jsonable) if r.info else "")
-                          if col == "info"
-                          else getattr(r, col) for r in block]
-                clips[col][sl] = np.array(values, dtype=object)
-            clips["duration"][sl] = [r.duration for r in block]
-            clips["valence"][sl] = [r.valence for r in block]
-            u = np.zeros((m, *utt_shape), dtype)
-            lens = np.zeros(m, np.int64)
-            for j, r in enumerate(block):
-                if r.utterance is not None:
-                    u[j] = r.utterance
-                if r.frames is not None:
-                    lens[j] = len(r.frames)
-            utt[sl] = u
-            offset[sl] = total + np.concatenate([[0], np.cumsum(lens)[:-1]])
-            length[sl] = lens
-            added = int(lens.sum())
-            if added:
-                with_frames = [r for r in block if r.frames is not None and len(r.frames)]
-                data.resize(total + added, axis=0)
-                ftime.resize(total + added, axis=0)
-                data[total:total + added] = np.concatenate([r.frames for r in with_frames]).astype(dtype)
-                ftime[total:total + added] = np.concatenate([r.frame_times for r in with_frames])
-                for name, ds in extras.items():
-                    ds.resize(total + added, axis=0)
-                    ds[total:total + added] = np.concatenate([r.frame_extras[name] for r in with_frames])
-            total += added
-            block.clear()
-
-        i = 0
-        for rec in rows:
-            _check_record(rec, header)
-            block.append(rec)
-            if len(block) == _BLOCK:
-                flush_block(i)
-                i += _BLOCK
-        if block:
-            i_last = len(block)
-            flush_block(i)
-            i += i_last
-        if i != n:
-            raise StoreError(f"internal error: wrote {i} clips into '{path}', expected {n}")
-
-
-def _jsonable(value: Any) -> Any:
-    """numpy values in per-clip info become plain JSON numbers and lists."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot store a {type(value).__name__} in clips/info")
-
-
-def _check_record(rec: ClipRecord, header: StoreHeader) -> None:
-    if rec.status not in STATUSES:
-        raise StoreError(f"Clip '{rec.name}': unknown status '{rec.status}'.")
-    if rec.utterance is not None and tuple(rec.utterance.shape) != tuple(header.utterance_shape):
-        raise StoreError(f"Clip '{rec.name}': utterance has shape {rec.utterance.shape}, the store "
-                         f"holds {tuple(header.utterance_shape)}.")
-    if rec.frames is not None:
-        if rec.frames.ndim != 2 or rec.frames.shape[1] != header.frame_dim:
-            raise StoreError(f"Clip '{rec.name}': frames have shape {rec.frames.shape}, the store "
-                             f"holds (n_frames, {header.frame_dim}).")
-        if rec.frame_times is None or len(rec.frame_times) != len(rec.frames):
-            raise StoreError(f"Clip '{rec.name}': frame times do not match the frames.")
-        for name, shape, _ in header.frame_extras:
-            extra = rec.frame_extras.get(name)
-            if len(rec.frames) and (extra is None or tuple(extra.shape) != (len(rec.frames), *shape)):
-                raise StoreError(f"Clip '{rec.name}': per-frame '{name}' must have shape "
-                                 f"{(len(rec.frames), *shape)}; got "
-                                 f"{None if extra is None else tuple(extra.shape)}.")
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, header: StoreHeader, n: int, rows: Iterable[ClipRecord]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        _write_store(tmp, header, n, rows)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-
-
-class _Source:
-    """An open store or part file, with its small columns read once."""
-
-    def __init__(self, path: Path):
-        self.store = FeatureStore(path)
-        f = self.store._file
-        self.cols = {c: self.store.column(c) for c in (*_STR_COLUMNS, "duration", "valence")}
-        self.offset = f["frames/offset"][()]
-        self.length = f["frames/length"][()]
-        self.utt = f["utterance"]
-        self.data = f["frames/data"]
-        self.time = f["frames/time"]
-        self.extras = {name: f["frames"][name] for name in self.store.frame_extra_names}
-
-    def read(self, rows: list[int], with_arrays: bool = True) -> Iterator[ClipRecord]:
-        """Records at increasing row indices, reading each array range once."""
-        if not rows:
-            return
-        lo, hi = rows[0], rows[-1] + 1
-        if with_arrays:
-            utt = self.utt[lo:hi]
-            f_lo = int(self.offset[lo])
-            f_hi = int(self.offset[hi - 1] + self.length[hi - 1])
-            data, times = self.data[f_lo:f_hi], self.time[f_lo:f_hi]
-            extras = {name: ds[f_lo:f_hi] for name, ds in self.extras.items()}
-        for i in rows:
-            c = self.cols
-            rec = ClipRecord(
-                name=c["name"][i], status=c["status"][i], stage=c["stage"][i],
-                reason=c["reason"][i], input_hash=c["input_hash"][i],
-                duration=float(c["duration"][i]), info=json.loads(c["info"][i] or "{}"),
-                discrete=c["discrete"][i], valence=float(c["valence"][i]), split=c["split"][i],
-            )
-            if with_arrays:
-                rec.utterance = utt[i - lo]
-                s = int(self.offset[i]) - f_lo
-                rec.frames = data[s:s + int(self.length[i])]
-                rec.frame_times = times[s:s + int(self.length[i])]
-                rec.frame_extras = {name: a[s:s + int(self.length[i])] for name, a in extras.items()}
-            yield rec
-
-
-LabelMap = Mapping[str, tuple[str, float, str]]
-
-
-def _merge(path: Path, header: StoreHeader, source_paths: list[Path],
-           labels: LabelMap | None = None, *, overlap_ok: bool = True) -> int:
-    """Write the clips of ``source_paths`` as one store at ``path``, sorted by name.
-
-    A clip in several sources is taken from the last one (parts are newer than the store),
-    unless ``overlap_ok`` is false, which refuses overlaps. ``labels`` override the stored
-    labels of the clips they name. Returns the number of clips.
-    """
-    sources: list[_Source] = []
-    try:
-        where: dict[str, tuple[int, int]] = {}
-        for si, source_path in enumerate(source_paths):
-            sources.append(_Source(source_path))
-            for ri, name in enumerate(sources[-1].cols["name"]):
-                if not overlap_ok and name in where:
-                    raise StoreError(f"Clip '{name}' is in both '{source_paths[where[name][0]]}' and "
-                                     f"'{source_path}'; shards must not overlap.")
-                where[name] = (si, ri)
-        names = sorted(where)
-        _atomic_write(path, header, len(names), _merged_rows(sources, where, names, labels or {}))
-    finally:
-        for src in sources:
-            src.store.close()
-    return len(names)
-
-
-def _merged_rows(sources: list[_Source], where: dict[str, tuple[int, int]], names: list[str],
-                 labels: LabelMap) -> Iterator[ClipRecord]:
-    for start in range(0, len(names), _BLOCK):
-        block = names[start:start + _BLOCK]
-        by_source: dict[int, list[int]] = {}
-        for name in block:
-            si, ri = where[name]
-            by_source.setdefault(si, []).append(ri)
-        got: dict[str, ClipRecord] = {}
-        for si, rows in by_source.items():
-            for rec in sources[si].read(sorted(rows)):
-                got[rec.name] = rec
-        for name in block:
-            rec = got[name]
-            if name in labels:
-                rec.discrete, rec.valence, rec.split = labels[name]
-            yield rec
-
-
-def merge_stores(out: str | Path, shards: list[str | Path], *, overwrite: bool = False) -> int:
-    """Merge shard stores into one, refusing different fingerprints and overlapping clips.
-
-    The result equals, clip for clip, the store one process would have written (both are
-    sorted by name). Returns the number of clips.
-    """
-    out = Path(out)
-    shards = [Path(s) for s in shards]
-    if not shards:
-        raise StoreError("Nothing to merge: give at least one shard store.")
-    headers = []
-    for shard in shards:
-        if not shard.exists():
-            raise StoreError(f"Shard store '{shard}' does not exist.")
-        with FeatureStore(shard) as store:
-            if pending_parts(shard):
-                raise StoreError(f"Shard '{shard}' has unmerged parts of an interrupted run; "
-                                 "re-run its extraction to complete it first.")
-            headers.append((store.fingerprint, store.fields, _header_of(store)))
-    first_fp, first_fields, header = headers[0]
-    for shard, (fp, fields, _) in zip(shards[1:], headers[1:]):
-        if fp != first_fp:
-            diffs = "; ".join(diff_fields(first_fields, fields)[:6])
-            raise FingerprintMismatchError(
-                f"Shard '{shard}' was made with another configuration than '{shards[0]}' "
-                f"(fingerprint {fp} vs {first_fp}; differences: {diffs}). Only shards of one "
-                "extraction can be merged.")
-    if out.exists() and not overwrite:
-        raise StoreError(f"'{out}' exists; pass --overwrite to replace it, or another --out.")
-    lock = _acquire_lock(out)
-    try:
-        return _merge(out, header, shards, overlap_ok=False)
-    finally:
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        os.close(lock)
-
-
-def _header_of(store: FeatureStore) -> StoreHeader:
-    a = store.attrs
-    extras = tuple((n, tuple(shape), dt) for n, shape, dt in json.loads(a.get("frame_extras", "[]")))
-    rate = float(a["frame_rate"])
-    return StoreHeader(modality=a["modality"], encoder=a["encoder"],
-                       encoder_version=a["encoder_version"], fields=store.fields,
-                       utterance_shape=store.utterance_shape, frame_dim=store.frame_dim,
-                       frame_rate=None if math.isnan(rate) else rate,
-                       storage_dtype=a["storage_dtype"], frame_extras=extras)
+from mer_features.store.files import (_WRITE_ERRORS, _acquire_lock, _check_record, _listing,
+                                      _store_path, _write_error, _write_file, storage_problem)
+from mer_features.store.merge import LabelMap, _merge, _Source
+from mer_features.store.reader import (ClipRecord, FeatureStore, StoreHeader, parts_dir,
+                                       pending_parts)
 
 
 class StoreWriter:
@@ -294,39 +33,54 @@ class StoreWriter:
 
     Parameters
     ----------
-    path : path of the store file.
+    path : path of the store file; a symlink is followed (the real file is written).
     header : what the store holds; an existing store with another fingerprint is refused
         unless ``overwrite``.
     part_clips, part_bytes, part_seconds : a part file is written once this many clips or bytes
         are buffered, or this many seconds have passed; this bounds the memory a run holds
         whatever the corpus size, and the work a kill can lose.
+
+    On opening, the existing store and parts are checked against their checksums; clips that
+    fail are left out of ``done`` (so extraction does them again), listed in ``damaged``, and
+    never copied into the merged store. A store of format 1 (no checksums) is rewritten with
+    them when the writer closes.
     """
 
     def __init__(self, path: str | Path, header: StoreHeader, *, overwrite: bool = False,
                  part_clips: int = 256, part_bytes: int = 64 << 20, part_seconds: float = 60.0):
-        self.path = Path(path)
+        self.given = Path(path)
+        self.path = _store_path(path)
         self.header = header
         self.part_clips = part_clips
         self.part_bytes = part_bytes
         self.part_seconds = part_seconds
         self._last_flush = time.monotonic()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = _acquire_lock(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _write_error(e, self.path.parent, f"creating the folder of store '{self.path}'",
+                               "Nothing was written.") from e
+        self._lock: int | None = _acquire_lock(self.path)
+        self.done: dict[str, tuple[str, str]] = {}
+        """name -> (input_hash, status) of every clip already stored or in a part."""
+        self.damaged: list[str] = []
+        """Clips of the existing store or parts that fail their checksums (done again)."""
+        self.dropped = 0
+        """Clips removed by :meth:`restrict_to` with ``prune``."""
+        self._stored_labels: dict[str, tuple[str, float, str]] = {}
+        self._skip: dict[Path, set[int]] = {}
+        self._in_store: set[str] = set()
+        self._in_parts: set[str] = set()
+        self._rewrite = False
+        self._keep: set[str] | None = None
+        self._lost: list[str] = []
+        self._broken = False
         try:
             self._clean_temporaries()
             if overwrite:
                 self._remove_existing()
-            self.done: dict[str, tuple[str, str]] = {}
-            """name -> (input_hash, status) of every clip already stored or in a part."""
-            self._stored_labels: dict[str, tuple[str, float, str]] = {}
-            for source in self._sources():
-                self._check_compatible(source)
-                for name, h, s, d, v, sp in zip(source.names, source.column("input_hash"),
-                                                source.status, source.column("discrete"),
-                                                source.column("valence"), source.column("split")):
-                    self.done[name] = (h, s)
-                    self._stored_labels[name] = (d, float(v), sp)
-                source.close()
+            for source_path in self._source_paths():
+                self._open_source(source_path)
         except BaseException:
             self._release()
             raise
@@ -337,17 +91,35 @@ class StoreWriter:
         self.parts_written = 0
 
     # ------------------------------------------------------------------------------------
-    def _sources(self) -> Iterator[FeatureStore]:
-        if self.path.exists():
-            yield FeatureStore(self.path)
-        for part in pending_parts(self.path):
-            yield FeatureStore(part)
+    def _source_paths(self) -> list[Path]:
+        return ([self.path] if self.path.exists() else []) + pending_parts(self.path)
+
+    def _open_source(self, path: Path) -> None:
+        with FeatureStore(path, check=False) as store:
+            self._check_compatible(store)
+        source = _Source(path, scan=True)
+        try:
+            self._skip[path] = source.skip
+            if source.damage:
+                self._rewrite = True  # a failed chunk sum is repaired even when its rows are fine
+            if not source.store.checksummed:
+                self._rewrite = True  # format 1: add the checksums
+            self.damaged.extend(n for n in source.damaged() if n not in self.damaged)
+            c = source.cols
+            for i, name in enumerate(source.names):
+                if i in source.skip:
+                    continue
+                self.done[name] = (c["input_hash"][i], c["status"][i])
+                self._stored_labels[name] = (c["discrete"][i], float(c["valence"][i]),
+                                             c["split"][i])
+                (self._in_store if path == self.path else self._in_parts).add(name)
+        finally:
+            source.close()
 
     def _check_compatible(self, store: FeatureStore) -> None:
         if store.fingerprint == self.header.fingerprint:
             return
         diffs = diff_fields(store.fields, self.header.fields)
-        store.close()
         shown = "; ".join(diffs[:6]) + (" ..." if len(diffs) > 6 else "")
         raise FingerprintMismatchError(
             f"Store '{store.path}' holds features made with another configuration "
@@ -367,7 +139,14 @@ class StoreWriter:
     def _remove_existing(self) -> None:
         for part in pending_parts(self.path):
             part.unlink()
-        self.path.unlink(missing_ok=True)
+        if self.path.is_dir():  # never: _store_path refuses directories; kept as a guard
+            raise StoreError(f"'{self.path}' is a directory; --overwrite replaces store files "
+                             "only.")
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as e:
+            raise _write_error(e, self.path.parent, f"removing '{self.path}' for --overwrite",
+                               "Nothing was removed.") from e
 
     # ------------------------------------------------------------------------------------
     def is_done(self, name: str, input_hash: str, *, retry_failed: bool = False) -> bool:
@@ -377,14 +156,48 @@ class StoreWriter:
             return False
         return not (retry_failed and entry[1] == "failed")
 
+    def restrict_to(self, names: Iterable[str], *, prune: bool = False, source: str = "") -> int:
+        """Keep the store to ``names`` (the clips of the manifest being extracted).
+
+        When the store or its parts hold other clips, raise a StoreError naming them, or, with
+        ``prune``, drop them from the store when it is next merged. Returns how many are dropped.
+        """
+        keep = set(names)
+        extra = sorted(set(self.done) - keep)
+        if not extra:
+            return 0
+        if not prune:
+            raise StoreError(
+                f"Store '{self.given}' holds {len(extra)} clip(s) that {source or 'the manifest'} "
+                f"does not list ({_listing(extra)}); a store holds only the clips of the manifest "
+                "it was last extracted from. Pass --prune to drop them, or write to another --out.")
+        for name in extra:
+            del self.done[name]
+            self._stored_labels.pop(name, None)
+        self._keep = keep
+        self._rewrite = True
+        self.dropped = len(extra)
+        return self.dropped
+
     def set_labels(self, labels: LabelMap) -> None:
         """Labels to copy into the store for these clips: name -> (discrete, valence, split)."""
         self._labels.update(labels)
 
+    def storage_problem(self, *arrays: np.ndarray | None) -> str | None:
+        """Why these feature arrays cannot be stored in this store's dtype, or None."""
+        return storage_problem(self.header, *arrays)
+
     def add(self, rec: ClipRecord) -> None:
         if rec.name in self._labels:
             rec.discrete, rec.valence, rec.split = self._labels[rec.name]
+        rec.reason = rec.reason.replace("\x00", "\\0")
         _check_record(rec, self.header)
+        if rec.status == "ok":
+            problem = storage_problem(self.header, rec.utterance, rec.frames)
+            if problem is not None:
+                rec = ClipRecord(name=rec.name, status="failed", stage="store", reason=problem,
+                                 input_hash=rec.input_hash, duration=rec.duration, info=rec.info,
+                                 discrete=rec.discrete, valence=rec.valence, split=rec.split)
         self._buffer.append(rec)
         self._buffer_bytes += rec.nbytes
         self.done[rec.name] = (rec.input_hash, rec.status)
@@ -392,25 +205,30 @@ class StoreWriter:
                 or time.monotonic() - self._last_flush >= self.part_seconds):
             self.flush()
 
+    def _kept(self, unwritten: int) -> str:
+        parts = len(pending_parts(self.path))
+        return (f"Kept: {len(self._in_store | self._in_parts)} clip(s) in '{self.given}'"
+                + (f" and its {parts} part file(s)" if parts else "")
+                + (f"; the {unwritten} clip(s) not yet written will be extracted again."
+                   if unwritten else "."))
+
     def flush(self) -> None:
         """Write the buffered clips as one complete part file."""
         self._last_flush = time.monotonic()
         if not self._buffer:
             return
         d = parts_dir(self.path)
-        d.mkdir(exist_ok=True)
         stem = f"part-{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}"
         self._seq += 1
-        tmp, final = d / f".{stem}.h5", d / f"{stem}.h5"
         rows = sorted(self._buffer, key=lambda r: r.name)
         try:
-            _write_store(tmp, self.header, len(rows), rows)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
-        _fsync_dir(d)
+            d.mkdir(exist_ok=True)
+            _write_file(d / f".{stem}.h5", d / f"{stem}.h5", self.header, len(rows), rows)
+        except _WRITE_ERRORS as e:
+            self._broken = True
+            raise _write_error(e, d, f"writing a part file of {len(rows)} clip(s)",
+                               self._kept(len(rows))) from e
+        self._in_parts.update(r.name for r in rows)
         self._buffer.clear()
         self._buffer_bytes = 0
         self.parts_written += 1
@@ -425,18 +243,47 @@ class StoreWriter:
                    for name, value in self._labels.items() if name in self._stored_labels)
 
     def consolidate(self) -> None:
-        """Merge the store and all parts into a new store file, sorted by clip name."""
+        """Merge the store and all parts into a new store file, sorted by clip name.
+
+        Clips that were stored or written in parts but are gone (parts deleted while the run
+        went on) are counted; :meth:`close` then raises.
+        """
         parts = pending_parts(self.path)
-        if not parts and not (self.path.exists() and self._labels_changed()):
+        if not parts and not (self.path.exists() and (self._labels_changed() or self._rewrite)):
+            self._count_lost(self._in_store if self.path.exists() else set())
             return
         sources = ([self.path] if self.path.exists() else []) + parts
-        _merge(self.path, self.header, sources, self._labels)
+        try:
+            names = _merge(self.path, self.header, [(p, self._skip.get(p)) for p in sources],
+                           self._labels, keep=self._keep)
+        except _WRITE_ERRORS as e:
+            self._broken = True
+            raise _write_error(
+                e, self.path.parent, f"merging {len(parts)} part file(s) into '{self.given}'",
+                f"The store and its part files are unchanged "
+                f"({len(self._in_store | self._in_parts)} clip(s) kept); "
+                "the parts are merged when the run is repeated.") from e
         for part in parts:
             part.unlink(missing_ok=True)
+        self._skip = {}
+        self._rewrite = False
         self._stored_labels.update({n: v for n, v in self._labels.items()})
+        self._count_lost(set(names))
+
+    def _count_lost(self, present: set[str]) -> None:
+        lost = sorted(set(self.done) - present - {r.name for r in self._buffer})
+        for name in lost:
+            del self.done[name]
+        self._lost.extend(lost)
+        self._in_store = set(present)
+        self._in_parts = set()
 
     def close(self) -> None:
-        """Write what is buffered, merge the parts into the store, release the lock."""
+        """Write what is buffered, merge the parts into the store, release the lock.
+
+        Raises a StoreError when clips this writer knew to be written are not in the merged
+        store (their part files were deleted while it ran); the store is consistent then.
+        """
         try:
             self.flush()
             self.consolidate()
@@ -445,11 +292,24 @@ class StoreWriter:
                 d.rmdir()
         finally:
             self._release()
+        if self._lost:
+            raise StoreError(
+                f"{len(self._lost)} clip(s) written to '{parts_dir(self.given)}' or the store are "
+                f"gone ({_listing(self._lost)}): files there were deleted while the run went on. "
+                f"The store '{self.given}' is consistent and holds {len(self._in_store)} clip(s); "
+                "re-run the same extraction to extract the lost clips again.")
 
     def abort(self) -> None:
-        """Keep what was written in parts (a later run merges it) and release the lock."""
+        """Keep what was written in parts (a later run merges it) and release the lock.
+
+        Called while another error stops the run: a write that fails here (the disk that just
+        filled up) is not retried and is left to that error to report.
+        """
         try:
-            self.flush()
+            if not self._broken:
+                self.flush()
+        except StoreError:
+            pass
         finally:
             self._release()
 
@@ -474,23 +334,3 @@ def _same_label(a: tuple[str, float, str] | None, b: tuple[str, float, str]) -> 
         return False
     both_nan = math.isnan(a[1]) and math.isnan(b[1])
     return a[0] == b[0] and a[2] == b[2] and (both_nan or a[1] == b[1])
-
-
-def _acquire_lock(path: Path) -> int:
-    """An exclusive flock on STORE.lock; the kernel drops it when the process dies."""
-    lock_path = path.with_name(path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        try:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-        finally:
-            os.close(fd)
-        raise StoreLockedError(
-            f"Store '{path}' is being written by another process (pid {holder}; lock "
-            f"'{lock_path}'). Wait for it to finish, or write to another --out."
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    return fd

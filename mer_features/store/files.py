@@ -1,0 +1,368 @@
+"""Writing store files: a complete store file from records (layout: :mod:`.reader`), written
+under a temporary name and renamed into place, and the one-line errors of a failed write.
+
+Faults end in one :class:`StoreError` line and leave what was there whole: on a full disk or
+an unwritable folder the temporary file is dropped without letting HDF5 flush it (which would
+fail again, and crash in a finalizer), and the file it was to replace is untouched.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from mer_features.errors import StoreError, StoreLockedError
+from mer_features.store.checksums import (CHECKSUM, CLIP_CHUNK, checksum_columns, little_endian,
+                                          row_crcs, string_crcs)
+from mer_features.store.reader import (_BLOCK, _STR, _STR_COLUMNS, STATUSES, ClipRecord,
+                                       StoreHeader, _first_line)
+
+_FRAME_CHUNK = 65536
+"""Values per chunk of the per-frame datasets (at most 16384 frames)."""
+
+
+def _write_store(path: Path, header: StoreHeader, n: int, rows: Iterable[ClipRecord]) -> None:
+    """Write ``n`` records (in the order given) as a complete store file at ``path``.
+
+    On any error the file is closed without being flushed (see :func:`_discard`); the caller
+    removes it.
+    """
+    f = h5py.File(path, "w")
+    try:
+        fd = f.id.get_vfd_handle()  # now: after a failed write HDF5 may crash when asked
+    except Exception:  # noqa: BLE001 - a driver without a descriptor
+        fd = None
+    try:
+        _fill(f, header, n, rows, path)
+        f.close()
+    except BaseException:
+        _discard(f, fd)
+        raise
+
+
+def _discard(f: h5py.File, fd: int | None) -> None:
+    """Close an HDF5 file that is being abandoned, without writing anything more to it.
+
+    After a failed write (a full disk), HDF5 still holds dirty chunks and metadata; closing the
+    file tries to write them, fails again, leaves the file open, and a finalizer fails once
+    more later (a segfault with HDF5 2.0). Pointing the file's descriptor ``fd`` at /dev/null
+    first makes those writes succeed into nothing, so the close completes; the caller removes
+    the file.
+    """
+    if fd is not None:
+        try:
+            null = os.open(os.devnull, os.O_RDWR)
+            try:
+                os.dup2(null, fd)
+            finally:
+                os.close(null)
+        except OSError:
+            pass
+    try:
+        f.close()
+    except Exception:  # noqa: BLE001 - nothing left to save in a file being removed
+        pass
+
+
+def _fill(f: h5py.File, header: StoreHeader, n: int, rows: Iterable[ClipRecord],
+          path: Path) -> None:
+    utt_shape = tuple(header.utterance_shape)
+    dtype = np.dtype(header.storage_dtype).newbyteorder("<")
+    for key, value in header.attrs().items():
+        f.attrs[key] = value
+
+    def per_clip(group: h5py.Group, name: str, shape: tuple[int, ...], dt: Any,
+                 chunk: int) -> h5py.Dataset:
+        return group.create_dataset(name, (n, *shape), dtype=dt, maxshape=(None, *shape),
+                                    chunks=(max(1, min(n, chunk)), *shape), fletcher32=True)
+
+    def per_frame(group: h5py.Group, name: str, shape: tuple[int, ...], dt: Any) -> h5py.Dataset:
+        rows = max(1, min(16384, _FRAME_CHUNK // max(1, int(np.prod(shape)))))
+        return group.create_dataset(name, (0, *shape), maxshape=(None, *shape), dtype=dt,
+                                    chunks=(rows, *shape), fletcher32=True)
+
+    # Every dataset is held here until the file is closed: a dataset object dropped mid-write
+    # makes HDF5 flush it from a finalizer, where a full disk cannot be reported (and crashes).
+    clips = f.create_group("clips")
+    strings = {name: clips.create_dataset(name, (n,), dtype=_STR) for name in _STR_COLUMNS[1:]}
+    names: list[bytes] = []  # /clips/name is written at the end, at the longest name's width
+    clips_duration = per_clip(clips, "duration", (), "<f8", CLIP_CHUNK)
+    clips_valence = per_clip(clips, "valence", (), "<f4", CLIP_CHUNK)
+    utt = per_clip(f, "utterance", utt_shape, dtype, _BLOCK)
+    frames = f.create_group("frames")
+    offset = per_clip(frames, "offset", (), "<i8", CLIP_CHUNK)
+    length = per_clip(frames, "length", (), "<i8", CLIP_CHUNK)
+    data = per_frame(frames, "data", (header.frame_dim,), dtype)
+    ftime = per_frame(frames, "time", (), "<f4")
+    extra_dtypes = {name: np.dtype(dt).newbyteorder("<") for name, _, dt in header.frame_extras}
+    extras = {name: per_frame(frames, name, tuple(shape), extra_dtypes[name])
+              for name, shape, _ in header.frame_extras}
+    columns = checksum_columns(extras)
+    crc_ds = per_clip(f, CHECKSUM, (len(columns),), "<u4", CLIP_CHUNK)
+    crc_ds.attrs["columns"] = json.dumps(columns)
+    col = {c: k for k, c in enumerate(columns)}
+
+    total = 0
+    block: list[ClipRecord] = []
+
+    def flush_block(start: int) -> None:
+        nonlocal total
+        m = len(block)
+        sl = slice(start, start + m)
+        crc = np.zeros((m, len(columns)), np.uint32)
+        for name in _STR_COLUMNS:
+            values = [(json.dumps(r.info, sort_keys=True, default=_jsonable) if r.info else "")
+                      if name == "info" else getattr(r, name) for r in block]
+            if name == "name":
+                names.extend(v.encode("utf-8") for v in values)
+            else:
+                strings[name][sl] = np.array(values, dtype=object)
+            crc[:, col[f"clips/{name}"]] = string_crcs(values)
+        duration = little_endian([r.duration for r in block], "f8")
+        valence = little_endian([r.valence for r in block], "f4")
+        clips_duration[sl] = duration
+        clips_valence[sl] = valence
+        crc[:, col["clips/duration"]] = row_crcs(duration)
+        crc[:, col["clips/valence"]] = row_crcs(valence)
+        u = np.zeros((m, *utt_shape), dtype)
+        lens = np.zeros(m, np.int64)
+        stacked: dict[str, list[np.ndarray]] = {"data": [], "time": [], **{k: [] for k in extras}}
+        for j, r in enumerate(block):
+            if r.utterance is not None:
+                u[j] = r.utterance
+            if r.frames is None:
+                continue
+            lens[j] = len(r.frames)
+            cells = {"data": little_endian(r.frames, dtype),
+                     "time": little_endian(r.frame_times, "f4"),
+                     **{k: little_endian(r.frame_extras[k], extra_dtypes[k])
+                        for k in extras if lens[j]}}
+            for key, cell in cells.items():
+                crc[j, col[f"frames/{key}"]] = zlib.crc32(cell)
+                if lens[j]:
+                    stacked[key].append(cell)
+        utt[sl] = u
+        crc[:, col["utterance"]] = row_crcs(u)
+        offset[sl] = total + np.concatenate([[0], np.cumsum(lens)[:-1]])
+        length[sl] = lens
+        added = int(lens.sum())
+        if added:
+            for key, ds in (("data", data), ("time", ftime), *extras.items()):
+                ds.resize(total + added, axis=0)
+                ds[total:total + added] = np.concatenate(stacked[key])
+        crc_ds[sl] = crc
+        total += added
+        block.clear()
+
+    i = 0
+    for rec in rows:
+        _check_record(rec, header)
+        block.append(rec)
+        if len(block) == _BLOCK:
+            flush_block(i)
+            i += _BLOCK
+    if block:
+        i_last = len(block)
+        flush_block(i)
+        i += i_last
+    if i != n:
+        raise StoreError(f"internal error: wrote {i} clips into '{path}', expected {n}")
+    # Fixed width, unlike the other string columns: one fletcher32-checked read of a few
+    # bytes per clip when a store is opened (variable-length strings cannot be checksummed by
+    # HDF5 and read 4x slower); readers of schema 1 read it the same way.
+    width = max([1, *map(len, names)])
+    fixed = h5py.string_dtype("utf-8", width)
+    clips.create_dataset("name", data=np.array(names, dtype=fixed), dtype=fixed, maxshape=(None,),
+                         chunks=(max(1, min(n, CLIP_CHUNK)),), fletcher32=True)
+    # Written out while every dataset is still held, so a full disk shows here as an error
+    # (not in a finalizer when the datasets are dropped on return).
+    f.flush()
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy values in per-clip info become plain JSON numbers and lists."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot store a {type(value).__name__} in clips/info")
+
+
+def _check_record(rec: ClipRecord, header: StoreHeader) -> None:
+    if rec.status not in STATUSES:
+        raise StoreError(f"Clip '{rec.name}': unknown status '{rec.status}'.")
+    for column in ("name", "stage", "input_hash", "discrete", "split"):
+        if "\x00" in getattr(rec, column):
+            raise StoreError(f"Clip {rec.name!r}: its {column} holds a NUL character, which a "
+                             "store cannot hold; remove it from the manifest.")
+    if rec.utterance is not None and tuple(rec.utterance.shape) != tuple(header.utterance_shape):
+        raise StoreError(f"Clip '{rec.name}': utterance has shape {rec.utterance.shape}, the store "
+                         f"holds {tuple(header.utterance_shape)}.")
+    if rec.frames is not None:
+        if rec.frames.ndim != 2 or rec.frames.shape[1] != header.frame_dim:
+            raise StoreError(f"Clip '{rec.name}': frames have shape {rec.frames.shape}, the store "
+                             f"holds (n_frames, {header.frame_dim}).")
+        if rec.frame_times is None or len(rec.frame_times) != len(rec.frames):
+            raise StoreError(f"Clip '{rec.name}': frame times do not match the frames.")
+        for name, shape, _ in header.frame_extras:
+            extra = rec.frame_extras.get(name)
+            if len(rec.frames) and (extra is None or tuple(extra.shape) != (len(rec.frames), *shape)):
+                raise StoreError(f"Clip '{rec.name}': per-frame '{name}' must have shape "
+                                 f"{(len(rec.frames), *shape)}; got "
+                                 f"{None if extra is None else tuple(extra.shape)}.")
+
+
+def storage_problem(header: StoreHeader, *arrays: np.ndarray | None) -> str | None:
+    """Why finite feature values cannot be stored in the store's dtype (they exceed its range
+    and would become inf), or None when they can."""
+    dtype = np.dtype(header.storage_dtype)
+    limit = float(np.finfo(dtype).max)
+    peak = 0.0
+    for a in arrays:
+        if a is None or a.size == 0 or a.dtype.kind != "f":
+            continue
+        if a.dtype.itemsize <= dtype.itemsize:
+            continue  # already representable
+        peak = max(peak, float(np.max(np.abs(a), initial=0.0, where=np.isfinite(a))))
+    if peak <= limit:
+        return None
+    return (f"features reach {peak:.6g}, beyond {dtype.name}'s range (+-{limit:.6g}), and would be "
+            f"stored as inf; extract into a store made with --storage-dtype float32")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(tmp: Path, final: Path, header: StoreHeader, n: int,
+                rows: Iterable[ClipRecord]) -> None:
+    """Write a complete store at ``tmp``, sync it and rename it to ``final``; on any error
+    ``tmp`` is removed and ``final`` untouched. OSError (disk full, read-only) propagates."""
+    try:
+        _write_store(tmp, header, n, rows)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+    _fsync_dir(final.parent)
+
+
+def _atomic_write(path: Path, header: StoreHeader, n: int, rows: Iterable[ClipRecord]) -> None:
+    path = Path(path)
+    _write_file(path.with_name(f".{path.name}.tmp-{os.getpid()}"), path, header, n, rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Disk errors
+
+
+_WRITE_ERRORS = (OSError, RuntimeError)
+
+
+def _errno(e: Exception) -> int | None:
+    if getattr(e, "errno", None) is not None:
+        return e.errno
+    found = re.search(r"errno = (\d+)", str(e))  # HDF5 puts the C errno in its message
+    return int(found.group(1)) if found else None
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _write_error(e: Exception, folder: Path, doing: str, kept: str) -> StoreError:
+    """One line for a failed write (an OSError, or the RuntimeError h5py raises when HDF5
+    cannot flush): what, where, what was kept, what to do."""
+    code = _errno(e)
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            free = f"{_size(shutil.disk_usage(folder).free)} free"
+        except OSError:
+            free = "free space unknown"
+        return StoreError(f"No space left on the disk holding '{folder}' ({free}) while {doing}. "
+                          f"{kept} Free space on that disk, or pass an --out on another disk, "
+                          "and re-run: the run resumes from what was kept.")
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return StoreError(f"Cannot write in '{folder}' ({os.strerror(code)}) while {doing}. {kept} "
+                          "Give an --out in a writable folder.")
+    reason = os.strerror(code) if code else _first_line(e)
+    return StoreError(f"Writing in '{folder}' failed while {doing} ({reason}). {kept} Check the "
+                      "disk, then re-run: the run resumes from what was kept.")
+
+
+# --------------------------------------------------------------------------------------------
+# Paths and the lock
+
+
+def _store_path(path: str | Path, flag: str = "--out") -> Path:
+    """The real path of a store: through symlinks (so a symlinked --out is written through,
+    never replaced), refusing a directory."""
+    given = Path(path).expanduser()
+    real = Path(os.path.realpath(given))
+    if real.is_dir():
+        raise StoreError(f"{flag} '{given}' is a directory; a store is one file: give a file "
+                         f"path such as '{given / 'features.h5'}'.")
+    for folder in real.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise StoreError(f"{flag} '{given}' lies under '{folder}', which is a file, not a "
+                                 "folder; give an --out in a folder.")
+            break
+    return real
+
+
+def _listing(names: list[str], limit: int = 5) -> str:
+    return ", ".join(f"'{n}'" for n in names[:limit]) + (", ..." if len(names) > limit else "")
+
+
+def _acquire_lock(path: Path) -> int:
+    """An exclusive flock on STORE.lock; the kernel drops it when the process dies."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise _write_error(e, path.parent, f"creating the lock file '{lock_path}'",
+                           "Nothing was written.") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        finally:
+            os.close(fd)
+        raise StoreLockedError(
+            f"Store '{path}' is being written by another process (pid {holder}; lock "
+            f"'{lock_path}'). Wait for it to finish, or write to another --out."
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    except OSError:
+        pass  # the pid is only shown to a second writer; the lock itself holds
+    return fd
