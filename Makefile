@@ -88,7 +88,7 @@ robustness: setup $(if $(filter $(DEMO_MANIFEST),$(MANIFEST)),$(DEMO_MANIFEST))
 	if [ -z "$$clean" ]; then echo "LEVELS must include clean" >&2; exit 2; fi; \
 	$(VENV)/bin/mer-heads robustness --features "$(MODALITY)=$$clean" \
 	  $(foreach f,$(OTHER_FEATURES),--features $(f)) "$${conditions[@]}" \
-	  --out $(ROBUSTNESS_OUT) $(HEAD_ARGS)
+	  --out $(ROBUSTNESS_OUT) --overwrite $(HEAD_ARGS)
 
 # Every benchmark, one table in benchmarks/RESULTS.md (BENCH_ARGS=--quick for small sizes).
 bench: setup

@@ -20,8 +20,9 @@ import numpy as np
 
 from mer_heads.data import MAX_FRAMES, load_dataset
 from mer_heads.errors import DataError
+from mer_heads.experiment import check_params
 from mer_heads.protocol import CrossValidatedHead, shared_folds
-from mer_heads.rundir import dump_json, write_csv
+from mer_heads.rundir import dump_json, prepare_out_dir, remove_if_empty, write_csv, write_text
 
 COLUMNS = ("modalities", "n_modalities", "clips", "left_out", "f1_mean", "f1_std", "mse_mean",
            "mse_std", "metric_mean", "metric_std", "cv_f1", "cv_mse", "cv_metric")
@@ -46,10 +47,26 @@ def combinations(keys: Sequence[str]) -> list[tuple[str, ...]]:
 def ablate(features: Sequence[str | Path | tuple[str, str | Path]], out: str | Path, *,
            manifest: str | Path | None = None, input: str = "utterance", join: str = "exact",
            layers: str = "mean", max_frames: int = MAX_FRAMES, train_split: str | None = None,
-           **params: Any) -> AblationResult:
+           overwrite: bool = False, **params: Any) -> AblationResult:
     """Cross-validate ``params['model']`` on every modality combination; write
-    ``out/ablation.csv``, ``out/ablation.md`` and ``out/ablation.json``."""
+    ``out/ablation.csv``, ``out/ablation.md`` and ``out/ablation.json``. Parameters and ``out``
+    are checked before any work; an earlier ablation in ``out`` is only replaced with
+    ``overwrite``."""
     start = time.perf_counter()
+    check_params(params, input=input, join=join, layers=layers, max_frames=max_frames)
+    out = Path(out)
+    created = prepare_out_dir(out, marker="ablation.json", overwrite=overwrite, what="ablation")
+    try:
+        return _ablate(features, out, start, manifest=manifest, input=input, join=join,
+                       layers=layers, max_frames=max_frames, train_split=train_split, **params)
+    except BaseException:
+        if created:
+            remove_if_empty(out)
+        raise
+
+
+def _ablate(features, out: Path, start: float, *, manifest, input, join, layers, max_frames,
+            train_split, **params) -> AblationResult:
     data = load_dataset(features, input=input, manifest=manifest, join=join, layers=layers,
                         max_frames=max_frames)
     if len(data.keys) < 2:
@@ -57,8 +74,8 @@ def ablate(features: Sequence[str | Path | tuple[str, str | Path]], out: str | P
                         "once per modality.")
     if train_split is not None:
         if train_split not in set(data.split):
-            raise DataError(f"No clip has split '{train_split}'; the splits present are "
-                            f"{sorted(set(data.split))}.")
+            raise DataError(f"No clip has split '{train_split}' (--train-split); the splits "
+                            f"present are {', '.join(map(repr, sorted(set(data.split))))}.")
         data = data.subset(data.split == train_split)
     fold_of = shared_folds(data, params, "nothing to ablate. Check the stores' labels (or pass "
                                          "--manifest).")
@@ -79,15 +96,13 @@ def ablate(features: Sequence[str | Path | tuple[str, str | Path]], out: str | P
         rows.append(row)
         details.append({**row, "models": [s.to_json() for s in scores],
                         "best_epochs": est.best_epochs_.tolist()})
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "ablation.csv", out / "ablation.md"
     write_csv(csv_path, COLUMNS, rows)
     example = CrossValidatedHead(**params)
     dump_json({"params": example.get_params(), "input": input, "layers": layers,
                "modalities": [m.to_json() for m in data.modalities], "rows": details},
               out / "ablation.json")
-    md_path.write_text(markdown_table(rows, example.get_params(), input), encoding="utf-8")
+    write_text(md_path, markdown_table(rows, example.get_params(), input))
     return AblationResult(rows, csv_path, md_path, time.perf_counter() - start)
 
 

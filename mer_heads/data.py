@@ -17,14 +17,18 @@ from pathlib import Path
 import numpy as np
 
 from mer_features import EMOTIONS
+from mer_features.errors import MerFeaturesError
 from mer_features.store import FeatureStore, StoreError
-from mer_heads.errors import DataError, LabelError
-from mer_heads.labels import normalise_label, read_label_table, unknown_labels
+from mer_heads.errors import DataError, LabelError, MerHeadsError, ParameterError
+from mer_heads.labels import (normalise_label, outside_valence_scale, read_label_table,
+                              unknown_labels, valence_hint)
 
 INPUTS = ("utterance", "frames")
 LAYER_POOLING = ("mean", "flatten")
 JOINS = ("exact", "inner")
 MAX_FRAMES = 64
+STORE_MODALITIES = ("audio", "text", "video")
+"""Modalities a store can hold; a --features KEY naming one must hold that one."""
 _SHOWN = 5
 
 
@@ -119,12 +123,24 @@ class MultimodalData:
 
 
 def parse_store_arg(spec: str | Path | tuple[str, str | Path]) -> tuple[str | None, Path]:
-    """``"audio=A.h5"`` -> ``("audio", Path("A.h5"))``; ``"A.h5"`` -> ``(None, Path("A.h5"))``."""
+    """``"audio=A.h5"`` -> ``("audio", Path("A.h5"))``; ``"A.h5"`` -> ``(None, Path("A.h5"))``.
+
+    A spec whose KEY or STORE is empty (``"=A.h5"``, ``"audio="``) is refused."""
     if isinstance(spec, tuple):
-        return spec[0], Path(spec[1])
+        key, path = spec
+        if key == "" or not str(path):
+            raise ParameterError(f"A store given as (key, path) needs a non-empty key (or None) "
+                                 f"and a path; got {spec!r}.")
+        return key, Path(path)
     text = str(spec)
+    if not text:
+        raise ParameterError("--features got an empty path; give [KEY=]STORE.")
     key, sep, rest = text.partition("=")
-    if sep and key and "/" not in key and not Path(text).exists():
+    if sep and "/" not in key and not Path(text).exists():
+        if not key or not rest:
+            empty = "KEY" if not key else "STORE"
+            raise ParameterError(f"--features '{text}' has an empty {empty}; write KEY=STORE "
+                                 "(e.g. audio=features/a.h5) or just STORE.")
         return key, Path(rest)
     return None, Path(text)
 
@@ -148,17 +164,11 @@ def load_dataset(stores: Sequence[str | Path | tuple[str, str | Path]], *,
     layers : utterance arrays of shape (layers, dim) (from ``--layer all`` stores) are averaged
         over layers (``"mean"``) or flattened to layers*dim (``"flatten"``).
     """
-    if input not in INPUTS:
-        raise DataError(f"input must be one of {', '.join(INPUTS)}; got '{input}'.")
-    if layers not in LAYER_POOLING:
-        raise DataError(f"layers must be one of {', '.join(LAYER_POOLING)}; got '{layers}'.")
-    if join not in JOINS:
-        raise DataError(f"join must be one of {', '.join(JOINS)}; got '{join}'.")
+    check_load_params(input=input, join=join, layers=layers, max_frames=max_frames)
     if not stores:
         raise DataError("No feature store given; pass at least one --features STORE.h5.")
-    if max_frames < 1:
-        raise DataError(f"max_frames must be at least 1; got {max_frames}.")
     specs = [parse_store_arg(s) for s in stores]
+    _check_store_paths(specs)
     opened: list[FeatureStore] = []
     try:
         for _, path in specs:
@@ -169,21 +179,15 @@ def load_dataset(stores: Sequence[str | Path | tuple[str, str | Path]], *,
         keys = _modality_keys(specs, opened)
         names = _joined_names(opened, join)
         notes: list[str] = []
-        discrete, valence, split = _store_labels(opened, names)
         if manifest is not None:
             discrete, valence, split = _manifest_labels(manifest, names, notes)
+        else:
+            discrete, valence, split = guard_read(opened, lambda: _store_labels(opened, names))
         features, present, frame_mask, infos = [], [], [], []
         for key, store in zip(keys, opened):
-            ok = np.asarray(store.status == "ok")
-            rows = np.array([store.index(n) for n in names], dtype=np.int64)
-            ok = ok[rows]
-            if input == "utterance":
-                x = _utterances(store, names, ok, layers)
-                mask = None
-            else:
-                x, mask = _frames(store, names, ok, max_frames)
-                ok = ok & mask.any(axis=1)
-            _check_finite(x, ok, key, store.path, names)
+            x, mask, ok = guard_read([store], lambda: _features(store, names, input, layers,
+                                                           max_frames))
+            _check_finite(x, ok, key, store, names)
             absent = int((~ok).sum())
             if absent:
                 notes.append(f"{key}: {absent} of {len(names)} clips have no usable features "
@@ -203,10 +207,84 @@ def load_dataset(stores: Sequence[str | Path | tuple[str, str | Path]], *,
         frame_mask=frame_mask if input == "frames" else None, layers=layers, notes=notes)
 
 
+def check_load_params(*, input: str = "utterance", join: str = "exact", layers: str = "mean",
+                      max_frames: int = MAX_FRAMES) -> None:
+    """Refuse loading options outside their range (before any store is opened)."""
+    for name, value, allowed, flag in (("input", input, INPUTS, "--input"),
+                                       ("join", join, JOINS, "--join"),
+                                       ("layers", layers, LAYER_POOLING, "--layers")):
+        if value not in allowed:
+            raise ParameterError(f"{name} must be one of {', '.join(allowed)}; got {value!r} "
+                                 f"({flag}).")
+    if (isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer))
+            or max_frames < 1):
+        raise ParameterError(f"max_frames must be an integer >= 1; got {max_frames!r} "
+                             "(--max-frames).")
+
+
+def _check_store_paths(specs: list[tuple[str | None, Path]]) -> None:
+    """Every --features is an existing file, and no file is given twice (under any key)."""
+    seen: list[tuple[Path, str]] = []
+    for key, path in specs:
+        shown = f"{key}={path}" if key else str(path)
+        if path.is_dir():
+            raise DataError(f"--features '{shown}' is a folder; give the feature store file "
+                            "(.h5) that `mer-features extract --out` wrote.")
+        if not path.exists():
+            continue  # FeatureStore says so, with any pending parts of an interrupted run
+        for other, other_shown in seen:
+            try:
+                same = path.samefile(other)
+            except OSError:
+                same = False
+            if same:
+                raise DataError(f"The store '{path}' is given twice (--features {other_shown} "
+                                f"and --features {shown}); give each modality's store once.")
+        seen.append((path, shown))
+
+
+def guard_read(stores: list[FeatureStore], read):
+    """``read()``, with a store that fails while being read (a damaged chunk, a checksum that
+    does not match, a missing dataset) reported as one :class:`DataError`."""
+    try:
+        return read()
+    except MerHeadsError:
+        raise
+    except MerFeaturesError as e:  # the store reader's own words say what to do
+        raise DataError(str(e)) from e
+    except (OSError, KeyError, ValueError) as e:
+        where = ", ".join(f"'{s.path}'" for s in stores)
+        raise DataError(f"Feature store {where} cannot be read ({type(e).__name__}: "
+                        f"{_first_line(e)}). Run `mer-features verify` on it; if it is "
+                        "damaged, move it away and extract again.") from e
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _features(store: FeatureStore, names: list[str], input: str, layers: str, max_frames: int
+              ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """One store's features for ``names``, its frame mask (frame input) and presence (n,)."""
+    ok = np.asarray(store.status == "ok")
+    rows = np.array([store.index(n) for n in names], dtype=np.int64)
+    ok = ok[rows]
+    if input == "utterance":
+        return _utterances(store, names, ok, layers), None, ok
+    x, mask = _frames(store, names, ok, max_frames)
+    return x, mask, ok & mask.any(axis=1)
+
+
 # --------------------------------------------------------------------------------------------
 
 
 def _modality_keys(specs: list[tuple[str | None, Path]], stores: list[FeatureStore]) -> list[str]:
+    for (key, path), store in zip(specs, stores):
+        if key in STORE_MODALITIES and key != store.modality:
+            raise DataError(f"--features {key}={path}: the store holds {store.modality} features, "
+                            f"not {key}. Give the {key} store under '{key}', or use another key "
+                            f"for it (e.g. {store.modality}2={path}).")
     keys = [key or store.modality for (key, _), store in zip(specs, stores)]
     seen: dict[str, Path] = {}
     for key, store in zip(keys, stores):
@@ -219,6 +297,10 @@ def _modality_keys(specs: list[tuple[str | None, Path]], stores: list[FeatureSto
 
 
 def _joined_names(stores: list[FeatureStore], join: str) -> list[str]:
+    for store in stores:
+        if len(store) == 0:
+            raise DataError(f"Store '{store.path}' holds no clip; extract a manifest into it "
+                            "(`mer-features extract --manifest ... --out STORE`).")
     first = stores[0]
     common = set(first.names)
     for other in stores[1:]:
@@ -266,6 +348,14 @@ def _store_labels(stores: list[FeatureStore], names: list[str]
                 f"({', '.join(EMOTIONS)}): {shown}{' ...' if len(bad) > _SHOWN else ''}. Fix the "
                 "manifest and re-extract (labels are refreshed without encoder work), or pass "
                 "--manifest with corrected labels.")
+        out = outside_valence_scale(valence)
+        if len(out):
+            shown = ", ".join(f"'{names[i]}'={valence[i]:g}" for i in out[:_SHOWN])
+            raise LabelError(
+                f"Store '{store.path}' holds {len(out)} valence label(s) outside the MER scale "
+                f"[-5, 5]: {shown}{' ...' if len(out) > _SHOWN else ''}. {valence_hint()} in the "
+                "manifest and re-extract (labels are refreshed without encoder work), or pass "
+                "--manifest with rescaled labels.")
         if result is None:
             result = (discrete, valence, split, store.path)
             continue
@@ -356,16 +446,27 @@ def _bound_frames(frames: np.ndarray, max_frames: int) -> np.ndarray:
     return (sums / np.diff(bounds)[:, None]).astype(np.float32)
 
 
-def _check_finite(x: np.ndarray, ok: np.ndarray, key: str, path: Path, names: list[str]) -> None:
+def _check_finite(x: np.ndarray, ok: np.ndarray, key: str, store: FeatureStore,
+                  names: list[str]) -> None:
     finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
     bad = np.flatnonzero(ok & ~finite)
     if len(bad):
         shown = ", ".join(names[i] for i in bad[:_SHOWN]) + (" ..." if len(bad) > _SHOWN else "")
+        values = x[bad].reshape(-1)
+        only_inf = not np.isnan(values).any()
+        storage = str(store.attrs.get("storage_dtype", ""))
+        where = (f"Store '{store.path}' ({key}) has {'infinite' if only_inf else 'NaN or infinite'}"
+                 f" features for {len(bad)} usable clip(s) ({shown})")
+        if only_inf and storage == "float16":
+            raise DataError(
+                f"{where}: the store keeps float16 (--storage-dtype float16), whose largest value "
+                "is 65504, and these features overflowed it. Run `mer-features verify "
+                f"{store.path}`, then extract again with --storage-dtype float32 (into a new "
+                "--out, or with --overwrite).")
         raise DataError(
-            f"Store '{path}' ({key}) has NaN or infinite features for {len(bad)} usable clip(s) "
-            f"({shown}). "
-            "The encoder produced non-finite values: re-extract those clips (e.g. with "
-            "--dtype fp32) or mark them failed.")
+            f"{where}: the encoder produced non-finite values, or the store is damaged. Run "
+            f"`mer-features verify {store.path}` to list them, then extract again (a neural "
+            "encoder with --dtype fp32).")
     x[~finite] = 0.0  # only absent clips are left here; they are masked, keep them harmless
 
 
@@ -381,5 +482,6 @@ def summarise(data: MultimodalData) -> dict:
     }
 
 
-__all__ = ["INPUTS", "JOINS", "LAYER_POOLING", "MAX_FRAMES", "ModalityInfo", "MultimodalData",
-           "load_dataset", "parse_store_arg", "summarise"]
+__all__ = ["INPUTS", "JOINS", "LAYER_POOLING", "MAX_FRAMES", "STORE_MODALITIES", "ModalityInfo",
+           "MultimodalData", "check_load_params", "guard_read", "load_dataset", "parse_store_arg",
+           "summarise"]

@@ -18,6 +18,15 @@ class LabelError(DataError):
     """A label file or label column is malformed or holds labels outside the six classes."""
 
 
+class ParameterError(DataError):
+    """A hyper-parameter or option is outside its valid range (checked before any work)."""
+
+
+class OutputError(MerHeadsError):
+    """An output cannot be written (read-only folder, a file where a folder is expected, disk
+    full), or would replace an earlier result without ``--overwrite``."""
+
+
 class RunError(MerHeadsError):
     """A run directory is missing, incomplete, or does not match the stores given to it."""
 

@@ -8,9 +8,7 @@ split, ``test_predictions.csv``. ``predict_run`` writes a MER 2023 submission fr
 
 from __future__ import annotations
 
-import csv
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,12 +18,15 @@ from typing import Any
 import numpy as np
 
 from mer_features import EMOTIONS
-from mer_heads.data import MAX_FRAMES, MultimodalData, load_dataset, parse_store_arg
-from mer_heads.errors import DataError
+from mer_heads.data import (MAX_FRAMES, STORE_MODALITIES, MultimodalData, check_load_params,
+                            load_dataset, parse_store_arg)
+from mer_heads.errors import DataError, ParameterError
 from mer_heads.metrics import Scores, confusion, score
-from mer_heads.protocol import CrossValidatedHead
+from mer_heads.protocol import NEURAL_MODELS, CrossValidatedHead, check_folds, resolve_device
 from mer_heads.report import confusion_figure, markdown_report, summary_table
-from mer_heads.rundir import check_fingerprints, dump_json, load_run, save_run
+from mer_heads.rundir import (RUN_FILE, RUN_OUTPUTS, check_out_file,
+                              check_fingerprints, dump_json, load_run, prepare_out_dir,
+                              remove_if_empty, remove_outputs, save_run, write_rows, write_text)
 from mer_heads.semi import SemiSettings, fit_semi, hide_labels
 
 _SHOWN = 5
@@ -53,6 +54,9 @@ class PredictResult:
 def split_rows(data: MultimodalData, train_split: str | None, test_split: str | None
                ) -> tuple[np.ndarray, np.ndarray]:
     """Bool masks (n,) of the training and test clips chosen by split names."""
+    if train_split is not None and train_split == test_split:
+        raise ParameterError(f"--train-split and --test-split are both '{train_split}'; the test "
+                             "clips would be trained on. Give two different splits.")
     splits = sorted({s for s in data.split})
     for name, what in ((train_split, "--train-split"), (test_split, "--test-split")):
         if name is not None and name not in splits:
@@ -62,30 +66,70 @@ def split_rows(data: MultimodalData, train_split: str | None, test_split: str | 
                             "--manifest).")
     test = data.split == test_split if test_split is not None else np.zeros(len(data), bool)
     train = data.split == train_split if train_split is not None else ~test
+    if not train.any():
+        raise DataError(f"No clip is left to train on: all {len(data)} clips are in the test "
+                        f"split '{test_split}' (--test-split). Give the clips of another split "
+                        "to train on, or drop --test-split.")
     return train, test
+
+
+def check_params(params: dict[str, Any], **load: Any) -> CrossValidatedHead:
+    """The unfitted head of ``params`` after checking them and the loading options ``load``
+    (before any store is opened)."""
+    check_load_params(**load)
+    head = CrossValidatedHead(**params).validate_params()
+    if head.model in NEURAL_MODELS:
+        resolve_device(head.device)  # a GPU asked for and not there
+    return head
 
 
 def fit_run(features: Sequence[str | Path | tuple[str, str | Path]], out: str | Path, *,
             manifest: str | Path | None = None, input: str = "utterance", join: str = "exact",
             layers: str = "mean", max_frames: int = MAX_FRAMES, train_split: str | None = None,
             test_split: str | None = None, semi: SemiSettings | None = None,
-            **params: Any) -> FitResult:
+            overwrite: bool = False, **params: Any) -> FitResult:
     """Cross-validate a head on ``features`` and write the run directory ``out``.
 
     ``params`` are :class:`~mer_heads.protocol.CrossValidatedHead` hyper-parameters. ``semi``
     adds pseudo-labelled unlabelled training clips (:mod:`mer_heads.semi`); the run keeps the
-    last round's head, and metrics.json a ``semi`` section with every round.
+    last round's head, and metrics.json a ``semi`` section with every round. Everything is
+    checked before any work: the parameters, and that ``out`` can be written and holds no
+    earlier run (unless ``overwrite``: its files are replaced once the new run is fitted).
     """
     start = time.perf_counter()
+    check_params(params, input=input, join=join, layers=layers, max_frames=max_frames)
     if semi is not None:
         semi = semi.check()
+    out = Path(out)
+    created = prepare_out_dir(out, marker=RUN_FILE, overwrite=overwrite, what="run")
+    try:
+        return _fit_run(features, out, start, manifest=manifest, input=input, join=join,
+                        layers=layers, max_frames=max_frames, train_split=train_split,
+                        test_split=test_split, semi=semi, overwrite=overwrite, **params)
+    except BaseException:
+        if created:
+            remove_if_empty(out)
+        raise
+
+
+def _fit_run(features, out: Path, start: float, *, manifest, input, join, layers, max_frames,
+             train_split, test_split, semi, overwrite, **params) -> FitResult:
     data = load_dataset(features, input=input, manifest=manifest, join=join, layers=layers,
                         max_frames=max_frames)
     train_mask, test_mask = split_rows(data, train_split, test_split)
+    where = f" of --train-split '{train_split}'" if train_split is not None else ""
+    if not (data.labels[train_mask] >= 0).any():
+        raise DataError(
+            f"None of the {int(train_mask.sum())} training clips{where} has a discrete label; "
+            "labels come from the manifest at extraction (re-run it with a labelled manifest: "
+            "only labels are refreshed) or from --manifest PATH.")
     hidden = None
     if semi is not None and semi.hide_labels is not None:
         # Before the folds are drawn, so no hidden clip can be in a held-out fold.
         data, hidden = hide_labels(data, train_mask, semi.hide_labels, params.get("seed", 0))
+        kept = train_mask & (data.labels >= 0) & data.present.any(axis=1)
+        check_folds(data.labels[kept], params.get("folds", 5),
+                    f"(after --hide-labels {semi.hide_labels:g} hid {len(hidden.names)} labels)")
     train_data = data.subset(train_mask)
     semi_result = None
     if semi is None:
@@ -93,17 +137,16 @@ def fit_run(features: Sequence[str | Path | tuple[str, str | Path]], out: str | 
     else:
         semi_result = fit_semi(train_data, semi, params, hidden=hidden)
         est = semi_result.estimator
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     metrics = build_metrics(est, data, train_data, train_mask, test_mask)
     metrics["layers"] = layers
     if semi_result is not None:
         metrics["semi"] = semi_result.to_json()
     test_rows = np.flatnonzero(test_mask)
+    test_predictions = None
     if len(test_rows):
         test_data = data.subset(test_rows)
         names, proba, valence, imputed = _predict(est, test_data)
-        write_submission(out / "test_predictions.csv", names, proba, valence)
+        test_predictions = (names, proba, valence)
         labelled = test_data.labels >= 0
         metrics["test_split"] = test_split
         if labelled.any():
@@ -114,16 +157,22 @@ def fit_run(features: Sequence[str | Path | tuple[str, str | Path]], out: str | 
         if imputed.any():
             metrics["notes"].append(f"{int(imputed.sum())} test clip(s) had no usable modality; "
                                     "predicted the training prior and mean valence")
-    save_run(est, out, data.modalities, layers=layers, max_frames=max_frames,
-             extra={"train_split": train_split, "test_split": test_split,
-                    "manifest": None if manifest is None else str(manifest), "join": join,
-                    "semi": None if semi is None else semi.to_json()})
+    # Everything is computed: only now is an earlier run replaced (run.json first, so a
+    # failure from here on leaves a folder that is not a run rather than a mix of two runs).
+    if overwrite:
+        remove_outputs(out, RUN_OUTPUTS)
+    if test_predictions is not None:
+        write_submission(out / "test_predictions.csv", *test_predictions)
     dump_json(metrics, out / "metrics.json")
     _write_oof(out / "oof_predictions.csv", est, train_data)
     seconds = time.perf_counter() - start
     confusion_figure(np.array(metrics["confusion"]), out / "confusion.png",
                      f"{est.model}, {'+'.join(est.keys_)}: CV F1 {metrics['cv']['f1']:.3f}")
-    (out / "report.md").write_text(markdown_report(metrics, seconds=seconds), encoding="utf-8")
+    write_text(out / "report.md", markdown_report(metrics, seconds=seconds))
+    save_run(est, out, data.modalities, layers=layers, max_frames=max_frames,
+             extra={"train_split": train_split, "test_split": test_split,
+                    "manifest": None if manifest is None else str(manifest), "join": join,
+                    "semi": None if semi is None else semi.to_json()})
     return FitResult(est, metrics, out, seconds)
 
 
@@ -174,15 +223,12 @@ def build_metrics(est: CrossValidatedHead, data: MultimodalData, train_data: Mul
 
 def _write_oof(path: Path, est: CrossValidatedHead, train_data: MultimodalData) -> None:
     rows = train_data.rows_of(est.train_names_)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["name", "fold", "discrete", "valence", "pred_discrete", "pred_valence",
-                    *(f"p_{e}" for e in EMOTIONS)])
-        for i, row in enumerate(rows):
-            w.writerow([est.train_names_[i], int(est.fold_[i]), train_data.discrete[row],
-                        _fmt(train_data.valence[row]), EMOTIONS[int(est.oof_proba_[i].argmax())],
-                        _fmt(est.oof_valence_[i]) if est.has_valence_ else "",
-                        *(f"{p:.6f}" for p in est.oof_proba_[i])])
+    write_rows(path, ["name", "fold", "discrete", "valence", "pred_discrete", "pred_valence",
+                      *(f"p_{e}" for e in EMOTIONS)],
+               ([est.train_names_[i], int(est.fold_[i]), train_data.discrete[row],
+                 _fmt(train_data.valence[row]), EMOTIONS[int(est.oof_proba_[i].argmax())],
+                 _fmt(est.oof_valence_[i]) if est.has_valence_ else "",
+                 *(f"{p:.6f}" for p in est.oof_proba_[i])] for i, row in enumerate(rows)))
 
 
 def _fmt(v: float) -> str:
@@ -199,15 +245,9 @@ def write_submission(path: str | Path, names: list[str], proba: np.ndarray,
                      valence: np.ndarray) -> Path:
     """The MER 2023 submission format: ``name,discrete,valence`` (valence empty when none)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["name", "discrete", "valence"])
-        for name, p, v in zip(names, proba, valence):
-            w.writerow([name, EMOTIONS[int(np.argmax(p))], _fmt(float(v))])
-    os.replace(tmp, path)
-    return path
+    return write_rows(path, ["name", "discrete", "valence"],
+                      ([name, EMOTIONS[int(np.argmax(p))], _fmt(float(v))]
+                       for name, p, v in zip(names, proba, valence)))
 
 
 def predict_run(run: str | Path, out: str | Path,
@@ -216,6 +256,8 @@ def predict_run(run: str | Path, out: str | Path,
     """Write ``out`` (``name,discrete,valence``) for every clip of ``features`` (default: the
     run's own stores) from the fold ensemble of ``run``. Stores must have the fingerprints the
     run was trained on."""
+    run_files = [Path(run) / name for name in RUN_OUTPUTS]
+    check_out_file(out, inputs=[*run_files, *(parse_store_arg(f)[1] for f in features or ())])
     est, info = load_run(run)
     stored = [(m["key"], m["path"]) for m in info["modalities"]]
     if not features:
@@ -226,10 +268,12 @@ def predict_run(run: str | Path, out: str | Path,
         for i, spec in enumerate(features):
             key, path = parse_store_arg(spec)
             # A bare path takes the run's key at the same position, so a run fitted with
-            # key=path arguments can be given plain paths in the same order.
-            if key is None and i < len(run_keys):
+            # key=path arguments can be given plain paths in the same order. A key that names
+            # a modality stays the store's own, so a store given out of order is named as such.
+            if key is None and i < len(run_keys) and run_keys[i] not in STORE_MODALITIES:
                 key = run_keys[i]
             specs.append((key, path) if key else path)
+    check_out_file(out, inputs=[parse_store_arg(s)[1] for s in specs])
     data = load_dataset(specs, input=info["input"], join=join, layers=info["layers"],
                         max_frames=info["max_frames"])
     check_fingerprints(info, data.modalities)
@@ -243,8 +287,10 @@ def predict_run(run: str | Path, out: str | Path,
             f"prior class '{prior}' and mean valence ({', '.join(result.imputed[:_SHOWN])}"
             f"{' ...' if len(result.imputed) > _SHOWN else ''}); listed in "
             f"'{path.with_suffix('.imputed.txt')}'")
-        path.with_suffix(".imputed.txt").write_text("\n".join(result.imputed) + "\n",
-                                                    encoding="utf-8")
+        write_text(path.with_suffix(".imputed.txt"), "\n".join(result.imputed) + "\n")
+    else:
+        # A list left by an earlier prediction to the same file would describe other clips.
+        remove_outputs(path.parent, [path.with_suffix(".imputed.txt").name])
     if not est.has_valence_:
         result.notes.append("the run learnt no valence: the valence column is empty")
     return result

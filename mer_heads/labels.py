@@ -53,62 +53,108 @@ def unknown_labels(discrete: np.ndarray) -> np.ndarray:
     return np.array([i for i, d in enumerate(discrete) if d not in known], dtype=np.int64)
 
 
-def read_label_table(path: str | Path, *, what: str = "label file") -> LabelTable:
+VALENCE_SCALE = (-5.0, 5.0)
+"""The MER 2023 valence scale: labels outside it are refused (they come from another scale)."""
+
+
+def outside_valence_scale(valence: np.ndarray) -> np.ndarray:
+    """Indices of valence labels that are given (not NaN) but not within VALENCE_SCALE."""
+    v = np.asarray(valence, np.float64)
+    low, high = VALENCE_SCALE
+    return np.flatnonzero(~np.isnan(v) & ~((v >= low) & (v <= high)))
+
+
+def valence_hint() -> str:
+    """How to bring another valence scale onto MER's [-5, 5] (worded as mer_features says it)."""
+    return ("Rescale valence linearly onto [-5, 5], e.g. from a 1-9 SAM scale with (v - 5) * "
+            "1.25, from [-1, 1] with v * 5, from [0, 1] with (v - 0.5) * 10")
+
+
+def read_label_table(path: str | Path, *, what: str = "label file",
+                     predictions: bool = False) -> LabelTable:
     """Read a CSV with ``name``, ``discrete`` and optional ``valence``/``split`` columns.
 
-    Raises :class:`LabelError` listing every bad row (first 20 and a count): duplicate or empty
-    names, labels outside the six classes, valence that is not a number.
+    Raises :class:`LabelError` listing every bad row (first 20 and a count) on one line:
+    duplicate or empty names, labels outside the six classes, valence that is not a finite
+    number, and (labels, not ``predictions``) valence outside the MER scale [-5, 5]. A header
+    naming a column twice is refused: which of the two is meant cannot be known.
     """
     path = Path(path)
+    if path.is_dir():
+        raise LabelError(f"The {what} '{path}' is a folder; give a CSV file with columns "
+                         "name,discrete[,valence][,split].")
     if not path.is_file():
         raise LabelError(f"The {what} '{path}' does not exist; give a CSV with columns "
                          "name,discrete[,valence][,split].")
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            rows = list(reader)
-            header = [h.strip() for h in (reader.fieldnames or [])]
+            reader = csv.reader(f)
+            header = [h.strip() for h in next(reader, [])]
+            records = [(reader.line_num, row) for row in reader if row]
+    except OSError as e:
+        raise LabelError(f"The {what} '{path}' cannot be read ({e.strerror or e}).") from e
     except (UnicodeDecodeError, csv.Error) as e:
         raise LabelError(f"The {what} '{path}' cannot be read as UTF-8 CSV ({e}).") from e
+    repeated = sorted({h for h in header if h and header.count(h) > 1})
+    if repeated:
+        raise LabelError(f"The {what} '{path}' names column(s) {', '.join(repeated)} more than "
+                         "once in its header; which one is meant cannot be known. Rename or "
+                         "remove the extra column(s).")
     lacking = [c for c in ("name", "discrete") if c not in header]
     if lacking:
         raise LabelError(f"The {what} '{path}' lacks column(s) {', '.join(lacking)}; it has "
-                         f"{', '.join(header) or 'no header'}. Expected name,discrete[,valence]"
-                         "[,split].")
+                         f"{', '.join(h for h in header if h) or 'no header'}. Expected "
+                         "name,discrete[,valence][,split].")
+    column = {h: i for i, h in enumerate(header) if h}
     has_valence = "valence" in header
     problems: list[str] = []
+    rescale = False
     names: list[str] = []
     discrete: list[str] = []
     valence: list[float] = []
     split: list[str] = []
     seen: dict[str, int] = {}
-    for line, row in enumerate(rows, start=2):
-        row = {(k or "").strip(): v for k, v in row.items()}
-        name = (row.get("name") or "").strip()
+
+    def cell(row: list[str], name: str) -> str:
+        i = column.get(name)
+        return row[i] if i is not None and i < len(row) else ""
+
+    low, high = VALENCE_SCALE
+    for line, row in records:
+        name = cell(row, "name").strip()
         if not name:
             problems.append(f"line {line}: empty name")
         elif name in seen:
             problems.append(f"line {line}: name '{name}' repeats line {seen[name]}")
         else:
             seen[name] = line
-        label = normalise_label(row.get("discrete"))
+        label = normalise_label(cell(row, "discrete"))
         if label and label not in EMOTIONS:
-            problems.append(f"line {line}: discrete label '{row.get('discrete')}' of '{name}' is "
-                            f"not one of {', '.join(EMOTIONS)}")
-        raw = (row.get("valence") or "").strip() if has_valence else ""
+            problems.append(f"line {line}: discrete label '{cell(row, 'discrete')}' of '{name}' "
+                            f"is not one of {', '.join(EMOTIONS)}")
+        raw = cell(row, "valence").strip() if has_valence else ""
         try:
             value = float(raw) if raw else math.nan
         except ValueError:
             problems.append(f"line {line}: valence '{raw}' of '{name}' is not a number")
             value = math.nan
+        if raw and not math.isfinite(value):
+            problems.append(f"line {line}: valence '{raw}' of '{name}' is not a finite number "
+                            "(leave the cell empty when there is none)")
+            value = math.nan
+        elif not predictions and raw and not low <= value <= high:
+            problems.append(f"line {line}: valence {value:g} of '{name}' is outside the MER "
+                            "scale [-5, 5]")
+            rescale = True
         names.append(name)
         discrete.append(label)
         valence.append(value)
-        split.append((row.get("split") or "").strip())
+        split.append(cell(row, "split").strip())
     if problems:
-        shown = "\n  ".join(problems[:_SHOWN])
-        more = f"\n  ... and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
-        raise LabelError(f"The {what} '{path}' has {len(problems)} problem(s):\n  {shown}{more}\n"
-                         "Fix these rows and run again.")
+        shown = "; ".join(problems[:_SHOWN])
+        more = f"; ... and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
+        raise LabelError(f"The {what} '{path}' has {len(problems)} problem(s): {shown}{more}. "
+                         + (f"{valence_hint()}; fix" if rescale else "Fix")
+                         + " these rows and run again.")
     return LabelTable(path, names, np.array(discrete, dtype=object), np.array(valence, np.float64),
                       np.array(split, dtype=object), has_valence)

@@ -18,11 +18,11 @@ import numpy as np
 
 from mer_features import EMOTIONS
 from mer_heads.errors import LabelError
-from mer_heads.labels import read_label_table
+from mer_heads.labels import VALENCE_SCALE, read_label_table
 
 VALENCE_WEIGHT = 0.25
 """Weight of the valence MSE in the combined metric."""
-VALENCE_RANGE = (-5.0, 5.0)
+VALENCE_RANGE = VALENCE_SCALE
 """The MER 2023 valence scale; predictions are clipped to it (a linear output extrapolates far
 outside it on features unlike the training ones, e.g. under noise)."""
 
@@ -88,7 +88,7 @@ def evaluate_files(pred_path: str | Path, labels_path: str | Path) -> tuple[Scor
     ignored. Valence is scored when the labels have it; a submission with no valence at all is
     scored on F1 alone (and a note says so). Returns the scores and notes for the user.
     """
-    preds = read_label_table(pred_path, what="prediction file")
+    preds = read_label_table(pred_path, what="prediction file", predictions=True)
     truth = read_label_table(labels_path, what="label file")
     notes: list[str] = []
     by_name = {n: i for i, n in enumerate(preds.names)}

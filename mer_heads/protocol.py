@@ -13,21 +13,25 @@ the scikit-learn baselines train one estimator per fold and seed.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
 from mer_features import EMOTIONS
 from mer_heads.data import MultimodalData
-from mer_heads.errors import DataError, NotFittedError, RunError
+from mer_heads.errors import DataError, NotFittedError, ParameterError, RunError
 from mer_heads.metrics import Scores, score
-from mer_heads.sklearn_models import (SKLEARN_MODELS, design_matrix, full_proba, make_classifier,
-                                      make_regressor, valence_predictions)
+from mer_heads.sklearn_models import (SKLEARN_MODELS, SVM_CALIBRATION_FOLDS, design_matrix,
+                                      full_proba, make_classifier, make_regressor,
+                                      valence_predictions)
 from mer_heads.standardize import Standardizer, fit_standardizer
 
 NEURAL_MODELS = ("attention", "concat", "fbp")
@@ -35,6 +39,15 @@ ALL_MODELS = NEURAL_MODELS + SKLEARN_MODELS
 PRECISIONS = ("auto", "fp32", "bf16")
 PREDICT_CHUNK = 4096
 _SHOWN = 5
+MAX_SEED = 2**32 - 1
+"""Seeds reach numpy's legacy RandomState (StratifiedKFold), which takes [0, 2**32 - 1]."""
+DEVICE_PATTERN = re.compile(r"cpu|auto|cuda(:\d+)?")
+FLAGS = {"model": "--model", "folds": "--folds", "epochs": "--epochs", "seed": "--seed",
+         "seeds": "--seeds", "hidden": "--hidden", "dropout": "--dropout", "lr": "--lr",
+         "weight_decay": "--weight-decay", "batch_size": "--batch-size",
+         "valence_weight": "--valence-weight", "C": "-C", "precision": "--precision",
+         "device": "--device"}
+"""The command-line flag of each hyper-parameter, for error messages."""
 
 
 class CrossValidatedHead(BaseEstimator):
@@ -127,20 +140,12 @@ class CrossValidatedHead(BaseEstimator):
         dropped = labelled & ~usable
         train = np.flatnonzero(labelled & usable)
         self.notes_ = list(data.notes)
+        self._check_training_data(data, train, labelled)
         self.dropped_ = [data.names[i] for i in np.flatnonzero(dropped)]
         if self.dropped_:
             self.notes_.append(f"{len(self.dropped_)} labelled clip(s) have no usable modality "
                                "and were left out of training")
         y_train = labels[train]
-        classes = np.unique(y_train)
-        if len(classes) < 2:
-            what = EMOTIONS[classes[0]] if len(classes) else "none"
-            raise DataError(
-                f"All {len(train)} labelled training clips have the class '{what}'; a classifier "
-                "needs at least two classes. Check the labels (--manifest) and --train-split.")
-        if len(train) < self.folds:
-            raise DataError(f"{len(train)} labelled training clips cannot be split into "
-                            f"{self.folds} folds; lower --folds or add labelled clips.")
         fold = self._assign_folds(y_train, None if fold_of is None else fold_of[train])
         k = self.folds
         pseudo_rows, pseudo_labels = self._check_pseudo(data, pseudo_rows, pseudo_labels)
@@ -173,27 +178,80 @@ class CrossValidatedHead(BaseEstimator):
         self._score(data, train, fold, val_rows, val_proba, val_valence)
         return self
 
-    def _check_params(self, data: MultimodalData) -> None:
+    def validate_params(self) -> CrossValidatedHead:
+        """Refuse hyper-parameters outside their range (``fit`` calls it first; library
+        functions call it before loading any data). Messages name the command-line flag."""
+        def bad(name: str, rule: str, value: Any) -> ParameterError:
+            return ParameterError(f"{name} must be {rule}; got {value!r} ({FLAGS[name]}).")
+
         if self.model not in ALL_MODELS:
-            raise DataError(f"model must be one of {', '.join(ALL_MODELS)}; got '{self.model}'.")
+            raise bad("model", f"one of {', '.join(ALL_MODELS)}", self.model)
         if self.precision not in PRECISIONS:
-            raise DataError(f"precision must be one of {', '.join(PRECISIONS)}; got "
-                            f"'{self.precision}'.")
+            raise bad("precision", f"one of {', '.join(PRECISIONS)}", self.precision)
         for name, low in (("folds", 2), ("epochs", 1), ("seeds", 1), ("hidden", 1),
-                          ("batch_size", 1)):
+                          ("batch_size", 1), ("seed", 0)):
             value = getattr(self, name)
             if name == "batch_size" and value is None:
                 continue
-            if not isinstance(value, (int, np.integer)) or value < low:
-                raise DataError(f"{name} must be an integer >= {low}; got {value!r}.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise DataError(f"dropout must be in [0, 1); got {self.dropout}.")
-        if not self.lr > 0:
-            raise DataError(f"lr must be positive; got {self.lr}.")
+            if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                    or value < low):
+                raise bad(name, f"an integer >= {low}", value)
+        if self.seed + self.seeds > MAX_SEED:
+            raise bad("seed", f"an integer in [0, {MAX_SEED - self.seeds}] (with --seeds "
+                      f"{self.seeds})", self.seed)
+        checks = (("lr", "a finite number > 0", lambda v: v > 0),
+                  ("weight_decay", "a finite number >= 0", lambda v: v >= 0),
+                  ("valence_weight", "a finite number >= 0", lambda v: v >= 0),
+                  ("C", "a finite number > 0", lambda v: v > 0),
+                  ("dropout", "a number in [0, 1)", lambda v: 0 <= v < 1))
+        for name, rule, ok in checks:
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
+                    or not math.isfinite(value) or not ok(value)):
+                raise bad(name, rule, value)
+        if not isinstance(self.device, str) or not DEVICE_PATTERN.fullmatch(self.device):
+            raise bad("device", "cpu, cuda, cuda:N or auto", self.device)
+        return self
+
+    def _check_params(self, data: MultimodalData) -> None:
+        self.validate_params()
         if self.model in SKLEARN_MODELS and data.input != "utterance":
-            raise DataError(f"The scikit-learn model '{self.model}' takes utterance vectors; "
-                            "use --input utterance, or a neural model (attention, concat, fbp) "
-                            "for frames.")
+            raise ParameterError(f"The scikit-learn model '{self.model}' takes utterance vectors; "
+                                 "use --input utterance, or a neural model (attention, concat, "
+                                 "fbp) for frames.")
+        if self.model in NEURAL_MODELS:
+            resolve_device(self.device)
+
+    def _check_training_data(self, data: MultimodalData, train: np.ndarray, labelled: np.ndarray
+                             ) -> None:
+        """Refuse training clips no head can learn from, with what to do (before any work)."""
+        if len(train) == 0:
+            stores = ", ".join(f"'{m.path}'" for m in data.modalities)
+            raise DataError(
+                f"None of the {int(labelled.sum())} labelled clips has a usable modality: every "
+                f"one failed or is empty in the stores ({stores}). See `mer-features info "
+                "STORE` for the reasons, fix the inputs and extract again (--retry-failed).")
+        y_train = data.labels[train]
+        classes = np.unique(y_train)
+        if len(classes) < 2:
+            raise DataError(
+                f"All {len(train)} labelled training clips have the class "
+                f"'{EMOTIONS[classes[0]]}'; a classifier needs at least two classes. Check the "
+                "labels (--manifest) and --train-split.")
+        if len(train) < self.folds:
+            raise DataError(f"{len(train)} labelled training clips cannot be split into "
+                            f"{self.folds} folds; lower --folds or add labelled clips.")
+        constant = [k for m, k in enumerate(data.keys)
+                    if _is_constant(data, m, train)]
+        if constant and len(constant) == len(data.keys):
+            raise DataError(
+                f"Every feature of {', '.join(constant)} has the same value in all "
+                f"{len(train)} training clips (zero variance): a head could only learn the class "
+                "frequencies. Check the store(s) with `mer-features verify STORE` (an encoder "
+                "that returned a constant, or blank inputs) and extract again.")
+        if constant:
+            self.notes_.append(f"{', '.join(constant)}: every feature has the same value in all "
+                               "training clips (zero variance); the modality adds nothing")
 
     def _check_pseudo(self, data: MultimodalData, rows: np.ndarray | None,
                       labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -255,6 +313,18 @@ class CrossValidatedHead(BaseEstimator):
             result = train_stack(module, tensors, self.model_folds_, train_rows, val_rows, config,
                                  seed=self.seed, has_valence=self.has_valence_)
         self.stack_ = module.to(torch.device("cpu"))
+        never = int((result.best_epoch == 0).sum())
+        if never:
+            raise DataError(
+                f"Training diverged: {never} of {len(self.model_folds_)} fold models gave "
+                f"non-finite outputs from the first epoch on (lr={self.lr:g}, "
+                f"valence_weight={self.valence_weight:g}). Lower --lr (default 0.001) or "
+                "--valence-weight.")
+        if result.diverged.any():
+            self.notes_.append(
+                f"training diverged (non-finite outputs) for {int(result.diverged.sum())} fold "
+                f"model(s) after their best epoch, which was kept; a lower --lr (now "
+                f"{self.lr:g}) would train them longer")
         self.best_epochs_ = result.best_epoch
         self.curve_ = result.curve
         return result.val_proba, result.val_valence
@@ -272,6 +342,10 @@ class CrossValidatedHead(BaseEstimator):
         self.estimators_ = []
         val_proba, val_valence = [], []
         designs: dict[int, np.ndarray] = {}
+        self._check_sklearn_folds(data, train_rows, fold_labels)
+        from sklearn.exceptions import ConvergenceWarning
+
+        unconverged = 0
         for f, (fold, seed) in enumerate(zip(self.model_folds_, self.model_seeds_)):
             if fold not in designs:
                 designs = {fold: design_matrix(self.standardizer_.transform(data, fold),
@@ -279,17 +353,55 @@ class CrossValidatedHead(BaseEstimator):
             Z = designs[fold]
             tr, va = train_rows[f], val_rows[f]
             y_fold = labels if fold_labels is None else fold_labels[fold]
-            classifier = make_classifier(self.model, int(seed), self.C).fit(Z[tr], y_fold[tr])
-            regressor = None
-            if self.has_valence_:
-                with_v = tr[np.isfinite(data.valence[tr])]
-                regressor = make_regressor(self.model, self.C).fit(Z[with_v], data.valence[with_v])
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ConvergenceWarning)
+                classifier = make_classifier(self.model, int(seed), self.C).fit(Z[tr], y_fold[tr])
+                regressor = None
+                if self.has_valence_:
+                    with_v = tr[np.isfinite(data.valence[tr])]
+                    regressor = make_regressor(self.model, self.C).fit(Z[with_v],
+                                                                      data.valence[with_v])
+            unconverged += any(issubclass(w.category, ConvergenceWarning) for w in caught)
             self.estimators_.append((classifier, regressor))
             val_proba.append(full_proba(classifier, Z[va], len(EMOTIONS)))
             val_valence.append(valence_predictions(regressor, Z[va]))
+        if unconverged:
+            self.notes_.append(f"{self.model} did not converge for {unconverged} of "
+                               f"{len(self.model_folds_)} fold models (scikit-learn's iteration "
+                               "limit); a smaller -C (more regularisation) usually helps")
         self.best_epochs_ = np.zeros(len(self.model_folds_), np.int64)
         self.curve_ = np.zeros(0)
         return val_proba, val_valence
+
+    def _check_sklearn_folds(self, data: MultimodalData, train_rows: list[np.ndarray],
+                             fold_labels: np.ndarray | None) -> None:
+        """What scikit-learn would refuse mid-run, refused before the first fold in our words:
+        a fold whose training clips hold one class; for ``svm``, a class with fewer training
+        clips in a fold than the 3 its probability calibration splits them into; a fold with
+        no training valence when valence is learnt."""
+        for f, fold in enumerate(self.model_folds_):
+            tr = train_rows[f]
+            y = (data.labels if fold_labels is None else fold_labels[fold])[tr]
+            counts = np.bincount(y[y >= 0], minlength=len(EMOTIONS))
+            if (counts > 0).sum() < 2:
+                raise DataError(
+                    f"The training clips of fold {fold} hold only the class "
+                    f"'{EMOTIONS[int(counts.argmax())]}'; {self.model} needs two classes in "
+                    "every fold. Add labelled clips of other classes or lower --folds.")
+            if self.model == "svm":
+                small = [c for c in range(len(EMOTIONS)) if 0 < counts[c] < SVM_CALIBRATION_FOLDS]
+                if small:
+                    c = small[0]
+                    raise DataError(
+                        f"--model svm calibrates its probabilities by {SVM_CALIBRATION_FOLDS}-fold "
+                        "cross-validation inside each fold's training clips, so every class "
+                        f"needs at least {SVM_CALIBRATION_FOLDS} of them; '{EMOTIONS[c]}' has "
+                        f"{counts[c]} in fold {fold} (--folds {self.folds}). Add labelled clips "
+                        "of that class, lower --folds, or use --model logreg.")
+            if self.has_valence_ and not np.isfinite(data.valence[tr]).any():
+                raise DataError(
+                    f"No training clip of fold {fold} has a valence label, so {self.model} "
+                    "cannot learn valence for it; add valence labels or lower --folds.")
 
     def _score(self, data: MultimodalData, train: np.ndarray, fold: np.ndarray,
                val_rows: list[np.ndarray], val_proba: list[np.ndarray],
@@ -436,6 +548,19 @@ class CrossValidatedHead(BaseEstimator):
 # --------------------------------------------------------------------------------------------
 
 
+def _is_constant(data: MultimodalData, m: int, rows: np.ndarray) -> bool:
+    """Whether modality ``m`` has one value per feature over its usable clips among ``rows``
+    (and their real frames): nothing a head could learn from."""
+    use = rows[data.present[rows, m]]
+    if len(use) < 2:
+        return False
+    x = data.features[m][use]
+    if data.frame_mask is not None:
+        x = x[data.frame_mask[m][use]]
+    x = x.reshape(len(x), -1)
+    return bool(len(x) > 1 and (x.max(axis=0) == x.min(axis=0)).all())
+
+
 def shared_folds(data: MultimodalData, params: dict, nothing: str) -> np.ndarray:
     """One fold assignment (n,) for every modality set fitted on ``data`` (ablations,
     robustness sweeps): stratified folds over the labelled clips with a usable modality, -1
@@ -451,22 +576,39 @@ def shared_folds(data: MultimodalData, params: dict, nothing: str) -> np.ndarray
     return fold_of
 
 
-def stratified_folds(labels: np.ndarray, n_folds: int, seed: int) -> tuple[np.ndarray, str]:
+def check_folds(labels: np.ndarray, n_folds: int, context: str = "") -> None:
+    """Refuse ``n_folds`` stratified folds over the class indices ``labels`` (n,) when some class
+    has fewer clips than folds: its held-out folds would miss it and, with one clip, no fold
+    could learn it; the scores would not be the K-fold scores asked for. ``context`` says
+    where the clips went (e.g. ``after --hide-labels 0.7``)."""
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=len(EMOTIONS))
+    rare = [c for c in np.argsort(counts, kind="stable") if 0 < counts[c] < n_folds]
+    if not rare:
+        return
+    shown = ", ".join(f"'{EMOTIONS[c]}' has {counts[c]}" for c in rare)
+    smallest = int(counts[rare[0]])
+    them = ("that class", "its") if len(rare) == 1 else ("those classes", "their")
+    fix = (f"lower --folds to {smallest}, add labelled clips of {them[0]}, or remove {them[1]} "
+           "labels (--manifest)" if smallest >= 2 else
+           f"a class with one labelled clip cannot be cross-validated: add labelled clips of "
+           f"{them[0]}, or remove {them[1]} labels (--manifest)")
+    raise DataError(f"--folds {n_folds} needs at least {n_folds} labelled training clips of each "
+                    f"class; {shown}{' ' + context if context else ''}: {fix}.")
+
+
+def stratified_folds(labels: np.ndarray, n_folds: int, seed: int, context: str = ""
+                     ) -> tuple[np.ndarray, str]:
     """Fold index (n,) of each clip from stratified K folds drawn with ``seed``, and a note
-    when some class has fewer clips than folds (some held-out folds then lack it)."""
+    for the report (empty: a class with fewer clips than folds is refused by
+    :func:`check_folds`, with ``context``)."""
     from sklearn.model_selection import StratifiedKFold
 
+    check_folds(labels, n_folds, context)
     fold = np.empty(len(labels), np.int64)
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # reported below in our own words
-        for j, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
-            fold[held_out] = j
-    counts = np.bincount(labels, minlength=len(EMOTIONS))
-    rare = [f"{EMOTIONS[c]} ({counts[c]})" for c in range(len(EMOTIONS)) if 0 < counts[c] < n_folds]
-    note = (f"classes with fewer clips than folds, so some held-out folds lack them: "
-            f"{', '.join(rare)}") if rare else ""
-    return fold, note
+    for j, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        fold[held_out] = j
+    return fold, ""
 
 
 def _dtype(precision: str):
@@ -476,16 +618,24 @@ def _dtype(precision: str):
 
 
 def resolve_device(device: str):
+    """The torch device of ``cpu``, ``cuda``, ``cuda:N`` or ``auto``; a GPU that torch does not
+    see is refused with :class:`ParameterError`."""
     import torch
 
+    if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
+        raise ParameterError(f"device must be cpu, cuda, cuda:N or auto; got {device!r} "
+                             "(--device).")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as e:
-        raise DataError(f"Unknown device '{device}'; use cpu, cuda, cuda:N or auto.") from e
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise DataError(f"Device '{device}' was asked for but torch sees no GPU; use --device cpu.")
+    resolved = torch.device(device)
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ParameterError(f"device '{device}' was asked for but torch sees no GPU "
+                                 "(--device); use --device cpu (or auto).")
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise ParameterError(f"device '{device}' does not exist: torch sees {count} GPU(s), "
+                                 f"cuda:0 to cuda:{count - 1} (--device).")
     return resolved
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from mer_features import EMOTIONS
+from mer_heads.rundir import save_figure
 
 
 def _num(value: float | None, digits: int = 4) -> str:
@@ -190,7 +191,7 @@ def confusion_figure(confusion: np.ndarray, path: str | Path, title: str) -> Pat
                     fontsize=7, color="white" if rates[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
-    return path
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)

@@ -39,14 +39,14 @@ import numpy as np
 
 from mer_features import EMOTIONS
 from mer_features.store import FeatureStore, StoreError
-from mer_heads.data import MAX_FRAMES, MultimodalData, load_dataset, parse_store_arg
+from mer_heads.data import MAX_FRAMES, MultimodalData, guard_read, load_dataset, parse_store_arg
 from mer_heads.errors import DataError
-from mer_heads.experiment import split_rows
+from mer_heads.experiment import check_params, split_rows
 from mer_heads.metrics import Scores, score
 from mer_heads.protocol import SKLEARN_MODELS, CrossValidatedHead, shared_folds
 from mer_heads.robustness_report import (CLEAN, CSV_COLUMNS, markdown_tables,
                                          robustness_figure)
-from mer_heads.rundir import dump_json, write_csv
+from mer_heads.rundir import dump_json, prepare_out_dir, remove_if_empty, write_csv, write_text
 
 SETS = ("all", "minimal")
 _SHOWN = 5
@@ -127,7 +127,10 @@ def describe_noise(spec: str, modality: str | None = None) -> dict[str, Any]:
     parts, snr, source = [], None, None
     if "snr" in values:
         low, _, high = values["snr"].partition(":")
-        lo, hi = float(low), float(high or low)
+        try:
+            lo, hi = float(low), float(high or low)
+        except ValueError:  # not a spec mer_features writes: label the condition by its text
+            return {"label": spec, "snr_db": None, "source": None}
         snr = (lo + hi) / 2
         source = values.get("source", "white")
         if source not in ("white", "pink", "babble"):
@@ -177,6 +180,8 @@ def check_corrupted_store(clean: FeatureStore, noisy: FeatureStore, *, key: str,
             "options, --dtype and --storage-dtype as the clean store, changing only --noise and "
             "--seed.")
     noise = noisy_fields.get("noise")
+    if noise and not isinstance(noise, dict):
+        noise = {"spec": str(noise), "seed": None}
     if not noise:
         raise DataError(
             f"{where} records no noise spec: it is a clean extraction. Extract the corrupted "
@@ -231,7 +236,9 @@ def parse_condition(tokens: Sequence[str]) -> tuple[str | None, list[tuple[str |
                             f"'{token}'); give at most one LABEL and then KEY=STORE pairs (a "
                             "store that does not exist is read as a label: check the path).")
     if not stores:
-        raise DataError(f"Condition {' '.join(tokens)!r} names no store; write it as "
+        missing = f" ('{label}' is not an existing file)" if label and (
+            label.endswith(".h5") or "/" in label) else ""
+        raise DataError(f"Condition {' '.join(tokens)!r} names no store{missing}; write it as "
                         "[LABEL] KEY=STORE [KEY=STORE ...], e.g. --condition '20 dB' audio=a20.h5.")
     return label, stores
 
@@ -264,8 +271,8 @@ def resolve_conditions(conditions: Sequence[Any], clean: MultimodalData) -> list
                 if key in cond.stores:
                     raise DataError(f"Condition '{label or path}' gives two stores for '{key}'.")
                 with FeatureStore(paths[key]) as original:
-                    noise = check_corrupted_store(original, noisy, key=key, label=label,
-                                                  names=clean.names)
+                    noise = guard_read([original, noisy], lambda: check_corrupted_store(
+                        original, noisy, key=key, label=label, names=clean.names))
                 cond.stores[key] = Path(path)
                 cond.noise[key] = noise
                 cond.fingerprints[key] = noisy.fingerprint
@@ -408,7 +415,7 @@ def robustness(features: Sequence[StoreArg], conditions: Sequence[Any], out: str
                manifest: str | Path | None = None, input: str = "utterance",
                join: str = "exact", layers: str = "mean", max_frames: int = MAX_FRAMES,
                train_split: str | None = None, test_split: str | None = None,
-               sets: str = "all", **params: Any) -> RobustnessResult:
+               sets: str = "all", overwrite: bool = False, **params: Any) -> RobustnessResult:
     """Train on the clean ``features`` and score every condition; write ``out/robustness.*``.
 
     Parameters
@@ -419,12 +426,31 @@ def robustness(features: Sequence[StoreArg], conditions: Sequence[Any], out: str
     test_split : score the fold ensemble on this split's clips instead of held-out folds
         (training on ``train_split``, or on every other clip).
     sets : modality sets to score, ``all`` combinations or ``minimal`` (singles and all).
+    overwrite : replace an earlier sweep in ``out`` (else refused before any work).
     params : :class:`~mer_heads.protocol.CrossValidatedHead` hyper-parameters.
     """
     start = time.perf_counter()
     if not conditions:
         raise DataError("No condition given; add --condition [LABEL] KEY=STORE for each "
                         "corrupted version of the features.")
+    check_params(params, input=input, join=join, layers=layers, max_frames=max_frames)
+    modality_sets(["x"], sets)
+    conditions = [parse_condition(c) if _is_tokens(c) else c for c in conditions]
+    out = Path(out)
+    created = prepare_out_dir(out, marker="robustness.json", overwrite=overwrite,
+                              what="robustness sweep")
+    try:
+        return _robustness(features, conditions, out, start, manifest=manifest, input=input,
+                           join=join, layers=layers, max_frames=max_frames,
+                           train_split=train_split, test_split=test_split, sets=sets, **params)
+    except BaseException:
+        if created:
+            remove_if_empty(out)
+        raise
+
+
+def _robustness(features, conditions, out: Path, start: float, *, manifest, input, join,
+                layers, max_frames, train_split, test_split, sets, **params) -> RobustnessResult:
     load = dict(input=input, manifest=manifest, join=join, layers=layers, max_frames=max_frames)
     clean = load_dataset(features, **load)
     conds = resolve_conditions(conditions, clean)
@@ -452,8 +478,6 @@ def robustness(features: Sequence[StoreArg], conditions: Sequence[Any], out: str
                          "corruption": cond.corruption or CLEAN, "modalities": "+".join(combo),
                          **scored, "lost": lost})
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     example = CrossValidatedHead(**params)
     csv_path, md_path = out / "robustness.csv", out / "robustness.md"
     json_path, png_path = out / "robustness.json", out / "robustness.png"
@@ -468,8 +492,8 @@ def robustness(features: Sequence[StoreArg], conditions: Sequence[Any], out: str
                "best_epochs": {"+".join(c): est.best_epochs_.tolist() for c, est in heads.items()},
                "rows": rows, "notes": notes}, json_path)
     has_valence = any(r["mse"] is not None for r in rows)
-    md_path.write_text(markdown_tables(rows, conds, combos, example.get_params(), input,
-                                       protocol, has_valence, notes), encoding="utf-8")
+    write_text(md_path, markdown_tables(rows, conds, combos, example.get_params(), input,
+                                        protocol, has_valence, notes))
     robustness_figure(rows, conds, combos, png_path,
                       f"{example.model}, trained clean, scored on {protocol}")
     return RobustnessResult(rows, conds, combos, csv_path, md_path, json_path, png_path,

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mer_heads.rundir import save_figure
+
 if TYPE_CHECKING:
     from mer_heads.robustness import Condition
 
@@ -119,7 +121,7 @@ def robustness_figure(rows: list[dict[str, Any]], conds: list[Condition],
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    path = Path(path)
-    fig.savefig(path, metadata={"Software": None}, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    try:
+        return save_figure(fig, path, bbox_inches="tight")
+    finally:
+        plt.close(fig)

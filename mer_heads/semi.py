@@ -26,6 +26,8 @@ No held-out label reaches a fold's training:
   clips, which then train fold k's model, so its CV score would lean optimistic;
 * pseudo-labelled clips teach the class only: their valence is left unlearnt (masked) rather
   than copied from the teacher, whose own errors it would reinforce;
+* a fold never takes a pseudo-label of a class that has no labelled training clip in it (its
+  teacher never learnt that class);
 * standardisation statistics still come from each fold's labelled training clips.
 
 ``hide_labels`` (research simulation) hides a stratified, seeded fraction of the labelled clips'
@@ -35,6 +37,7 @@ in a held-out fold, and their true labels are only used to score the pseudo-labe
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -42,7 +45,7 @@ import numpy as np
 
 from mer_features import EMOTIONS
 from mer_heads.data import MultimodalData
-from mer_heads.errors import DataError
+from mer_heads.errors import DataError, ParameterError
 from mer_heads.protocol import PREDICT_CHUNK, CrossValidatedHead
 
 STRATEGIES = ("none", "threshold", "class-quantile", "weak-reinforce")
@@ -63,26 +66,34 @@ class SemiSettings:
     chunk: int = PREDICT_CHUNK
 
     def check(self) -> SemiSettings:
+        """Refuse settings outside their range (:class:`ParameterError` naming the flag)."""
+        def number(value: Any) -> bool:
+            return (not isinstance(value, bool) and isinstance(value, (int, float, np.number))
+                    and math.isfinite(value))
+
         if self.strategy not in STRATEGIES:
-            raise DataError(f"The semi-supervised strategy must be one of {', '.join(STRATEGIES)};"
-                            f" got '{self.strategy}' (--semi).")
+            raise ParameterError(f"The semi-supervised strategy must be one of "
+                                 f"{', '.join(STRATEGIES)}; got '{self.strategy}' (--semi).")
         if self.teacher not in TEACHERS:
-            raise DataError(f"The pseudo-label teacher must be one of {', '.join(TEACHERS)}; got "
-                            f"'{self.teacher}' (--semi-teacher).")
-        if not isinstance(self.rounds, (int, np.integer)) or self.rounds < 1:
-            raise DataError(f"The number of pseudo-labelling rounds must be an integer >= 1; got "
-                            f"{self.rounds!r} (--semi-rounds).")
-        if not 0.0 < self.threshold <= 1.0:
-            raise DataError(f"The confidence threshold must be in (0, 1]; got {self.threshold} "
-                            "(--semi-threshold), e.g. 0.8.")
-        if not 0.0 <= self.quantile <= 1.0:
-            raise DataError(f"The class quantile must be in [0, 1]; got {self.quantile} "
-                            "(--semi-quantile), e.g. 0.8 to add the top 20% of each class.")
-        if self.hide_labels is not None and not 0.0 < self.hide_labels < 1.0:
-            raise DataError(f"The fraction of labels to hide must be in (0, 1); got "
-                            f"{self.hide_labels} (--hide-labels), e.g. 0.7.")
-        if not isinstance(self.chunk, (int, np.integer)) or self.chunk < 1:
-            raise DataError(f"chunk must be an integer >= 1; got {self.chunk!r}.")
+            raise ParameterError(f"The pseudo-label teacher must be one of {', '.join(TEACHERS)};"
+                                 f" got '{self.teacher}' (--semi-teacher).")
+        if (isinstance(self.rounds, bool) or not isinstance(self.rounds, (int, np.integer))
+                or self.rounds < 1):
+            raise ParameterError(f"The number of pseudo-labelling rounds must be an integer >= 1;"
+                                 f" got {self.rounds!r} (--semi-rounds).")
+        if not number(self.threshold) or not 0.0 < self.threshold <= 1.0:
+            raise ParameterError(f"The confidence threshold must be in (0, 1]; got "
+                                 f"{self.threshold!r} (--semi-threshold), e.g. 0.8.")
+        if not number(self.quantile) or not 0.0 <= self.quantile <= 1.0:
+            raise ParameterError(f"The class quantile must be in [0, 1]; got {self.quantile!r} "
+                                 "(--semi-quantile), e.g. 0.8 to add the top 20% of each class.")
+        if self.hide_labels is not None and (not number(self.hide_labels)
+                                             or not 0.0 < self.hide_labels < 1.0):
+            raise ParameterError(f"The fraction of labels to hide must be in (0, 1); got "
+                                 f"{self.hide_labels!r} (--hide-labels), e.g. 0.7.")
+        if (isinstance(self.chunk, bool) or not isinstance(self.chunk, (int, np.integer))
+                or self.chunk < 1):
+            raise ParameterError(f"chunk must be an integer >= 1; got {self.chunk!r}.")
         return self
 
     def to_json(self) -> dict[str, Any]:
@@ -241,6 +252,9 @@ def fit_semi(data: MultimodalData, settings: SemiSettings, params: dict[str, Any
             proba[:] = proba.mean(0)
         labels = np.stack([select(settings, proba[k], class_counts[k])
                            for k in range(len(proba))])
+        # A class with no labelled training clip in a fold was never taught to its teacher:
+        # such a top class is noise, and would be a class of one or two clips in the student.
+        labels[(labels >= 0) & (np.take_along_axis(class_counts, labels.clip(min=0), 1) == 0)] = -1
         used = (labels >= 0).any(axis=0)
         rows = np.concatenate([labelled, pool[used]])
         est = CrossValidatedHead(**params).fit(

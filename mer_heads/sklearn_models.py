@@ -15,6 +15,9 @@ import numpy as np
 from mer_heads.metrics import VALENCE_RANGE
 
 SKLEARN_MODELS = ("logreg", "svm")
+SVM_CALIBRATION_FOLDS = 3
+"""``svm``'s probabilities are Platt-calibrated by this many folds inside each fold's training
+clips: every class needs at least this many of them."""
 
 
 def design_matrix(standardised: list[np.ndarray], present: np.ndarray) -> np.ndarray:
@@ -35,7 +38,7 @@ def make_classifier(kind: str, seed: int, C: float):
         # Platt-calibrated probabilities: the fold ensemble averages probabilities, as for the
         # neural heads (the internal 3-fold split is unshuffled, hence deterministic).
         return CalibratedClassifierCV(SVC(C=C, kernel="rbf", gamma="scale", random_state=seed),
-                                      method="sigmoid", cv=3, ensemble=False)
+                                      method="sigmoid", cv=SVM_CALIBRATION_FOLDS, ensemble=False)
     raise ValueError(f"unknown sklearn model '{kind}'; known: {', '.join(SKLEARN_MODELS)}")
 
 

@@ -48,6 +48,8 @@ class StackResult:
     val_proba : F arrays (V_f, C) of class probabilities on each model's held-out clips at its
         best epoch; val_valence : F arrays (V_f,).
     curve : (epochs,) mean over models of the held-out score after each epoch.
+    diverged : (F,) bool, models whose held-out outputs became non-finite at some epoch (such
+        an epoch is never kept: best_epoch 0 means no epoch gave finite outputs).
     """
 
     best_epoch: np.ndarray
@@ -55,6 +57,7 @@ class StackResult:
     val_proba: list[np.ndarray]
     val_valence: list[np.ndarray]
     curve: np.ndarray
+    diverged: np.ndarray
 
 
 class DeviceData:
@@ -195,6 +198,7 @@ def _train(module: StackedHead, tensors: DeviceData, folds: np.ndarray,
     best_proba = torch.zeros((n_models, va_index.shape[1], module.n_classes), device=device)
     best_valence = torch.zeros((n_models, va_index.shape[1]), device=device)
     curve = []
+    diverged = torch.zeros(n_models, dtype=torch.bool, device=device)
     width = tr_index.shape[1]
     batch = max(1, min(config.batch_size, width))
     for epoch in range(1, config.epochs + 1):
@@ -219,7 +223,11 @@ def _train(module: StackedHead, tensors: DeviceData, folds: np.ndarray,
         proba, val_pred = predict_rows(module, tensors, fold_t, va_index)
         score = selection_score(proba, val_pred, tensors.labels[va_index],
                                 tensors.valence[va_index], va_valid, has_valence)
-        curve.append(float(score.mean()))
+        # A diverged model (a too large step: NaN weights) must never be kept as its best epoch.
+        finite = ((torch.isfinite(proba).all(-1) & torch.isfinite(val_pred)) | ~va_valid).all(1)
+        diverged |= ~finite
+        score = torch.where(finite, score, torch.full_like(score, -torch.inf))
+        curve.append(float(score[finite].mean()) if bool(finite.any()) else float("nan"))
         improved = score > best_score
         if improved.any():
             best_score = torch.where(improved, score, best_score)
@@ -238,7 +246,7 @@ def _train(module: StackedHead, tensors: DeviceData, folds: np.ndarray,
         best_epoch=best_epoch.cpu().numpy(), best_score=best_score.cpu().numpy(),
         val_proba=[proba_np[f, :len(r)] for f, r in enumerate(val_rows)],
         val_valence=[valence_np[f, :len(r)] for f, r in enumerate(val_rows)],
-        curve=np.array(curve))
+        curve=np.array(curve), diverged=diverged.cpu().numpy())
 
 
 def _loss(logits: Tensor, valence: Tensor, labels: Tensor, target: Tensor, weight: Tensor,

@@ -33,11 +33,15 @@ def test_joins_stores_by_name_with_presence_and_labels(stores):
     assert any("video: 13 of 120" in n for n in data.notes)
 
 
-def test_key_value_specs_name_modalities_and_duplicates_are_refused(stores):
+def test_key_value_specs_name_modalities_and_duplicates_are_refused(stores, tmp_path):
     data = load_dataset([f"speech={stores['audio']}", ("words", stores["text"])])
     assert data.keys == ["speech", "words"]
+    other = tmp_path / "audio2.h5"
+    other.write_bytes(Path(stores["audio"]).read_bytes())
     with pytest.raises(DataError, match=r"Two stores have the modality key 'audio'.*audio1="):
-        load_dataset([stores["audio"], stores["audio"]])
+        load_dataset([stores["audio"], other])
+    with pytest.raises(DataError, match=r"audio.h5' is given twice"):
+        load_dataset([stores["audio"], f"speech={stores['audio']}"])
 
 
 def test_stores_that_disagree_on_names_are_refused_unless_inner_join(tmp_path, stores):
