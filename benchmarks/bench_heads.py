@@ -78,7 +78,7 @@ def baseline_cv(data, fold: np.ndarray, *, epochs: int, hidden: int = 128, dropo
     from torch.utils.data import DataLoader, TensorDataset
 
     from mer_heads.metrics import VALENCE_WEIGHT
-    from mer_heads.standardize import fit_standardizer
+    from mer_heads.data.standardize import fit_standardizer
 
     class Attention(nn.Module):
         """The same head as mer_heads' ``attention``, written the usual way (one model)."""
@@ -160,7 +160,8 @@ def main() -> int:
 
     sys.path.insert(0, str(ROOT))
     from mer_heads.metrics import score
-    from mer_heads.protocol import CrossValidatedHead, stratified_folds
+    from mer_heads.folds import stratified_folds
+    from mer_heads.protocol import CrossValidatedHead
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -239,7 +240,7 @@ def seeds_floor(n_models: int, dims: list[int], *, hidden: int, batch: int, step
     """
     import torch
 
-    from mer_heads.models import StackedHead
+    from mer_heads.heads.stack import StackedHead
 
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     gen = torch.Generator().manual_seed(0)

@@ -102,7 +102,7 @@ def main() -> int:
     import torch
 
     from mer_features import EMOTIONS
-    from mer_heads.semi import SemiSettings, fit_semi
+    from mer_heads.experiments.semi import SemiSettings, fit_semi
 
     if args.threads:
         torch.set_num_threads(args.threads)

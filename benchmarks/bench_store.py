@@ -41,7 +41,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     args = parser.parse_args()
 
-    from mer_features.store import ClipRecord, FeatureStore, StoreHeader, _atomic_write
+    from mer_features.store import ClipRecord, FeatureStore, StoreHeader
+    from mer_features.store.hdf5 import write_store_file
 
     work = args.out / "store-bench"
     shutil.rmtree(work, ignore_errors=True)
@@ -62,7 +63,7 @@ def main() -> None:
                              input_hash="x", duration=n / 50)
 
     t = time.perf_counter()
-    _atomic_write(work / "store.h5", header, args.clips, records())
+    write_store_file(work / "store.h5", header, args.clips, records())
     write_s = time.perf_counter() - t
     size_gb = (work / "store.h5").stat().st_size / 1e9
 

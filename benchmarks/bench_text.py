@@ -43,8 +43,8 @@ def per_clip_loop(manifest: Path, out: Path) -> float:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
+    from mer_features.corpora.manifest import read_manifest
     from mer_features.encoders import create_encoder
-    from mer_features.manifest import read_manifest
 
     folder = create_encoder("text", "minilm")._dir
     out.mkdir(parents=True, exist_ok=True)

@@ -43,11 +43,11 @@ def corpus(folder: Path, n: int, source: str) -> tuple[Path, str]:
 def per_clip_loop(manifest: Path, out: Path) -> float:
     import decord
 
+    from mer_features.corpora.manifest import read_manifest
+    from mer_features.decode.faces import FaceTracker
+    from mer_features.decode.video import DecodedVideo, sample_indices
     from mer_features.encoders import create_encoder
-    from mer_features.faces import FaceTracker
-    from mer_features.manifest import read_manifest
-    from mer_features.modalities import VideoOptions
-    from mer_features.video import DecodedVideo, sample_indices
+    from mer_features.pipeline import VideoOptions
 
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -88,8 +88,7 @@ def main() -> None:
 
     import torch
 
-    from mer_features.modalities import VideoOptions
-    from mer_features.pipeline import extract
+    from mer_features.pipeline import VideoOptions, extract
     from mer_features.store import FeatureStore
 
     with tempfile.TemporaryDirectory() as tmp:

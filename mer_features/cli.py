@@ -71,7 +71,7 @@ def _float_in(low: float, high: float = math.inf, *,
 
 
 def _shard_arg(text: str):
-    from mer_features.distributed import parse_shard
+    from mer_features.pipeline.distributed import parse_shard
 
     try:
         return parse_shard(text)
@@ -93,18 +93,6 @@ def _option_arg(text: str) -> tuple[str, str]:
     return key.strip(), value
 
 
-def default_store_path(manifest: str, modality: str, encoder: str | None) -> Path:
-    """``features/<corpus>-<modality>-<encoder>.h5``, the corpus named after the manifest's folder."""
-    from mer_features.encoders import DEFAULT_ENCODERS
-
-    corpus = Path(manifest).resolve().parent.name or "corpus"
-    spec = encoder or DEFAULT_ENCODERS.get(modality, "default")
-    name, _, arg = spec.partition(":")
-    slug = name + ("-" + Path(arg.rstrip("/")).name if arg else "")
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", slug)
-    return Path("features") / f"{corpus}-{modality}-{slug}.h5"
-
-
 def _parse_options(pairs: list[tuple[str, str] | str]) -> dict[str, str]:
     options: dict[str, str] = {}
     for pair in pairs:
@@ -124,39 +112,64 @@ def _split_option(pair: str) -> tuple[str, str]:
         raise MerFeaturesError(f"Encoder option {e}.") from None
 
 
-def cmd_extract(args: argparse.Namespace) -> int:
-    from mer_features.distributed import bind_device, detect_launch, parse_shard
-    from mer_features.modalities import VideoOptions
-    from mer_features.pipeline import extract
+def _extract_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of :func:`mer_features.pipeline.extract` that ``extract`` and
+    ``sweep`` share."""
+    from mer_features.pipeline import VideoOptions
 
     options = _parse_options(args.option)
     if args.layer:
         options["layer"] = args.layer
+    return dict(
+        encoder_options=options, device=args.device, dtype=args.dtype,
+        storage_dtype=args.storage_dtype, batch_size=args.batch_size,
+        batch_seconds=args.batch_seconds, workers=args.workers, overwrite=args.overwrite,
+        fail_fast=args.fail_fast, skip_missing=args.skip_missing,
+        retry_failed=args.retry_failed, commit_every=args.commit_every, prune=args.prune,
+        progress=False if args.no_progress else None, text_column=args.text_column,
+        video=VideoOptions(fps=args.fps, max_frames=args.max_frames, face_size=args.face_size,
+                           margin=args.face_margin))
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from mer_features.pipeline import default_store_path, extract
+    from mer_features.pipeline.distributed import bind_device, detect_launch, parse_shard
+
+    options = _extract_options(args)
     out = Path(args.out) if args.out else default_store_path(args.manifest, args.modality, args.encoder)
-    video = VideoOptions(fps=args.fps, max_frames=args.max_frames, face_size=args.face_size,
-                         margin=args.face_margin)
     launch = None if args.shard else detect_launch()
     shard = args.shard if args.shard else (launch.shard if launch else None)
     if isinstance(shard, str):
         shard = parse_shard(shard)
     store = shard.store_path(out) if launch is not None else out
     args.store_path = store  # for the message if the run is interrupted
-    device = bind_device(args.device, launch) if launch is not None else args.device
-    summary = extract(
-        args.manifest, store, modality=args.modality, encoder=args.encoder, encoder_options=options,
-        device=device, shard=shard, dtype=args.dtype, storage_dtype=args.storage_dtype,
-        batch_size=args.batch_size, batch_seconds=args.batch_seconds, workers=args.workers,
-        overwrite=args.overwrite, fail_fast=args.fail_fast, skip_missing=args.skip_missing,
-        retry_failed=args.retry_failed, commit_every=args.commit_every, prune=args.prune,
-        progress=False if args.no_progress else None, text_column=args.text_column, video=video,
-        noise=args.noise, seed=args.seed,
-    )
+    if launch is not None:
+        options["device"] = bind_device(args.device, launch)
+    summary = extract(args.manifest, store, modality=args.modality, encoder=args.encoder,
+                      shard=shard, noise=args.noise, seed=args.seed, **options)
     print(summary.line())
     if launch is not None and launch.launcher == "torchrun":
-        from mer_features.distributed import barrier_then_merge
+        from mer_features.pipeline.distributed import barrier_then_merge
 
         barrier_then_merge(out, launch)
     return EXIT_CLIP_FAILURES if summary.failed or summary.missing else 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from mer_features.pipeline.sweep import sweep
+
+    # stdout carries one line, the clean store's path (the Makefile reads it): what extraction
+    # prints along the way (failed clips) goes to stderr with the progress.
+    with contextlib.redirect_stdout(sys.stderr):
+        result = sweep(args.manifest, args.levels, modality=args.modality, prefix=args.prefix,
+                       source=args.source, seed=args.seed, encoder=args.encoder,
+                       **_extract_options(args))
+    if result.incomplete:
+        print(f"note: the stores of level(s) {', '.join(result.incomplete)} hold failed or "
+              f"missing clips ('mer-features info STORE' lists them); sweep file: {result.path}",
+              file=sys.stderr)
+    print(result.clean)
+    return EXIT_CLIP_FAILURES if result.incomplete else 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -191,7 +204,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mer_features.demo import write_demo
+    from mer_features.demo.corpus import write_demo
 
     manifest = write_demo(args.out, n_clips=args.clips, seed=args.seed)
     print(manifest)
@@ -199,7 +212,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from mer_features.verify import verify_store
+    from mer_features.store import verify_store
 
     report = verify_store(args.store)
     if args.json:
@@ -222,7 +235,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_corrupt(args: argparse.Namespace) -> int:
-    from mer_features.corrupt import corrupt_manifest
+    from mer_features.noise.corrupt import corrupt_manifest
 
     path, written, failed = corrupt_manifest(args.manifest, args.noise, args.out, seed=args.seed,
                                              log=lambda m: print(m, file=sys.stderr))
@@ -230,43 +243,34 @@ def cmd_corrupt(args: argparse.Namespace) -> int:
     return EXIT_CLIP_FAILURES if failed else 0
 
 
-def cmd_manifest_mer2023(args: argparse.Namespace) -> int:
-    from mer_features.mer2023 import build_mer2023_manifest
+def cmd_manifest(args: argparse.Namespace) -> int:
+    from mer_features.corpora import known_corpora
 
-    path, counts = build_mer2023_manifest(args.root, args.out, text_column=args.text_column,
-                                          text_only=args.text_only)
-    found = ", ".join(f"{s} {n}" for s, n in counts.items() if s != "train_without_video")
-    print(f"{path}: {found}")
-    if counts["train_without_video"]:
-        print(f"note: {counts['train_without_video']} labelled clip(s) of train-label.csv have no "
-              "video under train/ and were left out", file=sys.stderr)
+    corpus = known_corpora()[args.corpus]
+    options = {o.dest: getattr(args, o.dest) for o in corpus.options}
+    path, counts = corpus.build(args.root, args.out, **options)
+    line, notes = corpus.summary(path, counts)
+    print(line)
+    for note in notes:
+        print(note, file=sys.stderr)
     return 0
 
 
-def cmd_manifest_ravdess(args: argparse.Namespace) -> int:
-    from mer_features.ravdess import build_ravdess_manifest
-
-    path, counts = build_ravdess_manifest(args.root, args.out)
-    print(f"{path}: {counts['clips']} clips, {counts['labelled']} with one of the six MER classes "
-          f"({counts['unlabelled']} calm/disgust left unlabelled)")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mer-features",
-        description="Batched, fingerprinted feature extraction for multimodal emotion recognition.")
-    parser.add_argument("--version", action="version", version=f"mer-features {__version__}")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the Python traceback of an error instead of one line")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("extract", help="extract one modality's features into an HDF5 store",
-                       description="Extract one modality's features for every clip of a manifest. "
-                       "Clips already stored from the same input are skipped.")
+def _add_extract_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
+    """The options of ``extract``; ``sweep`` takes the same, with --levels, --prefix and
+    --source in place of --out, --noise and --shard."""
     p.add_argument("--modality", required=True, choices=["audio", "text", "video"])
     p.add_argument("--manifest", required=True, help="manifest CSV")
-    p.add_argument("--out", help="store path (default: features/<corpus>-<modality>-<encoder>.h5)")
+    if sweep:
+        p.add_argument("--levels", required=True, metavar="LEVELS",
+                       help="space-separated noise levels, clean among them: clean, an SNR in dB "
+                       "(20), SNR:SOURCE (10:pink), blurF (blur4) or a --noise spec (jpeg=30)")
+        p.add_argument("--prefix", metavar="STORE_PREFIX",
+                       help="stores are PREFIX.h5 (clean) and PREFIX-<level>.h5, the sweep file "
+                       "PREFIX.sweep.json (default: features/<corpus>-<modality>-<encoder>)")
+    else:
+        p.add_argument("--out", help="store path (default: "
+                       "features/<corpus>-<modality>-<encoder>.h5)")
     p.add_argument("--encoder", help="encoder spec. audio: egemaps (default), compare, "
                    "hf:<folder or hub id>; text: minilm (default), hf:...; video: fer (default), "
                    "hf:... (image models per face frame, VideoMAE per 16-frame window)")
@@ -286,14 +290,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--face-margin", type=_float_in(0, 10), default=0.0,
                    help="video: crop side = (1 + margin) x the face box, margin in [0, 10] "
                    "(default 0: tight, as FER2013's faces)")
-    p.add_argument("--noise", metavar="SPEC",
-                   help="corrupt the decoded media before the encoder, e.g. 'snr=5:10,source=pink' "
-                   "or 'blur=1|2|4' (see README, 'Noise injection')")
+    if sweep:
+        p.add_argument("--source", default="white",
+                       help="the noise of bare SNR levels: white (default), pink, babble or a "
+                       "folder of audio files")
+    else:
+        p.add_argument("--noise", metavar="SPEC",
+                       help="corrupt the decoded media before the encoder, e.g. "
+                       "'snr=5:10,source=pink' or 'blur=1|2|4' (see README, 'Noise injection')")
     p.add_argument("--seed", type=_int_at_least(0), default=0,
                    help="seed of the per-clip noise draws (default 0)")
-    p.add_argument("--shard", metavar="I/N", type=_shard_arg,
-                   help="extract only shard I of N (stable by clip name); under torchrun or a "
-                   "SLURM array the shard is taken from the launcher")
+    if not sweep:
+        p.add_argument("--shard", metavar="I/N", type=_shard_arg,
+                       help="extract only shard I of N (stable by clip name); under torchrun or "
+                       "a SLURM array the shard is taken from the launcher")
     p.add_argument("--device", default="auto", type=_device_arg,
                    help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
@@ -321,7 +331,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write finished clips to disk at least every N clips (default 256); a "
                    "killed run loses at most N clips of work")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mer-features",
+        description="Batched, fingerprinted feature extraction for multimodal emotion recognition.")
+    parser.add_argument("--version", action="version", version=f"mer-features {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error instead of one line")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("extract", help="extract one modality's features into an HDF5 store",
+                       description="Extract one modality's features for every clip of a manifest. "
+                       "Clips already stored from the same input are skipped.")
+    _add_extract_arguments(p)
     p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("sweep", help="extract a store per noise level (robustness sweep)",
+                       description="Extract one modality at every noise level of --levels "
+                       "(stores already complete are reused; a level with failed clips does not "
+                       "stop the sweep) and write PREFIX.sweep.json naming the stores, for "
+                       "'mer-heads robustness --sweep'. Prints the clean store's path. Exit 3 "
+                       "when some level's store holds failed or missing clips.")
+    _add_extract_arguments(p, sweep=True)
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("info", help="describe a feature store")
     p.add_argument("store")
@@ -362,19 +396,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("manifest", help="build a manifest from a corpus's release layout")
     msub = p.add_subparsers(dest="corpus", required=True)
-    m = msub.add_parser("mer2023", help="MER 2023: train/ test1/ test2/ test3/, train-label.csv, "
-                        "transcription.csv")
-    m.add_argument("--root", required=True, help="release folder")
-    m.add_argument("--out", required=True, help="manifest CSV to write")
-    m.add_argument("--text-column", default="english", choices=["english", "chinese"],
-                   help="transcript language for the 'text' column (default english)")
-    m.add_argument("--text-only", action="store_true",
-                   help="no video folders needed: the labelled clips with transcripts, no media")
-    m.set_defaults(func=cmd_manifest_mer2023)
-    m = msub.add_parser("ravdess", help="RAVDESS speech: Actor_*/ audio files and labels.csv")
-    m.add_argument("--root", required=True, help="folder with Actor_*/ and labels.csv")
-    m.add_argument("--out", required=True, help="manifest CSV to write")
-    m.set_defaults(func=cmd_manifest_ravdess)
+    from mer_features.corpora import known_corpora  # light: no numpy, no torch
+
+    for corpus in known_corpora().values():
+        m = msub.add_parser(corpus.name, help=corpus.help)
+        m.add_argument("--root", required=True, help=corpus.root_help)
+        m.add_argument("--out", required=True, help="manifest CSV to write")
+        for option in corpus.options:
+            if option.switch:
+                m.add_argument(option.flag, action="store_true", help=option.help)
+            else:
+                m.add_argument(option.flag, default=option.default, choices=option.choices,
+                               help=option.help)
+        m.set_defaults(func=cmd_manifest)
     _add_debug_everywhere(parser)
     return parser
 

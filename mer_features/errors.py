@@ -29,6 +29,14 @@ class EncoderError(MerFeaturesError):
     """An encoder is unknown, cannot be loaded, or was configured wrongly."""
 
 
+class ClipFailedError(MerFeaturesError):
+    """Raised with ``fail_fast`` at the first clip that fails."""
+
+
+class WorkerDiedError(MerFeaturesError):
+    """A decoding worker process died (killed, or crashed inside a native decoder)."""
+
+
 class ExtractionInterrupted(KeyboardInterrupt):
     """An extraction stopped by Ctrl-C or SIGTERM after closing its store.
 
@@ -62,3 +70,9 @@ class ClipError(MerFeaturesError):
 
     def __reduce__(self):  # survives the trip back from a worker process
         return (type(self), (self.stage, self.reason))
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message ("" when it has none), for one-line errors."""
+    text = str(e).strip()
+    return text.splitlines()[0].strip() if text else ""

@@ -1,14 +1,17 @@
 """Cache keys: what makes two feature arrays interchangeable.
 
 A store's fingerprint is a hash of explicit fields (encoder name and version, weights identity,
-resolved configuration, preprocessing, noise, dtypes, schema version), never of pickled code.
-Each clip additionally records the content hash of its input, so an edited media file or
-transcript is re-extracted while untouched clips are reused. Batch size, worker count and
-progress flags never enter a fingerprint.
+resolved configuration, preprocessing, noise, dtypes, schema version), never of pickled code;
+:func:`fingerprint_fields` is the one place that puts them together. Each clip additionally
+records the content hash of its input, so an edited media file or transcript is re-extracted
+while untouched clips are reused. Batch size, worker count and progress flags never enter a
+fingerprint.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -38,6 +41,118 @@ def _default(value: Any) -> Any:
 def fingerprint(fields: Mapping[str, Any]) -> str:
     """A 32-hex-digit hash of ``fields`` (a JSON-able mapping)."""
     return hashlib.sha256(canonical_json(fields).encode("utf-8")).hexdigest()[:32]
+
+
+def fingerprint_fields(encoder: Any, stage: Any, *, dtype: str,
+                       storage_dtype: str) -> dict[str, Any]:
+    """Every field of a store's fingerprint, for ``encoder`` fed by ``stage``.
+
+    ``encoder`` declares its name, version, weights identity, resolved config and the input
+    preparation it needs (:class:`~mer_features.encoders.base.Encoder`); ``stage``
+    (:mod:`mer_features.pipeline.stages`) holds the modality's decoding options and the noise
+    acting on it. Added here: the decoders' identities (audio and video), the face tracker's
+    rules, the canonical noise spec and seed, the compute dtype (when it changes the output),
+    the storage dtype and the store's schema version. Fields added to this list after stores
+    were written are listed in :data:`ADDED_FIELDS`.
+    """
+    from mer_features.noise.spec import canonical
+    from mer_features.store.schema import SCHEMA_VERSION
+
+    preprocessing = dict(encoder.preprocessing())
+    preprocessing.update(_stage_fields(stage))
+    noise = stage.noise
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "modality": encoder.modality,
+        "encoder": encoder.name,
+        "encoder_version": encoder.version,
+        "weights": encoder.weights_identity(),
+        "config": dataclasses.asdict(encoder.config),
+        "preprocessing": preprocessing,
+        "noise": {"spec": canonical(noise), "seed": int(stage.seed)} if noise is not None else None,
+        "compute_dtype": dtype if encoder.uses_dtype else "fp32",
+        "storage_dtype": storage_dtype,
+    }
+
+
+def _stage_fields(stage: Any) -> dict[str, Any]:
+    """The modality's preprocessing: what the stage decodes with, and how."""
+    if stage.name == "audio":
+        from mer_features.decode.audio import AUDIO_DECODER
+
+        return {"decoder": AUDIO_DECODER}
+    if stage.name == "text":
+        return {"text_column": stage.text_column}
+    if stage.name == "video":
+        from importlib.metadata import version
+
+        from mer_features.decode.faces import ALIGNMENT, FACE_DETECTOR
+        from mer_features.decode.video import VIDEO_DECODER
+
+        tracker = stage.face_tracker()
+        return {"fps": stage.options.fps, "max_frames": stage.options.max_frames,
+                "decoder": VIDEO_DECODER, "face_detector": FACE_DETECTOR,
+                "face_detector_version": version("facenet-pytorch"),
+                "face_size": tracker.face_size, "margin": tracker.margin,
+                "min_face_size": tracker.min_face_size, "thresholds": list(tracker.thresholds),
+                "alignment": ALIGNMENT}
+    return {}
+
+
+# --------------------------------------------------------------------------------------------
+# Fields added to the fingerprint later
+
+ADDED_FIELDS: tuple[tuple[str, tuple[str, ...], Any], ...] = (
+    # (modality, path of the field, the value every store written without it was made with)
+    ("audio", ("preprocessing", "decoder"), "soundfile+soxr_hq|decord"),  # mer_features 0.1.0
+)
+"""Fields that joined the fingerprint after stores had been written without them.
+
+Adding such a field changed no number: a store that lacks it holds features made with the
+value given here. :func:`with_added_fields` fills it in before fingerprints are compared, so
+such a store is still compatible (its clips are not extracted again) and is re-stamped with
+the full fields when it is next written. When the value later changes (another decoder), old
+stores then differ from new ones, as they should."""
+
+
+def with_added_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` (a store's fingerprint fields) with every field of :data:`ADDED_FIELDS` that
+    it lacks filled in with the value it was made with."""
+    out = copy.deepcopy(dict(fields))
+    for modality, path, value in ADDED_FIELDS:
+        if out.get("modality") != modality:
+            continue
+        node: Any = out
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.setdefault(path[-1], value)
+    return out
+
+
+def same_features(stored: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether a store's fields and another's (or a run's) describe interchangeable features,
+    once fields added later are filled in (:func:`with_added_fields`)."""
+    return fingerprint(with_added_fields(stored)) == fingerprint(with_added_fields(current))
+
+
+def known_fingerprints(fields: Mapping[str, Any]) -> set[str]:
+    """Every fingerprint features with these fields have carried: the current one, and the
+    one from before each field of :data:`ADDED_FIELDS` that holds its historic value (a
+    re-stamped store is the same features as a run recorded under its older fingerprint)."""
+    full = with_added_fields(fields)
+    known = {fingerprint(full)}
+    older = copy.deepcopy(full)
+    for modality, path, value in reversed(ADDED_FIELDS):
+        if older.get("modality") != modality:
+            continue
+        node: Any = older
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and node.get(path[-1]) == value:
+            del node[path[-1]]
+            known.add(fingerprint(older))
+    return known
 
 
 def file_hash(path: str | Path) -> str:

@@ -9,65 +9,68 @@ arguments; 130 interrupted; 141 the output pipe was closed (``mer-heads ... | he
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+from dataclasses import fields
 
+from mer_heads.config import DataConfig, HeadConfig, SemiSettings, cli_help
 from mer_heads.errors import MerHeadsError, ParameterError
-
-MODELS = ("attention", "concat", "fbp", "logreg", "svm")
-
-
-def _head_params(args: argparse.Namespace) -> dict:
-    return dict(model=args.model, folds=args.folds, epochs=args.epochs, seed=args.seed,
-                seeds=args.seeds, hidden=args.hidden, dropout=args.dropout, lr=args.lr,
-                weight_decay=args.weight_decay, batch_size=args.batch_size,
-                valence_weight=args.valence_weight, C=args.C, precision=args.precision,
-                device=args.device)
+from mer_heads.heads import heads_using
 
 
-def _data_params(args: argparse.Namespace) -> dict:
-    return dict(manifest=args.manifest, input=args.input, join=args.join, layers=args.layers,
-                max_frames=args.max_frames)
+def add_options(parser, cls: type, only: tuple[str, ...] | None = None) -> None:
+    """One option per field of the settings dataclass ``cls`` (or of the fields ``only``):
+    flag, type, choices and help (with the default) come from the field. An option not given
+    is left out of the parsed arguments, so the dataclass's own default applies."""
+    for f in fields(cls):
+        meta = f.metadata
+        if not meta.get("flag") or (only is not None and f.name not in only):
+            continue
+        choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
+        kind = {"int": int, "float": float}.get(str(f.type).split(" |")[0])
+        parser.add_argument(meta["flag"], dest=f.name, type=kind, choices=choices,
+                            metavar=meta["metavar"], default=argparse.SUPPRESS,
+                            help=cli_help(f, heads_using))
+
+
+def _given(args: argparse.Namespace, cls: type) -> dict:
+    return {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+
+
+def _configs(args: argparse.Namespace) -> dict:
+    """The head's and the loading's settings of a command's arguments."""
+    return dict(head=HeadConfig(**_given(args, HeadConfig)),
+                loading=DataConfig(**_given(args, DataConfig)))
 
 
 def _set_threads(args: argparse.Namespace) -> None:
-    if getattr(args, "threads", None):
-        import torch
+    from mer_heads.runtime import set_threads
 
-        torch.set_num_threads(args.threads)
-
-
-SEMI_OPTIONS = {"semi_rounds": ("--semi-rounds", "rounds"),
-                "semi_threshold": ("--semi-threshold", "threshold"),
-                "semi_quantile": ("--semi-quantile", "quantile"),
-                "semi_teacher": ("--semi-teacher", "teacher")}
-"""Options of --semi (parsed as None when absent, so a stray one can be refused) and the
-:class:`~mer_heads.semi.SemiSettings` field each sets."""
+    set_threads(getattr(args, "threads", None))
 
 
-def _semi_settings(args: argparse.Namespace):
-    from mer_heads.semi import SemiSettings
-
-    given = {dest: getattr(args, dest) for dest in SEMI_OPTIONS if getattr(args, dest) is not None}
-    if args.semi is None and args.hide_labels is None:
+def _semi_settings(args: argparse.Namespace) -> SemiSettings | None:
+    """--semi's settings, None without --semi and --hide-labels; its other options alone are
+    refused (they would do nothing)."""
+    given = _given(args, SemiSettings)
+    if "strategy" not in given and "hide_labels" not in given:
         if given:
-            raise ParameterError(f"{', '.join(SEMI_OPTIONS[d][0] for d in given)} only act(s) "
-                                 "with --semi STRATEGY (threshold, class-quantile, "
-                                 "weak-reinforce) or --hide-labels; add one, or drop the option.")
+            flags = ", ".join(f.metadata["flag"] for f in fields(SemiSettings) if f.name in given)
+            raise ParameterError(f"{flags} only act(s) with --semi STRATEGY (threshold, "
+                                 "class-quantile, weak-reinforce) or --hide-labels; add one, "
+                                 "or drop the option.")
         return None
-    return SemiSettings(strategy=args.semi or "none", hide_labels=args.hide_labels,
-                        **{SEMI_OPTIONS[d][1]: v for d, v in given.items()}).check()
+    return SemiSettings(**given)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from mer_heads.experiment import fit_run
+    from mer_heads.experiments.fit import fit_run
 
     semi = _semi_settings(args)
+    configs = _configs(args)
     _set_threads(args)
     result = fit_run(args.features, args.out, train_split=args.train_split,
-                     test_split=args.test_split, semi=semi, overwrite=args.overwrite,
-                     **_data_params(args), **_head_params(args))
+                     test_split=args.test_split, semi=semi, overwrite=args.overwrite, **configs)
     print(result.table())
     for note in result.metrics["notes"]:
         print(f"note: {note}", file=sys.stderr)
@@ -77,7 +80,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from mer_heads.experiment import predict_run
+    from mer_heads.experiments.fit import predict_run
 
     result = predict_run(args.run, args.out, args.features, join=args.join)
     for note in result.notes:
@@ -87,6 +90,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
     from mer_heads.metrics import evaluate_files
 
     scores, notes = evaluate_files(args.pred, args.labels)
@@ -105,23 +110,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from mer_heads.ablation import ablate
+    from mer_heads.experiments.ablation import ablate
 
+    configs = _configs(args)
     _set_threads(args)
     result = ablate(args.features, args.out, train_split=args.train_split,
-                    overwrite=args.overwrite, **_data_params(args), **_head_params(args))
+                    overwrite=args.overwrite, **configs)
     print(result.markdown(), end="")
     print(f"{result.csv_path}, {result.markdown_path} ({result.seconds:.1f} s)")
     return 0
 
 
 def cmd_robustness(args: argparse.Namespace) -> int:
-    from mer_heads.robustness import robustness
+    from mer_heads.experiments.robustness import robustness
 
+    configs = _configs(args)
     _set_threads(args)
-    result = robustness(args.features, args.condition or [], args.out, sets=args.sets,
-                        train_split=args.train_split, test_split=args.test_split,
-                        overwrite=args.overwrite, **_data_params(args), **_head_params(args))
+    result = robustness(args.features or [], args.condition or [], args.out, sweep=args.sweep,
+                        sets=args.sets, train_split=args.train_split,
+                        test_split=args.test_split, overwrite=args.overwrite, **configs)
     print(result.markdown(), end="")
     print(f"{result.csv_path}, {result.markdown_path}, {result.json_path}, {result.png_path} "
           f"({result.seconds:.1f} s)")
@@ -139,47 +146,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _add_head_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--features", action="append", required=True, metavar="[KEY=]STORE",
+def _add_head_arguments(p: argparse.ArgumentParser, features_required: bool = True) -> None:
+    p.add_argument("--features", action="append", required=features_required,
+                   metavar="[KEY=]STORE",
                    help="feature store of one modality (repeat per modality); KEY names the "
                    "modality (default: the store's modality)")
-    p.add_argument("--manifest", help="take labels and splits from this CSV instead of the stores")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier result in --out (otherwise refused)")
-    p.add_argument("--model", default="attention", choices=MODELS,
-                   help="attention (MER 2023 baseline), concat, fbp (factorised bilinear "
-                   "pooling), logreg, svm (default attention)")
-    p.add_argument("--input", default="utterance", choices=["utterance", "frames"],
-                   help="utterance vectors, or frame matrices with a temporal head")
-    p.add_argument("--layers", default="mean", choices=["mean", "flatten"],
-                   help="utterance arrays of shape (layers, dim): average the layers or flatten")
-    p.add_argument("--max-frames", type=int, default=64,
-                   help="frame input: at most this many frames per clip (segment means)")
-    p.add_argument("--join", default="exact", choices=["exact", "inner"],
-                   help="exact: stores must hold the same clips; inner: use the common ones")
+    add_options(p, DataConfig)
     p.add_argument("--train-split", help="train on clips of this split only")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--seeds", type=int, default=1, help="models per fold (an ensemble)")
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--dropout", type=float, default=0.3, help="in [0, 1) (default 0.3)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam's step size, > 0 "
-                   "(default 0.001)")
-    p.add_argument("--weight-decay", type=float, default=1e-5,
-                   help="Adam's L2 weight decay, >= 0 (default 1e-5)")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="clips per step per model (default: a fold's training clips / 4, "
-                   "within 32-1024)")
-    p.add_argument("--valence-weight", type=float, default=1.0,
-                   help="weight of the valence MSE in the training loss, >= 0 (default 1)")
-    p.add_argument("-C", type=float, default=1.0, dest="C",
-                   help="inverse regularisation of logreg/svm, > 0 (default 1)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="bf16: matrix products in bfloat16; auto: bf16 where native (default)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu); "
-                   "the neural models' device")
+    add_options(p, HeadConfig)
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="CPU threads for torch (default: torch's, i.e. all cores; small runs "
                    "use one). On a machine shared with other jobs, 1 is often faster")
@@ -198,23 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "RUN_DIR/metrics.json, the models, report.md and confusion.png.")
     _add_head_arguments(p)
     p.add_argument("--test-split", help="also predict (and score, if labelled) this split")
-    semi = p.add_argument_group("semi-supervised (MER-SEMI): pseudo-label unlabelled clips")
-    semi.add_argument("--semi", metavar="STRATEGY",
-                      help="none, threshold (confidence >= T), class-quantile (per predicted "
-                      "class, confidence >= its Q-quantile), weak-reinforce (threshold, only "
-                      "classes below the mean training frequency)")
-    semi.add_argument("--semi-rounds", type=int, default=None, metavar="R",
-                      help="pseudo-label and retrain R times (default 1)")
-    semi.add_argument("--semi-threshold", type=float, default=None, metavar="T",
-                      help="confidence threshold in (0, 1] (default 0.8)")
-    semi.add_argument("--semi-quantile", type=float, default=None, metavar="Q",
-                      help="class-quantile: quantile in [0, 1] (default 0.8)")
-    semi.add_argument("--semi-teacher", default=None, metavar="fold|ensemble",
-                      help="fold: each fold's own models label its pool (no held-out label "
-                      "leaks; default); ensemble: the mean of all fold models")
-    semi.add_argument("--hide-labels", type=float, default=None, metavar="FRACTION",
-                      help="simulation: hide this fraction of the labels (stratified, seeded), "
-                      "use those clips as the pool and report the pseudo-labels' accuracy")
+    add_options(p.add_argument_group("semi-supervised (MER-SEMI): pseudo-label unlabelled "
+                                     "clips"), SemiSettings)
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("predict", help="MER 2023 submission (name,discrete,valence) from a run",
@@ -224,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stores to predict, one per modality in the run's order (default: the "
                    "run's training stores)")
     p.add_argument("--out", required=True, help="CSV to write (replaced if it exists)")
-    p.add_argument("--join", default="exact", choices=["exact", "inner"])
+    p.add_argument("--join", default="exact", choices=DataConfig.__dataclass_fields__[
+        "join"].metadata["choices"], help="exact: stores must hold the same clips; inner: use "
+        "the common ones (default exact)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="official scores of a prediction file",
@@ -248,11 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "score each --condition (stores extracted with `mer-features extract "
                        "--noise`) on the held-out clips, each predicted by the fold model that "
                        "never saw it. Writes OUT/robustness.md, .csv, .json and .png.")
-    _add_head_arguments(p)
+    _add_head_arguments(p, features_required=False)
     p.add_argument("--condition", action="append", nargs="+", metavar="[LABEL] KEY=STORE",
                    help="one corrupted version of the data: an optional label (default: from "
                    "the stores' noise spec, e.g. '10 dB pink') and the corrupted store of each "
                    "modality it changes; the others keep their clean store. Repeat per level")
+    p.add_argument("--sweep", metavar="FILE",
+                   help="the JSON file `mer-features sweep` writes: each of its levels is a "
+                   "condition (labelled as the file says), and its clean store is the swept "
+                   "modality's unless --features names that modality")
     p.add_argument("--sets", default="all", choices=["all", "minimal"],
                    help="modality sets: every combination (default), or each modality alone "
                    "and all together")

@@ -3,7 +3,20 @@
 Every error the package raises on purpose derives from :class:`MerHeadsError`, so a caller (the
 CLI included) can catch the package's failures without catching programming errors. Messages
 say what is wrong, where, and what to do.
+
+Two names come from elsewhere, so the project has one class for each idea:
+
+* :class:`FingerprintMismatchError` is :mod:`mer_features`' own (stores made with another
+  configuration than a run's); it derives from ``MerFeaturesError``, which the CLI reports the
+  same way.
+* :class:`NotFittedError` subclasses scikit-learn's ``NotFittedError`` (so
+  ``except sklearn.exceptions.NotFittedError`` catches it) and :class:`MerHeadsError`. It is made
+  on first use: importing scikit-learn takes seconds, and ``mer-heads --help`` must not.
 """
+
+from __future__ import annotations
+
+from mer_features.errors import FingerprintMismatchError
 
 
 class MerHeadsError(Exception):
@@ -31,9 +44,28 @@ class RunError(MerHeadsError):
     """A run directory is missing, incomplete, or does not match the stores given to it."""
 
 
-class FingerprintMismatchError(RunError):
-    """Stores given to ``predict`` were made with another configuration than the run's."""
+SHOWN = 5
+"""How many names an error message lists before ``...``."""
 
 
-class NotFittedError(MerHeadsError, AttributeError):
-    """An estimator was used before ``fit``."""
+def listed(items, sep: str = ", ", most: int = SHOWN) -> str:
+    """The first ``most`` of ``items`` (strings) joined by ``sep``, and `` ...`` if there are
+    more: how a message names what it is about."""
+    items = list(items)
+    return sep.join(items[:most]) + (" ..." if len(items) > most else "")
+
+
+def __getattr__(name: str) -> type:
+    if name == "NotFittedError":
+        from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+        cls = type("NotFittedError", (MerHeadsError, SklearnNotFittedError), {
+            "__doc__": "An estimator was used before ``fit`` (scikit-learn's NotFittedError).",
+            "__module__": __name__})
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["DataError", "FingerprintMismatchError", "LabelError", "MerHeadsError",
+           "NotFittedError", "OutputError", "ParameterError", "RunError", "listed"]

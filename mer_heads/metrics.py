@@ -17,16 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from mer_features import EMOTIONS
-from mer_heads.errors import LabelError
-from mer_heads.labels import VALENCE_SCALE, read_label_table
+from mer_heads.data.labels import VALENCE_SCALE, read_label_table
+from mer_heads.errors import LabelError, listed
 
 VALENCE_WEIGHT = 0.25
 """Weight of the valence MSE in the combined metric."""
 VALENCE_RANGE = VALENCE_SCALE
 """The MER 2023 valence scale; predictions are clipped to it (a linear output extrapolates far
 outside it on features unlike the training ones, e.g. under noise)."""
-
-_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -99,15 +97,14 @@ def evaluate_files(pred_path: str | Path, labels_path: str | Path) -> tuple[Scor
     lacking = [truth.names[i] for i in labelled if truth.names[i] not in by_name]
     if lacking:
         raise LabelError(f"The prediction file '{pred_path}' lacks {len(lacking)} of the "
-                         f"{len(labelled)} labelled clips ({', '.join(lacking[:_SHOWN])}"
-                         f"{' ...' if len(lacking) > _SHOWN else ''}); predict every clip.")
+                         f"{len(labelled)} labelled clips ({listed(lacking)}); predict every "
+                         "clip.")
     rows = np.array([by_name[truth.names[i]] for i in labelled], dtype=np.int64)
     pred = preds.discrete[rows]
     empty = [preds.names[r] for r, p in zip(rows, pred) if not p]
     if empty:
         raise LabelError(f"The prediction file '{pred_path}' has no discrete label for "
-                         f"{len(empty)} clip(s) ({', '.join(empty[:_SHOWN])}"
-                         f"{' ...' if len(empty) > _SHOWN else ''}).")
+                         f"{len(empty)} clip(s) ({listed(empty)}).")
     true_v = truth.valence[labelled]
     pred_v = preds.valence[rows]
     if np.isfinite(true_v).any():
@@ -120,7 +117,7 @@ def evaluate_files(pred_path: str | Path, labels_path: str | Path) -> tuple[Scor
             if gaps:
                 raise LabelError(f"The prediction file '{pred_path}' has no valence for "
                                  f"{len(gaps)} clip(s) that have one in '{labels_path}' "
-                                 f"({', '.join(gaps[:_SHOWN])}{' ...' if len(gaps) > _SHOWN else ''}).")
+                                 f"({listed(gaps)}).")
     else:
         true_v = pred_v = None
         notes.append("the labels carry no valence: scored on F1 alone")

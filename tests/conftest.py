@@ -26,8 +26,26 @@ def _private_hash_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ["MER_FEATURES_CACHE"] = old
 
 
+_RUNNING: list[pytest.Item] = []
+
+
+@pytest.fixture(autouse=True)
+def _running_test(request: pytest.FixtureRequest):
+    """Remembers the test being run, so that :func:`shared_data` can check its marker."""
+    _RUNNING.append(request.node)
+    yield
+    _RUNNING.pop()
+
+
 def shared_data(*parts: str) -> Path:
-    """Path under ../shared/data; skips the test when it is absent."""
+    """Path under ../shared/data; skips the test when it is absent.
+
+    A test reading it must be marked ``@pytest.mark.shared_data`` (``make test-quick`` leaves
+    those out); an unmarked one fails here, so the marker cannot be forgotten.
+    """
+    if _RUNNING and _RUNNING[-1].get_closest_marker("shared_data") is None:
+        pytest.fail(f"{_RUNNING[-1].nodeid} reads ../shared/data: mark it "
+                    "@pytest.mark.shared_data", pytrace=False)
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"real data not available at {path}")

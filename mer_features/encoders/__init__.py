@@ -4,11 +4,11 @@ Importing this package registers the built-in encoders; :func:`create_encoder` b
 a spec such as ``egemaps`` or ``hf:/models/hubert-base``.
 """
 
-from mer_features.encoders.base import (AudioInput, Encoded, Encoder, OutputSpec, create_encoder,
+from mer_features.encoders.base import (Encoded, Encoder, OutputSpec, create_encoder,
                                         known_encoders, register_encoder)
 from mer_features.encoders import fer, hf_audio, hf_vision, opensmile, text  # noqa: F401  (registration)
 
 DEFAULT_ENCODERS = {"audio": "egemaps", "text": "minilm", "video": "fer"}
 
-__all__ = ["AudioInput", "Encoded", "Encoder", "OutputSpec", "create_encoder", "known_encoders",
+__all__ = ["Encoded", "Encoder", "OutputSpec", "create_encoder", "known_encoders",
            "register_encoder", "DEFAULT_ENCODERS"]

@@ -52,7 +52,8 @@ from typing import Any
 
 import numpy as np
 
-from mer_features.encoders.base import Encoded, Encoder, FaceInput, OutputSpec, register_encoder
+from mer_features.decode.inputs import FaceInput
+from mer_features.encoders.base import Encoded, Encoder, OutputSpec, register_encoder
 from mer_features.errors import ClipError, EncoderError
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

@@ -26,10 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from mer_features.encoders.base import AudioInput, Encoded, Encoder, OutputSpec, register_encoder
-from mer_features.encoders.hf_common import (autocast, check_layer, load_config,
-                                             resolve_model_dir, select_layers, weights_identity)
-from mer_features.errors import ClipError, EncoderError
+from mer_features.decode.inputs import AudioInput
+from mer_features.encoders.base import Encoded, Encoder, OutputSpec, register_encoder
+from mer_features.encoders.hf_common import (autocast, check_layer, check_model_type,
+                                             half_linear_weights, hidden_shapes, load_config,
+                                             load_model, resolve_model_dir, select_layers,
+                                             weights_identity)
+from mer_features.errors import ClipError
 
 _CPU_FAST_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
 """Compute dtypes with the unfolded CPU feature encoder, by torch dtype name."""
@@ -67,12 +70,7 @@ class HFAudioEncoder(Encoder):
         super().__init__(config)
         self._dir, self._origin = resolve_model_dir(config.model)
         self._hf_config = load_config(self._dir)
-        model_type = getattr(self._hf_config, "model_type", "?")
-        if model_type not in SUPPORTED_TYPES:
-            raise EncoderError(
-                f"'{config.model}' is a '{model_type}' model; the hf audio encoder takes "
-                f"{', '.join(SUPPORTED_TYPES)}."
-            )
+        check_model_type(self._hf_config, SUPPORTED_TYPES, config.model, "hf audio encoder takes")
         strides = list(self._hf_config.conv_stride)
         kernels = list(self._hf_config.conv_kernel)
         self.hop = int(np.prod(strides))
@@ -86,9 +84,7 @@ class HFAudioEncoder(Encoder):
         return weights_identity(self._dir, self._origin)
 
     def output_spec(self) -> OutputSpec:
-        dim = int(self._hf_config.hidden_size)
-        layers = int(self._hf_config.num_hidden_layers) + 1
-        shape = (layers, dim) if self.config.layer == "all" else (dim,)
+        shape, dim = hidden_shapes(self._hf_config, self.config.layer)
         return OutputSpec(utterance_shape=shape, frame_dim=dim,
                           frame_rate=self.config.sample_rate / self.hop)
 
@@ -102,13 +98,8 @@ class HFAudioEncoder(Encoder):
             return
         super().load(device, dtype)
         import torch
-        from transformers import AutoModel
 
-        try:
-            model = AutoModel.from_pretrained(str(self._dir), local_files_only=True)
-        except Exception as e:
-            raise EncoderError(f"Cannot load '{self.config.model}' with transformers: {e}") from e
-        model.eval().requires_grad_(False)
+        model = load_model(self._dir, self.config.model)
         self._lengths = _LengthHolder()
         if dtype in _CPU_FAST_DTYPES and device == "cpu" and _plain_convolutions(model.feature_extractor):
             # On CPU the unfolded matrix products beat oneDNN's 1-d convolutions in fp32 too
@@ -124,13 +115,7 @@ class HFAudioEncoder(Encoder):
         if stacked is not None and len(stacked) > 1:
             for layer in list(stacked)[:-1]:
                 layer.register_forward_hook(self._zero_padding_hook)
-        if dtype in ("bf16", "fp16"):
-            # Matrix weights stored in half precision once, instead of autocast casting them
-            # on every forward; norms and the residual stream stay fp32 under autocast.
-            half = torch.bfloat16 if dtype == "bf16" else torch.float16
-            for module in model.modules():
-                if isinstance(module, torch.nn.Linear):
-                    module.to(half)
+        half_linear_weights(model, dtype)
         self.model = model.to(device)
         self.normalize = _wants_normalize(self._dir)
         self._torch = torch

@@ -69,6 +69,24 @@ def select_layers(hidden_states: tuple, layer: str):
     return last4, torch.stack(hidden_states)
 
 
+def check_model_type(hf_config: Any, supported: tuple[str, ...], name: str, takes: str) -> str:
+    """The config's ``model_type``; an EncoderError names the model and what ``takes`` the
+    encoder takes when it is not among ``supported``."""
+    model_type = getattr(hf_config, "model_type", "?")
+    if model_type not in supported:
+        raise EncoderError(f"'{name}' is a '{model_type}' model; the {takes} "
+                           f"{', '.join(supported)}.")
+    return model_type
+
+
+def hidden_shapes(hf_config: Any, layer: str) -> tuple[tuple[int, ...], int]:
+    """(utterance shape, frame dimension) of a model with this config: the utterance is
+    (layers + 1, hidden) for ``layer="all"`` (every hidden state), else (hidden,)."""
+    dim = int(hf_config.hidden_size)
+    layers = int(hf_config.num_hidden_layers) + 1
+    return ((layers, dim) if layer == "all" else (dim,)), dim
+
+
 def load_config(model_dir: Path) -> Any:
     """The checkpoint's ``transformers`` config, read from its folder (never fetched)."""
     from transformers import AutoConfig
@@ -77,6 +95,32 @@ def load_config(model_dir: Path) -> Any:
         return AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
     except Exception as e:
         raise EncoderError(f"Cannot read the model config in '{model_dir}': {e}") from e
+
+
+def load_model(model_dir: Path, name: str, **kwargs: Any) -> Any:
+    """The checkpoint's ``transformers`` model, read from its folder (never fetched), in eval
+    mode with its weights frozen; ``name`` says which encoder in the error."""
+    from transformers import AutoModel
+
+    try:
+        model = AutoModel.from_pretrained(str(model_dir), local_files_only=True, **kwargs)
+    except Exception as e:
+        raise EncoderError(f"Cannot load '{name}' with transformers: {e}") from e
+    return model.eval().requires_grad_(False)
+
+
+def half_linear_weights(model: Any, dtype: str) -> None:
+    """In bf16 or fp16, store the model's matrix weights (``nn.Linear``) in that precision
+    once, instead of autocast casting them on every forward; embeddings, norms and the
+    residual stream stay fp32 under autocast. Nothing changes in fp32."""
+    if dtype not in ("bf16", "fp16"):
+        return
+    import torch
+
+    half = torch.bfloat16 if dtype == "bf16" else torch.float16
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.to(half)
 
 
 def autocast(device: str, dtype: str):

@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from mer_features.encoders.base import Encoded, Encoder, FaceInput, OutputSpec, register_encoder
-from mer_features.encoders.hf_common import (autocast, check_layer, resolve_model_dir,
-                                             select_layers, weights_identity)
+from mer_features.decode.inputs import FaceInput
+from mer_features.encoders.base import Encoded, Encoder, OutputSpec, register_encoder
+from mer_features.encoders.hf_common import (autocast, check_layer, load_model,
+                                             resolve_model_dir, select_layers, weights_identity)
 from mer_features.errors import ClipError, EncoderError
 
 IMAGE_TYPES = ("clip", "clip_vision_model", "vit", "vit_mae", "dinov2")
@@ -104,16 +105,12 @@ class HFVisionEncoder(Encoder):
             return
         super().load(device, dtype)
         import torch
-        from transformers import AutoModel
 
         kwargs = {"mask_ratio": 0.0} if self.model_type == "vit_mae" else {}
-        try:
-            model = AutoModel.from_pretrained(str(self._dir), local_files_only=True, **kwargs)
-        except Exception as e:
-            raise EncoderError(f"Cannot load '{self.config.model}' with transformers: {e}") from e
+        model = load_model(self._dir, self.config.model, **kwargs)
         if self.model_type == "clip":
             model = model.vision_model
-        self.model = model.eval().requires_grad_(False).to(device)
+        self.model = model.to(device)
         self._torch = torch
 
     def encode_batch(self, items: Sequence[FaceInput]) -> list[Encoded | ClipError]:

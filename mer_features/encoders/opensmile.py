@@ -6,7 +6,7 @@ so it runs inside the decoding workers and scales with ``--workers``.
 
 openSMILE's Python wrapper hands the signal to its C core as 16-bit PCM (``x * 32768`` cast to
 int16), which wraps anything at or beyond full scale around to the other sign (+1.0 becomes
--32768): a loud clip turns into garbage features. :func:`mer_features.media.decode_audio`
+-32768): a loud clip turns into garbage features. :func:`mer_features.decode.audio.decode_audio`
 already keeps every sample within +-1 (and records what it did); this module saturates at the
 int16 range once more, so no input, however it was made, can wrap. Version 2 of these encoders
 is the first with both guards (version 1 stores may hold wrapped clips).
@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from mer_features.encoders.base import AudioInput, Encoded, Encoder, OutputSpec, register_encoder
+from mer_features.decode.inputs import AudioInput
+from mer_features.encoders.base import Encoded, Encoder, OutputSpec, register_encoder
 from mer_features.errors import ClipError, EncoderError
 from mer_features.fingerprint import file_hash
 

@@ -37,9 +37,12 @@ from typing import Any
 
 import numpy as np
 
-from mer_features.encoders.base import Encoded, Encoder, OutputSpec, TextInput, register_encoder
-from mer_features.encoders.hf_common import (autocast, check_layer, load_config,
-                                             resolve_model_dir, select_layers, weights_identity)
+from mer_features.decode.inputs import TextInput
+from mer_features.encoders.base import Encoded, Encoder, OutputSpec, register_encoder
+from mer_features.encoders.hf_common import (autocast, check_layer, check_model_type,
+                                             half_linear_weights, hidden_shapes, load_config,
+                                             load_model, resolve_model_dir, select_layers,
+                                             weights_identity)
 from mer_features.errors import ClipError, EncoderError
 
 # Each checked on a tiny checkpoint: batched == one by one, frames == text tokens, full length.
@@ -104,12 +107,8 @@ class HFTextEncoder(Encoder):
         super().__init__(config)
         self._dir, self._origin = self._locate()
         self._hf_config = load_config(self._dir)
-        model_type = getattr(self._hf_config, "model_type", "?")
-        if model_type not in SUPPORTED_TYPES:
-            raise EncoderError(
-                f"'{self.describe()}' is a '{model_type}' model; the hf text encoder takes "
-                f"encoder-only models: {', '.join(SUPPORTED_TYPES)}."
-            )
+        check_model_type(self._hf_config, SUPPORTED_TYPES, self.describe(),
+                         "hf text encoder takes encoder-only models:")
         self.tokenizer = _load_tokenizer(self._dir)
         vocab_size = getattr(self._hf_config, "vocab_size", None)
         if vocab_size and len(self.tokenizer) > vocab_size:
@@ -156,9 +155,7 @@ class HFTextEncoder(Encoder):
         return weights_identity(self._dir, self._origin)
 
     def output_spec(self) -> OutputSpec:
-        dim = int(self._hf_config.hidden_size)
-        layers = int(self._hf_config.num_hidden_layers) + 1
-        shape = (layers, dim) if self.config.layer == "all" else (dim,)
+        shape, dim = hidden_shapes(self._hf_config, self.config.layer)
         return OutputSpec(utterance_shape=shape, frame_dim=dim, frame_rate=None)
 
     def preprocessing(self) -> dict[str, Any]:
@@ -171,20 +168,9 @@ class HFTextEncoder(Encoder):
             return
         super().load(device, dtype)
         import torch
-        from transformers import AutoModel
 
-        try:
-            model = AutoModel.from_pretrained(str(self._dir), local_files_only=True)
-        except Exception as e:
-            raise EncoderError(f"Cannot load '{self.describe()}' with transformers: {e}") from e
-        model.eval().requires_grad_(False)
-        if dtype in ("bf16", "fp16"):
-            # Matrix weights stored in half precision once instead of cast on every forward;
-            # embeddings, norms and the residual stream stay fp32 under autocast.
-            half = torch.bfloat16 if dtype == "bf16" else torch.float16
-            for module in model.modules():
-                if isinstance(module, torch.nn.Linear):
-                    module.to(half)
+        model = load_model(self._dir, self.describe())
+        half_linear_weights(model, dtype)
         self.model = model.to(device)
         self._accepts = set(inspect.signature(model.forward).parameters)
         self._torch = torch

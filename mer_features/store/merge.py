@@ -15,13 +15,13 @@ import h5py
 import numpy as np
 
 from mer_features.errors import FingerprintMismatchError, StoreError
-from mer_features.fingerprint import diff_fields
-from mer_features.store.checksums import (Checker, Damage, damaged_names, decode, read_rows,
-                                          read_strings)
-from mer_features.store.files import (_WRITE_ERRORS, _acquire_lock, _atomic_write, _listing,
-                                      _store_path, _write_error)
-from mer_features.store.reader import (_BLOCK, _STR_COLUMNS, ClipRecord, FeatureStore, StoreHeader,
-                                       pending_parts)
+from mer_features.fingerprint import diff_fields, same_features, with_added_fields
+from mer_features.store.checksums import (STR_COLUMNS, Checker, Damage, damaged_names, decode,
+                                          read_rows, read_strings)
+from mer_features.store.disk import WRITE_ERRORS, acquire_lock, listing, store_path, write_error
+from mer_features.store.hdf5 import write_store_file
+from mer_features.store.reader import FeatureStore, pending_parts
+from mer_features.store.schema import BLOCK, ClipRecord, StoreHeader
 
 
 class _Source:
@@ -40,7 +40,7 @@ class _Source:
         try:
             f = self.store._file
             n = len(self.store.names)
-            raw = {c: read_strings(f["clips"][c]) for c in _STR_COLUMNS}
+            raw = {c: read_strings(f["clips"][c]) for c in STR_COLUMNS}
             self.damage = Damage()
             if scan and self.store.checksummed:
                 self.damage = Checker(f, raw["name"]).scan()
@@ -131,7 +131,7 @@ def _merge(path: Path, header: StoreHeader, sources: list[tuple[Path, set[int] |
                                      f"'{source_path}'; shards must not overlap.")
                 where[name] = (si, ri)
         names = sorted(where)
-        _atomic_write(path, header, len(names), _merged_rows(opened, where, names, labels or {}))
+        write_store_file(path, header, len(names), _merged_rows(opened, where, names, labels or {}))
     finally:
         for src in opened:
             src.close()
@@ -140,8 +140,8 @@ def _merge(path: Path, header: StoreHeader, sources: list[tuple[Path, set[int] |
 
 def _merged_rows(sources: list[_Source], where: dict[str, tuple[int, int]], names: list[str],
                  labels: LabelMap) -> Iterator[ClipRecord]:
-    for start in range(0, len(names), _BLOCK):
-        block = names[start:start + _BLOCK]
+    for start in range(0, len(names), BLOCK):
+        block = names[start:start + BLOCK]
         by_source: dict[int, list[int]] = {}
         for name in block:
             si, ri = where[name]
@@ -159,12 +159,13 @@ def _merged_rows(sources: list[_Source], where: dict[str, tuple[int, int]], name
 
 def merge_stores(out: str | Path, shards: list[str | Path], *, overwrite: bool = False) -> int:
     """Merge shard stores into one, refusing different fingerprints, overlapping clips and
-    damaged shards.
+    damaged shards (shards stamped before a field joined the fingerprint count as equal, and
+    the merged store carries the full fields).
 
     The result equals, clip for clip, the store one process would have written (both are
     sorted by name). Returns the number of clips.
     """
-    out = _store_path(out)
+    out = store_path(out)
     shards = [Path(s) for s in shards]
     if not shards:
         raise StoreError("Nothing to merge: give at least one shard store.")
@@ -179,8 +180,9 @@ def merge_stores(out: str | Path, shards: list[str | Path], *, overwrite: bool =
             headers.append((store.fingerprint, store.fields, _header_of(store)))
     first_fp, first_fields, header = headers[0]
     for shard, (fp, fields, _) in zip(shards[1:], headers[1:]):
-        if fp != first_fp:
-            diffs = "; ".join(diff_fields(first_fields, fields)[:6])
+        if fp != first_fp and not same_features(first_fields, fields):
+            diffs = "; ".join(diff_fields(with_added_fields(first_fields),
+                                          with_added_fields(fields))[:6])
             raise FingerprintMismatchError(
                 f"Shard '{shard}' was made with another configuration than '{shards[0]}' "
                 f"(fingerprint {fp} vs {first_fp}; differences: {diffs}). Only shards of one "
@@ -191,16 +193,16 @@ def merge_stores(out: str | Path, shards: list[str | Path], *, overwrite: bool =
         if source.damage.rows:
             lost = source.damaged()
             raise StoreError(f"Shard '{shard}' is damaged: {len(lost)} clip(s) fail their "
-                             f"checksums ({_listing(lost)}). Re-run that shard's extraction (it "
+                             f"checksums ({listing(lost)}). Re-run that shard's extraction (it "
                              "extracts them again), then merge.")
     if out.exists() and not overwrite:
         raise StoreError(f"'{out}' exists; pass --overwrite to replace it, or another --out.")
-    lock = _acquire_lock(out)
+    lock = acquire_lock(out)
     try:
         try:
             return len(_merge(out, header, [(s, set()) for s in shards], overlap_ok=False))
-        except _WRITE_ERRORS as e:
-            raise _write_error(e, out.parent, f"merging {len(shards)} shard(s) into '{out}'",
+        except WRITE_ERRORS as e:
+            raise write_error(e, out.parent, f"merging {len(shards)} shard(s) into '{out}'",
                                "The shards are unchanged.") from e
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
@@ -212,7 +214,8 @@ def _header_of(store: FeatureStore) -> StoreHeader:
     extras = tuple((n, tuple(shape), dt) for n, shape, dt in json.loads(a.get("frame_extras", "[]")))
     rate = float(a["frame_rate"])
     return StoreHeader(modality=a["modality"], encoder=a["encoder"],
-                       encoder_version=a["encoder_version"], fields=store.fields,
+                       encoder_version=a["encoder_version"],
+                       fields=with_added_fields(store.fields),
                        utterance_shape=store.utterance_shape, frame_dim=store.frame_dim,
                        frame_rate=None if math.isnan(rate) else rate,
                        storage_dtype=a["storage_dtype"], frame_extras=extras)

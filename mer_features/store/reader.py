@@ -1,49 +1,5 @@
-"""Reading the HDF5 feature store; its layout (this docstring) and header.
-
-One file per (corpus, modality, encoder configuration).
-
-Layout (schema version 1, file format 2; ``n`` clips, ``T`` frames over all clips)::
-
-    /                     attrs: schema_version, format_version, fingerprint,
-                                 fingerprint_fields (JSON), modality, encoder, encoder_version,
-                                 weights (JSON), config (JSON), package_version,
-                                 utterance_shape (JSON), frame_dim, frame_rate, storage_dtype,
-                                 frame_extras (JSON)
-    /clips/name           (n,) str     sorted, unique
-    /clips/status         (n,) str     "ok", "failed", "empty" or "missing"
-    /clips/stage          (n,) str     where a failure happened ("" when ok)
-    /clips/reason         (n,) str     why ("" when ok)
-    /clips/input_hash     (n,) str     content hash of the clip's input (media file or text)
-    /clips/duration       (n,) f8      seconds of decoded input (NaN when unknown)
-    /clips/info           (n,) str     JSON with per-clip extras (noise draws, face stats...)
-    /clips/discrete       (n,) str     label copied from the manifest ("" when none)
-    /clips/valence        (n,) f4      label copied from the manifest (NaN when none)
-    /clips/split          (n,) str     copied from the manifest ("" when none)
-    /utterance            (n, *utterance_shape)   zeros for clips that are not "ok"
-    /frames/offset        (n,) i8      first row of the clip in /frames/data
-    /frames/length        (n,) i8      its number of frames
-    /frames/data          (T, frame_dim)
-    /frames/time          (T,) f4      frame centre times in seconds
-    /frames/<extra>       (T, ...)     optional per-frame extras named in the frame_extras
-                                       attribute (video: face box, detection prob, has_face)
-    /clips/checksum       (n, k) u4    CRC-32 of each clip's cells; attr ``columns`` names them
-
-Every numeric dataset is chunked with HDF5's fletcher32 filter, which HDF5 checks on every
-read; with /clips/checksum it makes a flipped bit anywhere a clean :class:`StoreError` instead
-of a wrong number (:mod:`.checksums`). Format 1 (schema 1 before checksums) lacks both; such
-stores are read unchecked and gain checksums when a writer next rewrites them. The format is
-not part of the fingerprint, since it never changes a number.
-
-Columns of one clip share one row index, so reading all utterance vectors is one slice and
-never touches the frame matrices.
-
-Crash safety: the store file is only ever replaced whole, by renaming a complete temporary file
-over it. While a run goes on, finished clips are written in small *parts*
-(``STORE.parts/part-*.h5``, each itself written to a temporary name and renamed), which are
-merged into the store at the end of the run, and along the way when they grow as large as the
-store. A killed run therefore leaves the last complete store plus complete parts; the next run
-merges them, and merging the same part twice gives the same result.
-"""
+"""Reading a feature store (:class:`FeatureStore`; layout: :mod:`.schema`) and finding the
+part files of an interrupted run."""
 
 from __future__ import annotations
 
@@ -52,7 +8,6 @@ import math
 import zlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,88 +15,10 @@ import h5py
 import numpy as np
 
 from mer_features import __version__
-from mer_features.errors import StoreError
-from mer_features.fingerprint import fingerprint
-from mer_features.store.checksums import (CHECKSUM, FORMAT_VERSION, STR_COLUMNS, Checker, Damage,
-                                          damaged_names, decode, little_endian, read_strings,
-                                          string_crcs)
-
-SCHEMA_VERSION = 1
-STATUSES = ("ok", "failed", "empty", "missing")
-_STR = h5py.string_dtype("utf-8")
-_STR_COLUMNS = STR_COLUMNS
-_BLOCK = 1024
-
-
-@dataclass(frozen=True)
-class StoreHeader:
-    """Store-level description; ``fields`` are the fingerprinted fields."""
-
-    modality: str
-    encoder: str
-    encoder_version: str
-    fields: dict[str, Any]
-    utterance_shape: tuple[int, ...]
-    frame_dim: int
-    frame_rate: float | None
-    storage_dtype: str = "float32"
-    frame_extras: tuple[tuple[str, tuple[int, ...], str], ...] = ()
-    """Per-frame extras: (name, trailing shape, dtype), stored as /frames/<name> (T, *shape)."""
-
-    @property
-    def fingerprint(self) -> str:
-        return fingerprint(self.fields)
-
-    def attrs(self) -> dict[str, Any]:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "format_version": FORMAT_VERSION,
-            "fingerprint": self.fingerprint,
-            "fingerprint_fields": json.dumps(self.fields, sort_keys=True),
-            "modality": self.modality,
-            "encoder": self.encoder,
-            "encoder_version": self.encoder_version,
-            "weights": json.dumps(self.fields.get("weights"), sort_keys=True),
-            "config": json.dumps(self.fields.get("config"), sort_keys=True),
-            "package_version": __version__,
-            "utterance_shape": json.dumps(list(self.utterance_shape)),
-            "frame_dim": int(self.frame_dim),
-            "frame_rate": float("nan") if self.frame_rate is None else float(self.frame_rate),
-            "storage_dtype": self.storage_dtype,
-            "frame_extras": json.dumps([[n, list(shape), dt] for n, shape, dt in self.frame_extras]),
-        }
-
-
-@dataclass
-class ClipRecord:
-    """One clip's result, as written to a store.
-
-    ``utterance`` has shape ``utterance_shape``; ``frames`` has shape (n_frames, frame_dim) and
-    ``frame_times`` (n_frames,). Clips that are not ``ok`` may leave all three None.
-    """
-
-    name: str
-    status: str = "ok"
-    stage: str = ""
-    reason: str = ""
-    utterance: np.ndarray | None = None
-    frames: np.ndarray | None = None
-    frame_times: np.ndarray | None = None
-    frame_extras: dict[str, np.ndarray] = field(default_factory=dict)
-    input_hash: str = ""
-    duration: float = math.nan
-    info: dict[str, Any] = field(default_factory=dict)
-    discrete: str = ""
-    valence: float = math.nan
-    split: str = ""
-
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.utterance, self.frames, self.frame_times) if a is not None)
-
-
-# --------------------------------------------------------------------------------------------
-# Reading
+from mer_features.errors import StoreError, first_line
+from mer_features.store.checksums import (CHECKSUM, STR_COLUMNS, Checker, Damage, damaged_names,
+                                          decode, little_endian, read_strings, string_crcs)
+from mer_features.store.schema import SCHEMA_VERSION, STATUSES, ClipRecord
 
 
 class FeatureStore:
@@ -191,7 +68,7 @@ class FeatureStore:
         except (KeyError, OSError, ValueError) as e:
             self._file.close()
             raise StoreError(f"Feature store '{self.path}' is damaged or incomplete "
-                             f"({_first_line(e)}). Move it away and extract again.") from e
+                             f"({first_line(e)}). Move it away and extract again.") from e
         except BaseException:
             self._file.close()
             raise
@@ -252,7 +129,7 @@ class FeatureStore:
     def column(self, name: str) -> np.ndarray:
         """A per-clip column of /clips (str columns as an object array of str)."""
         ds = self._file["clips"][name]
-        if name in _STR_COLUMNS:
+        if name in STR_COLUMNS:
             values = self._read(f"clips/{name}", lambda: ds.asstr()[()])
             if self.checksummed:
                 self._check_strings(name, values, 0)
@@ -305,7 +182,7 @@ class FeatureStore:
         i = self.index(name)
         clips = self._file["clips"]
         cells = {c: self._read(f"clips/{c}", lambda c=c: clips[c].asstr()[i], (i, i + 1))
-                 for c in _STR_COLUMNS}
+                 for c in STR_COLUMNS}
         numbers = {c: self._read(f"clips/{c}", lambda c=c: clips[c][i:i + 1], (i, i + 1))
                    for c in ("duration", "valence")}
         arrays: dict[str, np.ndarray] = {}
@@ -369,7 +246,7 @@ class FeatureStore:
         try:
             checker = Checker(self._file, self.names)
             ds = self._file[dataset]
-            if dataset.startswith("clips/") and dataset[6:] in _STR_COLUMNS:
+            if dataset.startswith("clips/") and dataset[6:] in STR_COLUMNS:
                 checker.check_strings([dataset[6:]], None, lo, hi)
             elif dataset in checker.frame_datasets():
                 # the clips sharing a chunk with the frames asked for: the damage may be theirs
@@ -400,7 +277,7 @@ class FeatureStore:
         if clips:
             shown = ", ".join(f"'{c}'" for c in clips[:5]) + (" ..." if len(clips) > 5 else "")
             where = f" in {len(clips)} clip(s) ({shown})"
-        why = f" ({_first_line(cause)})" if cause is not None and not clips else ""
+        why = f" ({first_line(cause)})" if cause is not None and not clips else ""
         return StoreError(
             f"Store '{self.path}' is damaged: /{dataset} fails its checksum{where}{why}. Run "
             f"'mer-features verify {self.path}' to list every damaged clip, then re-run the same "
@@ -452,14 +329,9 @@ def _open_h5(path: Path) -> h5py.File:
         return h5py.File(path, "r")
     except OSError as e:
         raise StoreError(
-            f"'{path}' cannot be opened as an HDF5 feature store ({_first_line(e)}). It may be "
+            f"'{path}' cannot be opened as an HDF5 feature store ({first_line(e)}). It may be "
             "truncated or not a store: move it away, or extract again with --overwrite."
         ) from e
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0].strip() if text else ""
 
 
 def _read_names(ds: h5py.Dataset) -> list[str]:
@@ -508,7 +380,7 @@ def _check_schema(f: h5py.File, path: Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# Writing
+# Part files
 
 
 def parts_dir(path: Path) -> Path:

@@ -1,5 +1,5 @@
 """The locked :class:`StoreWriter` that extraction appends through: crash-safe parts merged
-into the store (layout: :mod:`.reader`; files: :mod:`.files`; merging: :mod:`.merge`).
+into the store (layout: :mod:`.schema`; files: :mod:`.hdf5`; merging: :mod:`.merge`).
 
 Faults end in one :class:`StoreError` line and leave the store whole: a full disk or an
 unwritable folder while a part or a merge is written (the store and earlier parts are
@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from mer_features.errors import FingerprintMismatchError, StoreError
-from mer_features.fingerprint import diff_fields
-from mer_features.store.files import (_WRITE_ERRORS, _acquire_lock, _check_record, _listing,
-                                      _store_path, _write_error, _write_file, storage_problem)
+from mer_features.fingerprint import diff_fields, same_features, with_added_fields
+from mer_features.store.disk import WRITE_ERRORS, acquire_lock, listing, store_path, write_error
+from mer_features.store.hdf5 import _check_record, storage_problem, write_store_file
 from mer_features.store.merge import LabelMap, _merge, _Source
-from mer_features.store.reader import (ClipRecord, FeatureStore, StoreHeader, parts_dir,
-                                       pending_parts)
+from mer_features.store.reader import FeatureStore, parts_dir, pending_parts
+from mer_features.store.schema import ClipRecord, StoreHeader
 
 
 class StoreWriter:
@@ -35,7 +35,8 @@ class StoreWriter:
     ----------
     path : path of the store file; a symlink is followed (the real file is written).
     header : what the store holds; an existing store with another fingerprint is refused
-        unless ``overwrite``.
+        unless ``overwrite`` (one that lacks only fields added to the fingerprint later, with
+        the values it was made with, is accepted and re-stamped when the writer closes).
     part_clips, part_bytes, part_seconds : a part file is written once this many clips or bytes
         are buffered, or this many seconds have passed; this bounds the memory a run holds
         whatever the corpus size, and the work a kill can lose.
@@ -49,7 +50,7 @@ class StoreWriter:
     def __init__(self, path: str | Path, header: StoreHeader, *, overwrite: bool = False,
                  part_clips: int = 256, part_bytes: int = 64 << 20, part_seconds: float = 60.0):
         self.given = Path(path)
-        self.path = _store_path(path)
+        self.path = store_path(path)
         self.header = header
         self.part_clips = part_clips
         self.part_bytes = part_bytes
@@ -58,9 +59,9 @@ class StoreWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise _write_error(e, self.path.parent, f"creating the folder of store '{self.path}'",
+            raise write_error(e, self.path.parent, f"creating the folder of store '{self.path}'",
                                "Nothing was written.") from e
-        self._lock: int | None = _acquire_lock(self.path)
+        self._lock: int | None = acquire_lock(self.path)
         self.done: dict[str, tuple[str, str]] = {}
         """name -> (input_hash, status) of every clip already stored or in a part."""
         self.damaged: list[str] = []
@@ -119,7 +120,10 @@ class StoreWriter:
     def _check_compatible(self, store: FeatureStore) -> None:
         if store.fingerprint == self.header.fingerprint:
             return
-        diffs = diff_fields(store.fields, self.header.fields)
+        if same_features(store.fields, self.header.fields):
+            self._rewrite = True  # stamped before a field joined the fingerprint: re-stamp it
+            return
+        diffs = diff_fields(with_added_fields(store.fields), self.header.fields)
         shown = "; ".join(diffs[:6]) + (" ..." if len(diffs) > 6 else "")
         raise FingerprintMismatchError(
             f"Store '{store.path}' holds features made with another configuration "
@@ -139,13 +143,13 @@ class StoreWriter:
     def _remove_existing(self) -> None:
         for part in pending_parts(self.path):
             part.unlink()
-        if self.path.is_dir():  # never: _store_path refuses directories; kept as a guard
+        if self.path.is_dir():  # never: store_path refuses directories; kept as a guard
             raise StoreError(f"'{self.path}' is a directory; --overwrite replaces store files "
                              "only.")
         try:
             self.path.unlink(missing_ok=True)
         except OSError as e:
-            raise _write_error(e, self.path.parent, f"removing '{self.path}' for --overwrite",
+            raise write_error(e, self.path.parent, f"removing '{self.path}' for --overwrite",
                                "Nothing was removed.") from e
 
     # ------------------------------------------------------------------------------------
@@ -169,7 +173,7 @@ class StoreWriter:
         if not prune:
             raise StoreError(
                 f"Store '{self.given}' holds {len(extra)} clip(s) that {source or 'the manifest'} "
-                f"does not list ({_listing(extra)}); a store holds only the clips of the manifest "
+                f"does not list ({listing(extra)}); a store holds only the clips of the manifest "
                 "it was last extracted from. Pass --prune to drop them, or write to another --out.")
         for name in extra:
             del self.done[name]
@@ -223,10 +227,10 @@ class StoreWriter:
         rows = sorted(self._buffer, key=lambda r: r.name)
         try:
             d.mkdir(exist_ok=True)
-            _write_file(d / f".{stem}.h5", d / f"{stem}.h5", self.header, len(rows), rows)
-        except _WRITE_ERRORS as e:
+            write_store_file(d / f"{stem}.h5", self.header, len(rows), rows)
+        except WRITE_ERRORS as e:
             self._broken = True
-            raise _write_error(e, d, f"writing a part file of {len(rows)} clip(s)",
+            raise write_error(e, d, f"writing a part file of {len(rows)} clip(s)",
                                self._kept(len(rows))) from e
         self._in_parts.update(r.name for r in rows)
         self._buffer.clear()
@@ -256,9 +260,9 @@ class StoreWriter:
         try:
             names = _merge(self.path, self.header, [(p, self._skip.get(p)) for p in sources],
                            self._labels, keep=self._keep)
-        except _WRITE_ERRORS as e:
+        except WRITE_ERRORS as e:
             self._broken = True
-            raise _write_error(
+            raise write_error(
                 e, self.path.parent, f"merging {len(parts)} part file(s) into '{self.given}'",
                 f"The store and its part files are unchanged "
                 f"({len(self._in_store | self._in_parts)} clip(s) kept); "
@@ -295,7 +299,7 @@ class StoreWriter:
         if self._lost:
             raise StoreError(
                 f"{len(self._lost)} clip(s) written to '{parts_dir(self.given)}' or the store are "
-                f"gone ({_listing(self._lost)}): files there were deleted while the run went on. "
+                f"gone ({listing(self._lost)}): files there were deleted while the run went on. "
                 f"The store '{self.given}' is consistent and holds {len(self._in_store)} clip(s); "
                 "re-run the same extraction to extract the lost clips again.")
 

@@ -1,5 +1,6 @@
 """Small synthetic feature stores for mer_heads tests, written with the real store writer (no
-media, no encoders): class-dependent features, valence, splits, frames and failed clips."""
+media, no encoders): class-dependent features, valence, splits, frames and failed clips, and
+corrupted twins of a store as `mer-features extract --noise` would record them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mer_features import EMOTIONS
-from mer_features.store import ClipRecord, StoreHeader, StoreWriter
+from mer_features.store import ClipRecord, FeatureStore, StoreHeader, StoreWriter
 
 MODALITIES = {"audio": (12, 5), "text": (10, 4), "video": (8, 3)}
 """Modality -> (utterance width, frame width) of the synthetic stores."""
@@ -91,6 +92,45 @@ def make_stores(folder: Path, n: int = 120, *, seed: int = 0, failed_video: int 
         paths[key] = write_store(folder / f"{key}.h5", key, names, y, valence, dim=dim,
                                  frame_dim=frame_dim, seed=seed * 10 + j, failed=gone, **kw)
     return paths
+
+
+def write_noisy(clean: Path, out: Path, snr_db: float, *, seed: int = 0, spec: str | None = None,
+                fields: dict | None = None, drop: set[str] = frozenset(),
+                fail: set[str] = frozenset(), edited: set[str] = frozenset()) -> Path:
+    """A corrupted twin of ``clean``: its features plus Gaussian noise at ``snr_db`` relative to
+    the features' power, and a header recording the noise spec as the real pipeline does
+    (``fields['noise'] = {'spec': canonical spec, 'seed': seed}``)."""
+    rng = np.random.default_rng(seed + 1000)
+    with FeatureStore(clean) as store:
+        head = StoreHeader(
+            modality=store.modality, encoder=store.encoder,
+            encoder_version=store.attrs["encoder_version"],
+            fields={**store.fields, **(fields or {}),
+                    "noise": {"spec": spec or f"snr={snr_db:g},source=white", "seed": seed}},
+            utterance_shape=store.utterance_shape, frame_dim=store.frame_dim,
+            frame_rate=float(store.attrs["frame_rate"]))
+        x = store.utterances()
+        gain = math.sqrt(float(np.mean(np.square(x))) / 10 ** (snr_db / 10))
+        labels = store.labels()
+        status, hashes = store.status, store.column("input_hash")
+        with StoreWriter(out, head) as w:
+            w.set_labels({n: (labels["discrete"][i], float(labels["valence"][i]),
+                              labels["split"][i])
+                          for i, n in enumerate(store.names) if n not in drop})
+            for i, name in enumerate(store.names):
+                if name in drop:
+                    continue
+                if status[i] != "ok" or name in fail:
+                    w.add(ClipRecord(name=name, status="failed", stage="noise",
+                                     reason="synthetic", input_hash=hashes[i]))
+                    continue
+                times, frames = store.frames(name)
+                w.add(ClipRecord(
+                    name=name, input_hash="edited" if name in edited else hashes[i],
+                    utterance=(x[i] + gain * rng.standard_normal(x.shape[1:])).astype(np.float32),
+                    frames=(frames + gain * rng.standard_normal(frames.shape)).astype(np.float32),
+                    frame_times=times, duration=len(times) / 10))
+    return out
 
 
 FAST = dict(folds=3, epochs=8, hidden=16, batch_size=32, precision="fp32")

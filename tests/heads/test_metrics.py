@@ -9,7 +9,7 @@ from sklearn.metrics import f1_score
 
 from mer_heads.errors import LabelError
 from mer_heads.metrics import evaluate_files, score
-from mer_heads.training import weighted_f1
+from mer_heads.heads.training import weighted_f1
 
 
 def test_stacked_weighted_f1_equals_sklearn():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mer_features import EMOTIONS
-from mer_heads.data import load_dataset
+from mer_heads.data.dataset import load_dataset
 from mer_heads.errors import DataError, NotFittedError
 from mer_heads.protocol import CrossValidatedHead
 from .synthetic_stores import FAST, clip_labels, write_store
@@ -48,13 +48,15 @@ def test_folds_are_stratified_and_statistics_come_from_training_folds(fitted, da
                                    rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("model", ["concat", "fbp", "logreg", "svm"])
+@pytest.mark.parametrize("model", ["concat", "fbp", "logreg",
+                                   pytest.param("svm", marks=pytest.mark.slow)])
 def test_other_models_learn(data, model):
     params = {**FAST, "epochs": 30, "lr": 3e-3}
     est = CrossValidatedHead(model, **params).fit(data)
     assert est.cv_scores_.f1 > 0.6, est.cv_scores_
 
 
+@pytest.mark.slow
 def test_frame_input_learns(stores):
     data = load_dataset([stores["audio"], stores["video"]], input="frames", max_frames=16)
     est = CrossValidatedHead("attention", **{**FAST, "epochs": 30, "lr": 3e-3}).fit(data)
@@ -129,8 +131,8 @@ def test_bf16_precision_trains_to_a_similar_score(data, fitted):
 def test_prediction_is_the_mean_of_the_fold_models(fitted, data):
     import torch
 
-    from mer_heads.models import StackedHead
-    from mer_heads.training import DeviceData, predict_rows
+    from mer_heads.heads.stack import StackedHead
+    from mer_heads.heads.training import DeviceData, predict_rows
 
     proba, valence, _ = fitted.predict_proba(data)
     tensors = DeviceData(data, fitted.standardizer_, torch.device("cpu"))
@@ -165,7 +167,7 @@ def test_reused_gather_buffer_gives_the_same_inputs(fitted, data):
     fresh gather's, and a later step of another size gets a buffer of its own size."""
     import torch
 
-    from mer_heads.training import DeviceData
+    from mer_heads.heads.training import DeviceData
 
     tensors = DeviceData(data, fitted.standardizer_, torch.device("cpu"))
     folds = torch.tensor([0, 2])

@@ -1,0 +1,455 @@
+"""Manifests: the CSV that names a corpus's clips, their media, transcripts and labels.
+
+A manifest has one row per clip and these columns (see the README, "Manifests"):
+
+``name``
+    Unique clip id (required).
+``video``
+    Path of a video file (optional).
+``audio``
+    Path of an audio file (optional; when empty the video's audio track is used).
+``text``
+    Transcript (optional).
+``discrete``
+    One of :data:`mer_features.EMOTIONS`, or empty for an unlabelled clip.
+``valence``
+    A number, or empty.
+``split``
+    Free text (``train``, ``test1``, ...), optional.
+
+Other columns are kept in :attr:`Clip.extra`. Relative paths resolve against the manifest's
+folder. Every problem is collected first and reported in one :class:`ManifestError`, so a user
+fixes a broken manifest in one pass instead of one error per run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import re
+import stat
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mer_features import EMOTIONS
+from mer_features.errors import ManifestError
+from mer_features.files import atomic_open
+
+COLUMNS = ("name", "video", "audio", "text", "discrete", "valence", "split")
+"""The columns the toolkit understands, in the order it writes them."""
+
+MAX_LISTED_PROBLEMS = 20
+
+MODALITIES = ("audio", "video", "text")
+
+VALENCE_RANGE = (-5.0, 5.0)
+"""MER 2023's valence scale; manifests must use it (see :func:`valence_hint`)."""
+
+PLAIN_COLUMNS = ("name", "discrete", "valence", "split")
+"""Columns whose values go into the store as strings: no control characters there."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One manifest row.
+
+    ``video`` and ``audio`` are absolute paths (or None); ``line`` is the row's line number in
+    the CSV file (the header is line 1), for error messages.
+    """
+
+    name: str
+    video: Path | None = None
+    audio: Path | None = None
+    text: str | None = None
+    discrete: str | None = None
+    valence: float | None = None
+    split: str | None = None
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+    line: int = 0
+    invalid_utf8: frozenset[str] = frozenset()
+    """Text columns whose bytes are not valid UTF-8 (their invalid bytes read as U+FFFD)."""
+
+    def text_for(self, column: str = "text") -> str | None:
+        """The transcript in ``column`` ("text" or an extra column), None when absent."""
+        return self.text if column == "text" else self.extra.get(column)
+
+    @property
+    def audio_source(self) -> Path | None:
+        """The file to read audio from: the ``audio`` column, else the video's audio track."""
+        return self.audio if self.audio is not None else self.video
+
+    def media_for(self, modality: str) -> Path | None:
+        """The file that holds this clip's input for ``modality`` (None for text)."""
+        if modality == "audio":
+            return self.audio_source
+        if modality == "video":
+            return self.video
+        return None
+
+
+@dataclass
+class Manifest:
+    """The validated rows of a manifest file, in file order."""
+
+    path: Path | None
+    clips: list[Clip]
+    columns: list[str]
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __iter__(self) -> Iterator[Clip]:
+        return iter(self.clips)
+
+    def __getitem__(self, name: str) -> Clip:
+        for clip in self.clips:
+            if clip.name == name:
+                return clip
+        raise KeyError(name)
+
+    @property
+    def names(self) -> list[str]:
+        return [clip.name for clip in self.clips]
+
+
+class _Problems:
+    """Collects problems with their line numbers and raises them together."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.items: list[str] = []
+
+    def add(self, line: int | None, name: str | None, message: str) -> None:
+        where = f"line {line}" if line is not None else "header"
+        if name:
+            where += f" (clip '{name}')"
+        self.items.append(f"{where}: {message}")
+
+    def raise_if_any(self, hint: str) -> None:
+        if not self.items:
+            return
+        shown = self.items[:MAX_LISTED_PROBLEMS]
+        more = len(self.items) - len(shown)
+        lines = "\n".join(f"  - {item}" for item in shown)
+        if more:
+            lines += f"\n  ... and {more} more problem(s)"
+        raise ManifestError(
+            f"Manifest {self.source} has {len(self.items)} problem(s):\n{lines}\n{hint}"
+        )
+
+
+_HINT = (
+    "Fix these rows and run again. A manifest is a CSV with a 'name' column and any of "
+    "'video', 'audio', 'text', 'discrete', 'valence', 'split' (see README, 'Manifests'); "
+    f"'discrete' must be one of {', '.join(EMOTIONS)} or empty, 'valence' a number or empty."
+)
+
+
+def read_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
+    """Read and validate a manifest CSV.
+
+    Checks the header, duplicate and empty names, labels, valence values and, when
+    ``check_files`` is true, that every named media file exists. All problems are reported in
+    one :class:`ManifestError`.
+    """
+    path = Path(path)
+    problem = describe_non_file(path)
+    if problem is not None:
+        problem = "does not exist" if problem == "not found" else problem
+        raise ManifestError(
+            f"Manifest '{path}' {problem}. Give the path of a CSV file "
+            "(make one with 'mer-features manifest ...' or 'mer-features demo')."
+        )
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ManifestError(f"Manifest '{path}' cannot be read ({e.strerror or e}); check its "
+                            "permissions.") from e
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    # Undecodable bytes survive as lone surrogates, so a bad transcript fails its own clip
+    # instead of the whole manifest; names, paths and labels must still be valid UTF-8.
+    text = raw.decode("utf-8", errors="surrogateescape")
+    return parse_manifest(text, base_dir=path.parent, source=f"'{path}'", path=path,
+                          check_files=check_files)
+
+
+def parse_manifest(text: str, *, base_dir: Path, source: str = "<text>",
+                   path: Path | None = None, check_files: bool = True) -> Manifest:
+    """Parse manifest CSV text; relative paths resolve against ``base_dir``."""
+    problems = _Problems(source)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ManifestError(f"Manifest {source} is empty; it needs a header row with 'name'.") from None
+    except csv.Error as e:
+        raise ManifestError(f"Manifest {source} is not a readable CSV file: {e}.") from e
+    header = [h.strip() for h in header]
+    if "name" not in header:
+        problems.add(None, None, f"no 'name' column (columns found: {', '.join(header) or 'none'})")
+        problems.raise_if_any(_HINT)
+    dup_cols = sorted({h for h in header if header.count(h) > 1})
+    if dup_cols:
+        problems.add(None, None, f"column(s) {', '.join(dup_cols)} appear more than once")
+        problems.raise_if_any(_HINT)
+
+    clips: list[Clip] = []
+    seen: dict[str, int] = {}
+    seen_nfc: dict[str, tuple[str, int]] = {}
+    try:
+        rows = list(enumerate(reader, start=2))
+    except csv.Error as e:
+        raise ManifestError(f"Manifest {source} is not a readable CSV file: {e}.") from e
+    for line, values in rows:
+        if not any(v.strip() for v in values):
+            continue  # blank lines are harmless
+        if len(values) != len(header):
+            problems.add(line, None, f"has {len(values)} fields, the header has {len(header)}")
+            continue
+        row = dict(zip(header, values))
+        name = row["name"].strip()
+        if name in seen:
+            problems.add(line, name, f"duplicate name (first used on line {seen[name]})")
+            continue
+        if name:
+            seen[name] = line
+            nfc = unicodedata.normalize("NFC", name)
+            if nfc in seen_nfc:
+                other, other_line = seen_nfc[nfc]
+                problems.add(line, ascii(name)[1:-1], f"name equals '{ascii(other)[1:-1]}' "
+                             f"(line {other_line}) once Unicode-normalised (NFC): the two "
+                             "spellings look the same but are different strings; rename one")
+                continue
+            seen_nfc[nfc] = (name, line)
+        clip = _parse_row(row, line, base_dir, problems, check_files)
+        if clip is not None:
+            clips.append(clip)
+    problems.raise_if_any(_HINT)
+    if not clips:
+        raise ManifestError(f"Manifest {source} has a header but no clip rows; add one row per "
+                            "clip (see README, 'Manifests').")
+    return Manifest(path=path, clips=clips, columns=header)
+
+
+def _parse_row(row: dict[str, str], line: int, base_dir: Path, problems: _Problems,
+               check_files: bool) -> Clip | None:
+    invalid = {k for k, v in row.items() if not _is_utf8(v)}
+    strict = invalid & {"name", "video", "audio", "discrete", "valence", "split"}
+    if strict:
+        problems.add(line, None, f"column(s) {', '.join(sorted(strict))} are not valid UTF-8")
+        return None
+    row = {k: (v.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if k in invalid else v)
+           for k, v in row.items()}
+    name = row["name"].strip()
+    if not name:
+        problems.add(line, None, "empty name")
+        return None
+    ok = True
+    controls = [(c, _control_characters(row[c])) for c in PLAIN_COLUMNS if c in row]
+    controls = [(c, found) for c, found in controls if found]
+    if controls:
+        shown = "; ".join(f"'{c}' holds {found}" for c, found in controls)
+        problems.add(line, ascii(name)[1:-1], f"{shown}: names, labels and splits must be "
+                     "printable text (a store, a CSV file or a file name cannot carry them "
+                     "faithfully); remove them")
+        return None
+    paths: dict[str, Path | None] = {}
+    for column in ("video", "audio"):
+        value = row.get(column, "").strip()
+        if not value:
+            paths[column] = None
+            continue
+        if "\x00" in value:
+            problems.add(line, name, f"{column} path {ascii(value)} holds a NUL byte, which no "
+                                     "file path can hold; fix the path")
+            ok = False
+            paths[column] = None
+            continue
+        resolved = Path(value).expanduser()
+        if not resolved.is_absolute():
+            resolved = base_dir / resolved
+        resolved = Path(*resolved.parts)  # normalise separators without resolving links
+        problem = describe_non_file(resolved) if check_files else None
+        if problem is not None:
+            problems.add(line, name, f"{column} file '{value}' {problem} (looked for '{resolved}')")
+            ok = False
+        paths[column] = resolved
+
+    discrete = row.get("discrete", "").strip().lower() or None
+    if discrete is not None and discrete not in EMOTIONS:
+        problems.add(line, name, f"unknown discrete label '{row['discrete'].strip()}' "
+                                 f"(expected one of {', '.join(EMOTIONS)}, or empty)")
+        ok = False
+
+    valence = None
+    raw_valence = row.get("valence", "").strip()
+    if raw_valence:
+        try:
+            valence = float(raw_valence)
+        except ValueError:
+            valence = math.nan
+        if not math.isfinite(valence):
+            problems.add(line, name, f"valence '{raw_valence}' is not a finite number")
+            ok = False
+        elif not VALENCE_RANGE[0] <= valence <= VALENCE_RANGE[1]:
+            problems.add(line, name, f"valence {raw_valence} is outside MER's scale "
+                                     f"[{VALENCE_RANGE[0]:g}, {VALENCE_RANGE[1]:g}]; "
+                                     f"{valence_hint()}")
+            ok = False
+    if not ok:
+        return None
+    text = row.get("text")
+    extra = {k: v for k, v in row.items() if k not in COLUMNS}
+    return Clip(
+        name=name,
+        video=paths["video"],
+        audio=paths["audio"],
+        text=text if text is not None else None,
+        discrete=discrete,
+        valence=valence,
+        split=(row.get("split", "").strip() or None),
+        extra=extra,
+        line=line,
+        invalid_utf8=frozenset(invalid),
+    )
+
+
+def valence_hint() -> str:
+    """How to bring another valence scale onto MER's [-5, 5] (for error messages)."""
+    return ("rescale the column linearly onto [-5, 5], e.g. from a 1-9 SAM scale with "
+            "(v - 5) * 1.25, from [-1, 1] with v * 5, from [0, 1] with (v - 0.5) * 10")
+
+
+def _control_characters(value: str) -> str:
+    """'' when ``value`` has no control character (Unicode category Cc), else a description
+    such as "a NUL byte (U+0000) at character 3"."""
+    found = _CONTROL.search(value)
+    if found is None:
+        return ""
+    ch = found.group()
+    what = {"\x00": "a NUL byte", "\n": "a line break", "\r": "a carriage return",
+            "\t": "a tab"}.get(ch, "a control character")
+    return f"{what} (U+{ord(ch):04X}) at character {found.start() + 1}"
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
+
+
+_KINDS = ((stat.S_ISDIR, "is a directory, not a file"),
+          (stat.S_ISFIFO, "is not a regular file (a FIFO, named pipe)"),
+          (stat.S_ISCHR, "is not a regular file (a character device)"),
+          (stat.S_ISBLK, "is not a regular file (a block device)"),
+          (stat.S_ISSOCK, "is not a regular file (a socket)"))
+
+
+def describe_non_file(path: Path) -> str | None:
+    """None when ``path`` is a regular file (after symbolic links), else what it is instead
+    ("not found", "is a directory, not a file", "is not a regular file (a FIFO, named pipe)",
+    "is a broken symbolic link to ..."). Only ``stat`` is used: a FIFO is never opened,
+    since opening one blocks until someone writes to it."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"is a broken symbolic link (to '{os.readlink(path)}')"
+        return "not found"
+    except OSError as e:
+        if e.errno == 40:  # ELOOP
+            return "is a symbolic link that loops"
+        return f"cannot be accessed ({e.strerror or e})"
+    except ValueError as e:  # an embedded NUL
+        return f"is not a valid path ({e})"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    return next((what for test, what in _KINDS if test(st.st_mode)), "is not a regular file")
+
+
+def _is_utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_modality(manifest: Manifest, modality: str, *, skip_missing: bool = False,
+                   text_column: str = "text") -> tuple[list[Clip], list[tuple[Clip, str]]]:
+    """Check that the manifest can feed ``modality``.
+
+    Returns ``(usable, missing)``: the clips to process, and ``(clip, reason)`` for clips whose
+    input file does not exist (only when ``skip_missing``; otherwise those raise).
+    """
+    if modality not in MODALITIES:
+        raise ManifestError(f"Unknown modality '{modality}'; expected one of {', '.join(MODALITIES)}.")
+    source = f"'{manifest.path}'" if manifest.path else "<manifest>"
+    problems = _Problems(source)
+    needed = {"audio": ("video", "audio"), "video": ("video",), "text": (text_column,)}[modality]
+    if not any(c in manifest.columns for c in needed):
+        raise ManifestError(
+            f"Manifest {source} has no {' or '.join(repr(c) for c in needed)} column, which the "
+            f"{modality} modality reads. Columns found: {', '.join(manifest.columns)}."
+        )
+    usable: list[Clip] = []
+    missing: list[tuple[Clip, str]] = []
+    for clip in manifest:
+        if modality == "text":
+            usable.append(clip)
+            continue
+        media = clip.media_for(modality)
+        problem = describe_non_file(media) if media is not None else None
+        if media is None:
+            reason = f"no {' or '.join(needed)} file given"
+        elif problem is not None:
+            reason = f"file '{media}' {problem}"
+        else:
+            usable.append(clip)
+            continue
+        if skip_missing:
+            missing.append((clip, reason))
+        else:
+            problems.add(clip.line, clip.name, reason)
+    problems.raise_if_any(
+        "Fix the paths, or pass --skip-missing to record these clips as missing and go on."
+    )
+    return usable, missing
+
+
+def check_transcripts(manifest: Manifest, column: str = "text") -> None:
+    """Refuse a text extraction whose transcript column is empty in every row: the store would
+    hold nothing but ``empty`` clips, which is almost always the wrong column."""
+    if column not in manifest.columns or not manifest.clips:
+        return  # check_modality names the missing column
+    if any((clip.text_for(column) or "").strip() for clip in manifest):
+        return
+    source = f"'{manifest.path}'" if manifest.path else "<manifest>"
+    others = [c for c in manifest.columns if c != column and c not in ("name", "video", "audio",
+                                                                        "discrete", "valence",
+                                                                        "split")]
+    hint = (f"pick the transcripts' column with --text-column ({', '.join(others)})" if others
+            else "fill the column with the transcripts")
+    raise ManifestError(f"Column '{column}' of manifest {source} is empty in all "
+                        f"{len(manifest)} rows, so there is no text to encode; {hint}.")
+
+
+def write_manifest(path: str | Path, rows: Iterable[dict[str, object]],
+                   columns: Sequence[str] = COLUMNS) -> Path:
+    """Write rows (dicts keyed by column) as a manifest CSV, atomically.
+
+    Missing keys and None become empty cells; floats are written with ``repr``-exact digits.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ManifestError(f"Cannot write the manifest to '{path}': it is a directory. Give a "
+                            "file path such as DIR/manifest.csv.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path) as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+    return path

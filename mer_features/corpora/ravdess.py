@@ -1,0 +1,109 @@
+"""Manifest builder for RAVDESS speech (Livingstone & Russo 2018).
+
+::
+
+    ROOT/Actor_01/03-01-05-01-02-01-01.wav (or .flac)   one clip per file
+    ROOT/labels.csv   (optional) file,emotion,mer6,intensity,statement_code,actor,gender,text,...
+
+Each file name encodes modality-channel-emotion-intensity-statement-repetition-actor. The
+eight RAVDESS emotions map onto the six MER classes (neutral, angry, happy, sad, worried,
+surprise) as ``mer6`` does: fearful -> worried; calm and disgust have no MER class and are
+left unlabelled (they stay in the manifest, e.g. as a pool for semi-supervised training).
+``split`` is the actor (``actor01`` ...), so speaker-independent splits are one flag away.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from mer_features.corpora import Corpus
+from mer_features.errors import ManifestError
+
+EMOTION_CODES = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry",
+                 "06": "fearful", "07": "disgust", "08": "surprised"}
+TO_MER6 = {"neutral": "neutral", "happy": "happy", "sad": "sad", "angry": "angry",
+           "fearful": "worried", "surprised": "surprise", "calm": None, "disgust": None}
+AUDIO_SUFFIXES = (".wav", ".flac")
+EXTRA_COLUMNS = ("emotion", "intensity", "statement", "actor", "gender")
+
+
+def parse_name(stem: str) -> dict[str, str]:
+    """The fields of a RAVDESS file name such as ``03-01-05-01-02-01-12``."""
+    parts = stem.split("-")
+    if len(parts) != 7 or not all(p.isdigit() for p in parts) or parts[2] not in EMOTION_CODES:
+        raise ValueError(stem)
+    actor = int(parts[6])
+    return {"emotion": EMOTION_CODES[parts[2]],
+            "intensity": "normal" if parts[3] == "01" else "strong",
+            "statement": parts[4], "actor": f"actor{actor:02d}",
+            "gender": "male" if actor % 2 else "female"}
+
+
+def build_ravdess_manifest(root: str | Path, out: str | Path, *, relative: bool = True
+                           ) -> tuple[Path, dict[str, int]]:
+    """Write a manifest for a RAVDESS speech folder; returns its path and counts."""
+    from mer_features.corpora.manifest import COLUMNS, write_manifest
+
+    root, out = Path(root), Path(out)
+    if not root.is_dir():
+        what = "is not a folder" if root.exists() else "not found"
+        raise ManifestError(f"RAVDESS folder '{root}' {what}; point --root at the folder "
+                            "that holds Actor_01/ ... Actor_24/.")
+    files = sorted(p for p in root.glob("Actor_*/*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise ManifestError(f"No .wav or .flac files under '{root}/Actor_*/'; point --root at "
+                            "the folder that holds the Actor_NN folders.")
+    bad, rows = [], []
+    for path in files:
+        try:
+            fields = parse_name(path.stem)
+        except ValueError:
+            bad.append(str(path.relative_to(root)))
+            continue
+        audio = path.resolve()
+        if relative:
+            try:
+                audio = Path(os.path.relpath(audio, out.resolve().parent))
+            except ValueError:
+                pass
+        rows.append({"name": path.stem, "video": None, "audio": str(audio), "text": None,
+                     "discrete": TO_MER6[fields["emotion"]], "valence": None,
+                     "split": fields["actor"], **fields})
+    if bad:
+        shown = ", ".join(bad[:10])
+        raise ManifestError(f"{len(bad)} file(s) under '{root}' are not named like RAVDESS clips "
+                            f"(MM-VC-EE-II-SS-RR-AA): {shown}. Move them out of the Actor folders.")
+    texts = _statement_texts(root / "labels.csv")
+    for row in rows:
+        row["text"] = texts.get(row["statement"])
+    write_manifest(out, rows, columns=(*COLUMNS, *EXTRA_COLUMNS))
+    labelled = sum(r["discrete"] is not None for r in rows)
+    return out, {"clips": len(rows), "labelled": labelled, "unlabelled": len(rows) - labelled}
+
+
+def _statement_texts(labels: Path) -> dict[str, str]:
+    """The sentence of each statement code, from labels.csv when it is there."""
+    if not labels.is_file():
+        return {"01": "Kids are talking by the door", "02": "Dogs are sitting by the door"}
+    try:
+        with open(labels, newline="", encoding="utf-8-sig") as f:
+            return {r["statement_code"].zfill(2): r["text"] for r in csv.DictReader(f)
+                    if r.get("statement_code") and r.get("text")}
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ManifestError(f"'{labels}' is not a readable UTF-8 CSV file ({e}); fix it or move "
+                            "it away (the statements' default texts are then used).") from e
+
+
+def _summary(path: Path, counts: dict[str, int]) -> tuple[str, list[str]]:
+    return (f"{path}: {counts['clips']} clips, {counts['labelled']} with one of the six MER "
+            f"classes ({counts['unlabelled']} calm/disgust left unlabelled)", [])
+
+
+CORPUS = Corpus(
+    name="ravdess",
+    help="RAVDESS speech: Actor_*/ audio files and labels.csv",
+    root_help="folder with Actor_*/ and labels.csv",
+    build=build_ravdess_manifest,
+    summary=_summary)

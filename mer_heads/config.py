@@ -1,0 +1,287 @@
+"""Typed settings of a run: the head's hyper-parameters, how stores become a dataset, and
+semi-supervision.
+
+Each is a frozen dataclass that validates itself when made, so an object that exists is a valid
+one: a value out of range raises :class:`~mer_heads.errors.ParameterError` naming the value, the
+rule and the command-line flag, before any store is opened. Every default lives here, once: the
+command line builds its options from these fields (flag, help, choices) and the estimator's
+signature takes its defaults from :class:`HeadConfig`.
+
+``to_json``/``from_json`` give the dict written into ``run.json`` and ``metrics.json``
+(``params``), and read it back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mer_heads.errors import ParameterError
+from mer_heads.runtime import DEVICE_PATTERN, PRECISIONS, PREDICT_CHUNK
+
+INPUTS = ("utterance", "frames")
+JOINS = ("exact", "inner")
+LAYER_POOLING = ("mean", "flatten")
+MAX_FRAMES = 64
+STRATEGIES = ("none", "threshold", "class-quantile", "weak-reinforce")
+TEACHERS = ("fold", "ensemble")
+MAX_SEED = 2**32 - 1
+"""Seeds reach numpy's legacy RandomState (StratifiedKFold), which takes [0, 2**32 - 1]."""
+
+
+def option(default: Any, flag: str | None, help: str = "", *, choices: Any = None,
+           metavar: str | None = None, default_text: str | None = None) -> Any:
+    """A dataclass field with what the command line needs to offer it: its ``flag``, ``help``
+    (``{heads}`` is replaced by the heads that read it), ``choices`` (a tuple, or a function
+    returning one) and how to show the default (``default_text``; by default the value, ""
+    for none)."""
+    return field(default=default, metadata={"flag": flag, "help": help, "choices": choices,
+                                            "metavar": metavar, "default_text": default_text})
+
+
+def flag(cls: type, name: str) -> str:
+    """The command-line flag of field ``name`` of the settings class ``cls``."""
+    return next(f.metadata["flag"] for f in fields(cls) if f.name == name)
+
+
+def _integer(value: Any) -> bool:
+    import numpy as np
+
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+
+
+def _finite(value: Any) -> bool:
+    import numpy as np
+
+    return (not isinstance(value, bool) and isinstance(value, (int, float, np.number))
+            and math.isfinite(value))
+
+
+def _bad(cls: type, name: str, rule: str, value: Any) -> ParameterError:
+    return ParameterError(f"{name} must be {rule}; got {value!r} ({flag(cls, name)}).")
+
+
+def _known_heads() -> tuple[str, ...]:
+    from mer_heads.heads import known_heads
+
+    return known_heads()
+
+
+def _model_help() -> str:
+    from mer_heads.heads import get_head, known_heads
+
+    return ", ".join(f"{n} ({get_head(n).help})" if get_head(n).help else n
+                     for n in known_heads())
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Hyper-parameters of :class:`~mer_heads.protocol.CrossValidatedHead` (see its docstring
+    for what each does). ``HeadConfig(model="logreg", folds=3)``; ``replace(config, seed=1)``.
+    """
+
+    model: str = option("attention", "--model", choices=_known_heads)
+    folds: int = option(5, "--folds", "stratified folds K, >= 2")
+    epochs: int = option(100, "--epochs", "training epochs of {heads}; the best one per fold is "
+                         "kept")
+    seed: int = option(0, "--seed", "seed of the folds and of all training randomness")
+    seeds: int = option(1, "--seeds", "models per fold (an ensemble)")
+    hidden: int = option(128, "--hidden", "hidden width H of {heads}")
+    dropout: float = option(0.3, "--dropout", "dropout probability of {heads}, in [0, 1)")
+    lr: float = option(1e-3, "--lr", "Adam's step size, > 0")
+    weight_decay: float = option(1e-5, "--weight-decay", "Adam's L2 weight decay, >= 0")
+    batch_size: int | None = option(
+        None, "--batch-size", "clips per step per model",
+        default_text="a fold's training clips / 4, within 32-1024")
+    valence_weight: float = option(1.0, "--valence-weight", "weight of the valence MSE in the "
+                                   "training loss, >= 0")
+    C: float = option(1.0, "-C", "inverse regularisation of {heads}, > 0")
+    precision: str = option("auto", "--precision", "bf16: matrix products in bfloat16; auto: "
+                            "bf16 where native", choices=PRECISIONS)
+    device: str = option("cpu", "--device", "cpu, cuda, cuda:N or auto; the device of {heads}")
+
+    def __post_init__(self) -> None:
+        known = _known_heads()
+        if self.model not in known:
+            raise _bad(HeadConfig, "model", f"one of {', '.join(known)}", self.model)
+        if self.precision not in PRECISIONS:
+            raise _bad(HeadConfig, "precision", f"one of {', '.join(PRECISIONS)}",
+                       self.precision)
+        for name, low in (("folds", 2), ("epochs", 1), ("seeds", 1), ("hidden", 1),
+                          ("batch_size", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if name == "batch_size" and value is None:
+                continue
+            if not _integer(value) or value < low:
+                raise _bad(HeadConfig, name, f"an integer >= {low}", value)
+        if self.seed + self.seeds > MAX_SEED:
+            raise _bad(HeadConfig, "seed", f"an integer in [0, {MAX_SEED - self.seeds}] (with "
+                       f"--seeds {self.seeds})", self.seed)
+        for name, rule, ok in (("lr", "a finite number > 0", lambda v: v > 0),
+                               ("weight_decay", "a finite number >= 0", lambda v: v >= 0),
+                               ("valence_weight", "a finite number >= 0", lambda v: v >= 0),
+                               ("C", "a finite number > 0", lambda v: v > 0),
+                               ("dropout", "a number in [0, 1)", lambda v: 0 <= v < 1)):
+            value = getattr(self, name)
+            if not _finite(value) or not ok(value):
+                raise _bad(HeadConfig, name, rule, value)
+        if not isinstance(self.device, str) or not DEVICE_PATTERN.fullmatch(self.device):
+            raise _bad(HeadConfig, "device", "cpu, cuda, cuda:N or auto", self.device)
+
+    def to_json(self) -> dict[str, Any]:
+        """The hyper-parameters by name (as ``CrossValidatedHead.get_params()`` gives them)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> HeadConfig:
+        """The config of a ``to_json`` dict; unknown names are refused, missing ones default."""
+        return _from_mapping(cls, obj)
+
+    @classmethod
+    def coerce(cls, value: HeadConfig | Mapping[str, Any] | None) -> HeadConfig:
+        """``value`` as a HeadConfig: itself, the config of a dict of hyper-parameters, or the
+        defaults for None."""
+        if value is None:
+            return cls()
+        return value if isinstance(value, cls) else cls.from_json(value)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How feature stores become one dataset (see :func:`mer_heads.data.load_dataset`)."""
+
+    manifest: str | Path | None = option(None, "--manifest", "take labels and splits from this "
+                                         "CSV instead of the stores", default_text="")
+    input: str = option("utterance", "--input", "utterance vectors, or frame matrices with a "
+                        "temporal head", choices=INPUTS)
+    join: str = option("exact", "--join", "exact: stores must hold the same clips; inner: use "
+                       "the common ones", choices=JOINS)
+    layers: str = option("mean", "--layers", "utterance arrays of shape (layers, dim): average "
+                         "the layers or flatten", choices=LAYER_POOLING)
+    max_frames: int = option(MAX_FRAMES, "--max-frames", "frame input: at most this many frames "
+                             "per clip (segment means)")
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("input", INPUTS), ("join", JOINS), ("layers", LAYER_POOLING)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ParameterError(f"{name} must be one of {', '.join(allowed)}; got "
+                                     f"{value!r} ({flag(DataConfig, name)}).")
+        if not _integer(self.max_frames) or self.max_frames < 1:
+            raise _bad(DataConfig, "max_frames", "an integer >= 1", self.max_frames)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["manifest"] = None if self.manifest is None else str(self.manifest)
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> DataConfig:
+        return _from_mapping(cls, obj)
+
+
+@dataclass(frozen=True)
+class SemiSettings:
+    """How to pseudo-label (see :mod:`mer_heads.experiments.semi`). ``hide_labels`` in (0, 1)
+    or None; ``chunk`` clips of the pool are predicted at a time."""
+
+    strategy: str = option("none", "--semi", "none, threshold (confidence >= T), "
+                           "class-quantile (per predicted class, confidence >= its "
+                           "Q-quantile), weak-reinforce (threshold, only classes below the "
+                           "mean training frequency)", metavar="STRATEGY")
+    rounds: int = option(1, "--semi-rounds", "pseudo-label and retrain R times", metavar="R")
+    threshold: float = option(0.8, "--semi-threshold", "confidence threshold in (0, 1]",
+                              metavar="T")
+    quantile: float = option(0.8, "--semi-quantile", "class-quantile: quantile in [0, 1]",
+                             metavar="Q")
+    teacher: str = option("fold", "--semi-teacher", "fold: each fold's own models label its "
+                          "pool (no held-out label leaks); ensemble: the mean of all fold "
+                          "models", metavar="fold|ensemble")
+    hide_labels: float | None = option(
+        None, "--hide-labels", "simulation: hide this fraction of the labels (stratified, "
+        "seeded), use those clips as the pool and report the pseudo-labels' accuracy",
+        metavar="FRACTION", default_text="none")
+    chunk: int = option(PREDICT_CHUNK, None)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ParameterError(f"The semi-supervised strategy must be one of "
+                                 f"{', '.join(STRATEGIES)}; got '{self.strategy}' (--semi).")
+        if self.teacher not in TEACHERS:
+            raise ParameterError(f"The pseudo-label teacher must be one of {', '.join(TEACHERS)};"
+                                 f" got '{self.teacher}' (--semi-teacher).")
+        if not _integer(self.rounds) or self.rounds < 1:
+            raise ParameterError(f"The number of pseudo-labelling rounds must be an integer >= 1;"
+                                 f" got {self.rounds!r} (--semi-rounds).")
+        if not _finite(self.threshold) or not 0.0 < self.threshold <= 1.0:
+            raise ParameterError(f"The confidence threshold must be in (0, 1]; got "
+                                 f"{self.threshold!r} (--semi-threshold), e.g. 0.8.")
+        if not _finite(self.quantile) or not 0.0 <= self.quantile <= 1.0:
+            raise ParameterError(f"The class quantile must be in [0, 1]; got {self.quantile!r} "
+                                 "(--semi-quantile), e.g. 0.8 to add the top 20% of each class.")
+        if self.hide_labels is not None and (not _finite(self.hide_labels)
+                                             or not 0.0 < self.hide_labels < 1.0):
+            raise ParameterError(f"The fraction of labels to hide must be in (0, 1); got "
+                                 f"{self.hide_labels!r} (--hide-labels), e.g. 0.7.")
+        if not _integer(self.chunk) or self.chunk < 1:
+            raise ParameterError(f"chunk must be an integer >= 1; got {self.chunk!r}.")
+
+    def check(self) -> SemiSettings:
+        """The settings (valid: they were checked when made)."""
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("chunk")  # how much memory, not what is computed
+        return out
+
+
+T = TypeVar("T")
+
+
+def _from_mapping(cls: type[T], obj: Mapping[str, Any]) -> T:
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(obj) - names)
+    if unknown:
+        raise ParameterError(f"Unknown {cls.__name__} field(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(sorted(names))}.")
+    return cls(**obj)
+
+
+def split_options(head: HeadConfig | Mapping[str, Any] | None, loading: DataConfig | None,
+                  options: Mapping[str, Any]) -> tuple[HeadConfig, DataConfig]:
+    """``head`` and ``loading`` with the keyword ``options`` applied, each option a field of
+    :class:`DataConfig` or :class:`HeadConfig` (how the library functions take
+    ``fit_run(..., model="logreg", input="frames")``). An unknown name is a ``TypeError``,
+    as for any keyword argument."""
+    data_names = {f.name for f in fields(DataConfig)}
+    head_names = {f.name for f in fields(HeadConfig)}
+    unknown = sorted(set(options) - data_names - head_names)
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {', '.join(unknown)}: options are the "
+                        "fields of HeadConfig and DataConfig")
+    loading = replace(loading or DataConfig(),
+                      **{k: v for k, v in options.items() if k in data_names})
+    head = HeadConfig.coerce(head)
+    head = replace(head, **{k: v for k, v in options.items() if k in head_names})
+    return head, loading
+
+
+def cli_help(f: Any, heads_using: Callable[[str], tuple[str, ...]] | None = None) -> str:
+    """The help of the option of field ``f``: its phrase and its default."""
+    meta = f.metadata
+    text = meta["help"] or (_model_help() if f.name == "model" else "")
+    if "{heads}" in text and heads_using is not None:
+        text = text.replace("{heads}", "/".join(heads_using(f.name)))
+    default = meta["default_text"]
+    if default is None:
+        default = f"{f.default:g}" if isinstance(f.default, float) else str(f.default)
+    return f"{text} (default {default})" if default else text
+
+
+__all__ = ["DataConfig", "HeadConfig", "INPUTS", "JOINS", "LAYER_POOLING", "MAX_FRAMES",
+           "MAX_SEED", "STRATEGIES", "SemiSettings", "TEACHERS", "cli_help", "flag", "option",
+           "split_options"]

@@ -1,0 +1,520 @@
+"""Load feature stores (one per modality) and join them by clip name into one dataset.
+
+Only :class:`mer_features.store.FeatureStore` is used to read; media are never touched.
+
+A modality of a clip is *present* when the store's ``status`` is ``ok`` (and, for frame input,
+the clip has at least one frame). Absent modalities (failed decode, no face, empty transcript,
+missing file) are masked by the heads, never fed to them as zero vectors to learn around.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from mer_features import EMOTIONS
+from mer_features.errors import MerFeaturesError
+from mer_features.fingerprint import known_fingerprints
+from mer_features.store import FeatureStore, StoreError
+from mer_heads.config import DataConfig, split_options
+from mer_heads.data.labels import (normalise_label, outside_valence_scale, read_label_table,
+                                   unknown_labels, valence_hint)
+from mer_heads.errors import (SHOWN, DataError, LabelError, MerHeadsError, ParameterError,
+                              listed)
+
+STORE_MODALITIES = ("audio", "text", "video")
+"""Modalities a store can hold; a --features KEY naming one must hold that one."""
+SETS = ("all", "minimal")
+
+
+@dataclass(frozen=True)
+class ModalityInfo:
+    """Where one modality's features came from; ``dim`` is the per-clip (or per-frame) width."""
+
+    key: str
+    path: str
+    fingerprint: str
+    store_modality: str
+    encoder: str
+    utterance_shape: tuple[int, ...]
+    dim: int
+    known_fingerprints: frozenset[str] = field(default=frozenset(), compare=False)
+    """Every fingerprint these features have carried (a store re-stamped after a fingerprint
+    field was added is still the features a run recorded under the older one)."""
+
+    def to_json(self) -> dict:
+        return {"key": self.key, "path": self.path, "fingerprint": self.fingerprint,
+                "store_modality": self.store_modality, "encoder": self.encoder,
+                "utterance_shape": list(self.utterance_shape), "dim": self.dim}
+
+
+@dataclass
+class MultimodalData:
+    """``n`` clips with ``M`` modalities, joined by name.
+
+    features : M arrays, each float32 of shape (n, d_m) for utterance input or (n, T_m, d_m)
+        for frame input (zeros where absent or padded).
+    present : bool array of shape (n, M); False where a modality is absent for a clip.
+    frame_mask : for frame input, M bool arrays of shape (n, T_m) marking real frames; else None.
+    discrete : object array (n,) of str, "" when unlabelled. valence : float64 (n,), NaN when none.
+    split : object array (n,) of str.
+    notes : what loading did that a report should mention (masked clips, label source...).
+    """
+
+    names: list[str]
+    modalities: list[ModalityInfo]
+    features: list[np.ndarray]
+    present: np.ndarray
+    discrete: np.ndarray
+    valence: np.ndarray
+    split: np.ndarray
+    input: str = "utterance"
+    frame_mask: list[np.ndarray] | None = None
+    layers: str = "mean"
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def keys(self) -> list[str]:
+        return [m.key for m in self.modalities]
+
+    @property
+    def dims(self) -> list[int]:
+        return [m.dim for m in self.modalities]
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Class indices into :data:`mer_features.EMOTIONS`, shape (n,) int64; -1 when unlabelled."""
+        index = {e: i for i, e in enumerate(EMOTIONS)}
+        return np.array([index.get(d, -1) for d in self.discrete], dtype=np.int64)
+
+    def rows_of(self, names: Sequence[str]) -> np.ndarray:
+        """Row indices (len(names),) of the clips called ``names`` (each must be present)."""
+        where = {n: i for i, n in enumerate(self.names)}
+        return np.array([where[n] for n in names], np.int64)
+
+    def subset(self, rows: np.ndarray) -> MultimodalData:
+        """The clips at ``rows`` (indices or a boolean mask), in that order."""
+        rows = np.flatnonzero(rows) if rows.dtype == bool else np.asarray(rows, np.int64)
+        return replace(
+            self, names=[self.names[i] for i in rows],
+            features=[f[rows] for f in self.features], present=self.present[rows],
+            discrete=self.discrete[rows], valence=self.valence[rows], split=self.split[rows],
+            frame_mask=None if self.frame_mask is None else [m[rows] for m in self.frame_mask],
+            notes=list(self.notes))
+
+    def select_modalities(self, keys: Sequence[str]) -> MultimodalData:
+        """The same clips with only the modalities ``keys``, in that order."""
+        where = {k: i for i, k in enumerate(self.keys)}
+        unknown = [k for k in keys if k not in where]
+        if unknown:
+            raise DataError(f"Modality {', '.join(map(repr, unknown))} is not loaded; the "
+                            f"dataset has {', '.join(self.keys)}.")
+        idx = [where[k] for k in keys]
+        return replace(
+            self, modalities=[self.modalities[i] for i in idx],
+            features=[self.features[i] for i in idx], present=self.present[:, idx],
+            frame_mask=None if self.frame_mask is None else [self.frame_mask[i] for i in idx],
+            notes=list(self.notes))
+
+
+def split_rows(data: MultimodalData, train_split: str | None, test_split: str | None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Bool masks (n,) of the training and test clips chosen by split names."""
+    if train_split is not None and train_split == test_split:
+        raise ParameterError(f"--train-split and --test-split are both '{train_split}'; the test "
+                             "clips would be trained on. Give two different splits.")
+    splits = sorted({s for s in data.split})
+    for name, what in ((train_split, "--train-split"), (test_split, "--test-split")):
+        if name is not None and name not in splits:
+            have = ", ".join(repr(s) for s in splits)
+            raise DataError(f"No clip has split '{name}' ({what}); the splits present are {have}. "
+                            "Splits come from the manifest's 'split' column (at extraction, or "
+                            "--manifest).")
+    test = data.split == test_split if test_split is not None else np.zeros(len(data), bool)
+    train = data.split == train_split if train_split is not None else ~test
+    if not train.any():
+        raise DataError(f"No clip is left to train on: all {len(data)} clips are in the test "
+                        f"split '{test_split}' (--test-split). Give the clips of another split "
+                        "to train on, or drop --test-split.")
+    return train, test
+
+
+def modality_sets(keys: Sequence[str], sets: str = "all") -> list[tuple[str, ...]]:
+    """``all``: every non-empty subset of ``keys``, smallest first, in the order given;
+    ``minimal``: each modality alone and all of them together."""
+    if sets not in SETS:
+        raise DataError(f"sets must be one of {', '.join(SETS)}; got '{sets}'.")
+    if sets == "all":
+        return [c for r in range(1, len(keys) + 1) for c in itertools.combinations(keys, r)]
+    singles = [(k,) for k in keys]
+    return singles + ([tuple(keys)] if len(keys) > 1 else [])
+
+
+def parse_store_arg(spec: str | Path | tuple[str, str | Path]) -> tuple[str | None, Path]:
+    """``"audio=A.h5"`` -> ``("audio", Path("A.h5"))``; ``"A.h5"`` -> ``(None, Path("A.h5"))``.
+
+    A spec whose KEY or STORE is empty (``"=A.h5"``, ``"audio="``) is refused."""
+    if isinstance(spec, tuple):
+        key, path = spec
+        if key == "" or not str(path):
+            raise ParameterError(f"A store given as (key, path) needs a non-empty key (or None) "
+                                 f"and a path; got {spec!r}.")
+        return key, Path(path)
+    text = str(spec)
+    if not text:
+        raise ParameterError("--features got an empty path; give [KEY=]STORE.")
+    key, sep, rest = text.partition("=")
+    if sep and "/" not in key and not Path(text).exists():
+        if not key or not rest:
+            empty = "KEY" if not key else "STORE"
+            raise ParameterError(f"--features '{text}' has an empty {empty}; write KEY=STORE "
+                                 "(e.g. audio=features/a.h5) or just STORE.")
+        return key, Path(rest)
+    return None, Path(text)
+
+
+def load_dataset(stores: Sequence[str | Path | tuple[str, str | Path]],
+                 config: DataConfig | None = None, **options) -> MultimodalData:
+    """Read and join feature stores.
+
+    Parameters
+    ----------
+    stores : paths, ``"key=path"`` strings or ``(key, path)`` pairs, one per modality, in the
+        order the heads will see them. A bare path's key is the store's modality (audio, text...).
+    config : how to load (:class:`~mer_heads.config.DataConfig`); ``options`` are its fields
+        by keyword, applied over it:
+
+        * ``input``: ``"utterance"`` (one vector per clip) or ``"frames"`` (frame matrices, each
+          bounded to ``max_frames`` rows by averaging equal segments of the clip);
+        * ``manifest``: a CSV whose ``discrete``/``valence``/``split`` replace the labels the
+          stores copied at extraction; clips of the stores it does not list become unlabelled;
+        * ``join``: ``"exact"`` refuses stores whose clip names differ; ``"inner"`` keeps the
+          clips common to all stores;
+        * ``layers``: utterance arrays of shape (layers, dim) (from ``--layer all`` stores) are
+          averaged over layers (``"mean"``) or flattened to layers*dim (``"flatten"``).
+    """
+    _, config = split_options(None, config, options)
+    if not stores:
+        raise DataError("No feature store given; pass at least one --features STORE.h5.")
+    specs = [parse_store_arg(s) for s in stores]
+    _check_store_paths(specs)
+    input, layers, max_frames = config.input, config.layers, config.max_frames
+    opened: list[FeatureStore] = []
+    try:
+        for _, path in specs:
+            try:
+                opened.append(FeatureStore(path))
+            except StoreError as e:
+                raise DataError(f"Cannot read feature store '{path}': {e}") from e
+        keys = _modality_keys(specs, opened)
+        names = _joined_names(opened, config.join)
+        notes: list[str] = []
+        if config.manifest is not None:
+            discrete, valence, split = _manifest_labels(config.manifest, names, notes)
+        else:
+            discrete, valence, split = guard_read(opened, lambda: _store_labels(opened, names))
+        features, present, frame_mask, infos = [], [], [], []
+        for key, store in zip(keys, opened):
+            x, mask, ok = guard_read([store], lambda: _features(store, names, input, layers,
+                                                           max_frames))
+            _check_finite(x, ok, key, store, names)
+            absent = int((~ok).sum())
+            if absent:
+                notes.append(f"{key}: {absent} of {len(names)} clips have no usable features "
+                             f"(status not 'ok'{' or no frames' if input == 'frames' else ''}); "
+                             "masked as a missing modality")
+            features.append(x)
+            present.append(ok)
+            frame_mask.append(mask)
+            infos.append(ModalityInfo(key, str(store.path), store.fingerprint, store.modality,
+                                      store.encoder, tuple(store.utterance_shape), x.shape[-1],
+                                      frozenset(known_fingerprints(store.fields))))
+    finally:
+        for s in opened:
+            s.close()
+    return MultimodalData(
+        names=names, modalities=infos, features=features, present=np.stack(present, axis=1),
+        discrete=discrete, valence=valence, split=split, input=input,
+        frame_mask=frame_mask if input == "frames" else None, layers=layers, notes=notes)
+
+
+def store_key(spec: str | Path | tuple[str, str | Path]) -> str | None:
+    """The modality key a ``--features`` spec gets: its KEY, else the store's modality (None
+    when the store cannot be opened: :func:`load_dataset` says why)."""
+    key, path = parse_store_arg(spec)
+    if key is not None:
+        return key
+    try:
+        with FeatureStore(path) as store:
+            return store.modality
+    except (MerFeaturesError, OSError):
+        return None
+
+
+def _check_store_paths(specs: list[tuple[str | None, Path]]) -> None:
+    """Every --features is an existing file, and no file is given twice (under any key)."""
+    seen: list[tuple[Path, str]] = []
+    for key, path in specs:
+        shown = f"{key}={path}" if key else str(path)
+        if path.is_dir():
+            raise DataError(f"--features '{shown}' is a folder; give the feature store file "
+                            "(.h5) that `mer-features extract --out` wrote.")
+        if not path.exists():
+            continue  # FeatureStore says so, with any pending parts of an interrupted run
+        for other, other_shown in seen:
+            try:
+                same = path.samefile(other)
+            except OSError:
+                same = False
+            if same:
+                raise DataError(f"The store '{path}' is given twice (--features {other_shown} "
+                                f"and --features {shown}); give each modality's store once.")
+        seen.append((path, shown))
+
+
+def guard_read(stores: list[FeatureStore], read):
+    """``read()``, with a store that fails while being read (a damaged chunk, a checksum that
+    does not match, a missing dataset) reported as one :class:`DataError`."""
+    try:
+        return read()
+    except MerHeadsError:
+        raise
+    except MerFeaturesError as e:  # the store reader's own words say what to do
+        raise DataError(str(e)) from e
+    except (OSError, KeyError, ValueError) as e:
+        where = ", ".join(f"'{s.path}'" for s in stores)
+        raise DataError(f"Feature store {where} cannot be read ({type(e).__name__}: "
+                        f"{_first_line(e)}). Run `mer-features verify` on it; if it is "
+                        "damaged, move it away and extract again.") from e
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _features(store: FeatureStore, names: list[str], input: str, layers: str, max_frames: int
+              ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """One store's features for ``names``, its frame mask (frame input) and presence (n,)."""
+    ok = np.asarray(store.status == "ok")
+    rows = np.array([store.index(n) for n in names], dtype=np.int64)
+    ok = ok[rows]
+    if input == "utterance":
+        return _utterances(store, names, ok, layers), None, ok
+    x, mask = _frames(store, names, ok, max_frames)
+    return x, mask, ok & mask.any(axis=1)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _modality_keys(specs: list[tuple[str | None, Path]], stores: list[FeatureStore]) -> list[str]:
+    for (key, path), store in zip(specs, stores):
+        if key in STORE_MODALITIES and key != store.modality:
+            raise DataError(f"--features {key}={path}: the store holds {store.modality} features, "
+                            f"not {key}. Give the {key} store under '{key}', or use another key "
+                            f"for it (e.g. {store.modality}2={path}).")
+    keys = [key or store.modality for (key, _), store in zip(specs, stores)]
+    seen: dict[str, Path] = {}
+    for key, store in zip(keys, stores):
+        if key in seen:
+            raise DataError(f"Two stores have the modality key '{key}' ('{seen[key]}' and "
+                            f"'{store.path}'). Name them, e.g. --features {key}1={seen[key]} "
+                            f"--features {key}2={store.path}.")
+        seen[key] = store.path
+    return keys
+
+
+def _joined_names(stores: list[FeatureStore], join: str) -> list[str]:
+    for store in stores:
+        if len(store) == 0:
+            raise DataError(f"Store '{store.path}' holds no clip; extract a manifest into it "
+                            "(`mer-features extract --manifest ... --out STORE`).")
+    first = stores[0]
+    common = set(first.names)
+    for other in stores[1:]:
+        mine = set(other.names)
+        if join == "exact" and mine != common:
+            only_first = sorted(common - mine)
+            only_other = sorted(mine - common)
+            parts = []
+            if only_first:
+                parts.append(f"{len(only_first)} clip(s) of '{first.path}' are not in "
+                             f"'{other.path}' ({listed(only_first)})")
+            if only_other:
+                parts.append(f"{len(only_other)} clip(s) of '{other.path}' are not in "
+                             f"'{first.path}' ({listed(only_other)})")
+            raise DataError(
+                f"The stores disagree on clip names: {'; '.join(parts)}. Extract every modality "
+                "from the same manifest (failed clips are recorded, so the names match), or use "
+                "join='inner' (--join inner) to keep only the clips common to all stores.")
+        common &= mine
+    names = sorted(common)
+    if not names:
+        raise DataError("The stores have no clip name in common ("
+                        + ", ".join(f"'{s.path}' {len(s)} clips" for s in stores)
+                        + "); they were extracted from different corpora.")
+    return names
+
+
+def _store_labels(stores: list[FeatureStore], names: list[str]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels copied into the stores at extraction; stores must agree on them."""
+    result: tuple[np.ndarray, np.ndarray, np.ndarray, Path] | None = None
+    for store in stores:
+        rows = np.array([store.index(n) for n in names], dtype=np.int64)
+        cols = store.labels()
+        discrete = np.array([normalise_label(d) for d in cols["discrete"][rows]], dtype=object)
+        valence = np.asarray(cols["valence"][rows], np.float64)
+        split = np.asarray(cols["split"][rows], dtype=object)
+        bad = unknown_labels(discrete)
+        if len(bad):
+            shown = listed(f"'{names[i]}'={discrete[i]!r}" for i in bad)
+            raise LabelError(
+                f"Store '{store.path}' holds {len(bad)} label(s) outside the six classes "
+                f"({', '.join(EMOTIONS)}): {shown}. Fix the manifest and re-extract (labels are "
+                "refreshed without encoder work), or pass --manifest with corrected labels.")
+        out = outside_valence_scale(valence)
+        if len(out):
+            shown = listed(f"'{names[i]}'={valence[i]:g}" for i in out)
+            raise LabelError(
+                f"Store '{store.path}' holds {len(out)} valence label(s) outside the MER scale "
+                f"[-5, 5]: {shown}. {valence_hint()} in the manifest and re-extract (labels are "
+                "refreshed without encoder work), or pass --manifest with rescaled labels.")
+        if result is None:
+            result = (discrete, valence, split, store.path)
+            continue
+        d0, v0, _, p0 = result
+        same_v = (v0 == valence) | (np.isnan(v0) & np.isnan(valence))
+        differ = np.flatnonzero((d0 != discrete) | ~same_v)
+        if len(differ):
+            shown = ", ".join(f"'{names[i]}' ({d0[i] or '-'}/{_fmt(v0[i])} vs "
+                              f"{discrete[i] or '-'}/{_fmt(valence[i])})" for i in differ[:SHOWN])
+            raise LabelError(
+                f"Stores '{p0}' and '{store.path}' disagree on the labels of {len(differ)} "
+                f"clip(s): {shown}. They were extracted from different manifests; pass "
+                "--manifest PATH to take the labels from one file.")
+    if result is None:
+        raise DataError("No feature store given.")
+    return result[0], result[1], result[2]
+
+
+def _fmt(v: float) -> str:
+    return "-" if math.isnan(v) else f"{v:g}"
+
+
+def _manifest_labels(path: str | Path, names: list[str], notes: list[str]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    table = read_label_table(path, what="manifest")
+    by_name = table.as_dict()
+    hits = [n for n in names if n in by_name]
+    if not hits:
+        raise LabelError(f"No clip of the stores is listed in the manifest '{path}' (e.g. store "
+                         f"clip '{names[0]}', manifest row '{table.names[0] if table.names else '-'}'"
+                         "); is it the manifest of another corpus?")
+    if len(hits) < len(names):
+        notes.append(f"{len(names) - len(hits)} store clip(s) are not in the manifest "
+                     f"'{path}' and are treated as unlabelled")
+    notes.append(f"labels taken from the manifest '{path}'")
+    empty = ("", math.nan, "")
+    rows = [by_name.get(n, empty) for n in names]
+    return (np.array([r[0] for r in rows], dtype=object), np.array([r[1] for r in rows], np.float64),
+            np.array([r[2] for r in rows], dtype=object))
+
+
+def _utterances(store: FeatureStore, names: list[str], ok: np.ndarray, layers: str) -> np.ndarray:
+    x = store.utterances(names)
+    if x.ndim > 2:
+        # (n, layers, dim) from `--layer all` stores: averaging keeps the width of one layer.
+        x = x.mean(axis=tuple(range(1, x.ndim - 1))) if layers == "mean" else x.reshape(len(x), -1)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    x[~ok] = 0.0
+    return x
+
+
+def _frames(store: FeatureStore, names: list[str], ok: np.ndarray, max_frames: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Frame matrices padded to (n, T, dim) with a (n, T) mask; T <= max_frames."""
+    dim = store.frame_dim
+    pooled: list[np.ndarray | None] = []
+    for name, is_ok in zip(names, ok):
+        if not is_ok:
+            pooled.append(None)
+            continue
+        _, fr = store.frames(name)
+        pooled.append(_bound_frames(fr, max_frames) if len(fr) else None)
+    lengths = np.array([0 if p is None else len(p) for p in pooled], dtype=np.int64)
+    if dim == 0 or not lengths.any():
+        raise DataError(f"Store '{store.path}' has no frame features for any usable clip "
+                        f"(frame_dim {dim}); use input='utterance' (--input utterance) with it.")
+    t = int(lengths.max())
+    x = np.zeros((len(names), t, dim), np.float32)
+    mask = np.zeros((len(names), t), bool)
+    for i, p in enumerate(pooled):
+        if p is not None:
+            x[i, :len(p)] = p
+            mask[i, :len(p)] = True
+    return x, mask
+
+
+def _bound_frames(frames: np.ndarray, max_frames: int) -> np.ndarray:
+    """At most ``max_frames`` rows: the means of equal segments of the clip.
+
+    Segment means rather than every k-th frame, because 50-100 Hz descriptors alias when
+    decimated, and the mean keeps every frame's contribution.
+    """
+    n = len(frames)
+    if n <= max_frames:
+        return frames.astype(np.float32, copy=False)
+    bounds = np.linspace(0, n, max_frames + 1).astype(np.int64)
+    sums = np.add.reduceat(frames.astype(np.float64), bounds[:-1], axis=0)
+    return (sums / np.diff(bounds)[:, None]).astype(np.float32)
+
+
+def _check_finite(x: np.ndarray, ok: np.ndarray, key: str, store: FeatureStore,
+                  names: list[str]) -> None:
+    finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    bad = np.flatnonzero(ok & ~finite)
+    if len(bad):
+        shown = listed(names[i] for i in bad)
+        values = x[bad].reshape(-1)
+        only_inf = not np.isnan(values).any()
+        storage = str(store.attrs.get("storage_dtype", ""))
+        where = (f"Store '{store.path}' ({key}) has {'infinite' if only_inf else 'NaN or infinite'}"
+                 f" features for {len(bad)} usable clip(s) ({shown})")
+        if only_inf and storage == "float16":
+            raise DataError(
+                f"{where}: the store keeps float16 (--storage-dtype float16), whose largest value "
+                "is 65504, and these features overflowed it. Run `mer-features verify "
+                f"{store.path}`, then extract again with --storage-dtype float32 (into a new "
+                "--out, or with --overwrite).")
+        raise DataError(
+            f"{where}: the encoder produced non-finite values, or the store is damaged. Run "
+            f"`mer-features verify {store.path}` to list them, then extract again (a neural "
+            "encoder with --dtype fp32).")
+    x[~finite] = 0.0  # only absent clips are left here; they are masked, keep them harmless
+
+
+def summarise(data: MultimodalData) -> dict:
+    """Counts a report shows: clips, labelled, per-modality presence, class counts."""
+    labels = data.labels
+    return {
+        "clips": len(data),
+        "labelled": int((labels >= 0).sum()),
+        "with_valence": int(np.isfinite(data.valence).sum()),
+        "present": {k: int(data.present[:, i].sum()) for i, k in enumerate(data.keys)},
+        "classes": {e: int((labels == i).sum()) for i, e in enumerate(EMOTIONS)},
+    }
+
+
+__all__ = ["SETS", "STORE_MODALITIES", "ModalityInfo", "MultimodalData", "guard_read",
+           "load_dataset", "modality_sets", "parse_store_arg", "split_rows", "store_key",
+           "summarise"]

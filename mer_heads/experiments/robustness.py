@@ -1,0 +1,203 @@
+"""Robustness to corrupted input (the MER-NOISE question): how scores fall with the noise level.
+
+Heads are trained on clean features only; each *condition* (:mod:`.conditions`) swaps some
+modalities' stores for stores extracted from corrupted media, and the models are scored on
+those features. Modalities a condition does not name keep their clean store (text, for
+instance, is never corrupted).
+
+Protocol. Without a test split, every modality set is cross-validated on the clean features
+(one fold assignment shared by all sets, as in the ablation), and a condition is scored on the
+*held-out* predictions (:meth:`~mer_heads.protocol.CrossValidatedHead.predict_held_out`): each
+clip is predicted, from its corrupted copy, by the fold model that never saw the clip. The clean
+condition therefore reproduces the cross-validated scores of ``mer-heads fit`` exactly. With
+``test_split``, the fold ensemble trained on the other clips predicts the test clips of each
+condition.
+
+Writes ``robustness.csv`` (one row per condition x modality set), ``robustness.md`` (tables:
+rows conditions, columns modality sets), ``robustness.json`` (byte-identical for the same seed
+and stores) and ``robustness.png`` (F1 against SNR, one line per modality set; other
+corruptions in a second panel).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mer_heads.config import DataConfig, HeadConfig, split_options
+from mer_heads.data.dataset import (SETS, MultimodalData, load_dataset, modality_sets,
+                                    split_rows, store_key)
+from mer_heads.errors import DataError
+from mer_heads.experiments.conditions import (CLEAN, Condition, StoreArg, parse_conditions,
+                                              read_sweep, resolve_conditions)
+from mer_heads.folds import shared_folds
+from mer_heads.heads import get_head
+from mer_heads.metrics import Scores, score
+from mer_heads.outputs import dump_json, output_folder, write_csv, write_text
+from mer_heads.protocol import CrossValidatedHead
+from mer_heads.reports.robustness import CSV_COLUMNS, markdown_tables, robustness_figure
+
+
+@dataclass
+class RobustnessResult:
+    rows: list[dict[str, Any]]
+    conditions: list[Condition]
+    sets: list[tuple[str, ...]]
+    csv_path: Path
+    markdown_path: Path
+    json_path: Path
+    png_path: Path
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        return self.markdown_path.read_text(encoding="utf-8")
+
+
+def robustness(features: Sequence[StoreArg], conditions: Sequence[Any], out: str | Path,
+               head: HeadConfig | None = None, loading: DataConfig | None = None, *,
+               sweep: str | Path | None = None, train_split: str | None = None,
+               test_split: str | None = None, sets: str = "all", overwrite: bool = False,
+               **options: Any) -> RobustnessResult:
+    """Train on the clean ``features`` and score every condition; write ``out/robustness.*``.
+
+    Parameters
+    ----------
+    features : the clean stores, as for :func:`mer_heads.data.load_dataset`.
+    conditions : one item per condition, ``(label or None, [(key or None, path), ...])`` or the
+        command line's token list ``["20 dB", "audio=a20.h5"]``.
+    head, loading : the head's hyper-parameters and how the stores are loaded; ``options``
+        are fields of either, by keyword (``model="logreg"``, ``input="frames"``).
+    sweep : a sweep file of ``mer-features sweep``: its levels are conditions too (labelled as
+        the file says), and its clean store is the swept modality's unless ``features`` names
+        that modality.
+    test_split : score the fold ensemble on this split's clips instead of held-out folds
+        (training on ``train_split``, or on every other clip).
+    sets : modality sets to score, ``all`` combinations or ``minimal`` (singles and all).
+    overwrite : replace an earlier sweep in ``out`` (else refused before any work).
+    """
+    start = time.perf_counter()
+    head, loading = split_options(head, loading, options)
+    get_head(head.model).check_runtime(head)
+    features = list(features)
+    conditions = parse_conditions(conditions)
+    if sweep is not None:
+        plan = read_sweep(sweep)
+        if not any(store_key(spec) == plan.modality for spec in features):
+            features.insert(0, (plan.modality, plan.clean))
+        conditions += plan.conditions
+    if not conditions:
+        raise DataError("No condition given; add --condition [LABEL] KEY=STORE for each "
+                        "corrupted version of the features, or --sweep FILE.")
+    if sets not in SETS:
+        raise DataError(f"sets must be one of {', '.join(SETS)}; got '{sets}'.")
+    with output_folder(out, marker="robustness.json", overwrite=overwrite,
+                       what="robustness sweep") as out:
+        return _robustness(features, conditions, out, start, head, loading,
+                           train_split=train_split, test_split=test_split, sets=sets)
+
+
+def _robustness(features, conditions, out: Path, start: float, head: HeadConfig,
+                loading: DataConfig, *, train_split, test_split, sets) -> RobustnessResult:
+    clean = load_dataset(features, loading)
+    conds = resolve_conditions(conditions, clean)
+    combos = modality_sets(clean.keys, sets)
+    train_mask, test_mask = _split_masks(clean, train_split, test_split)
+    train = clean.subset(train_mask)
+    fold_of = shared_folds(train, head, "nothing to train on. Check the stores' labels (or "
+                                        "pass --manifest) and --train-split.")
+    heads = {combo: CrossValidatedHead.from_config(head).fit(train.select_modalities(combo),
+                                                             fold_of=fold_of)
+             for combo in combos}
+    notes = sorted({n for est in heads.values() for n in est.notes_})
+
+    rows: list[dict[str, Any]] = []
+    for cond in conds:
+        data = clean if cond.is_clean else _condition_data(clean, cond, loading)
+        for combo, est in heads.items():
+            if test_split is None:
+                part = data.subset(train_mask).select_modalities(combo)
+                scored, lost = _score_held_out(est, part, train.select_modalities(combo))
+            else:
+                scored, lost = _score_test(est, data.subset(test_mask).select_modalities(combo),
+                                           clean.subset(test_mask).select_modalities(combo))
+            rows.append({"condition": cond.label, "snr_db": cond.snr_db,
+                         "corruption": cond.corruption or CLEAN, "modalities": "+".join(combo),
+                         **scored, "lost": lost})
+
+    csv_path, md_path = out / "robustness.csv", out / "robustness.md"
+    json_path, png_path = out / "robustness.json", out / "robustness.png"
+    write_csv(csv_path, CSV_COLUMNS, rows)
+    protocol = "held-out folds" if test_split is None else f"test split '{test_split}'"
+    dump_json({"params": head.to_json(), "input": loading.input, "layers": loading.layers,
+               "protocol": protocol, "train_split": train_split, "test_split": test_split,
+               "modalities": [m.to_json() for m in clean.modalities],
+               "sets": ["+".join(c) for c in combos],
+               "conditions": [c.to_json() for c in conds],
+               "cv": {"+".join(c): est.cv_scores_.to_json() for c, est in heads.items()},
+               "best_epochs": {"+".join(c): est.best_epochs_.tolist() for c, est in heads.items()},
+               "rows": rows, "notes": notes}, json_path)
+    has_valence = any(r["mse"] is not None for r in rows)
+    write_text(md_path, markdown_tables(rows, conds, combos, head, loading.input, protocol,
+                                        has_valence, notes))
+    robustness_figure(rows, conds, combos, png_path,
+                      f"{head.model}, trained clean, scored on {protocol}")
+    return RobustnessResult(rows, conds, combos, csv_path, md_path, json_path, png_path,
+                            time.perf_counter() - start, notes)
+
+
+def _split_masks(data: MultimodalData, train_split: str | None, test_split: str | None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    train, test = split_rows(data, train_split, test_split)
+    if test_split is not None and not (data.labels[test] >= 0).any():
+        raise DataError(f"No clip of the test split '{test_split}' is labelled, so no condition "
+                        "can be scored on it; drop --test-split to score held-out folds.")
+    return train, test
+
+
+def _condition_data(clean: MultimodalData, cond: Condition, loading: DataConfig
+                    ) -> MultimodalData:
+    """The clean data set with the condition's modalities read from its corrupted stores; same
+    clips, order and labels as ``clean``."""
+    specs = [(m.key, cond.stores.get(m.key, m.path)) for m in clean.modalities]
+    data = load_dataset(specs, replace(loading, join="inner"))
+    data = data.subset(data.rows_of(clean.names))
+    return replace(data, discrete=clean.discrete, valence=clean.valence, split=clean.split)
+
+
+def _lost(data: MultimodalData, reference: MultimodalData) -> int:
+    """Clips with a modality usable in the clean features but not in the corrupted ones."""
+    return int((reference.present & ~data.present).any(axis=1).sum())
+
+
+def _scores_json(s: Scores, imputed: int) -> dict[str, Any]:
+    return {"clips": s.n, "imputed": imputed, "f1": s.f1, "accuracy": s.accuracy, "mse": s.mse,
+            "metric": s.metric}
+
+
+def _score_held_out(est: CrossValidatedHead, data: MultimodalData, clean: MultimodalData
+                    ) -> tuple[dict[str, Any], int]:
+    proba, valence, imputed = est.predict_held_out(data)
+    at = clean.rows_of(est.train_names_)
+    s = score(clean.labels[at], proba.argmax(1),
+              clean.valence[at] if est.has_valence_ else None, valence)
+    return (_scores_json(s, int(imputed.sum())),
+            _lost(data.subset(data.rows_of(est.train_names_)), clean.subset(at)))
+
+
+def _score_test(est: CrossValidatedHead, data: MultimodalData, clean: MultimodalData
+                ) -> tuple[dict[str, Any], int]:
+    proba, valence, imputed = est.predict_proba(data)
+    labelled = clean.labels >= 0
+    s = score(clean.labels[labelled], proba[labelled].argmax(1),
+              clean.valence[labelled] if est.has_valence_ else None, valence[labelled])
+    return (_scores_json(s, int(imputed[labelled].sum())),
+            _lost(data.subset(labelled), clean.subset(labelled)))
+
+
+__all__ = ["RobustnessResult", "robustness"]

@@ -1,0 +1,182 @@
+"""The neural family: all folds x seeds models of a run train as one stacked network.
+
+:class:`NeuralHead` holds what every neural head shares: building the
+:class:`~mer_heads.heads.stack.StackedHead` (modality encoders, the head's fusion, the emotion
+and valence outputs), training it with :mod:`mer_heads.heads.training`, predicting with it on
+its device, and keeping it in a run directory. A head (``attention.py``, ``concat.py``,
+``fbp.py``) only defines its fusion:
+
+* ``build(stack, widths)`` adds the fusion's layers to the stack as its attributes (their
+  names are the keys of the saved state dict), given the width of each modality's hidden
+  vector;
+* ``fuse(stack, hidden, present)`` mixes M hidden tensors (F, B, w_m), already zero where a
+  modality is absent (``present`` (F, B, M) False), into one (F, B, H) tensor.
+
+``encodes = False`` skips the per-modality encoders for utterance input (the fusion reads the
+standardised features). torch (and numpy) are imported inside the methods, so declaring a head
+is free and ``mer-heads --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from mer_heads.errors import DataError
+from mer_heads.heads.registry import NEURAL, Head
+from mer_heads.runtime import (compute_dtype, resolve_device, resolve_precision, threads_for,
+                               torch_session)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from mer_heads.config import HeadConfig
+    from mer_heads.data.dataset import MultimodalData
+    from mer_heads.protocol import CrossValidatedHead
+
+Predict = Callable[..., tuple[Any, Any]]
+
+
+def input_widths(data: MultimodalData) -> list[int]:
+    """Input elements per clip and modality (frames count once per frame)."""
+    return [math.prod(x.shape[1:]) for x in data.features]
+
+
+class NeuralHead(Head):
+    """Base of the neural heads (see the module docstring for the two hooks)."""
+
+    family: ClassVar[str] = NEURAL
+    kind: ClassVar[str] = "neural"
+    inputs: ClassVar[tuple[str, ...]] = ("utterance", "frames")
+    params: ClassVar[tuple[str, ...]] = ("epochs", "hidden", "dropout", "lr", "weight_decay",
+                                         "batch_size", "valence_weight", "precision", "device")
+    model_file: ClassVar[str] = "models/heads.pt"
+    encodes: ClassVar[bool] = True
+
+    def build(self, stack, widths: list[int]) -> None:
+        """Add the fusion's layers to ``stack`` (a StackedHead)."""
+        raise NotImplementedError
+
+    def fuse(self, stack, hidden: list, present):
+        """(F, B, H) from M hidden tensors (F, B, w_m) and presence (F, B, M)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------
+    def check_runtime(self, config: HeadConfig) -> None:
+        """Refuse a device torch cannot use, before any work."""
+        resolve_device(config.device)
+
+    def fit(self, est: CrossValidatedHead, data: MultimodalData, train_rows: list[np.ndarray],
+            val_rows: list[np.ndarray], fold_labels: np.ndarray | None
+            ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Train ``est``'s F models as one stack: model f learns from ``train_rows[f]`` and keeps
+        its best epoch on ``val_rows[f]``. Sets ``stack_``, ``device_``, ``precision_``,
+        ``batch_size_``, ``best_epochs_`` and ``curve_``; returns each model's held-out class
+        probabilities and valence."""
+        import torch
+
+        from mer_heads.heads.stack import StackedHead
+        from mer_heads.heads.training import DeviceData, TrainConfig, auto_batch_size, train_stack
+
+        device = resolve_device(est.device)
+        est.device_ = str(device)
+        est.precision_ = resolve_precision(est.precision, device)
+        n_models, widths = len(est.model_folds_), input_widths(data)
+        est.batch_size_ = est.batch_size or auto_batch_size(
+            max(len(r) for r in train_rows), n_models * sum(widths))
+        with torch_session(device, threads_for(n_models, est.batch_size_, widths, est.hidden)):
+            tensors = DeviceData(data, est.standardizer_, device, compute_dtype(est.precision_),
+                                 fold_labels)
+            module = StackedHead(n_models, data.dims, model=est.model, input=data.input,
+                                 hidden=est.hidden, dropout=est.dropout)
+            config = TrainConfig(
+                epochs=est.epochs, lr=est.lr, weight_decay=est.weight_decay,
+                batch_size=est.batch_size_, valence_weight=est.valence_weight,
+                compute_dtype="bfloat16" if est.precision_ == "bf16" else "float32")
+            result = train_stack(module, tensors, est.model_folds_, train_rows, val_rows, config,
+                                 seed=est.seed, has_valence=est.has_valence_)
+        est.stack_ = module.to(torch.device("cpu"))
+        never = int((result.best_epoch == 0).sum())
+        if never:
+            raise DataError(
+                f"Training diverged: {never} of {n_models} fold models gave non-finite outputs "
+                f"from the first epoch on (lr={est.lr:g}, valence_weight={est.valence_weight:g})."
+                " Lower --lr (default 0.001) or --valence-weight.")
+        if result.diverged.any():
+            est.notes_.append(
+                f"training diverged (non-finite outputs) for {int(result.diverged.sum())} fold "
+                f"model(s) after their best epoch, which was kept; a lower --lr (now "
+                f"{est.lr:g}) would train them longer")
+        est.best_epochs_ = result.best_epoch
+        est.curve_ = result.curve
+        return result.val_proba, result.val_valence
+
+    @contextmanager
+    def predictor(self, est: CrossValidatedHead, data: MultimodalData, batch: int
+                  ) -> Iterator[Predict]:
+        """The fitted stack on its device in the run's compute dtype, inside a torch session
+        with the threads for ``batch`` clips of ``data`` per model. Yields
+        ``predict(part, rows=None, *, mean=False, valence=True)``: for the clips of ``part``
+        (a subset of ``data``), every model's outputs on its own ``rows[f]`` (F arrays of
+        row indices; None: every clip), as F float64 arrays (n_f, 6) and (n_f,); with
+        ``mean``, their mean over the models, (n, 6) and (n,). The stack is back on the CPU
+        afterwards, also after an error."""
+        import torch
+
+        from mer_heads.heads.training import DeviceData, padded_rows, predict_rows
+
+        device = resolve_device(est.device)
+        dtype = compute_dtype(est.precision_)
+        module = est.stack_.to(device)
+        module.set_compute_dtype(dtype)
+        threads = threads_for(len(est.model_folds_), batch, input_widths(data), est.hidden)
+        folds = torch.as_tensor(est.model_folds_, dtype=torch.int64).to(device)
+
+        def predict(part: MultimodalData, rows: list[np.ndarray] | None = None, *,
+                    mean: bool = False, valence: bool = True) -> tuple[Any, Any]:
+            tensors = DeviceData(part, est.standardizer_, device, dtype)
+            if rows is None:
+                index = torch.arange(len(part), device=device).expand(len(folds), -1)
+            else:
+                index, _ = padded_rows(rows, device)
+            proba, val = predict_rows(module, tensors, folds, index)
+            del tensors
+            if mean:
+                return proba.double().mean(0).cpu().numpy(), val.double().mean(0).cpu().numpy()
+            proba, val = proba.double().cpu().numpy(), val.double().cpu().numpy()
+            lengths = [len(part)] * len(folds) if rows is None else [len(r) for r in rows]
+            return ([proba[f, :n] for f, n in enumerate(lengths)],
+                    [val[f, :n] for f, n in enumerate(lengths)])
+
+        try:
+            with torch_session(device, threads):
+                yield predict
+        finally:
+            est.stack_ = module.to(torch.device("cpu"))
+
+    def save(self, est: CrossValidatedHead, run_dir: Path) -> None:
+        """The stack's state dict (torch.save) in ``run_dir``."""
+        import torch
+
+        from mer_heads.outputs import atomic_write
+
+        with atomic_write(run_dir / self.model_file, "wb") as f:
+            torch.save(est.stack_.state_dict(), f)
+
+    def load(self, est: CrossValidatedHead, run_dir: Path) -> None:
+        """Rebuild ``est.stack_`` from ``run_dir`` (the other fitted attributes are set)."""
+        import torch
+
+        from mer_heads.heads.stack import StackedHead
+
+        est.stack_ = StackedHead(len(est.model_folds_), est.dims_, model=est.model,
+                                 input=est.input_, hidden=est.hidden, dropout=est.dropout)
+        state = torch.load(run_dir / self.model_file, map_location="cpu", weights_only=True)
+        est.stack_.load_state_dict(state)
+        est.stack_.eval()
+
+
+__all__ = ["NeuralHead", "input_widths"]

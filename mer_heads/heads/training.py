@@ -1,0 +1,305 @@
+"""The batched trainer: all models of a stack (folds x seeds) train together on whole tensors.
+
+Each epoch, every model draws its own permutation of its own training clips; a step gathers
+(F, B) clips from feature tensors kept on the device (already standardised with each fold's
+statistics) and takes one Adam step on the sum of the per-model losses (so each model's
+gradient is its own). After every epoch each model is scored on its own held-out clips
+and, when its score beats its best so far, its slice of every weight is copied aside: the best
+epoch is chosen per model, not per stack.
+
+The loss is cross-entropy plus ``valence_weight`` times the valence MSE (over clips that have a
+valence); without valence labels it is cross-entropy alone and the selection score is F1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mer_heads.metrics import VALENCE_RANGE, VALENCE_WEIGHT
+
+if TYPE_CHECKING:
+    from mer_heads.data.dataset import MultimodalData
+    from mer_heads.data.standardize import Standardizer
+    from mer_heads.heads.stack import StackedHead
+
+EVAL_CHUNK = 1024
+STEP_ELEMENTS = 1 << 27
+"""At most this many input elements (all models together) are gathered for one forward
+(512 MB in fp32): frame inputs of wide encoders need smaller chunks than utterances."""
+STEPS_PER_EPOCH = 4
+
+
+def auto_batch_size(n_train: int, elements_per_clip: int = 0) -> int:
+    """Clips per step giving STEPS_PER_EPOCH steps per epoch, within [32, 1024], and fewer when
+    a step's inputs (``elements_per_clip`` over all stacked models) would pass STEP_ELEMENTS."""
+    size = min(1024, max(32, -(-n_train // STEPS_PER_EPOCH)))
+    if elements_per_clip:
+        size = min(size, max(1, STEP_ELEMENTS // elements_per_clip))
+    return int(size)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 100
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    batch_size: int = 512
+    valence_weight: float = 1.0
+    compute_dtype: str = "float32"
+
+
+@dataclass
+class StackResult:
+    """What training a stack of F models gives.
+
+    best_epoch, best_score : (F,) arrays; epochs count from 1.
+    val_proba : F arrays (V_f, C) of class probabilities on each model's held-out clips at its
+        best epoch; val_valence : F arrays (V_f,).
+    curve : (epochs,) mean over models of the held-out score after each epoch.
+    diverged : (F,) bool, models whose held-out outputs became non-finite at some epoch (such
+        an epoch is never kept: best_epoch 0 means no epoch gave finite outputs).
+    """
+
+    best_epoch: np.ndarray
+    best_score: np.ndarray
+    val_proba: list[np.ndarray]
+    val_valence: list[np.ndarray]
+    curve: np.ndarray
+    diverged: np.ndarray
+
+
+class DeviceData:
+    """A dataset's arrays as device tensors, ready to be gathered into stacked batches.
+
+    Utterance features are standardised once per fold and kept as (K, n, d) tensors in the
+    compute dtype (absent clips zero), so a batch is one gather with no arithmetic: on a CPU,
+    the elementwise passes over inputs cost as much as the products themselves. Frame features
+    are too large for K copies and are standardised per batch instead.
+    """
+
+    def __init__(self, data: MultimodalData, standardizer: Standardizer, device: torch.device,
+                 dtype: torch.dtype = torch.float32, fold_labels: np.ndarray | None = None):
+        """``fold_labels`` : optional (K, n) training class of each clip per fold (-1: none),
+        for clips whose class differs between folds (pseudo-labels); default ``data.labels``."""
+        self.device, self.dtype = device, dtype
+        self._buffers: dict[int, Tensor] = {}
+        self.frames = data.frame_mask is not None
+        self.elements_per_clip = sum(int(np.prod(x.shape[1:])) for x in data.features)
+        self.present = torch.from_numpy(data.present).to(device)
+        self.labels = torch.from_numpy(data.labels).to(device)
+        self.fold_labels = (None if fold_labels is None
+                            else torch.from_numpy(np.asarray(fold_labels, np.int64)).to(device))
+        self.valence = torch.from_numpy(data.valence.astype(np.float32)).to(device)
+        if self.frames:
+            self.x = [torch.from_numpy(np.ascontiguousarray(f)).to(device) for f in data.features]
+            self.frame_mask = [torch.from_numpy(m).to(device) for m in data.frame_mask]
+            self.mean = [torch.from_numpy(m).to(device) for m in standardizer.mean]
+            self.inv_scale = [torch.from_numpy(1.0 / s).to(device) for s in standardizer.scale]
+        else:
+            # M tensors (K * n, d): fold k's copy of clip i is row k * n + i.
+            self.x = [torch.cat([torch.from_numpy(standardizer.transform_modality(data, m, k))
+                                 .to(device, dtype) for k in range(standardizer.n_folds)])
+                      for m in range(len(data.features))]
+            self.n = len(data)
+
+    def train_labels(self, folds: Tensor, rows: Tensor) -> Tensor:
+        """Training classes (F, B) of clips ``rows`` (F, B) for models of folds ``folds`` (F,)."""
+        if self.fold_labels is None:
+            return self.labels[rows]
+        return self.fold_labels[folds[:, None], rows]
+
+    def batch(self, folds: Tensor, rows: Tensor, *, reuse: bool = False
+              ) -> tuple[list[Tensor], Tensor, list[Tensor] | None]:
+        """Standardised inputs of clips ``rows`` (F, B) for models of folds ``folds`` (F,).
+
+        With ``reuse`` the utterance inputs are gathered into buffers kept between calls (the
+        previous call's inputs are overwritten): a fresh buffer of this size costs more in page
+        faults on a CPU than the gather itself. Only for a training step, whose graph is gone
+        before the next step gathers.
+        """
+        present = self.present[rows]                                            # (F, B, M)
+        if not self.frames:
+            # index_select copies whole rows; advanced indexing is 3x slower on a CPU.
+            flat = (folds[:, None] * self.n + rows).reshape(-1)
+            inputs = []
+            for m, x in enumerate(self.x):
+                if reuse:
+                    out = self._buffers.get(m)
+                    if out is None or out.shape[0] != flat.numel():
+                        out = self._buffers[m] = x.new_empty((flat.numel(), x.shape[1]))
+                    inputs.append(torch.index_select(x, 0, flat, out=out).view(*rows.shape, -1))
+                else:
+                    inputs.append(x.index_select(0, flat).view(*rows.shape, -1))
+            return inputs, present, None
+        inputs, masks = [], []
+        for m, x in enumerate(self.x):
+            mask = self.frame_mask[m][rows]                                     # (F, B, T)
+            mean, inv = self.mean[m][folds], self.inv_scale[m][folds]           # (F, d)
+            xb = (x[rows] - mean[:, None, None]) * inv[:, None, None]
+            xb = xb * (mask & present[..., m:m + 1])[..., None]
+            inputs.append(xb.to(self.dtype))
+            masks.append(mask)
+        return inputs, present, masks
+
+
+def padded_rows(rows: list[np.ndarray], device: torch.device) -> tuple[Tensor, Tensor]:
+    """Per-model row lists as a (F, N_max) index tensor (padded with row 0) and a valid mask."""
+    width = max(1, max(len(r) for r in rows))
+    index = np.zeros((len(rows), width), np.int64)
+    valid = np.zeros((len(rows), width), bool)
+    for f, r in enumerate(rows):
+        index[f, :len(r)] = r
+        valid[f, :len(r)] = True
+    return torch.from_numpy(index).to(device), torch.from_numpy(valid).to(device)
+
+
+def weighted_f1(pred: Tensor, true: Tensor, valid: Tensor, n_classes: int) -> Tensor:
+    """Per-model weighted F1, equal to sklearn's ``f1_score(average="weighted")``.
+
+    pred, true : (F, V) class indices; valid : (F, V) bool. Returns (F,) float64.
+    """
+    eye = torch.eye(n_classes, dtype=torch.float64, device=pred.device)
+    w = valid.to(torch.float64)[..., None]
+    t = eye[true.clamp(min=0)] * w
+    p = eye[pred] * w
+    tp = (t * p).sum(1)
+    support, predicted = t.sum(1), p.sum(1)
+    denom = support + predicted
+    f1 = torch.where(denom > 0, 2 * tp / denom.clamp(min=1), torch.zeros_like(tp))
+    return (f1 * support).sum(1) / support.sum(1).clamp(min=1)
+
+
+def train_stack(module: StackedHead, tensors: DeviceData, folds: np.ndarray,
+                train_rows: list[np.ndarray], val_rows: list[np.ndarray], config: TrainConfig,
+                *, seed: int, has_valence: bool) -> StackResult:
+    """Train the F models of ``module``; model f uses fold ``folds[f]``'s statistics, learns
+    from clips ``train_rows[f]`` and is scored on ``val_rows[f]``. Leaves ``module`` holding
+    each model's weights from its best epoch."""
+    device = tensors.device
+    devices = [device.index or 0] if device.type == "cuda" else []
+    # Dropout draws from torch's global generator; forking it keeps the caller's random state
+    # untouched while making the run a function of its seed.
+    with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"):
+        torch.manual_seed(seed)
+        return _train(module, tensors, folds, train_rows, val_rows, config, seed, has_valence)
+
+
+def _train(module: StackedHead, tensors: DeviceData, folds: np.ndarray,
+           train_rows: list[np.ndarray], val_rows: list[np.ndarray], config: TrainConfig,
+           seed: int, has_valence: bool) -> StackResult:
+    device = tensors.device
+    n_models = len(folds)
+    generator = torch.Generator().manual_seed(seed)
+    module.reset_parameters(generator)
+    module.to(device)
+    module.set_compute_dtype(getattr(torch, config.compute_dtype))
+    fold_t = torch.from_numpy(np.asarray(folds, np.int64)).to(device)
+    tr_index, tr_valid = padded_rows(train_rows, device)
+    va_index, va_valid = padded_rows(val_rows, device)
+    # The fused kernel updates every weight in one pass; foreach would take a dozen passes over
+    # the whole stack per step.
+    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr,
+                                 weight_decay=config.weight_decay, fused=True)
+    best = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    best_score = torch.full((n_models,), -torch.inf, dtype=torch.float64, device=device)
+    best_epoch = torch.zeros(n_models, dtype=torch.int64, device=device)
+    best_proba = torch.zeros((n_models, va_index.shape[1], module.n_classes), device=device)
+    best_valence = torch.zeros((n_models, va_index.shape[1]), device=device)
+    curve = []
+    diverged = torch.zeros(n_models, dtype=torch.bool, device=device)
+    width = tr_index.shape[1]
+    batch = max(1, min(config.batch_size, width))
+    for epoch in range(1, config.epochs + 1):
+        module.train()
+        keys = torch.rand(tr_index.shape, generator=generator).to(device)
+        keys = keys.masked_fill(~tr_valid, 2.0)                 # padding sorts last
+        order = keys.argsort(dim=1, stable=True)
+        for start in range(0, width, batch):
+            pos = order[:, start:start + batch]
+            rows = tr_index.gather(1, pos)
+            weight = tr_valid.gather(1, pos).to(torch.float32)
+            if not weight.any():
+                break
+            inputs, present, masks = tensors.batch(fold_t, rows, reuse=True)
+            logits, valence = module(inputs, present, masks)
+            loss = _loss(logits, valence, tensors.train_labels(fold_t, rows), tensors.valence[rows],
+                         weight,
+                         config.valence_weight if has_valence else 0.0)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        proba, val_pred = predict_rows(module, tensors, fold_t, va_index)
+        score = selection_score(proba, val_pred, tensors.labels[va_index],
+                                tensors.valence[va_index], va_valid, has_valence)
+        # A diverged model (a too large step: NaN weights) must never be kept as its best epoch.
+        finite = ((torch.isfinite(proba).all(-1) & torch.isfinite(val_pred)) | ~va_valid).all(1)
+        diverged |= ~finite
+        score = torch.where(finite, score, torch.full_like(score, -torch.inf))
+        curve.append(float(score[finite].mean()) if bool(finite.any()) else float("nan"))
+        improved = score > best_score
+        if improved.any():
+            best_score = torch.where(improved, score, best_score)
+            best_epoch = torch.where(improved, torch.full_like(best_epoch, epoch), best_epoch)
+            best_proba[improved] = proba[improved]
+            best_valence[improved] = val_pred[improved]
+            # Slice copies are plain memcpy; boolean-mask indexing over the stack is not.
+            state = module.state_dict()
+            with torch.no_grad():
+                for f in improved.nonzero().flatten().tolist():
+                    for name, value in state.items():
+                        best[name][f].copy_(value[f])
+    module.load_state_dict(best)
+    proba_np, valence_np = best_proba.cpu().numpy(), best_valence.cpu().numpy()
+    return StackResult(
+        best_epoch=best_epoch.cpu().numpy(), best_score=best_score.cpu().numpy(),
+        val_proba=[proba_np[f, :len(r)] for f, r in enumerate(val_rows)],
+        val_valence=[valence_np[f, :len(r)] for f, r in enumerate(val_rows)],
+        curve=np.array(curve), diverged=diverged.cpu().numpy())
+
+
+def _loss(logits: Tensor, valence: Tensor, labels: Tensor, target: Tensor, weight: Tensor,
+          valence_weight: float) -> Tensor:
+    """Sum over models of each model's mean loss over its (valid) clips."""
+    f, b, c = logits.shape
+    logits, valence = logits.float(), valence.float()
+    ce = torch.nn.functional.cross_entropy(logits.reshape(f * b, c), labels.clamp(min=0).reshape(-1),
+                                           reduction="none").reshape(f, b)
+    loss = (ce * weight).sum(1) / weight.sum(1).clamp(min=1)
+    if valence_weight:
+        has = weight * torch.isfinite(target)
+        err = torch.where(has > 0, valence - target.nan_to_num(0.0), torch.zeros_like(valence))
+        loss = loss + valence_weight * (err.square() * has).sum(1) / has.sum(1).clamp(min=1)
+    return loss.sum()
+
+
+@torch.no_grad()
+def predict_rows(module: StackedHead, tensors: DeviceData, folds: Tensor, rows: Tensor
+                 ) -> tuple[Tensor, Tensor]:
+    """Class probabilities (F, V, C) and valence (F, V) of clips ``rows`` (F, V), each model
+    on its own rows, in eval mode and in chunks of clips to bound memory."""
+    module.eval()
+    probas, valences = [], []
+    chunk = max(1, min(EVAL_CHUNK, STEP_ELEMENTS // (len(folds) * tensors.elements_per_clip)))
+    for start in range(0, rows.shape[1], chunk):
+        inputs, present, masks = tensors.batch(folds, rows[:, start:start + chunk])
+        logits, valence = module(inputs, present, masks)
+        probas.append(torch.softmax(logits.float(), dim=-1))
+        valences.append(valence.float().clamp(*VALENCE_RANGE))
+    return torch.cat(probas, dim=1), torch.cat(valences, dim=1)
+
+
+def selection_score(proba: Tensor, valence: Tensor, labels: Tensor, target: Tensor, valid: Tensor,
+                    has_valence: bool) -> Tensor:
+    """Per-model F1 - 0.25 * MSE on held-out clips (F1 alone without valence): (F,) float64."""
+    score = weighted_f1(proba.argmax(-1), labels, valid, proba.shape[-1])
+    if has_valence:
+        has = valid & torch.isfinite(target)
+        err = torch.where(has, valence - target.nan_to_num(0.0), torch.zeros_like(valence))
+        mse = (err.double().square()).sum(1) / has.sum(1).clamp(min=1)
+        score = score - VALENCE_WEIGHT * mse
+    return score

@@ -1,0 +1,133 @@
+"""The robustness sweep's outputs: CSV rows, Markdown tables and the F1-against-SNR figure
+(see :mod:`mer_heads.experiments.robustness` for the protocol that produces the rows)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mer_heads.outputs import save_figure
+
+if TYPE_CHECKING:
+    from mer_heads.config import HeadConfig
+    from mer_heads.experiments.conditions import Condition
+
+CSV_COLUMNS = ("condition", "snr_db", "corruption", "modalities", "clips", "lost", "imputed",
+               "f1", "accuracy", "mse", "metric")
+
+
+def _clean_label(conds: list[Condition]) -> str:
+    return next(c.label for c in conds if c.is_clean)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def markdown_tables(rows: list[dict[str, Any]], conds: list[Condition],
+                    combos: list[tuple[str, ...]], head: HeadConfig, input: str,
+                    protocol: str, has_valence: bool, notes: Sequence[str] = ()) -> str:
+    """Tables with one row per condition and one column per modality set."""
+    cell = {(r["condition"], r["modalities"]): r for r in rows}
+    names = ["+".join(c) for c in combos]
+    lines = [f"# Robustness: {head.model} ({input} input) trained on clean features, "
+             f"{head.folds} folds x {head.seeds} seed(s), seed {head.seed}", "",
+             ("Scores of the held-out predictions: each clip is predicted, from its corrupted "
+              "copy, by the fold model that never saw it (the clean row equals the "
+              "cross-validated scores)." if protocol == "held-out folds" else
+              f"Scores of the fold ensemble on the {protocol}."), ""]
+    metrics = [("f1", "Weighted F1")]
+    if has_valence:
+        metrics += [("mse", "Valence MSE"), ("metric", "F1 - 0.25 x MSE")]
+    for key, title in metrics:
+        lines += [f"## {title}", "", "| condition | SNR (dB) | " + " | ".join(names) + " |",
+                  "|---|---|" + "---|" * len(names)]
+        for cond in conds:
+            snr = "-" if cond.snr_db is None else f"{cond.snr_db:g}"
+            values = [_num(cell[(cond.label, n)][key]) for n in names]
+            lines.append(f"| {cond.label} | {snr} | " + " | ".join(values) + " |")
+        lines.append("")
+    clean = _clean_label(conds)
+    clips = {n: cell[(clean, n)]["clips"] for n in names}
+    lines += ["## Conditions", "",
+              "| condition | corrupted stores (noise spec, seed) | clips that lost a modality |",
+              "|---|---|---|"]
+    for cond in conds:
+        stores = "; ".join(f"{k}: `{p}` (`{cond.noise[k].get('spec')}`, seed "
+                           f"{cond.noise[k].get('seed')})" for k, p in cond.stores.items())
+        lost = max(cell[(cond.label, n)]["lost"] for n in names)
+        lines.append(f"| {cond.label} | {stores or 'the clean --features'} | {lost} |")
+    lines += ["", "Clips scored per modality set: "
+              + ", ".join(f"{n} {c}" for n, c in clips.items())
+              + ". A clip whose corrupted modality failed to extract is scored with that "
+              "modality masked (or, with none left, the training prior)."]
+    lines += [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def robustness_figure(rows: list[dict[str, Any]], conds: list[Condition],
+                      combos: list[tuple[str, ...]], path: str | Path, title: str,
+                      metric: str = "f1") -> Path:
+    """F1 against SNR, one line per modality set (line style per noise source), clean at the
+    right; corruptions without an SNR (blur, scale, jpeg) in a second panel beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cell = {(r["condition"], r["modalities"]): r[metric] for r in rows}
+    clean = _clean_label(conds)
+    names = ["+".join(c) for c in combos]
+    snr_conds = [c for c in conds if c.snr_db is not None]
+    other = [c for c in conds if c.snr_db is None and not c.is_clean]
+    panels = [p for p in (("snr", snr_conds), ("other", other)) if p[1]] or [("other", [])]
+    widths = [max(2, len(p[1]) + 1) if p[0] == "other" else 5 for p in panels]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 + 2.6 * len(panels), 4.4), dpi=120,
+                             sharey=True, gridspec_kw={"width_ratios": widths}, squeeze=False)
+    colors = plt.get_cmap("tab10")
+    styles = ["-", "--", ":", "-."]
+    markers = ["o", "s", "^", "D", "v"]
+    for ax, (kind, members) in zip(axes[0], panels):
+        if kind == "snr":
+            snrs = sorted({c.snr_db for c in members})
+            span = (snrs[-1] - snrs[0]) or 10.0
+            clean_x = snrs[-1] + max(5.0, span / 4)
+            sources = list(dict.fromkeys(c.series for c in members))
+            for j, name in enumerate(names):
+                for s, source in enumerate(sources):
+                    pts = sorted((c.snr_db, cell[(c.label, name)]) for c in members
+                                 if c.series == source)
+                    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+                    if s == 0 or len(pts) > 1:  # a lone level of another noise: a marker only
+                        xs, ys = xs + [clean_x], ys + [cell[(clean, name)]]
+                    ax.plot(xs, ys, linestyle=styles[s % len(styles)],
+                            marker=markers[s % len(markers)], color=colors(j % 10), markersize=5,
+                            label=name if s == 0 else None)
+            ticks = snrs + [clean_x]
+            ax.set_xticks(ticks, [f"{v:g}" for v in snrs] + [clean])
+            ax.set_xlabel("SNR (dB)")
+            if len(sources) > 1:
+                for s, source in enumerate(sources):
+                    ax.plot([], [], color="grey", linestyle=styles[s % len(styles)],
+                            marker=markers[s % len(markers)],
+                            label=source if "+" in source else f"{source} noise")
+        else:
+            labels = [clean] + [c.label for c in members]
+            for j, name in enumerate(names):
+                ax.plot(range(len(labels)), [cell[(lab, name)] for lab in labels], marker="o",
+                        color=colors(j % 10), markersize=5,
+                        label=name if ax is axes[0][0] else None)
+            ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+            ax.set_xlabel("corruption")
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel({"f1": "weighted F1", "metric": "F1 - 0.25 MSE"}.get(metric, metric))
+    axes[0][0].set_ylim(0, 1.02)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    try:
+        return save_figure(fig, path, bbox_inches="tight")
+    finally:
+        plt.close(fig)

@@ -1,0 +1,108 @@
+from pathlib import Path
+
+import pytest
+
+from mer_features.errors import ManifestError
+from mer_features.corpora.manifest import (check_modality, parse_manifest, read_manifest,
+                                           write_manifest)
+
+
+def test_reads_rows_resolves_relative_paths_and_keeps_extra_columns(tmp_path: Path):
+    (tmp_path / "media").mkdir()
+    (tmp_path / "media" / "a.wav").write_bytes(b"x")
+    (tmp_path / "manifest.csv").write_text(
+        "name,audio,text,discrete,valence,split,speaker\n"
+        "a,media/a.wav,hello there,Happy,1.5,train,s1\n"
+        "b,,,, ,test,s2\n", encoding="utf-8")
+    m = read_manifest(tmp_path / "manifest.csv")
+    assert m.names == ["a", "b"]
+    a, b = m.clips
+    assert a.audio == tmp_path / "media" / "a.wav" and a.audio_source == a.audio
+    assert (a.discrete, a.valence, a.split, a.text) == ("happy", 1.5, "train", "hello there")
+    assert a.extra == {"speaker": "s1"}
+    assert (b.discrete, b.valence, b.audio) == (None, None, None)
+    assert m["b"].line == 3
+
+
+def test_video_audio_track_is_the_default_audio_source(tmp_path: Path):
+    (tmp_path / "v.mp4").write_bytes(b"x")
+    m = parse_manifest("name,video\nv,v.mp4\n", base_dir=tmp_path)
+    assert m.clips[0].audio_source == tmp_path / "v.mp4"
+
+
+def test_every_problem_is_reported_with_its_line(tmp_path: Path):
+    text = ("name,audio,discrete,valence\n"
+            "a,missing.wav,happy,1\n"
+            "b,,joyful,\n"
+            "c,,sad,very\n"
+            "a,,,\n"
+            ",x.wav,,\n"
+            "d,,sad,nan\n")
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(text, base_dir=tmp_path, source="'m.csv'")
+    message = str(info.value)
+    assert "has 6 problem(s)" in message
+    assert "line 2 (clip 'a'): audio file 'missing.wav' not found" in message
+    assert "line 3 (clip 'b'): unknown discrete label 'joyful'" in message
+    assert "line 4 (clip 'c'): valence 'very' is not a finite number" in message
+    assert "line 5 (clip 'a'): duplicate name (first used on line 2)" in message
+    assert "line 6: empty name" in message
+    assert "line 7 (clip 'd'): valence 'nan'" in message
+    assert "Fix these rows" in message
+
+
+def test_long_problem_lists_are_cut_at_twenty_with_a_count(tmp_path: Path):
+    rows = "".join(f"c{i},nope{i}.wav\n" for i in range(45))
+    with pytest.raises(ManifestError) as info:
+        parse_manifest("name,audio\n" + rows, base_dir=tmp_path)
+    message = str(info.value)
+    assert "has 45 problem(s)" in message and "... and 25 more problem(s)" in message
+    assert message.count("not found") == 20
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("video,audio\nx,y\n", "no 'name' column"),
+    ("", "is empty"),
+    ("name,name\na,b\n", "appear more than once"),
+    ("name,audio\na,x.wav,extra\n", "has 3 fields, the header has 2"),
+])
+def test_malformed_headers_and_rows(tmp_path: Path, text: str, expected: str):
+    with pytest.raises(ManifestError, match=expected):
+        parse_manifest(text, base_dir=tmp_path, check_files=False)
+
+
+def test_non_utf8_transcript_fails_its_clip_not_the_manifest(tmp_path: Path):
+    path = tmp_path / "m.csv"
+    path.write_bytes("name,text\na,caf\xe9\nb,fine\n".encode("latin-1"))
+    m = read_manifest(path)
+    a, b = m.clips
+    assert a.invalid_utf8 == {"text"} and a.text == "caf\ufffd"
+    assert b.invalid_utf8 == frozenset() and b.text == "fine"
+    path.write_bytes("name,text\nd\xe9j\xe0,x\n".encode("latin-1"))
+    with pytest.raises(ManifestError, match="line 2: column\\(s\\) name are not valid UTF-8"):
+        read_manifest(path)
+
+
+def test_missing_manifest_file(tmp_path: Path):
+    with pytest.raises(ManifestError, match="does not exist"):
+        read_manifest(tmp_path / "nope.csv")
+
+
+def test_check_modality_requires_a_media_column_and_can_skip_missing(tmp_path: Path):
+    (tmp_path / "a.wav").write_bytes(b"x")
+    m = parse_manifest("name,text\na,hi\n", base_dir=tmp_path)
+    with pytest.raises(ManifestError, match="no 'video' or 'audio' column"):
+        check_modality(m, "audio")
+    m = parse_manifest("name,audio\na,a.wav\nb,b.wav\nc,\n", base_dir=tmp_path, check_files=False)
+    with pytest.raises(ManifestError, match="--skip-missing"):
+        check_modality(m, "audio")
+    usable, missing = check_modality(m, "audio", skip_missing=True)
+    assert [c.name for c in usable] == ["a"]
+    assert [(c.name, r.split(" ")[0]) for c, r in missing] == [("b", "file"), ("c", "no")]
+
+
+def test_write_then_read_round_trip(tmp_path: Path):
+    rows = [{"name": "x", "text": 'quote " and, comma', "discrete": "sad", "valence": -1.25}]
+    path = write_manifest(tmp_path / "sub" / "m.csv", rows)
+    clip = read_manifest(path).clips[0]
+    assert (clip.text, clip.discrete, clip.valence) == ('quote " and, comma', "sad", -1.25)

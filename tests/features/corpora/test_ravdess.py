@@ -1,0 +1,57 @@
+"""The RAVDESS importer: generated Actor folders, bad names, and the real corpus when present."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import shared_data
+from mer_features.cli import main
+from mer_features.errors import ManifestError
+from mer_features.corpora.manifest import read_manifest
+from mer_features.corpora.ravdess import build_ravdess_manifest, parse_name
+
+
+def test_file_names_map_onto_the_mer_classes(tmp_path: Path):
+    root = tmp_path / "ravdess"
+    (root / "Actor_03").mkdir(parents=True)
+    (root / "Actor_04").mkdir(parents=True)
+    wave = np.zeros(1600, np.float32)
+    names = ["03-01-06-01-01-01-03", "03-01-02-02-02-01-03", "03-01-08-01-01-01-04",
+             "03-01-07-02-01-02-04"]
+    for n in names:
+        sf.write(root / f"Actor_{n[-2:]}" / f"{n}.wav", wave, 16000)
+    path, counts = build_ravdess_manifest(root, tmp_path / "m.csv")
+    assert counts == {"clips": 4, "labelled": 2, "unlabelled": 2}
+    clips = {c.name: c for c in read_manifest(path)}
+    assert clips["03-01-06-01-01-01-03"].discrete == "worried"  # fearful
+    assert clips["03-01-08-01-01-01-04"].discrete == "surprise"
+    assert clips["03-01-02-02-02-01-03"].discrete is None  # calm: no MER class
+    assert clips["03-01-02-02-02-01-03"].split == "actor03"
+    assert clips["03-01-02-02-02-01-03"].text == "Dogs are sitting by the door"
+    assert parse_name("03-01-05-02-01-01-12")["gender"] == "female"
+
+
+def test_bad_folders_and_names(tmp_path: Path):
+    with pytest.raises(ManifestError, match="not found"):
+        build_ravdess_manifest(tmp_path / "nope", tmp_path / "m.csv")
+    (tmp_path / "r" / "Actor_01").mkdir(parents=True)
+    with pytest.raises(ManifestError, match="No .wav or .flac"):
+        build_ravdess_manifest(tmp_path / "r", tmp_path / "m.csv")
+    sf.write(tmp_path / "r" / "Actor_01" / "take2.wav", np.zeros(10, np.float32), 16000)
+    with pytest.raises(ManifestError, match="not named like RAVDESS"):
+        build_ravdess_manifest(tmp_path / "r", tmp_path / "m.csv")
+
+
+@pytest.mark.shared_data
+def test_the_real_corpus(tmp_path: Path, capsys):
+    root = shared_data("ravdess")
+    assert main(["manifest", "ravdess", "--root", str(root), "--out", str(tmp_path / "r.csv")]) == 0
+    assert "720 clips, 528 with one of the six MER classes" in capsys.readouterr().out
+    import csv
+
+    mer6 = {Path(r["file"]).stem: r["mer6"] or None
+            for r in csv.DictReader(open(root / "labels.csv", encoding="utf-8"))}
+    clips = list(read_manifest(tmp_path / "r.csv"))
+    assert {c.name: c.discrete for c in clips} == mer6  # same mapping as the corpus's own column

@@ -1,0 +1,740 @@
+"""Adversarial table for `mer-heads` (issue 13, "Trust"): every argument, bad data, bad label
+files and unwritable outputs end in exactly one of a correct result (checked against a direct
+scikit-learn / numpy computation) or a one-line error (exit 1; exit 2 for argparse usage
+errors) that names the problem and what to do. Never a traceback, and no temporary file left.
+
+Each case is a row of CASES: the argv (``{name}`` placeholders are paths built once by the
+``world`` fixture, ``{tmp}`` the test's own folder), an optional ``setup`` that prepares the
+test's folder, the expected exit code, and the words the error line must hold, or a ``check``
+of the result.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from mer_features import EMOTIONS
+from mer_features.store import ClipRecord, StoreWriter
+from mer_heads.cli import main
+from mer_heads.experiments.fit import fit_run
+
+from .synthetic_stores import FAST, header, write_noisy, write_store
+
+FIT = "--folds 3 --epochs 2 --hidden 8 --batch-size 32 --precision fp32"
+
+
+# --------------------------------------------------------------------------------------------
+# The data the cases run on, built once
+
+
+def counted(counts: dict[str, int], seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Clip names, class indices with exactly ``counts`` clips per class, and valence."""
+    y = np.concatenate([np.full(n, EMOTIONS.index(e)) for e, n in counts.items()])
+    rng = np.random.default_rng(seed)
+    y = y[rng.permutation(len(y))]
+    valence = np.clip(np.array([0.0, -2.5, 1.8, -2.4, -1.0, -0.4])[y]
+                      + 0.5 * rng.standard_normal(len(y)), -5, 5)
+    return [f"c{i:03d}" for i in range(len(y))], y, valence
+
+
+def write_rows(path: Path, modality: str, names: list[str], y: np.ndarray, valence: np.ndarray,
+               utterances: np.ndarray, storage_dtype: str = "float32") -> Path:
+    """A store holding exactly ``utterances`` (n, d) (no randomness), every clip ok."""
+    head = replace(header(modality, utterances.shape[1], 2), storage_dtype=storage_dtype)
+    with StoreWriter(path, head) as w:
+        w.set_labels({n: (EMOTIONS[c], float(v), "train") for n, c, v in zip(names, y, valence)})
+        for name, u in zip(names, utterances):
+            w.add(ClipRecord(name=name, utterance=u.astype(np.float32),
+                             frames=np.ones((3, 2), np.float32),
+                             frame_times=np.arange(3, dtype=np.float32), input_hash=name,
+                             duration=0.3))
+    return path
+
+
+def old_store_with(path: Path, names: list[str], y: np.ndarray, valence: np.ndarray, *,
+                   row: int, value: float, storage_dtype: str = "float32") -> Path:
+    """A store whose clip ``row`` holds ``value`` (inf, NaN) with status ok, as stores written
+    before mer_features checked its features did (e.g. `--storage-dtype float16` with ComParE
+    functionals beyond float16's 65504). Those stores predate per-clip checksums, so this one
+    is made a store of that format (checksum table and format mark removed) before the value
+    goes in."""
+    import h5py
+
+    values = np.random.default_rng(0).standard_normal((len(names), 5))
+    write_rows(path, "audio", names, y, valence, values, storage_dtype=storage_dtype)
+    with h5py.File(path, "r+") as f:
+        if "format_version" in f.attrs:
+            f.attrs["format_version"] = 1
+        if "clips/checksum" in f:
+            del f["clips/checksum"]
+        f["utterance"][row, 1] = value
+    return path
+
+
+def write_csv(path: Path, text: str, *, bom: bool = False, crlf: bool = False) -> Path:
+    if crlf:
+        text = text.replace("\n", "\r\n")
+    path.write_bytes(("\ufeff" if bom else "").encode() + text.encode("utf-8"))
+    return path
+
+
+TRUTH = [("t00", "neutral", 0.5), ("t01", "angry", -3.0), ("t02", "happy", 2.0),
+         ("t03", "sad", -2.5), ("t04", "worried", -1.0), ("t05", "surprise", 0.0),
+         ("t06", "neutral", 1.0), ("t07", "angry", -2.0), ("t08", "happy", 3.0),
+         ("t09", "sad", -4.0), ("t10", "worried", -0.5), ("t11", "surprise", 1.5)]
+PRED = [("t00", "neutral", 0.0), ("t01", "angry", -2.0), ("t02", "sad", 1.0),
+        ("t03", "sad", -2.0), ("t04", "neutral", -1.5), ("t05", "surprise", 0.5),
+        ("t06", "neutral", 0.5), ("t07", "worried", -1.0), ("t08", "happy", 2.5),
+        ("t09", "sad", -3.0), ("t10", "worried", 0.0), ("t11", "happy", 1.0)]
+
+
+def table(rows, columns: str = "name,discrete,valence") -> str:
+    return columns + "\n" + "".join(",".join(str(v) for v in r) + "\n" for r in rows)
+
+
+@pytest.fixture(scope="module")
+def world(stores, tmp_path_factory) -> dict[str, str]:
+    """Paths of every store, label file and run the cases use."""
+    d = tmp_path_factory.mktemp("trust")
+    p: dict[str, Path] = {k: Path(v) for k, v in stores.items()}
+    six = {e: 8 for e in EMOTIONS}
+    for key, counts in (("few", {**six, "neutral": 10, "surprise": 3}),
+                        ("single", {**{e: 6 for e in EMOTIONS}, "surprise": 1}),
+                        ("svm", {**six, "surprise": 4}),
+                        ("oneclass", {"sad": 20})):
+        names, y, valence = counted(counts)
+        p[key] = write_store(d / f"{key}.h5", "audio", names, y, valence, dim=6, frame_dim=2,
+                             seed=1)
+    names, y, valence = counted(six)
+    p["unlabelled"] = write_store(d / "unlabelled.h5", "audio", names, y, valence, dim=6,
+                                  frame_dim=2, seed=1, with_labels=False)
+    p["failed"] = write_store(d / "failed.h5", "audio", names, y, valence, dim=6, frame_dim=2,
+                              seed=1, failed=set(names))
+    p["nan"] = old_store_with(d / "nan.h5", names, y, valence, row=4, value=np.nan)
+    bad_valence = valence.copy()
+    bad_valence[2] = 7.0
+    p["valence7"] = write_store(d / "valence7.h5", "audio", names, y, bad_valence, dim=6,
+                                frame_dim=2, seed=1)
+    p["constant"] = write_rows(d / "constant.h5", "audio", names, y, valence,
+                               np.full((len(names), 5), 0.25))
+    p["f16inf"] = old_store_with(d / "f16inf.h5", names, y, valence, row=3, value=np.inf,
+                                 storage_dtype="float16")
+    split_names, split_y, split_v = counted({e: 12 for e in EMOTIONS}, seed=2)
+    p["split"] = write_store(d / "split.h5", "audio", split_names, split_y, split_v, dim=8,
+                             frame_dim=2, seed=2, splits=["test" if i % 4 == 0 else "train"
+                                                          for i in range(len(split_names))])
+    # label files
+    p["truth"] = write_csv(d / "truth.csv", table(TRUTH))
+    p["pred"] = write_csv(d / "pred.csv", table(PRED + [("extra1", "sad", 0.0),
+                                                        ("extra2", "happy", 1.0)]),
+                          bom=True, crlf=True)
+    p["pred_novalence"] = write_csv(d / "pred_novalence.csv", table(
+        [r[:2] for r in PRED], "name,discrete"))
+    p["pred_dupcol"] = write_csv(d / "pred_dupcol.csv", table(
+        [(n, c, "neutral", v) for n, c, v in PRED], "name,discrete,discrete,valence"))
+    p["truth_dupcol"] = write_csv(d / "truth_dupcol.csv", table(
+        [(n, c, c, v) for n, c, v in TRUTH], "name,discrete,discrete,valence"))
+    p["truth_scale"] = write_csv(d / "truth_scale.csv", table(
+        [(n, c, v + 10 if i == 3 else v) for i, (n, c, v) in enumerate(TRUTH)]))
+    p["pred_nan"] = write_csv(d / "pred_nan.csv", table(
+        [(n, c, "nan" if i == 2 else v) for i, (n, c, v) in enumerate(PRED)]))
+    p["pred_inf"] = write_csv(d / "pred_inf.csv", table(
+        [(n, c, "-inf" if i == 5 else v) for i, (n, c, v) in enumerate(PRED)]))
+    p["pred_joy"] = write_csv(d / "pred_joy.csv", table(
+        [(n, "joy" if i == 1 else c, v) for i, (n, c, v) in enumerate(PRED)]))
+    p["pred_dupname"] = write_csv(d / "pred_dupname.csv", table(PRED + [PRED[4]]))
+    p["pred_part"] = write_csv(d / "pred_part.csv", table(PRED[:9]))
+    p["empty"] = write_csv(d / "empty.csv", "")
+    p["header_only"] = write_csv(d / "header_only.csv", "name,discrete,valence\n")
+    # manifests for --manifest (names of the session stores are clip0000..clip0119)
+    clips = [(f"clip{i:04d}", EMOTIONS[i % 6], 0.0, "train") for i in range(120)]
+    p["manifest_dupcol"] = write_csv(d / "manifest_dupcol.csv", table(
+        [(n, c, c, v, s) for n, c, v, s in clips], "name,discrete,discrete,valence,split"))
+    p["manifest_other"] = write_csv(d / "manifest_other.csv", table(
+        [(f"other{i}", c, v, s) for i, (_, c, v, s) in enumerate(clips)],
+        "name,discrete,valence,split"))
+    p["manifest_scale"] = write_csv(d / "manifest_scale.csv", table(
+        [(n, c, 9.0 if i == 7 else v, s) for i, (n, c, v, s) in enumerate(clips)],
+        "name,discrete,valence,split"))
+    p["noisy"] = write_noisy(p["audio"], d / "noisy.h5", 5)
+    p["sweep"] = write_csv(d / "audio.sweep.json", json.dumps(
+        {"format": 1, "modality": "audio", "manifest": "m.csv", "encoder": "toy-audio", "seed": 0,
+         "clean": os.path.relpath(p["audio"], d),
+         "conditions": [{"level": "5", "spec": "snr=5,source=white", "label": "five",
+                         "store": "noisy.h5"}]}))
+    p["run"] = fit_run([p["audio"], p["text"]], d / "run", model="logreg", folds=3).run_dir
+    return {k: str(v) for k, v in p.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Setups: prepare the test's own folder (placeholders they return join the world's)
+
+
+def out_is_a_file(tmp: Path, w: dict[str, str]) -> dict[str, str]:
+    (tmp / "out").write_text("not a folder")
+    return {}
+
+
+def out_below_a_file(tmp: Path, w: dict[str, str]) -> dict[str, str]:
+    (tmp / "plain").write_text("a file")
+    return {"out": str(tmp / "plain" / "run")}
+
+
+def read_only_folder(tmp: Path, w: dict[str, str]) -> dict[str, str]:
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders (out_below_a_file covers the class)")
+    (tmp / "ro").mkdir()
+    (tmp / "ro").chmod(0o555)
+    return {"out": str(tmp / "ro" / "run")}
+
+
+def earlier_run(tmp: Path, w: dict[str, str]) -> dict[str, str]:
+    shutil.copytree(w["run"], tmp / "out")
+    (tmp / "out" / "test_predictions.csv").write_text("name,discrete,valence\nstale,sad,0\n")
+    return {}
+
+
+def damaged(name: str, content: bytes) -> Callable:
+    def setup(tmp: Path, w: dict[str, str]) -> dict[str, str]:
+        shutil.copytree(w["run"], tmp / "run")
+        (tmp / "run" / name).write_bytes(content)
+        return {"run": str(tmp / "run")}
+    return setup
+
+
+def flipped_bit(tmp: Path, w: dict[str, str]) -> dict[str, str]:
+    """A copy of the audio store with one bit of its utterance data flipped on disk."""
+    import h5py
+
+    path = tmp / "flipped.h5"
+    shutil.copy(w["audio"], path)
+    with h5py.File(path, "r") as f:
+        ds = f["utterance"]
+        if not ds.fletcher32:
+            pytest.skip("this mer_features writes stores without checksums")
+        offset = ds.id.get_chunk_info(0).byte_offset + 40
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ 0x10]))
+    return {"flipped": str(path)}
+
+
+def folder(tmp: Path, w: dict[str, str]) -> dict[str, str]:
+    (tmp / "out").mkdir()
+    return {}
+
+
+# --------------------------------------------------------------------------------------------
+# Checks of correct results
+
+
+def _reference(truth, pred) -> tuple[float, float]:
+    by_name = {n: (c, v) for n, c, v in pred}
+    true = [c for _, c, _ in truth]
+    guess = [by_name[n][0] for n, _, _ in truth]
+    f1 = f1_score(true, guess, labels=list(EMOTIONS), average="weighted", zero_division=0)
+    mse = float(np.mean([(v - by_name[n][1]) ** 2 for n, _, v in truth]))
+    return f1, mse
+
+
+def evaluated_like_sklearn(w, tmp, out, err) -> None:
+    scores = json.loads(out)
+    f1, mse = _reference(TRUTH, PRED)
+    assert scores["n"] == 12 and scores["n_valence"] == 12
+    assert scores["f1"] == pytest.approx(f1, abs=1e-12)
+    assert scores["mse"] == pytest.approx(mse, abs=1e-12)
+    assert scores["metric"] == pytest.approx(f1 - 0.25 * mse, abs=1e-12)
+    assert "2 predicted clip(s) have no label and were not scored" in " ".join(scores["notes"])
+
+
+def evaluated_f1_only(w, tmp, out, err) -> None:
+    scores = json.loads(out)
+    f1, _ = _reference(TRUTH, PRED)
+    assert scores["f1"] == pytest.approx(f1, abs=1e-12) and scores["metric"] == scores["f1"]
+    assert scores["mse"] is None and "scored on F1 alone" in " ".join(scores["notes"])
+
+
+def split_scored_like_sklearn(w, tmp, out, err) -> None:
+    metrics = json.loads((tmp / "out" / "metrics.json").read_text())
+    preds = list(csv.DictReader(open(tmp / "out" / "test_predictions.csv", encoding="utf-8")))
+    from mer_features.store import FeatureStore
+
+    with FeatureStore(w["split"]) as store:
+        labels = dict(zip(store.names, store.labels()["discrete"]))
+        split = dict(zip(store.names, store.labels()["split"]))
+    assert sorted(r["name"] for r in preds) == sorted(n for n, s in split.items() if s == "test")
+    f1 = f1_score([labels[r["name"]] for r in preds], [r["discrete"] for r in preds],
+                  labels=list(EMOTIONS), average="weighted", zero_division=0)
+    assert metrics["test"]["n"] == len(preds) == 18
+    assert metrics["test"]["f1"] == pytest.approx(f1, abs=1e-6)
+
+
+def replaced_earlier_run(w, tmp, out, err) -> None:
+    run = tmp / "out"
+    info = json.loads((run / "run.json").read_text())
+    assert info["model"] == "attention" and info["modalities"][0]["key"] == "audio"
+    assert not (run / "test_predictions.csv").exists()       # the earlier run's, now stale
+    assert not (run / "models" / "sklearn.joblib").exists()  # the earlier run's model kind
+    assert (run / "models" / "heads.pt").is_file()
+
+
+def swept_like_the_file(w, tmp, out, err) -> None:
+    report = json.loads((tmp / "out" / "robustness.json").read_text())
+    assert [c["label"] for c in report["conditions"]] == ["clean", "five"]
+    assert [Path(m["path"]).samefile(w["audio"]) for m in report["modalities"]] == [True]
+    assert report["conditions"][1]["stores"]["audio"]["noise"]["spec"] == "snr=5,source=white"
+    assert "| five | 5 |" in out
+
+
+def predicted_every_clip(w, tmp, out, err) -> None:
+    rows = list(csv.DictReader(open(tmp / "p.csv", encoding="utf-8")))
+    assert len(rows) == 120 and all(r["discrete"] in EMOTIONS for r in rows)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    argv: str
+    rc: int
+    words: tuple[str, ...] = ()
+    setup: Callable | None = None
+    check: Callable | None = None
+    needs_no_gpu: bool = False
+
+
+def E(name: str, argv: str, *words: str, rc: int = 1, **kw) -> Case:
+    return Case(name, argv, rc, words, **kw)
+
+
+A = "fit --features {audio} --out {out} " + FIT
+CASES = [
+    # ---- every numeric hyper-parameter out of range: one line naming flag, value and range
+    E("lr-inf", A + " --lr inf", "lr must be a finite number > 0", "got inf", "(--lr)"),
+    E("lr-nan", A + " --lr nan", "lr must be a finite number > 0", "got nan", "(--lr)"),
+    E("lr-zero", A + " --lr 0", "lr must be a finite number > 0", "got 0.0"),
+    E("lr-negative", A + " --lr -0.1", "lr must be a finite number > 0", "got -0.1"),
+    E("lr-diverges", A + " --lr 1e9", "Training diverged", "3 of 3 fold models", "Lower --lr"),
+    E("valence-weight-nan", A + " --valence-weight nan", "valence_weight must be a finite "
+      "number >= 0", "(--valence-weight)"),
+    E("valence-weight-inf", A + " --valence-weight inf", "valence_weight", "got inf"),
+    E("valence-weight-negative", A + " --valence-weight -1", "valence_weight", ">= 0"),
+    E("C-zero", A + " --model logreg -C 0", "C must be a finite number > 0", "got 0.0", "(-C)"),
+    E("C-negative", A + " --model svm -C -2", "C must be a finite number > 0", "got -2.0"),
+    E("C-nan", A + " --model logreg -C nan", "C must be a finite number > 0", "got nan"),
+    E("weight-decay-negative", A + " --weight-decay=-1e-5", "weight_decay must be a finite "
+      "number >= 0", "(--weight-decay)"),
+    E("threads-negative", A + " --threads -1", "argument --threads: must be an integer >= 1",
+      "'-1'", rc=2),
+    E("threads-zero", A + " --threads 0", "argument --threads", ">= 1", rc=2),
+    E("folds-one", A + " --folds 1", "folds must be an integer >= 2", "got 1", "(--folds)"),
+    E("folds-zero", A + " --folds 0", "folds must be an integer >= 2", "got 0"),
+    E("epochs-zero", A + " --epochs 0", "epochs must be an integer >= 1", "(--epochs)"),
+    E("seeds-zero", A + " --seeds 0", "seeds must be an integer >= 1", "(--seeds)"),
+    E("seed-negative", A + " --seed -1", "seed must be an integer >= 0", "(--seed)"),
+    E("hidden-zero", A + " --hidden 0", "hidden must be an integer >= 1", "(--hidden)"),
+    E("dropout-one", A + " --dropout 1", "dropout must be a number in [0, 1)", "got 1.0"),
+    E("dropout-negative", A + " --dropout -0.1", "dropout must be a number in [0, 1)"),
+    E("dropout-nan", A + " --dropout nan", "dropout must be a number in [0, 1)", "got nan"),
+    E("batch-size-zero", A + " --batch-size 0", "batch_size must be an integer >= 1",
+      "(--batch-size)"),
+    E("max-frames-zero", A + " --max-frames 0", "max_frames must be an integer >= 1",
+      "(--max-frames)"),
+    E("device-unknown", A + " --device tpu", "device must be cpu, cuda, cuda:N or auto",
+      "'tpu'"),
+    E("device-cuda-without-gpu", A + " --device cuda", "torch sees no GPU", "--device cpu",
+      needs_no_gpu=True),
+    E("model-unknown", A + " --model transformer", "argument --model: invalid choice", rc=2),
+    E("precision-unknown", A + " --precision fp8", "argument --precision: invalid choice",
+      rc=2),
+    # ---- semi-supervised options
+    E("semi-unknown", A + " --semi co-training", "strategy must be one of none, threshold",
+      "'co-training' (--semi)"),
+    E("semi-teacher-unknown", A + " --semi threshold --semi-teacher oracle",
+      "teacher must be one of fold, ensemble", "(--semi-teacher)"),
+    E("semi-threshold-zero", A + " --semi threshold --semi-threshold 0",
+      "threshold must be in (0, 1]", "(--semi-threshold)"),
+    E("semi-threshold-above-one", A + " --semi threshold --semi-threshold 1.5",
+      "threshold must be in (0, 1]", "1.5"),
+    E("semi-quantile-negative", A + " --semi class-quantile --semi-quantile -1",
+      "quantile must be in [0, 1]", "(--semi-quantile)"),
+    E("semi-rounds-zero", A + " --semi threshold --semi-rounds 0",
+      "rounds must be an integer >= 1", "(--semi-rounds)"),
+    E("semi-option-without-semi", A + " --semi-threshold 0.9",
+      "--semi-threshold only act(s) with --semi STRATEGY"),
+    E("hide-labels-zero", A + " --hide-labels 0", "fraction of labels to hide must be in "
+      "(0, 1)", "(--hide-labels)"),
+    E("hide-labels-one", A + " --hide-labels 1", "must be in (0, 1)", "got 1.0"),
+    E("hide-labels-above-one", A + " --hide-labels 1.5", "must be in (0, 1)", "got 1.5"),
+    E("semi-without-pool", A + " --semi threshold", "needs unlabelled clips", "--hide-labels"),
+    E("input-frames-with-logreg", A + " --input frames --model logreg",
+      "takes utterance vectors", "--input utterance"),
+    E("layers-unknown", A + " --layers sideways", "argument --layers: invalid choice", rc=2),
+    E("join-inner-nothing-common", "fit --features {audio} --features other={few} --join inner "
+      "--out {out}", "no clip name in common"),
+    E("join-exact-names-differ", "fit --features {audio} --features other={few} --join exact "
+      "--out {out}", "disagree on clip names", "--join inner"),
+    # ---- --features
+    E("features-missing", "fit --features {tmp}/nope.h5 --out {out}", "nope.h5",
+      "does not exist"),
+    E("features-folder", "fit --features {tmp} --out {out}", "is a folder",
+      "give the feature store file"),
+    E("features-same-store-twice", "fit --features {audio} --features speech={audio} "
+      "--out {out}", "is given twice", "give each modality's store once"),
+    E("features-key-twice", "fit --features audio={audio} --features audio={few} --out {out}",
+      "the modality key 'audio'", "Name them"),
+    E("features-empty-key", "fit --features ={audio} --out {out}", "has an empty KEY",
+      "KEY=STORE"),
+    E("features-other-modality-under-key", "fit --features audio={text} --out {out}",
+      "the store holds text features, not audio"),
+    # ---- data-dependent limits
+    E("folds-above-smallest-class", "fit --features {few} --out {out} --model logreg --folds 5",
+      "--folds 5 needs at least 5 labelled training clips of each class", "'surprise' has 3",
+      "lower --folds to 3"),
+    E("folds-after-hide-labels", "fit --features {few} --out {out} --model logreg --folds 3 "
+      "--hide-labels 0.7", "--folds 3 needs at least 3", "after --hide-labels 0.7"),
+    E("class-with-one-clip", "fit --features {single} --out {out} --model logreg --folds 2",
+      "'surprise' has 1", "one labelled clip cannot be cross-validated"),
+    E("svm-tiny-class", "fit --features {svm} --out {out} --model svm --folds 2",
+      "--model svm calibrates its probabilities", "'surprise' has 2 in fold",
+      "--model logreg"),
+    E("one-class-only", "fit --features {oneclass} --out {out} --model logreg",
+      "All 20 labelled training clips have the class 'sad'"),
+    E("no-labelled-clip", "fit --features {unlabelled} --out {out} --model logreg",
+      "has a discrete label", "--manifest"),
+    E("no-ok-clip", "fit --features {failed} --out {out} --model logreg",
+      "None of the 48 labelled clips has a usable modality", "mer-features info"),
+    E("zero-variance-store", "fit --features {constant} --out {out} --model logreg",
+      "zero variance", "mer-features verify"),
+    E("float16-inf-store", "fit --features {f16inf} --out {out} --model logreg",
+      "infinite features for 1 usable clip", "float16", "mer-features verify",
+      "--storage-dtype float32"),
+    E("store-with-a-flipped-bit", "fit --features {flipped} --out {out} --model logreg",
+      "flipped.h5'", "mer-features verify", setup=flipped_bit),
+    E("nan-store", "fit --features {nan} --out {out} --model logreg", "NaN or infinite",
+      "mer-features verify"),
+    E("train-split-matches-nothing", A + " --train-split dev", "No clip has split 'dev'",
+      "(--train-split)"),
+    E("test-split-matches-nothing", A + " --test-split dev", "No clip has split 'dev'",
+      "(--test-split)"),
+    E("test-split-takes-every-clip", A + " --test-split train", "No clip is left to train on",
+      "(--test-split)"),
+    E("train-split-is-test-split", A + " --train-split train --test-split train",
+      "--train-split and --test-split are both 'train'"),
+    E("manifest-of-another-corpus", A + " --manifest {manifest_other}",
+      "No clip of the stores is listed in the manifest"),
+    E("manifest-duplicated-column", A + " --manifest {manifest_dupcol}",
+      "names column(s) discrete more than once"),
+    E("manifest-valence-off-scale", A + " --manifest {manifest_scale}",
+      "valence 9 of 'clip0007' is outside the MER scale [-5, 5]", "(v - 5) * 1.25"),
+    E("store-valence-off-scale", "fit --features {valence7} --out {out} --model logreg",
+      "valence label(s) outside the MER scale", "=7", "--manifest"),
+    Case("test-split-scored-like-sklearn", "fit --features {split} --out {out} --model logreg "
+         "--folds 3 --train-split train --test-split test", 0, check=split_scored_like_sklearn),
+    # ---- label files of `evaluate`
+    Case("evaluate-bom-crlf-extra-predictions", "evaluate --pred {pred} --labels {truth} --json",
+         0, check=evaluated_like_sklearn),
+    Case("evaluate-predictions-without-valence", "evaluate --pred {pred_novalence} --labels "
+         "{truth} --json", 0, check=evaluated_f1_only),
+    E("evaluate-duplicated-column-pred", "evaluate --pred {pred_dupcol} --labels {truth}",
+      "prediction file", "names column(s) discrete more than once"),
+    E("evaluate-duplicated-column-labels", "evaluate --pred {pred} --labels {truth_dupcol}",
+      "label file", "names column(s) discrete more than once"),
+    E("evaluate-labels-off-scale", "evaluate --pred {pred} --labels {truth_scale}",
+      "valence 7.5 of 't03' is outside the MER scale", "Rescale valence"),
+    E("evaluate-nan-valence", "evaluate --pred {pred_nan} --labels {truth}",
+      "valence 'nan' of 't02' is not a finite number"),
+    E("evaluate-inf-valence", "evaluate --pred {pred_inf} --labels {truth}",
+      "valence '-inf' of 't05' is not a finite number"),
+    E("evaluate-unknown-class", "evaluate --pred {pred_joy} --labels {truth}",
+      "discrete label 'joy' of 't01' is not one of"),
+    E("evaluate-duplicate-name", "evaluate --pred {pred_dupname} --labels {truth}",
+      "name 't04' repeats line 6"),
+    E("evaluate-part-of-the-labels", "evaluate --pred {pred_part} --labels {truth}",
+      "lacks 3 of the 12 labelled clips", "predict every clip"),
+    E("evaluate-empty-file", "evaluate --pred {empty} --labels {truth}",
+      "lacks column(s) name, discrete; it has no header"),
+    E("evaluate-header-only", "evaluate --pred {header_only} --labels {truth}",
+      "lacks 12 of the 12 labelled clips"),
+    E("evaluate-labels-header-only", "evaluate --pred {pred} --labels {header_only}",
+      "has no labelled clip"),
+    E("evaluate-labels-folder", "evaluate --pred {pred} --labels {tmp}", "is a folder"),
+    # ---- outputs
+    E("out-is-a-file", A, "is an existing file", "the run is a folder", setup=out_is_a_file),
+    E("out-below-a-file", A, "Cannot write into --out", setup=out_below_a_file),
+    E("out-read-only", A, "Cannot write into --out", setup=read_only_folder),
+    E("out-holds-a-run", A, "already holds a run", "--overwrite", setup=earlier_run),
+    Case("out-holds-a-run-overwrite", A + " --overwrite", 0, setup=earlier_run,
+         check=replaced_earlier_run),
+    E("predict-out-is-a-folder", "predict --run {run} --out {out}", "--out", "is a folder",
+      setup=folder),
+    E("predict-out-is-a-store", "predict --run {run} --out {audio}", "is one of the command's "
+      "inputs"),
+    E("predict-features-other-order", "predict --run {run} --features {text} --features "
+      "{audio} --out {tmp}/p.csv", "trained on modalities ['audio', 'text']"),
+    E("predict-join-unknown", "predict --run {run} --join outer --out {tmp}/p.csv",
+      "argument --join: invalid choice", rc=2),
+    E("predict-run-not-a-run", "predict --run {tmp} --out {tmp}/p.csv",
+      "is not a run directory"),
+    E("predict-run-damaged-model", "predict --run {run} --out {tmp}/p.csv",
+      "is incomplete or damaged", "fit it again",
+      setup=damaged("models/sklearn.joblib", b"\x80\x04garbage")),
+    E("predict-run-damaged-run-json", "predict --run {run} --out {tmp}/p.csv",
+      "cannot be read", "fit it again", setup=damaged("run.json", b"{not json")),
+    E("predict-run-damaged-standardizer", "predict --run {run} --out {tmp}/p.csv",
+      "is incomplete or damaged", setup=damaged("standardizer.npz", b"PK\x03\x04 truncated")),
+    Case("predict-writes-every-clip", "predict --run {run} --out {tmp}/p.csv", 0,
+         check=predicted_every_clip),
+    # ---- ablate and robustness
+    E("ablate-one-modality", "ablate --features {audio} --out {out} " + FIT,
+      "needs at least two modalities"),
+    E("ablate-train-split", "ablate --features {audio} --features {text} --out {out} "
+      "--train-split dev " + FIT, "No clip has split 'dev' (--train-split)"),
+    E("ablate-lr-inf", "ablate --features {audio} --features {text} --out {out} --lr inf",
+      "lr must be a finite number > 0"),
+    E("robustness-no-condition", "robustness --features {audio} --out {out}",
+      "No condition given"),
+    E("robustness-condition-label-only", "robustness --features {audio} --out {out} "
+      "--condition loud", "names no store"),
+    E("robustness-condition-missing-store", "robustness --features {audio} --out {out} "
+      "--condition {tmp}/gone.h5", "names no store", "is not an existing file"),
+    E("robustness-condition-empty-key", "robustness --features {audio} --out {out} "
+      "--condition =x.h5", "has an empty KEY"),
+    E("robustness-condition-clean-store", "robustness --features {audio} --out {out} "
+      "--condition audio={audio} " + FIT, "records no noise spec"),
+    E("robustness-condition-unknown-modality", "robustness --features {audio} --out {out} "
+      "--condition video={video} " + FIT, "modality 'video'", "not among the clean"),
+    E("robustness-test-split-matches-nothing", "robustness --features {audio} --out {out} "
+      "--condition audio={noisy} --test-split dev " + FIT, "No clip has split 'dev' "
+      "(--test-split)"),
+    E("robustness-lr-nan", "robustness --features {audio} --out {out} --condition "
+      "audio={noisy} --lr nan", "lr must be a finite number > 0"),
+    Case("robustness-sweep-file", "robustness --sweep {sweep} --out {out} --model logreg "
+         "--folds 3", 0, check=swept_like_the_file),
+    E("robustness-sweep-missing", "robustness --sweep {tmp}/gone.json --out {out}",
+      "gone.json' (--sweep) does not exist", "mer-features sweep"),
+    E("robustness-sweep-not-json", "robustness --sweep {truth} --out {out}",
+      "(--sweep) cannot be read", "mer-features sweep"),
+    E("robustness-sets-unknown", "robustness --features {audio} --out {out} --condition "
+      "audio={audio} --sets some", "argument --sets: invalid choice", rc=2),
+]
+
+
+def _error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if not line.startswith("note: ")]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_adversarial(case: Case, world: dict[str, str], tmp_path: Path, capsys) -> None:
+    if case.needs_no_gpu:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is visible")
+    paths = {**world, "tmp": str(tmp_path), "out": str(tmp_path / "out")}
+    if case.setup is not None:
+        paths.update(case.setup(tmp_path, world))
+    argv = [arg.format(**paths) for arg in shlex.split(case.argv)]
+    if case.rc == 2:
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        line = err.strip().splitlines()[-1]
+    else:
+        rc = main(argv)
+        captured = capsys.readouterr()
+        err = captured.err
+        assert rc == case.rc, err
+        lines = _error_lines(err)
+        if case.rc == 0:
+            assert not any(line.startswith("error") for line in lines), err
+            case.check(world, tmp_path, captured.out, err)
+            line = ""
+        else:
+            assert len(lines) == 1 and lines[0].startswith("error: "), err
+            line = lines[0]
+            assert "internal error" not in line
+    assert "Traceback" not in err
+    for words in case.words:
+        assert words in line, f"{words!r} not in {line!r}"
+    leftovers = [p for p in tmp_path.rglob("*") if ".tmp-" in p.name or ".write-test" in p.name]
+    assert not leftovers
+    if case.rc and not case.setup:
+        assert not (tmp_path / "out").exists()  # a failed command leaves no empty --out behind
+
+
+def test_the_table_uses_every_mer_heads_option() -> None:
+    """Every option of every command appears in at least one case."""
+    from mer_heads.cli import build_parser
+
+    used = " ".join(c.argv.replace("=-", " -") for c in CASES) + " " + FIT + " "
+    commands = build_parser()._subparsers._group_actions[0].choices
+    lacking = [f"{name} {action.option_strings[0]}" for name, command in commands.items()
+               for action in command._actions
+               if action.option_strings and action.dest not in ("help", "debug")
+               and not any(flag + " " in used for flag in action.option_strings)]
+    assert lacking == []
+    assert all(any(c.argv.startswith(name + " ") for c in CASES) for name in commands)
+
+
+# --------------------------------------------------------------------------------------------
+# The command line's last line of defence
+
+
+def test_unexpected_exceptions_are_one_line_and_debug_shows_them(world, tmp_path, capsys,
+                                                                  monkeypatch) -> None:
+    import mer_heads.metrics
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(mer_heads.metrics, "evaluate_files", boom)
+    argv = ["evaluate", "--pred", world["pred"], "--labels", world["truth"]]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err == ("error: internal error: RuntimeError: boom second line (re-run with --debug "
+                   "for the traceback, and please report it)\n")
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["--debug", *argv])
+    with pytest.raises(RuntimeError, match="boom"):
+        main([*argv, "--debug"])
+
+
+def test_store_errors_from_mer_features_are_one_line(world, monkeypatch, capsys) -> None:
+    from mer_features.store import StoreError
+    import mer_heads.metrics
+
+    def damaged(*args, **kwargs):
+        raise StoreError("Store 'x.h5' is damaged.\nMove it away.")
+
+    monkeypatch.setattr(mer_heads.metrics, "evaluate_files", damaged)
+    assert main(["evaluate", "--pred", world["pred"], "--labels", world["truth"]]) == 1
+    assert capsys.readouterr().err == "error: Store 'x.h5' is damaged. Move it away.\n"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("unbuffered", [False, True])
+def test_a_closed_output_pipe_exits_quietly(world, unbuffered: bool) -> None:
+    code = ("import sys; from mer_heads.cli import main; sys.exit(main(sys.argv[1:]))")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:  # the print itself fails, not the flush at the end
+        env["PYTHONUNBUFFERED"] = "1"
+    proc = subprocess.Popen([sys.executable, "-c", code, "evaluate", "--pred", world["pred"],
+                             "--labels", world["truth"], "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # the reader is gone before the command prints
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and b"Traceback" not in err and err == b""
+
+
+def test_damaged_store_reads_become_one_data_error(world, tmp_path, monkeypatch) -> None:
+    """A store that fails while its features are read (a bad chunk, a checksum) is named."""
+    from mer_features.store import FeatureStore
+    from mer_heads.data.dataset import load_dataset
+    from mer_heads.errors import DataError
+
+    def bad_chunk(self, names=None):
+        raise OSError("Can't read data (filter returned failure during read)")
+
+    monkeypatch.setattr(FeatureStore, "utterances", bad_chunk)
+    with pytest.raises(DataError, match=r"audio.h5' cannot be read \(OSError: Can't read data.*"
+                                        r"mer-features verify"):
+        load_dataset([world["audio"]])
+
+
+def test_writes_are_atomic_and_leave_nothing_behind(tmp_path) -> None:
+    from mer_heads.errors import OutputError
+    from mer_heads.outputs import atomic_write, write_text
+
+    target = tmp_path / "a.txt"
+    write_text(target, "first\n")
+    with pytest.raises(ZeroDivisionError):
+        with atomic_write(target) as f:
+            f.write("half")
+            1 / 0
+    assert target.read_text() == "first\n" and sorted(tmp_path.iterdir()) == [target]
+    (tmp_path / "d").mkdir()
+    with pytest.raises(OutputError, match=r"Cannot write '.*d': it is a folder"):
+        write_text(tmp_path / "d", "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "d"]
+
+
+def test_predict_removes_a_stale_imputed_list(world, tmp_path) -> None:
+    """The list of imputed clips always describes the prediction file beside it."""
+    from mer_heads.experiments.fit import predict_run
+
+    out = tmp_path / "p.csv"
+    (tmp_path / "p.imputed.txt").write_text("clip9999\n")
+    assert predict_run(world["run"], out).imputed == ["clip0119"]
+    assert (tmp_path / "p.imputed.txt").read_text() == "clip0119\n"
+    # stores of the same configuration (fingerprints) where every clip is usable
+    names, y, valence = counted({e: 2 for e in EMOTIONS})
+    usable = [write_store(tmp_path / f"{key}.h5", key, names, y, valence, dim=dim, frame_dim=fd,
+                          seed=5) for key, dim, fd in (("audio", 12, 5), ("text", 10, 4))]
+    result = predict_run(world["run"], out, usable)
+    assert result.n == 12 and result.imputed == []
+    assert not (tmp_path / "p.imputed.txt").exists()
+
+
+def test_diverging_late_keeps_the_best_finite_epoch(world) -> None:
+    """A model whose outputs turn non-finite after a finite epoch keeps that epoch (a note)."""
+    import torch
+
+    from mer_heads.data.dataset import load_dataset
+    from mer_heads.heads import training
+    from mer_heads.protocol import CrossValidatedHead
+
+    calls = {"n": 0}
+    real = training.predict_rows
+
+    def nan_after_first_epoch(module, tensors, folds, rows):
+        proba, valence = real(module, tensors, folds, rows)
+        calls["n"] += 1
+        if calls["n"] > 1:
+            proba = torch.full_like(proba, float("nan"))
+        return proba, valence
+
+    data = load_dataset([world["audio"]])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, "predict_rows", nan_after_first_epoch)
+        est = CrossValidatedHead(**{**FAST, "epochs": 3}).fit(data)
+    assert est.best_epochs_.tolist() == [1, 1, 1]
+    assert np.isfinite(est.oof_proba_).all()
+    assert any("diverged" in n and "after their best epoch" in n for n in est.notes_)
+
+
+def test_semi_never_adds_a_class_the_fold_has_no_labelled_clip_of(tmp_path, monkeypatch) -> None:
+    """A teacher's top class that no labelled training clip of the fold has is not used."""
+    import mer_heads.experiments.semi as semi
+    from mer_heads.data.dataset import load_dataset
+
+    counts = {e: 6 for e in EMOTIONS if e != "surprise"}
+    names, y, valence = counted({**counts, "neutral": 16})
+    pool = {n: "" for n in names[-10:]}  # ten neutral clips become the unlabelled pool
+    path = write_store(tmp_path / "a.h5", "audio", names, y, valence, dim=6, frame_dim=2,
+                       seed=3, labels_override=pool)
+    data = load_dataset([path])
+    monkeypatch.setattr(semi, "select", lambda settings, proba, counts: np.where(
+        np.arange(len(proba)) % 2 == 0, EMOTIONS.index("surprise"), EMOTIONS.index("happy")))
+    result = semi.fit_semi(data, semi.SemiSettings("threshold"), {"model": "logreg", "folds": 3})
+    added = result.rounds[1]["added"]
+    assert added["surprise"] == 0 and added["happy"] == 5  # half the pool, in every fold
+    assert (result.selected[0] != EMOTIONS.index("surprise")).all()
