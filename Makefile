@@ -51,28 +51,52 @@ extract: setup $(if $(filter $(DEMO_MANIFEST),$(MANIFEST)),$(DEMO_MANIFEST))
 # Robustness sweep (MER-NOISE): `mer-features sweep` extracts MODALITY at every level of LEVELS
 # and writes STORE_PREFIX.sweep.json; mer-heads then trains heads on the clean features and
 # scores each level. A level is `clean`, an SNR in dB (`20`: NOISE_SOURCE noise), `SNR:SOURCE`
-# (`10:pink`, `10:babble`), `blurF` (`blur2`), or a raw --noise spec (`jpeg=30`). Stores are
-# STORE_PREFIX.h5 (clean) and STORE_PREFIX-<level>.h5; STORE_PREFIX defaults to `make extract`'s
-# store without `.h5`. OTHER_FEATURES adds clean stores of other modalities (KEY=STORE ...);
-# HEAD_ARGS goes to mer-heads (e.g. --model logreg --folds 5).
+# (`10:pink`, `10:babble`), an SNR range drawn per clip `LOW:HIGH[:SOURCE]` (`5:10:pink`),
+# `blurF` (`blur2`), or a raw --noise spec (`jpeg=30`). Stores are STORE_PREFIX.h5 (clean) and
+# STORE_PREFIX-<level>.h5; STORE_PREFIX defaults to `make extract`'s store without `.h5`.
+# OTHER_FEATURES adds clean stores of other modalities (KEY=STORE ...); HEAD_ARGS goes to
+# mer-heads (e.g. --model logreg --folds 5 --groups actor).
+# Multi-condition training: TRAIN_LEVELS (e.g. "5:10 5:10:pink 5:10:babble") are extracted with
+# noise seed TRAIN_SEED into STORE_PREFIX-train-<level>.h5 (STORE_PREFIX-train.h5 links to the
+# clean store, which is not extracted again) and given to mer-heads as --augment stores, so the
+# table compares clean-trained and multi-condition-trained heads. TRAIN_SEED must differ from
+# NOISE_SEED: the heads never train on the noise draws they are scored on.
 LEVELS ?= clean 20 10 5 0
 NOISE_SOURCE ?= white
 NOISE_SEED ?= 0
+TRAIN_LEVELS ?=
+TRAIN_SEED ?= 1
 STORE_PREFIX ?=
 OTHER_FEATURES ?=
 ROBUSTNESS_OUT ?= runs/robustness-$(MODALITY)
 HEAD_ARGS ?=
+TRAIN_SWEEP_LEVELS := $(strip $(filter-out clean,$(TRAIN_LEVELS)))
 
 .PHONY: robustness
 robustness: setup $(if $(filter $(DEMO_MANIFEST),$(MANIFEST)),$(DEMO_MANIFEST))
-	@set -eu; rc=0; \
+	@set -eu; rc=0; augment=""; \
+	if [ -n "$(TRAIN_SWEEP_LEVELS)" ] && [ "$(TRAIN_SEED)" = "$(NOISE_SEED)" ]; then \
+	  echo "error: TRAIN_SEED ($(TRAIN_SEED)) equals NOISE_SEED: the training copies would hold the noise draws of the test conditions; give TRAIN_SEED another value (e.g. TRAIN_SEED=$$(( $(NOISE_SEED) + 1 )))" >&2; \
+	  exit 2; \
+	fi; \
 	clean=$$($(MER) sweep --modality $(MODALITY) --manifest $(MANIFEST) --levels "$(LEVELS)" \
 	  --source "$(NOISE_SOURCE)" --seed $(NOISE_SEED) $(if $(STORE_PREFIX),--prefix $(STORE_PREFIX)) \
 	  $(if $(ENCODER),--encoder $(ENCODER)) $(EXTRACT_ARGS)) || rc=$$?; \
 	if [ $$rc -ne 0 ] && [ $$rc -ne 3 ]; then exit $$rc; fi; \
+	if [ -n "$(TRAIN_SWEEP_LEVELS)" ]; then \
+	  train="$${clean%.h5}-train"; ln -sfn "$$(basename "$$clean")" "$$train.h5"; rc=0; \
+	  $(MER) sweep --modality $(MODALITY) --manifest $(MANIFEST) \
+	    --levels "clean $(TRAIN_SWEEP_LEVELS)" --source "$(NOISE_SOURCE)" --seed $(TRAIN_SEED) \
+	    --prefix "$$train" $(if $(ENCODER),--encoder $(ENCODER)) $(EXTRACT_ARGS) >/dev/null \
+	    || rc=$$?; \
+	  if [ $$rc -ne 0 ] && [ $$rc -ne 3 ]; then exit $$rc; fi; \
+	  augment=$$($(PY) -c 'import json, os, sys; f = sys.argv[1]; d = json.load(open(f)); \
+	    print(" ".join("--augment %s=%s" % (d["modality"], os.path.join(os.path.dirname(f), \
+	    c["store"])) for c in d["conditions"]))' "$$train.sweep.json"); \
+	fi; \
 	$(VENV)/bin/mer-heads robustness --features "$(MODALITY)=$$clean" \
 	  --sweep "$${clean%.h5}.sweep.json" $(foreach f,$(OTHER_FEATURES),--features $(f)) \
-	  --out $(ROBUSTNESS_OUT) --overwrite $(HEAD_ARGS)
+	  $$augment --out $(ROBUSTNESS_OUT) --overwrite $(HEAD_ARGS)
 
 # Every benchmark, one table in benchmarks/RESULTS.md (BENCH_ARGS=--quick for small sizes).
 bench: setup

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -165,11 +164,16 @@ def main() -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import machine
+
+    info = machine.describe()
+    print(machine.line(info), flush=True)
     data = mer_sized_data(args.clips, args.dim)
     fold, _ = stratified_folds(data.labels, 5, 0)
     results: dict = {"clips": args.clips, "dim": args.dim, "epochs": args.epochs, "folds": 5,
-                     "threads": torch.get_num_threads(), "machine": platform.machine(),
-                     "processor": platform.processor(), "torch": torch.__version__}
+                     "threads": torch.get_num_threads(), "machine": info,
+                     "torch": torch.__version__}
     print(f"{args.clips} clips, 3 x {args.dim}-d, 5 folds x {args.epochs} epochs, "
           f"{torch.get_num_threads()} torch thread(s)", flush=True)
 
@@ -197,8 +201,26 @@ def main() -> int:
         results["speedup"] = base / ours
         print(f"baseline, per-fold DataLoader loop (batch 32, fp32): {base:.1f} s, CV "
               f"{_fmt(results['baseline'])}", flush=True)
+        results["metric_gain"] = results["mer_heads"]["metric"] - results["baseline"]["metric"]
         print(f"speed-up {results['speedup']:.1f}x; CV metric {results['mer_heads']['metric']:.4f}"
               f" vs {results['baseline']['metric']:.4f}", flush=True)
+
+    # What no implementation of the batched trainer can go below on this machine: its
+    # first-layer products and Adam updates alone, at the run's shapes.
+    sizes = np.bincount(fold)
+    n_train = int(len(fold) - sizes.min())
+    floor = seeds_floor(5, data.dims, hidden=128, batch=est.batch_size_,
+                        steps=-(-n_train // est.batch_size_), held_out=int(sizes.max()),
+                        epochs=args.epochs, precision=est.precision_)
+    results["floor"] = floor
+    results["floor_vs_ours"] = floor["seconds"] / ours
+    line = (f"floor of the 5-model stack on this machine (first-layer products and Adam alone, "
+            f"{est.precision_}): {floor['seconds']:.1f} s = {floor['seconds'] / ours:.2f}x our run")
+    if "baseline" in results:
+        results["floor_speedup_bound"] = results["baseline"]["seconds"] / floor["seconds"]
+        line += (f"; no batched trainer can beat the baseline by more than "
+                 f"{results['floor_speedup_bound']:.1f}x here")
+    print(line, flush=True)
 
     if not args.skip_seeds:
         start = time.perf_counter()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -88,6 +87,11 @@ def main() -> None:
 
     import torch
 
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import machine
+
+    info = machine.describe()
+    print(machine.line(info), flush=True)
     from mer_features.pipeline import VideoOptions, extract
     from mer_features.store import FeatureStore
 
@@ -112,8 +116,7 @@ def main() -> None:
     loop_s, pipe_s = min(loop_times), min(pipe_times)
     rows = {
         "corpus": source, "clips": summary.total, "failed": summary.failed,
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
-                   f"{'CUDA' if torch.cuda.is_available() else 'CPU'}",
+        "machine": info,
         "fps": FPS, "repeats": args.repeats,
         "per_clip_loop_s": round(loop_s, 2), "pipeline_s": round(pipe_s, 2),
         "speedup": round(loop_s / pipe_s, 2), "max_abs_diff_vs_loop": diff,

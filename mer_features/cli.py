@@ -122,6 +122,7 @@ def _extract_options(args: argparse.Namespace) -> dict:
         options["layer"] = args.layer
     return dict(
         encoder_options=options, device=args.device, dtype=args.dtype,
+        compute_path=args.compute_path,
         storage_dtype=args.storage_dtype, batch_size=args.batch_size,
         batch_seconds=args.batch_seconds, workers=args.workers, overwrite=args.overwrite,
         fail_fast=args.fail_fast, skip_missing=args.skip_missing,
@@ -183,11 +184,19 @@ def cmd_info(args: argparse.Namespace) -> int:
     status = ", ".join(f"{k} {v}" for k, v in info["status"].items() if v)
     print(f"store          {info['path']}")
     print(f"clips          {info['clips']} ({status or 'none'}); {info['labelled']} labelled")
+    if info["extra_columns"]:  # the manifest's other columns (mer-heads --groups COL)
+        print(f"columns        {', '.join(info['extra_columns'])}")
     print(f"modality       {info['modality']}")
     print(f"encoder        {info['encoder']} (version {info['encoder_version']})")
-    print(f"utterance      {tuple(info['utterance_shape'])} {info['storage_dtype']}")
+    computed = info["fingerprint_fields"].get("compute_dtype")
+    print(f"utterance      {tuple(info['utterance_shape'])} {info['storage_dtype']}"
+          + (f", computed in {computed}" if computed else ""))
     rate = f" at {info['frame_rate']:g} Hz" if info["frame_rate"] else ""
-    print(f"frames         (n, {info['frame_dim']}){rate}; {info['frames_total']} in all")
+    if info["frames_total"] == 0 and info["status"].get("ok"):
+        print("frames         none: utterance vectors only (the encoder gives no frames; "
+              "mer-heads takes this store with --input utterance)")
+    else:
+        print(f"frames         (n, {info['frame_dim']}){rate}; {info['frames_total']} in all")
     print(f"config         {json.dumps(info['config'], sort_keys=True)}")
     print(f"fingerprint    {info['fingerprint']} (schema {info['schema_version']}, "
           f"mer_features {info['package_version']})")
@@ -264,7 +273,9 @@ def _add_extract_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -
     if sweep:
         p.add_argument("--levels", required=True, metavar="LEVELS",
                        help="space-separated noise levels, clean among them: clean, an SNR in dB "
-                       "(20), SNR:SOURCE (10:pink), blurF (blur4) or a --noise spec (jpeg=30)")
+                       "(20), SNR:SOURCE (10:pink), an SNR range drawn per clip "
+                       "LOW:HIGH[:SOURCE] (5:10, 5:10:pink), blurF (blur4) or a --noise spec "
+                       "(jpeg=30)")
         p.add_argument("--prefix", metavar="STORE_PREFIX",
                        help="stores are PREFIX.h5 (clean) and PREFIX-<level>.h5, the sweep file "
                        "PREFIX.sweep.json (default: features/<corpus>-<modality>-<encoder>)")
@@ -272,8 +283,9 @@ def _add_extract_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -
         p.add_argument("--out", help="store path (default: "
                        "features/<corpus>-<modality>-<encoder>.h5)")
     p.add_argument("--encoder", help="encoder spec. audio: egemaps (default), compare, "
-                   "hf:<folder or hub id>; text: minilm (default), hf:...; video: fer (default), "
-                   "hf:... (image models per face frame, VideoMAE per 16-frame window)")
+                   "hf:<folder or hub id>; text: e5 (default, multilingual, offline), minilm "
+                   "(English), hf:...; video: fer (default), hf:... (image models per face "
+                   "frame, VideoMAE per 16-frame window)")
     p.add_argument("--layer", choices=["last", "mean-last-4", "all"],
                    help="hf encoders: which hidden layers to keep (default mean-last-4)")
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
@@ -297,7 +309,7 @@ def _add_extract_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -
     else:
         p.add_argument("--noise", metavar="SPEC",
                        help="corrupt the decoded media before the encoder, e.g. "
-                       "'snr=5:10,source=pink' or 'blur=1|2|4' (see README, 'Noise injection')")
+                       "'snr=5:10,source=pink' or 'blur=1|2|4' (see docs/noise.md)")
     p.add_argument("--seed", type=_int_at_least(0), default=0,
                    help="seed of the per-clip noise draws (default 0)")
     if not sweep:
@@ -306,8 +318,15 @@ def _add_extract_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -
                        "a SLURM array the shard is taken from the launcher")
     p.add_argument("--device", default="auto", type=_device_arg,
                    help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="compute dtype for neural encoders (fp16 needs a GPU)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16", "auto"],
+                   help="compute dtype for neural encoders (fp16 needs a GPU; bf16 pays only "
+                   "with AMX/AVX512-BF16 or a GPU, and warns with its measured cost elsewhere); "
+                   "auto: the fastest on this machine within cosine 0.999 of fp32 (measured "
+                   "once, cached; recorded in the store)")
+    p.add_argument("--compute-path", default="auto", choices=["auto", "fast", "stock"],
+                   help="implementation of neural encoders: auto (the fastest, measured once "
+                   "per machine and cached), or force the CPU fast path or the stock modules "
+                   "(same numbers to ~1e-6)")
     p.add_argument("--storage-dtype", default="float32", choices=["float32", "float16"],
                    help="dtype of the stored arrays")
     p.add_argument("--batch-size", type=_int_at_least(1), default=None,
@@ -317,7 +336,8 @@ def _add_extract_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -
                    help="max padded seconds per encoder call")
     p.add_argument("--workers", type=_int_at_least(0, 256), default=None,
                    help="decoding processes, 0-256 (0: decode in the main process); default: 0 "
-                        "for a neural audio encoder on the CPU, else one per core (at most 8)")
+                        "for a neural audio encoder on the CPU, else one per core (at most 8). "
+                        "Text with e5: its CPU threads (default: every core)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a store made with another configuration")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failed clip")

@@ -178,7 +178,7 @@ CACHE_TRUSTS = (
     "program can set it back, so an edited file is always hashed again, even one edited in "
     "place with its size and modification time restored. Only setting the system clock back, "
     "or writing to the raw disk device, could fool it.")
-"""What the file-hash cache trusts (quoted in the README)."""
+"""What the file-hash cache trusts (quoted in docs/store.md)."""
 
 
 def file_hashes(paths: Sequence[str | Path], *, threads: int = 8,

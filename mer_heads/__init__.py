@@ -14,12 +14,16 @@ torch and scikit-learn load only with what needs them)::
     proba, valence, imputed = est.predict_proba(data)
     fit_run(["audio.h5", "text.h5"], "runs/a", model="attention", epochs=50)  # a run folder
 
-* data: :func:`load_dataset`, :class:`MultimodalData`, :class:`DataConfig`;
+* data: :func:`load_dataset`, :class:`MultimodalData`, :class:`DataConfig`,
+  :func:`normalize_groups` (``DataConfig.normalize_by``: per-speaker z-scores);
 * heads: :class:`CrossValidatedHead` (``fit``, ``predict_proba``, ``predict_fold_proba``,
   ``predict_held_out``), :class:`HeadConfig`, :func:`known_heads`, :func:`register_head`
   (with :class:`NeuralHead` / :class:`SklearnHead`), :func:`get_head`;
 * experiments: :func:`fit_run`, :func:`predict_run`, :func:`ablate`, :func:`robustness`,
   :func:`fit_semi` with :class:`SemiSettings`;
+* research reports: :func:`leaderboard` (stores ranked per modality, top-K fused),
+  :func:`semi_sweep` (one pseudo-label strategy over a list of thresholds),
+  :func:`describe` / :func:`describe_labels` (valence per discrete class);
 * scores: :func:`score`, :func:`evaluate_files`, :class:`Scores`;
 * errors: :class:`MerHeadsError` and its subclasses, :class:`NotFittedError`,
   :class:`FingerprintMismatchError`.
@@ -36,9 +40,14 @@ _EXPORTS = {
     "HeadConfig": "mer_heads.config", "DataConfig": "mer_heads.config",
     "SemiSettings": "mer_heads.config",
     "load_dataset": "mer_heads.data.dataset", "MultimodalData": "mer_heads.data.dataset",
+    "normalize_groups": "mer_heads.data.normalize",
     "fit_run": "mer_heads.experiments.fit", "predict_run": "mer_heads.experiments.fit",
     "FitResult": "mer_heads.experiments.fit", "PredictResult": "mer_heads.experiments.fit",
     "ablate": "mer_heads.experiments.ablation",
+    "leaderboard": "mer_heads.experiments.leaderboard",
+    "semi_sweep": "mer_heads.experiments.semi_sweep",
+    "describe": "mer_heads.experiments.describe",
+    "describe_labels": "mer_heads.experiments.describe",
     "robustness": "mer_heads.experiments.robustness",
     "fit_semi": "mer_heads.experiments.semi",
     "score": "mer_heads.metrics", "evaluate_files": "mer_heads.metrics",

@@ -63,6 +63,12 @@ def _semi_settings(args: argparse.Namespace) -> SemiSettings | None:
     return SemiSettings(**given)
 
 
+def _print_notes(notes: list[str]) -> None:
+    """Notes on stderr, one line each (``warning: ...`` notes as they are)."""
+    for note in notes:
+        print(note if note.startswith("warning: ") else f"note: {note}", file=sys.stderr)
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from mer_heads.experiments.fit import fit_run
 
@@ -70,10 +76,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     configs = _configs(args)
     _set_threads(args)
     result = fit_run(args.features, args.out, train_split=args.train_split,
-                     test_split=args.test_split, semi=semi, overwrite=args.overwrite, **configs)
+                     test_split=args.test_split, semi=semi, augment=args.augment or (),
+                     overwrite=args.overwrite, **configs)
     print(result.table())
-    for note in result.metrics["notes"]:
-        print(f"note: {note}", file=sys.stderr)
+    _print_notes(result.metrics["notes"])
     print(f"{result.run_dir}: metrics.json, report.md, confusion.png, models/ "
           f"({result.seconds:.1f} s)")
     return 0
@@ -82,9 +88,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from mer_heads.experiments.fit import predict_run
 
-    result = predict_run(args.run, args.out, args.features, join=args.join)
-    for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
+    result = predict_run(args.run, args.out, args.features, join=args.join,
+                         manifest=args.manifest)
+    _print_notes(result.notes)
     print(f"{result.path}: {result.n} clips")
     return 0
 
@@ -117,6 +123,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     result = ablate(args.features, args.out, train_split=args.train_split,
                     overwrite=args.overwrite, **configs)
     print(result.markdown(), end="")
+    _print_notes(result.notes)
     print(f"{result.csv_path}, {result.markdown_path} ({result.seconds:.1f} s)")
     return 0
 
@@ -127,11 +134,56 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     configs = _configs(args)
     _set_threads(args)
     result = robustness(args.features or [], args.condition or [], args.out, sweep=args.sweep,
-                        sets=args.sets, train_split=args.train_split,
-                        test_split=args.test_split, overwrite=args.overwrite, **configs)
+                        augment=args.augment or (), sets=args.sets,
+                        train_split=args.train_split, test_split=args.test_split,
+                        overwrite=args.overwrite, **configs)
     print(result.markdown(), end="")
+    _print_notes(result.notes)
     print(f"{result.csv_path}, {result.markdown_path}, {result.json_path}, {result.png_path} "
           f"({result.seconds:.1f} s)")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from mer_heads.experiments.leaderboard import leaderboard
+
+    configs = _configs(args)
+    _set_threads(args)
+    result = leaderboard(args.features, args.out, seeds=args.seeds, top_n=args.top_n,
+                         fusion=args.fusion, train_split=args.train_split,
+                         overwrite=args.overwrite, **configs)
+    print(result.markdown(), end="")
+    _print_notes(result.notes)
+    print(f"{result.markdown_path}, {result.csv_path}, {result.json_path}, {result.png_path} "
+          f"({result.seconds:.1f} s)")
+    return 0
+
+
+def cmd_semi_sweep(args: argparse.Namespace) -> int:
+    from mer_heads.experiments.semi_sweep import semi_sweep
+
+    configs = _configs(args)
+    semi = _given(args, SemiSettings)
+    _set_threads(args)
+    result = semi_sweep(args.features, args.out, strategy=args.semi, values=args.values,
+                        hide_labels=semi.get("hide_labels"), rounds=semi.get("rounds", 1),
+                        teacher=semi.get("teacher", "fold"), train_split=args.train_split,
+                        overwrite=args.overwrite, **configs)
+    print(result.markdown(), end="")
+    _print_notes(result.notes)
+    print(f"{result.markdown_path}, {result.csv_path}, {result.json_path}, {result.png_path} "
+          f"({result.seconds:.1f} s)")
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from mer_heads.experiments.describe import describe
+
+    result = describe(args.out, features=args.features, manifest=args.manifest,
+                      labels=args.labels, join=args.join, overwrite=args.overwrite)
+    print(result.markdown(), end="")
+    _print_notes(result.notes)
+    print(f"{result.markdown_path}, {result.csv_path}, {result.json_path}, {result.png_path}")
     return 0
 
 
@@ -146,7 +198,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _add_head_arguments(p: argparse.ArgumentParser, features_required: bool = True) -> None:
+def _add_head_arguments(p: argparse.ArgumentParser, features_required: bool = True,
+                        skip: tuple[str, ...] = ()) -> None:
     p.add_argument("--features", action="append", required=features_required,
                    metavar="[KEY=]STORE",
                    help="feature store of one modality (repeat per modality); KEY names the "
@@ -156,10 +209,18 @@ def _add_head_arguments(p: argparse.ArgumentParser, features_required: bool = Tr
                    help="replace an earlier result in --out (otherwise refused)")
     add_options(p, DataConfig)
     p.add_argument("--train-split", help="train on clips of this split only")
-    add_options(p, HeadConfig)
+    add_options(p, HeadConfig, tuple(f.name for f in fields(HeadConfig) if f.name not in skip))
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="CPU threads for torch (default: torch's, i.e. all cores; small runs "
                    "use one). On a machine shared with other jobs, 1 is often faster")
+
+
+def _add_augment(p: argparse.ArgumentParser, more: str = "") -> None:
+    p.add_argument("--augment", action="append", metavar="KEY=STORE",
+                   help="multi-condition training: a corrupted copy of the --features store "
+                   "KEY (`mer-features extract --noise SPEC --seed N`, same clips and encoder); "
+                   "each fold also trains on its training clips' copies, never a held-out "
+                   "clip's. Repeat for several copies (5-10 dB white, pink, babble, blur)" + more)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "RUN_DIR/metrics.json, the models, report.md and confusion.png.")
     _add_head_arguments(p)
     p.add_argument("--test-split", help="also predict (and score, if labelled) this split")
+    _add_augment(p)
     add_options(p.add_argument_group("semi-supervised (MER-SEMI): pseudo-label unlabelled "
                                      "clips"), SemiSettings)
     p.set_defaults(func=cmd_fit)
@@ -189,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--join", default="exact", choices=DataConfig.__dataclass_fields__[
         "join"].metadata["choices"], help="exact: stores must hold the same clips; inner: use "
         "the common ones (default exact)")
+    p.add_argument("--manifest", help="a manifest supplying the group column of a run fitted "
+                   "with --normalize-by (default: the column the stores copied at extraction)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="official scores of a prediction file",
@@ -226,11 +290,71 @@ def build_parser() -> argparse.ArgumentParser:
                    "and all together")
     p.add_argument("--test-split", help="score the fold ensemble on this split instead of "
                    "held-out folds")
+    _add_augment(p, "; a multi-condition head per modality set is scored beside each "
+                 "clean-trained one (their noise draws must differ from every condition's)")
     p.set_defaults(func=cmd_robustness)
+    _add_research_commands(sub)
     for command in sub.choices.values():  # --debug also after the command
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help=argparse.SUPPRESS)
     return parser
+
+
+def _add_research_commands(sub) -> None:
+    """leaderboard, semi-sweep and describe (issue 17)."""
+    from mer_heads.config import STRATEGIES
+    from mer_heads.heads import known_heads
+
+    swept = tuple(s for s in STRATEGIES if s != "none")  # semi_sweep.SWEPT, without numpy
+
+    p = sub.add_parser("leaderboard", help="rank every store per modality, then fuse the top-K",
+                       description="Cross-validate every --features store alone on shared folds "
+                       "(one assignment per seed), N seeds; rank the stores per modality (KEY; "
+                       "several stores per KEY), then fuse the top-K of each modality for K = "
+                       "1..--top-n. Writes OUT/leaderboard.md, .csv, .json and .png.")
+    _add_head_arguments(p, skip=("seeds",))
+    p.add_argument("--seeds", type=_positive_int, default=3, metavar="N",
+                   help="repeat with seeds --seed .. --seed+N-1 (folds and training); rows give "
+                   "mean ± std over them (default 3)")
+    p.add_argument("--top-n", type=_positive_int, default=1, metavar="K",
+                   help="fuse the top 1..K stores of each modality (default 1)")
+    p.add_argument("--fusion", default="attention", choices=known_heads(),
+                   help="the head fusing the top-K stores (default attention)")
+    p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("semi-sweep", help="one pseudo-label strategy over a list of thresholds",
+                       description="Cross-validate the supervised head once, then run the "
+                       "--semi strategy for each of --values on the same folds: clips added per "
+                       "class, pseudo-label accuracy (with --hide-labels) and the CV change. "
+                       "Writes OUT/semi_sweep.md, .csv, .json and .png.")
+    _add_head_arguments(p)
+    p.add_argument("--semi", required=True, choices=swept, metavar="STRATEGY",
+                   help=f"the strategy swept: {', '.join(swept)}")
+    p.add_argument("--values", required=True, metavar="V1,V2,...",
+                   help="comma-separated thresholds T in (0, 1] (class-quantile: quantiles Q "
+                   "in [0, 1]), e.g. 0.5,0.6,0.7,0.8,0.9,0.95")
+    add_options(p, SemiSettings, ("rounds", "teacher", "hide_labels"))
+    p.set_defaults(func=cmd_semi_sweep)
+
+    p = sub.add_parser("describe", help="valence per discrete class: statistics, eta², "
+                       "point-biserial r, overlaps",
+                       description="Per class the valence count, mean, std and quartiles; the "
+                       "correlation ratio eta² (class vs valence); per-class point-biserial "
+                       "correlations with p-values; where the classes' interquartile ranges "
+                       "overlap; a violin/box figure. Writes OUT/describe.md, .csv, .json, "
+                       ".png.")
+    p.add_argument("--features", action="append", metavar="[KEY=]STORE",
+                   help="take the labels of these stores (repeatable; joined by clip name)")
+    p.add_argument("--manifest", help="take the labels of this manifest CSV")
+    p.add_argument("--labels", help="take the labels of this name,discrete,valence CSV (MER "
+                   "2023 train-label.csv)")
+    p.add_argument("--join", default="exact", choices=DataConfig.__dataclass_fields__[
+        "join"].metadata["choices"], help="with several --features: exact (same clips) or "
+        "inner (the common ones) (default exact)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier description in --out (otherwise refused)")
+    p.set_defaults(func=cmd_describe)
 
 
 def _one_line(message: str) -> str:

@@ -24,7 +24,7 @@ from mer_heads.runtime import DEVICE_PATTERN, PRECISIONS, PREDICT_CHUNK
 
 INPUTS = ("utterance", "frames")
 JOINS = ("exact", "inner")
-LAYER_POOLING = ("mean", "flatten")
+LAYER_POOLING = ("mean", "flatten", "learned")
 MAX_FRAMES = 64
 STRATEGIES = ("none", "threshold", "class-quantile", "weak-reinforce")
 TEACHERS = ("fold", "ensemble")
@@ -64,6 +64,16 @@ def _bad(cls: type, name: str, rule: str, value: Any) -> ParameterError:
     return ParameterError(f"{name} must be {rule}; got {value!r} ({flag(cls, name)}).")
 
 
+def _check_column(cls: type, name: str, value: Any) -> None:
+    """A manifest column name (or None): a non-empty string without control characters."""
+    if value is None:
+        return
+    if (not isinstance(value, str) or not value.strip() or value != value.strip()
+            or any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in value)):
+        raise ParameterError(f"{name} must be the name of a manifest column (e.g. actor); got "
+                             f"{value!r} ({flag(cls, name)}).")
+
+
 def _known_heads() -> tuple[str, ...]:
     from mer_heads.heads import known_heads
 
@@ -85,6 +95,10 @@ class HeadConfig:
 
     model: str = option("attention", "--model", choices=_known_heads)
     folds: int = option(5, "--folds", "stratified folds K, >= 2")
+    groups: str | None = option(
+        None, "--groups", "a manifest column whose groups never straddle folds (stratified "
+        "group folds, e.g. actor or speaker: speaker-independent scores)", metavar="COL",
+        default_text="none: clips stratified by class only")
     epochs: int = option(100, "--epochs", "training epochs of {heads}; the best one per fold is "
                          "kept")
     seed: int = option(0, "--seed", "seed of the folds and of all training randomness")
@@ -98,9 +112,14 @@ class HeadConfig:
         default_text="a fold's training clips / 4, within 32-1024")
     valence_weight: float = option(1.0, "--valence-weight", "weight of the valence MSE in the "
                                    "training loss, >= 0")
+    modality_dropout: float = option(
+        0.0, "--modality-dropout", "{heads}: mask each modality of a training clip with this "
+        "probability per step (never all of a clip's modalities; none at evaluation), in [0, 1)",
+        metavar="P")
     C: float = option(1.0, "-C", "inverse regularisation of {heads}, > 0")
     precision: str = option("auto", "--precision", "bf16: matrix products in bfloat16; auto: "
-                            "bf16 where native", choices=PRECISIONS)
+                            "the faster of fp32 and bf16 on a short probe of the run's stack "
+                            "(measured once per machine, cached)", choices=PRECISIONS)
     device: str = option("cpu", "--device", "cpu, cuda, cuda:N or auto; the device of {heads}")
 
     def __post_init__(self) -> None:
@@ -130,6 +149,18 @@ class HeadConfig:
                 raise _bad(HeadConfig, name, rule, value)
         if not isinstance(self.device, str) or not DEVICE_PATTERN.fullmatch(self.device):
             raise _bad(HeadConfig, "device", "cpu, cuda, cuda:N or auto", self.device)
+        _check_column(HeadConfig, "groups", self.groups)
+        if not _finite(self.modality_dropout) or not 0 <= self.modality_dropout < 1:
+            raise _bad(HeadConfig, "modality_dropout", "a number in [0, 1)",
+                       self.modality_dropout)
+        if self.modality_dropout > 0:
+            from mer_heads.heads import get_head, heads_using
+
+            if "modality_dropout" not in get_head(self.model).params:
+                raise ParameterError(
+                    f"--modality-dropout masks modalities inside the neural heads "
+                    f"({', '.join(heads_using('modality_dropout'))}); the {self.model} head "
+                    "has no such step. Drop --modality-dropout or choose one of those heads.")
 
     def to_json(self) -> dict[str, Any]:
         """The hyper-parameters by name (as ``CrossValidatedHead.get_params()`` gives them)."""
@@ -160,9 +191,15 @@ class DataConfig:
     join: str = option("exact", "--join", "exact: stores must hold the same clips; inner: use "
                        "the common ones", choices=JOINS)
     layers: str = option("mean", "--layers", "utterance arrays of shape (layers, dim): average "
-                         "the layers or flatten", choices=LAYER_POOLING)
+                         "the layers, flatten them, or learn a softmax-weighted sum per "
+                         "modality inside the neural heads (learned)", choices=LAYER_POOLING)
     max_frames: int = option(MAX_FRAMES, "--max-frames", "frame input: at most this many frames "
                              "per clip (segment means)")
+    normalize_by: str | None = option(
+        None, "--normalize-by", "z-score each modality's features within each group of this "
+        "manifest column (e.g. actor: per-speaker normalisation), from the group's own clips, "
+        "no labels; transductive: held-out and new speakers use their own clips' statistics",
+        metavar="COL", default_text="none")
 
     def __post_init__(self) -> None:
         for name, allowed in (("input", INPUTS), ("join", JOINS), ("layers", LAYER_POOLING)):
@@ -172,6 +209,11 @@ class DataConfig:
                                      f"{value!r} ({flag(DataConfig, name)}).")
         if not _integer(self.max_frames) or self.max_frames < 1:
             raise _bad(DataConfig, "max_frames", "an integer >= 1", self.max_frames)
+        if self.layers == "learned" and self.input != "utterance":
+            raise ParameterError("--layers learned weighs the layers of utterance arrays of "
+                                 "shape (layers, dim); frame matrices have no layers. Use "
+                                 "--input utterance, or drop --layers learned.")
+        _check_column(DataConfig, "normalize_by", self.normalize_by)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

@@ -1,22 +1,34 @@
-"""Fold assignment: stratified K folds over the labelled clips, drawn with a fixed seed.
+"""Fold assignment: stratified K folds over the labelled clips, drawn with a fixed seed, and
+stratified *group* K folds (``--groups COL``) in which every group of a manifest column (a
+speaker, an actor) sits in one fold only, so held-out scores are those of unseen groups.
 
-A class with fewer labelled clips than folds is refused (its held-out folds would miss it),
-with the fix in the message. Ablations and robustness sweeps draw one assignment and share it
-between every modality set they fit, so their rows differ only by the modalities.
+A class with fewer labelled clips than folds is refused (its held-out folds would miss it), and
+with groups, fewer groups than folds, with the fix in the message. Ablations and robustness
+sweeps draw one assignment and share it between every modality set they fit, so their rows
+differ only by the modalities. Without ``--groups``, a column that looks like a speaker's
+(:func:`speaker_like`) earns a note: its clips are spread over training and held-out folds.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mer_features import EMOTIONS
-from mer_heads.errors import DataError
+from mer_heads.errors import DataError, listed
 
 if TYPE_CHECKING:
     from mer_heads.config import HeadConfig
     from mer_heads.data.dataset import MultimodalData
+
+SPEAKER_LIKE = re.compile(r"(actor|speaker|spk|subject|subj|participant|talker|person|patient)"
+                          r"(id|name|no|num|code)?s?")
+"""Column names (lower case, letters and digits only) taken for a speaker's: ``actor``,
+``speaker_id``, ``SpkID``, ``subject``, ``participant`` ..."""
 
 
 def check_folds(labels: np.ndarray, n_folds: int, context: str = "") -> None:
@@ -39,6 +51,27 @@ def check_folds(labels: np.ndarray, n_folds: int, context: str = "") -> None:
                     f"class; {shown}{' ' + context if context else ''}: {fix}.")
 
 
+def check_groups(groups: np.ndarray, n_folds: int, column: str, names: list[str],
+                 context: str = "") -> None:
+    """Refuse group folds over ``groups`` (n,) str, the ``column`` values of the clips
+    ``names``: a clip without a value, or fewer groups than folds."""
+    lacking = [n for n, g in zip(names, groups) if g == ""]
+    if lacking:
+        raise DataError(
+            f"--groups {column}: {len(lacking)} labelled training clip(s) have no '{column}' "
+            f"value ({listed(lacking)}); give every clip one in the manifest (re-extract, or "
+            "pass --manifest), or drop --groups.")
+    distinct = sorted(set(groups))
+    if len(distinct) < n_folds:
+        raise DataError(
+            f"--folds {n_folds} needs at least {n_folds} groups of --groups {column}, one per "
+            f"held-out fold; the labelled training clips{' ' + context if context else ''} "
+            f"have {len(distinct)} ({listed(distinct)}): lower --folds to "
+            f"{max(2, len(distinct))}" + (" or add clips of other groups." if len(distinct) >= 2
+                                          else "; one group cannot be cross-validated: add "
+                                          "clips of other groups or drop --groups."))
+
+
 def stratified_folds(labels: np.ndarray, n_folds: int, seed: int, context: str = ""
                      ) -> tuple[np.ndarray, str]:
     """Fold index (n,) of each clip from stratified K folds drawn with ``seed``, and a note
@@ -54,18 +87,141 @@ def stratified_folds(labels: np.ndarray, n_folds: int, seed: int, context: str =
     return fold, ""
 
 
+def group_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int, *,
+                column: str, names: list[str], context: str = "") -> tuple[np.ndarray, str]:
+    """Fold index (n,) of each clip from scikit-learn's StratifiedGroupKFold (groups shuffled
+    with ``seed``): every group of ``groups`` (n,) str in one fold, class proportions as even
+    as the groups allow. Returns the folds and a note naming classes a held-out fold lacks."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    check_folds(labels, n_folds, context)
+    check_groups(groups, n_folds, column, names, context)
+    fold = np.full(len(labels), -1, np.int64)
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        # "The least populated class ... fewer members than n_splits": checked above.
+        warnings.simplefilter("ignore", UserWarning)
+        for j, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels,
+                                                         groups)):
+            fold[held_out] = j
+    sizes = np.bincount(fold[fold >= 0], minlength=n_folds)
+    if (fold < 0).any() or (sizes == 0).any():
+        raise DataError(
+            f"--groups {column}: the {len(set(groups))} groups could not fill {n_folds} folds "
+            f"(held-out clips per fold: {sizes.tolist()}); lower --folds.")
+    missing = []
+    for j in range(n_folds):
+        lacking = sorted(set(np.unique(labels)) - set(np.unique(labels[fold == j])))
+        if lacking:
+            missing.append(f"fold {j}: {', '.join(EMOTIONS[c] for c in lacking)}")
+    note = ""
+    if missing:
+        note = (f"with --groups {column}, some held-out folds have no clip of a class "
+                f"({'; '.join(missing)}): their scores are over the other classes")
+    return fold, note
+
+
+@dataclass
+class FoldPlan:
+    """How a fold assignment was drawn, for metrics.json and the reports.
+
+    kind : ``stratified`` or ``stratified-group``. column : the group column (None without).
+    held_out_groups : per fold, the sorted groups it holds out (group folds only).
+    """
+
+    kind: str = "stratified"
+    column: str | None = None
+    held_out_groups: list[list[str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "groups": self.column}
+        if self.column is not None:
+            out["n_groups"] = sum(len(g) for g in self.held_out_groups)
+            out["held_out_groups"] = self.held_out_groups
+        return out
+
+    def describe(self, n_folds: int) -> str:
+        """``5 stratified folds`` or ``5 stratified group folds by 'actor' (12 groups: ...)``."""
+        if self.column is None:
+            return f"{n_folds} stratified folds (clips, by class)"
+        n = sum(len(g) for g in self.held_out_groups)
+        return (f"{n_folds} stratified group folds by '{self.column}' ({n} groups, each in one "
+                "fold: held-out scores are those of unseen groups)")
+
+
+def plan_of(fold: np.ndarray, groups: np.ndarray | None, column: str | None, n_folds: int
+            ) -> FoldPlan:
+    """The :class:`FoldPlan` of a fold assignment ``fold`` (n,) over clips of ``groups``."""
+    if column is None or groups is None:
+        return FoldPlan()
+    return FoldPlan("stratified-group", column,
+                    [sorted(set(groups[fold == j].tolist())) for j in range(n_folds)])
+
+
+def check_given_folds(fold: np.ndarray, groups: np.ndarray, column: str) -> None:
+    """Refuse a given assignment ``fold`` (n,) that puts one group of ``groups`` in two folds."""
+    split = sorted(g for g in set(groups.tolist()) if len(set(fold[groups == g].tolist())) > 1)
+    if split:
+        raise DataError(f"The fold assignment puts clips of one '{column}' group in several "
+                        f"folds ({listed(split)}); draw it with --groups {column}.")
+
+
+def speaker_like(data: MultimodalData, rows: np.ndarray) -> list[tuple[str, int]]:
+    """Extra columns of ``data`` named like a speaker's (:data:`SPEAKER_LIKE`) whose values
+    repeat among the clips at ``rows`` (more than one value, fewer than clips), with their
+    number of values."""
+    found = []
+    for column, values in data.extra.items():
+        key = re.sub(r"[^a-z0-9]", "", column.lower())
+        if not SPEAKER_LIKE.fullmatch(key):
+            continue
+        present = [v for v in values[rows].tolist() if v != ""]
+        distinct = len(set(present))
+        if 1 < distinct < len(present):
+            found.append((column, distinct))
+    return found
+
+
+def speaker_note(found: list[tuple[str, int]]) -> str:
+    """The warning for folds that ignore speaker-like columns ``found`` ('' for none)."""
+    if not found:
+        return ""
+    column, n = found[0]
+    others = f" (also {', '.join(c for c, _ in found[1:])})" if len(found) > 1 else ""
+    return (f"warning: folds ignore the speaker-like column '{column}' ({n} values){others}: "
+            "one speaker's clips are in training and held-out folds, so CV scores overstate "
+            f"unseen speakers; pass --groups {column} for speaker-independent folds")
+
+
+def draw_folds(data: MultimodalData, rows: np.ndarray, config: HeadConfig, context: str = ""
+               ) -> tuple[np.ndarray, FoldPlan, list[str]]:
+    """Folds (len(rows),) for the labelled clips of ``data`` at ``rows``, as ``config`` asks
+    (``folds``, ``seed``, ``groups``), with their plan and notes for the report."""
+    labels = data.labels[rows]
+    if config.groups is None:
+        fold, note = stratified_folds(labels, config.folds, config.seed, context)
+        warning = speaker_note(speaker_like(data, rows))
+        return fold, FoldPlan(), [n for n in (note, warning) if n]
+    groups = data.column(config.groups, "--groups")[rows]
+    fold, note = group_folds(labels, groups, config.folds, config.seed, column=config.groups,
+                             names=[data.names[i] for i in rows], context=context)
+    return fold, plan_of(fold, groups, config.groups, config.folds), [note] if note else []
+
+
 def shared_folds(data: MultimodalData, config: HeadConfig, nothing: str) -> np.ndarray:
     """One fold assignment (n,) for every modality set fitted on ``data`` (ablations,
-    robustness sweeps): stratified folds over the labelled clips with a usable modality, -1
-    elsewhere, from ``config``'s folds and seed. ``nothing`` ends the error raised when there
-    is no such clip (what to check)."""
+    robustness sweeps): (group) stratified folds over the labelled clips with a usable
+    modality, -1 elsewhere, from ``config``'s folds, seed and groups. ``nothing`` ends the
+    error raised when there is no such clip (what to check)."""
     labels = data.labels
     usable = (labels >= 0) & data.present.any(axis=1)
     if not usable.any():
         raise DataError(f"No labelled clip with a usable modality: {nothing}")
     fold_of = np.full(len(data), -1, np.int64)
-    fold_of[usable], _ = stratified_folds(labels[usable], config.folds, config.seed)
+    fold_of[usable], _, _ = draw_folds(data, np.flatnonzero(usable), config)
     return fold_of
 
 
-__all__ = ["check_folds", "shared_folds", "stratified_folds"]
+__all__ = ["FoldPlan", "SPEAKER_LIKE", "check_folds", "check_given_folds", "check_groups",
+           "draw_folds", "group_folds", "plan_of", "shared_folds", "speaker_like",
+           "speaker_note", "stratified_folds"]

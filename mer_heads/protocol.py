@@ -25,7 +25,7 @@ Prediction, for every family through one path:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,8 +35,10 @@ from mer_features import EMOTIONS
 from mer_heads.config import HeadConfig
 from mer_heads.data.standardize import Standardizer, fit_standardizer
 from mer_heads.errors import DataError, NotFittedError, ParameterError, RunError, listed
-from mer_heads.folds import stratified_folds
+from mer_heads.folds import (check_given_folds, draw_folds, plan_of, speaker_like,
+                             speaker_note)
 from mer_heads.heads import Head, get_head, known_heads
+from mer_heads.heads.layers import check_learned, layer_counts
 from mer_heads.metrics import Scores, score
 from mer_heads.runtime import PREDICT_CHUNK
 
@@ -54,6 +56,11 @@ class CrossValidatedHead(BaseEstimator):
     model : a registered head (``mer_heads.known_heads()``): ``attention`` (the MER 2023
         baseline), ``concat``, ``fbp``, ``logreg`` or ``svm``.
     folds : K, the number of stratified folds (>= 2).
+    groups : an extra column of the data (``MultimodalData.extra``, the manifest's ``actor``,
+        ``speaker`` ...) whose groups never straddle folds: scikit-learn's
+        StratifiedGroupKFold (shuffled with ``seed``) instead of StratifiedKFold, so held-out
+        scores are those of unseen groups. None: folds over clips (a note warns when the data
+        has a speaker-like column).
     epochs : training epochs of the neural heads; the best one per fold is kept.
     seed : seed of the folds and of all training randomness.
     seeds : models per fold with different initialisations and data orders, all kept and
@@ -61,11 +68,15 @@ class CrossValidatedHead(BaseEstimator):
     hidden, dropout : the neural heads' width H and dropout probability.
     lr, weight_decay : Adam's step size and L2 weight decay.
     batch_size : clips per step per model; None: ``STEPS_PER_EPOCH`` steps per epoch (a fold's
-        training clips / 4, within 32-1024). Every step pays for the optimizer, weight casts and
+        training clips / 4, within 32-1024), more with under 100 epochs (``MIN_STEPS``: 400
+        steps in all; at 30 epochs 4 steps per epoch learned less than batches of 32). Every step pays for the optimizer, weight casts and
         per-op overheads of the whole stack, so fewer, larger steps are faster; at 100 epochs
         they reached the held-out scores of batches of 32-128 on generated MER-sized data,
         RAVDESS and MER 2023 text (see the README).
     valence_weight : weight of the valence MSE in the training loss.
+    modality_dropout : neural heads: probability of masking each modality of a training clip
+        per step, through the missing-modality mask (never all of a clip's; not at
+        evaluation; drawn from the run's seed).
     C : inverse regularisation of the scikit-learn baselines.
     precision : ``fp32``, ``bf16`` (matrix products in bfloat16, fp32 weights and sums) or
         ``auto`` (bf16 where the hardware computes it natively: AMX/AVX512-BF16 CPUs, CUDA).
@@ -74,8 +85,13 @@ class CrossValidatedHead(BaseEstimator):
     Attributes set by ``fit`` (F = folds x seeds models, n = training clips)
     -------------------------------------------------------------------------
     keys_, dims_, input_ : the modalities (names, widths) and input kind it was fitted on.
-    train_names_ : the n training clips. fold_ : (n,) fold of each. dropped_ : labelled clips
-        left out because none of their modalities is usable.
+    layers_ : per modality, the layers L whose weights are learned (``--layers learned``; 1:
+        none). layer_weights_ : key -> (F, L) softmax layer weights of each fold model.
+    normalized_by_ : the column the features were normalised within (``--normalize-by``), or
+        None; data to predict must be normalised the same way.
+    train_names_ : the n training clips. fold_ : (n,) fold of each. fold_plan_ : how the folds
+        were drawn (:class:`~mer_heads.folds.FoldPlan`: groups held out per fold). dropped_ :
+        labelled clips left out because none of their modalities is usable.
     has_valence_ : whether valence was learnt. prior_ : (6,) training class frequencies.
     mean_valence_ : training mean valence (NaN without valence).
     standardizer_ : per-fold statistics. model_folds_, model_seeds_ : (F,).
@@ -83,6 +99,7 @@ class CrossValidatedHead(BaseEstimator):
     estimators_ : F (classifier, regressor or None) pairs (scikit-learn models).
     best_epochs_ : (F,) kept epoch of each neural model (0 for scikit-learn models).
     n_pseudo_ : (F,) pseudo-labelled clips each model trained on besides its labelled clips.
+    n_augmented_ : (F,) corrupted copies (``augment``) each model trained on.
     oof_proba_, oof_valence_ : (n, 6), (n,) held-out predictions (mean over seeds).
     model_scores_ : F :class:`~mer_heads.metrics.Scores` on each model's held-out fold.
     cv_scores_ : scores of the pooled held-out predictions. curve_ : (epochs,) mean held-out
@@ -91,15 +108,18 @@ class CrossValidatedHead(BaseEstimator):
     """
 
     def __init__(self, model: str = _DEFAULT.model, *, folds: int = _DEFAULT.folds,
-                 epochs: int = _DEFAULT.epochs, seed: int = _DEFAULT.seed,
-                 seeds: int = _DEFAULT.seeds, hidden: int = _DEFAULT.hidden,
+                 groups: str | None = _DEFAULT.groups, epochs: int = _DEFAULT.epochs,
+                 seed: int = _DEFAULT.seed, seeds: int = _DEFAULT.seeds,
+                 hidden: int = _DEFAULT.hidden,
                  dropout: float = _DEFAULT.dropout, lr: float = _DEFAULT.lr,
                  weight_decay: float = _DEFAULT.weight_decay,
                  batch_size: int | None = _DEFAULT.batch_size,
-                 valence_weight: float = _DEFAULT.valence_weight, C: float = _DEFAULT.C,
+                 valence_weight: float = _DEFAULT.valence_weight,
+                 modality_dropout: float = _DEFAULT.modality_dropout, C: float = _DEFAULT.C,
                  precision: str = _DEFAULT.precision, device: str = _DEFAULT.device):
         self.model = model
         self.folds = folds
+        self.groups = groups
         self.epochs = epochs
         self.seed = seed
         self.seeds = seeds
@@ -109,6 +129,7 @@ class CrossValidatedHead(BaseEstimator):
         self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.valence_weight = valence_weight
+        self.modality_dropout = modality_dropout
         self.C = C
         self.precision = precision
         self.device = device
@@ -133,17 +154,23 @@ class CrossValidatedHead(BaseEstimator):
 
     # ------------------------------------------------------------------------------------
     def fit(self, X: MultimodalData, y: None = None, *, fold_of: np.ndarray | None = None,
-            pseudo_rows: np.ndarray | None = None, pseudo_labels: np.ndarray | None = None
-            ) -> CrossValidatedHead:
+            pseudo_rows: np.ndarray | None = None, pseudo_labels: np.ndarray | None = None,
+            augment: Sequence[MultimodalData] | None = None) -> CrossValidatedHead:
         """Cross-validate on the labelled clips of ``X`` (labels come with the data).
 
         ``fold_of`` : optional (len(X),) fold index per clip (e.g. shared by an ablation);
-        drawn with ``seed`` when None.
+        drawn with ``seed`` (and ``groups``) when None.
         ``pseudo_rows``, ``pseudo_labels`` : optional pseudo-labelled clips (semi-supervised
         training, see :mod:`mer_heads.experiments.semi`): (P,) rows of unlabelled, usable
         clips of ``X`` and (K, P) the class each fold's models learn for them (-1: not used by
         that fold). They only join the training part of a fold: never a held-out fold, never
         the standardisation statistics, and their valence is not learnt.
+        ``augment`` : optional corrupted copies of ``X`` (multi-condition training): datasets of
+        the same clips in the same order, modalities and widths (e.g. loaded from stores
+        extracted with noise), whose clips join the training part of the folds that train on
+        the clip, with the clip's labels. A held-out clip's copies never join its fold. The
+        folds' standardisation statistics are those of their whole training set, copies
+        included; scores are always on the clean held-out clips.
         """
         head = self._check_params(X)
         data = X
@@ -160,19 +187,25 @@ class CrossValidatedHead(BaseEstimator):
         train = np.flatnonzero(labelled & usable)
         self.notes_ = list(data.notes)
         self._check_training_data(data, train, labelled)
+        copies = self._check_augment(data, augment)
         self.dropped_ = [data.names[i] for i in np.flatnonzero(dropped)]
         if self.dropped_:
             self.notes_.append(f"{len(self.dropped_)} labelled clip(s) have no usable modality "
                                "and were left out of training")
         y_train = labels[train]
-        fold = self._assign_folds(y_train, None if fold_of is None else fold_of[train])
+        fold = self._assign_folds(data, train, None if fold_of is None else fold_of[train])
         k = self.folds
         pseudo_rows, pseudo_labels = self._check_pseudo(data, pseudo_rows, pseudo_labels)
-        train_masks = np.zeros((k, len(data)), bool)
-        for j in range(k):
-            train_masks[j, train[fold != j]] = True
-        self.standardizer_: Standardizer = fit_standardizer(data, train_masks)
         self.keys_, self.dims_, self.input_ = data.keys, data.dims, data.input
+        self.layers_ = layer_counts(data)
+        self.layer_weights_: dict[str, np.ndarray] = {}
+        if data.layers == "learned" and max(self.layers_) == 1:
+            self.notes_.append("--layers learned: no store holds utterance arrays of several "
+                               "layers (extract with --layer all), so there was nothing to weigh")
+        self.normalized_by_ = data.normalized_by
+        if self.modality_dropout > 0 and len(data.keys) == 1:
+            self.notes_.append("--modality-dropout does nothing with one modality (a clip never "
+                               "loses all of its modalities)")
         self.train_names_ = [data.names[i] for i in train]
         self.fold_ = fold
         valence = data.valence[train]
@@ -181,8 +214,32 @@ class CrossValidatedHead(BaseEstimator):
         self.mean_valence_ = float(np.nanmean(valence)) if self.has_valence_ else float("nan")
         self.model_folds_ = np.repeat(np.arange(k), self.seeds)
         self.model_seeds_ = np.tile(np.arange(self.seeds), k) + self.seed
-        train_rows = [np.concatenate([train[fold != f], pseudo_rows[pseudo_labels[f] >= 0]])
-                      for f in self.model_folds_]
+        n = len(data)
+
+        def with_copies(rows: np.ndarray) -> np.ndarray:
+            # A copy of a clip joins exactly the folds its clean clip trains (never its
+            # held-out fold); copy a of row i is row (a + 1) * n + i of the stacked data.
+            return np.concatenate([rows] + [(a + 1) * n + rows[c.present[rows].any(axis=1)]
+                                            for a, c in enumerate(copies)])
+
+        labelled_rows = [train[fold != f] for f in range(k)]
+        fold_rows = [with_copies(np.concatenate([labelled_rows[f],
+                                                 pseudo_rows[pseudo_labels[f] >= 0]]))
+                     for f in range(k)]
+        self.n_augmented_ = np.array(
+            [len(fold_rows[f]) - len(labelled_rows[f]) - int((pseudo_labels[f] >= 0).sum())
+             for f in self.model_folds_], np.int64)
+        if copies:
+            from mer_heads.data.dataset import stack_copies
+
+            stacked = stack_copies(data, copies)
+        else:
+            stacked = data
+        train_masks = np.zeros((k, len(stacked)), bool)
+        for j in range(k):  # statistics: the fold's labelled training clips and their copies
+            train_masks[j, with_copies(labelled_rows[j])] = True
+        self.standardizer_: Standardizer = fit_standardizer(stacked, train_masks)
+        train_rows = [fold_rows[f] for f in self.model_folds_]
         val_rows = [train[fold == f] for f in self.model_folds_]
         self.n_pseudo_ = np.array([int((pseudo_labels[f] >= 0).sum()) for f in self.model_folds_],
                                   np.int64)
@@ -190,7 +247,8 @@ class CrossValidatedHead(BaseEstimator):
         if len(pseudo_rows):
             fold_labels = np.tile(labels, (k, 1))
             fold_labels[:, pseudo_rows] = pseudo_labels
-        val_proba, val_valence = head.fit(self, data, train_rows, val_rows, fold_labels)
+            fold_labels = np.tile(fold_labels, (1, 1 + len(copies)))
+        val_proba, val_valence = head.fit(self, stacked, train_rows, val_rows, fold_labels)
         self._score(data, train, fold, val_rows, val_proba, val_valence)
         return self
 
@@ -204,6 +262,7 @@ class CrossValidatedHead(BaseEstimator):
                 f"The {head.kind} model '{self.model}' takes {' or '.join(head.inputs)} vectors;"
                 f" use --input {head.inputs[0]}, or a {kinds} model ({', '.join(able)}) for "
                 f"{data.input}.")
+        check_learned(config.model, data.layers)
         head.check_runtime(config)
         return head
 
@@ -259,17 +318,47 @@ class CrossValidatedHead(BaseEstimator):
                             f"'{data.names[bad[0]]}' is not ({len(bad)} such).")
         return rows, labels
 
-    def _assign_folds(self, y_train: np.ndarray, given: np.ndarray | None) -> np.ndarray:
-        if given is not None:
-            given = np.asarray(given, np.int64)
-            if given.min() < 0 or given.max() >= self.folds:
-                raise DataError(f"fold_of must hold fold indices in [0, {self.folds}) for every "
-                                "training clip.")
-            return given
-        fold, note = stratified_folds(y_train, self.folds, self.seed)
-        if note:
-            self.notes_.append(note)
-        return fold
+    def _assign_folds(self, data: MultimodalData, train: np.ndarray, given: np.ndarray | None
+                      ) -> np.ndarray:
+        """Folds (len(train),) of the training clips: ``given`` (checked) or drawn; sets
+        ``fold_plan_`` and adds the fold notes (a speaker-like column the folds ignore)."""
+        groups = None if self.groups is None else data.column(self.groups, "--groups")[train]
+        if given is None:
+            fold, self.fold_plan_, notes = draw_folds(data, train, self.config)
+            self.notes_.extend(notes)
+            return fold
+        given = np.asarray(given, np.int64)
+        if given.min() < 0 or given.max() >= self.folds:
+            raise DataError(f"fold_of must hold fold indices in [0, {self.folds}) for every "
+                            "training clip.")
+        if groups is not None:
+            check_given_folds(given, groups, self.groups)
+        else:
+            note = speaker_note(speaker_like(data, train))
+            if note:
+                self.notes_.append(note)
+        self.fold_plan_ = plan_of(given, groups, self.groups, self.folds)
+        return given
+
+    def _check_augment(self, data: MultimodalData, augment: Sequence[MultimodalData] | None
+                       ) -> list[MultimodalData]:
+        """The corrupted copies of ``data``, each holding its clips in its order with its
+        modalities, widths and input kind (else a DataError saying what differs)."""
+        copies = list(augment or ())
+        for a, copy in enumerate(copies):
+            what = f"Augment copy {a + 1}" + (f" ({', '.join(m.path for m in copy.modalities)})"
+                                             if copy.modalities else "")
+            if copy.names != data.names:
+                raise DataError(f"{what} does not hold the training clips in their order; load "
+                                "it from stores of the same clips and subset it like the data.")
+            if (copy.keys != data.keys or copy.dims != data.dims or copy.input != data.input
+                    or copy.normalized_by != data.normalized_by):
+                raise DataError(
+                    f"{what} has {copy.input} features of {list(zip(copy.keys, copy.dims))} "
+                    f"(normalised by {copy.normalized_by}); the data has {data.input} features "
+                    f"of {list(zip(data.keys, data.dims))} (normalised by "
+                    f"{data.normalized_by}). Load it like the data.")
+        return copies
 
     def _score(self, data: MultimodalData, train: np.ndarray, fold: np.ndarray,
                val_rows: list[np.ndarray], val_proba: list[np.ndarray],
@@ -303,6 +392,16 @@ class CrossValidatedHead(BaseEstimator):
                 f"The run was fitted on {self.input_} features of modalities "
                 f"{list(zip(self.keys_, self.dims_))}; got {data.input} features of "
                 f"{list(zip(data.keys, data.dims))}. Pass the same stores, in the same order.")
+        fitted = getattr(self, "normalized_by_", None)
+        if data.normalized_by != fitted:
+            def said(column: str | None) -> str:
+                return "not normalised per group" if column is None else \
+                    f"normalised by {column!r}"
+
+            raise RunError(
+                f"The run was fitted on features {said(fitted)}; these are "
+                f"{said(data.normalized_by)}. Load them with normalize_by={fitted!r} "
+                "(--normalize-by), as the run was.")
 
     def _chunks(self, data: MultimodalData, rows: np.ndarray, chunk: int
                 ) -> Iterator[tuple[int, MultimodalData, Any]]:

@@ -5,8 +5,9 @@ that could break silently (no lambdas, no whole torch modules).
 
     RUN_DIR/run.json           hyper-parameters, modalities (key, store path, fingerprint,
                                width) in order, input kind, classes, prior, mean valence,
-                               fold and seed of each model (written last: a folder without it
-                               is not a run)
+                               fold and seed of each model, the column features are
+                               normalised by (``normalize_by``, predict does the same) (written
+                               last: a folder without it is not a run)
     RUN_DIR/standardizer.npz   per-fold mean and scale of each modality
     RUN_DIR/models/heads.pt    state dict of the stacked neural heads (torch.save), or
     RUN_DIR/models/sklearn.joblib   the scikit-learn (classifier, regressor) pairs (joblib)
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
 
 FORMAT = 1
 RUN_FILE = "run.json"
-RUN_OUTPUTS = (RUN_FILE, "metrics.json", "report.md", "confusion.png", "standardizer.npz",
+RUN_OUTPUTS = (RUN_FILE, "metrics.json", "report.md", "confusion.png", "layer_weights.png",
+               "standardizer.npz",
                NeuralHead.model_file, SklearnHead.model_file, "oof_predictions.csv",
                "test_predictions.csv")
 """Every file ``mer-heads fit`` may write into a run folder (run.json first: see fit_run)."""
@@ -66,6 +68,8 @@ def save_run(est: CrossValidatedHead, run_dir: str | Path, modalities: list[Moda
         "model_folds": est.model_folds_,
         "model_seeds": est.model_seeds_,
         "precision": est.precision_,
+        "normalize_by": est.normalized_by_,
+        "layer_counts": est.layers_,
         **(extra or {}),
     }
     save_npz(run_dir / "standardizer.npz", est.standardizer_.to_arrays(est.keys_))
@@ -111,6 +115,7 @@ def _load_estimator(run_dir: Path, info: dict[str, Any]) -> CrossValidatedHead:
     est.keys_ = keys
     est.dims_ = [int(m["dim"]) for m in info["modalities"]]
     est.input_ = info["input"]
+    est.layers_ = [int(n) for n in info.get("layer_counts") or [1] * len(keys)]
     est.has_valence_ = bool(info["has_valence"])
     est.prior_ = np.asarray(info["prior"], np.float64)
     est.mean_valence_ = (float("nan") if info["mean_valence"] is None
@@ -118,6 +123,7 @@ def _load_estimator(run_dir: Path, info: dict[str, Any]) -> CrossValidatedHead:
     est.model_folds_ = np.asarray(info["model_folds"], np.int64)
     est.model_seeds_ = np.asarray(info["model_seeds"], np.int64)
     est.precision_ = info["precision"]
+    est.normalized_by_ = info.get("normalize_by")  # runs before --normalize-by: none
     n_models = len(est.model_folds_)
     for key, dim, mean, scale in zip(keys, est.dims_, est.standardizer_.mean,
                                      est.standardizer_.scale):

@@ -1,6 +1,6 @@
 """Manifests: the CSV that names a corpus's clips, their media, transcripts and labels.
 
-A manifest has one row per clip and these columns (see the README, "Manifests"):
+A manifest has one row per clip and these columns (see docs/manifests.md):
 
 ``name``
     Unique clip id (required).
@@ -144,7 +144,7 @@ class _Problems:
 
 _HINT = (
     "Fix these rows and run again. A manifest is a CSV with a 'name' column and any of "
-    "'video', 'audio', 'text', 'discrete', 'valence', 'split' (see README, 'Manifests'); "
+    "'video', 'audio', 'text', 'discrete', 'valence', 'split' (see docs/manifests.md); "
     f"'discrete' must be one of {', '.join(EMOTIONS)} or empty, 'valence' a number or empty."
 )
 
@@ -232,7 +232,7 @@ def parse_manifest(text: str, *, base_dir: Path, source: str = "<text>",
     problems.raise_if_any(_HINT)
     if not clips:
         raise ManifestError(f"Manifest {source} has a header but no clip rows; add one row per "
-                            "clip (see README, 'Manifests').")
+                            "clip (see docs/manifests.md).")
     return Manifest(path=path, clips=clips, columns=header)
 
 

@@ -53,6 +53,17 @@ class Encoder:
     """True when the compute dtype (fp32/bf16/fp16) changes the output."""
     float16_safe: ClassVar[bool] = True
     """False when the outputs can exceed float16's range (+-65504): float16 stores are refused."""
+    cpu_only: ClassVar[bool] = False
+    """True for an engine with no GPU path (e5): it runs on the CPU whatever --device says, and
+    the device is never resolved (which would import torch for nothing)."""
+    threads: int | None = None
+    """CPU threads of an encoder that runs its own thread pool (e5), set from --workers; None:
+    every core the process may use. It changes no output, so it is never fingerprinted."""
+
+    impl: str = "stock"
+    """How to compute: ``stock`` modules, or ``fast`` where :meth:`impls` offers a fast path;
+    set before :meth:`load` (the pipeline sets it from :mod:`mer_features.encoders.tuning`,
+    which measures which is fastest). The implementations agree to ~1e-6: not fingerprinted."""
 
     def __init__(self, config: Any):
         self.config = config
@@ -74,6 +85,16 @@ class Encoder:
     def describe(self) -> str:
         arg = getattr(self.config, self.spec_argument) if self.spec_argument else None
         return f"{self.name}:{arg}" if arg else self.name
+
+    def impls(self, device: str) -> tuple[str, ...]:
+        """The implementations this encoder can compute with on ``device`` (see :attr:`impl`)."""
+        return ("stock",)
+
+    def shape_fields(self) -> dict[str, Any]:
+        """What decides this encoder's speed besides the machine (its architecture's sizes and
+        options): part of the key under which its measured compute paths are cached."""
+        return {"encoder": self.name, "modality": self.modality, "version": self.version,
+                "config": dataclasses.asdict(self.config)}
 
     # work -------------------------------------------------------------------------------
     def load(self, device: str = "cpu", dtype: str = "fp32") -> None:

@@ -31,7 +31,7 @@ from mer_features.encoders.base import Encoded, Encoder, OutputSpec, register_en
 from mer_features.encoders.hf_common import (autocast, check_layer, check_model_type,
                                              half_linear_weights, hidden_shapes, load_config,
                                              load_model, resolve_model_dir, select_layers,
-                                             weights_identity)
+                                             shape_fields, weights_identity)
 from mer_features.errors import ClipError
 
 _CPU_FAST_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
@@ -65,6 +65,9 @@ class HFAudioEncoder(Encoder):
     Config = HFAudioConfig
     spec_argument = "model"
     uses_dtype = True
+    impl = "fast"
+    """The CPU fast path where it applies (fp32/bf16 on a CPU, plain convolutions); the
+    pipeline measures whether it beats ``stock`` on the machine at hand."""
 
     def __init__(self, config: HFAudioConfig):
         super().__init__(config)
@@ -92,6 +95,16 @@ class HFAudioEncoder(Encoder):
         return {"sample_rate": self.config.sample_rate, "mono": True,
                 "normalize": _wants_normalize(self._dir), "masked_padding": True}
 
+    def impls(self, device: str) -> tuple[str, ...]:
+        """``fast`` (the unfolded feature encoder) and ``stock`` on a CPU; ``stock`` elsewhere.
+        A model whose convolutions are not plain (padded, grouped, dilated) runs ``stock``
+        under either name."""
+        return ("fast", "stock") if str(device) == "cpu" else ("stock",)
+
+    def shape_fields(self) -> dict[str, Any]:
+        return {"encoder": "hf-audio", "version": self.version, "layer": self.config.layer,
+                "chunk_seconds": self.config.chunk_seconds, "architecture": shape_fields(self._hf_config)}
+
     # work -------------------------------------------------------------------------------
     def load(self, device: str = "cpu", dtype: str = "fp32") -> None:
         if self.model is not None:
@@ -101,9 +114,11 @@ class HFAudioEncoder(Encoder):
 
         model = load_model(self._dir, self.config.model)
         self._lengths = _LengthHolder()
-        if dtype in _CPU_FAST_DTYPES and device == "cpu" and _plain_convolutions(model.feature_extractor):
-            # On CPU the unfolded matrix products beat oneDNN's 1-d convolutions in fp32 too
-            # (HuBERT-base, 4 s clip: 85 ms against 125 ms; max abs difference 2e-6).
+        if (self.impl == "fast" and dtype in _CPU_FAST_DTYPES and device == "cpu"
+                and _plain_convolutions(model.feature_extractor)):
+            # Whether the unfolded matrix products beat oneDNN's 1-d convolutions depends on
+            # the CPU (HuBERT-base, 4 s clip, Xeon with AMX: 85 ms against 125 ms in fp32; max
+            # abs difference 2e-6): the pipeline measures it (mer_features.encoders.tuning).
             model.feature_extractor = _fast_feature_encoder_class()(
                 model.feature_extractor, self._lengths, getattr(torch, _CPU_FAST_DTYPES[dtype]))
         elif getattr(self._hf_config, "feat_extract_norm", "layer") == "group":

@@ -87,6 +87,26 @@ def hidden_shapes(hf_config: Any, layer: str) -> tuple[tuple[int, ...], int]:
     return ((layers, dim) if layer == "all" else (dim,)), dim
 
 
+_SHAPE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
+               "intermediate_size", "conv_dim", "conv_kernel", "conv_stride", "conv_bias",
+               "feat_extract_norm", "do_stable_layer_norm", "num_conv_pos_embeddings",
+               "num_conv_pos_embedding_groups", "hidden_act", "vocab_size", "image_size",
+               "patch_size", "num_frames")
+
+
+def shape_fields(hf_config: Any) -> dict[str, Any]:
+    """The sizes of a ``transformers`` config that decide how long a forward pass takes (not
+    the weights: two checkpoints of one architecture share their measured compute paths)."""
+    fields = {}
+    for key in _SHAPE_KEYS:
+        value = getattr(hf_config, key, None)
+        if isinstance(value, tuple):
+            value = list(value)
+        if value is None or isinstance(value, (bool, int, float, str, list)):
+            fields[key] = value
+    return fields
+
+
 def load_config(model_dir: Path) -> Any:
     """The checkpoint's ``transformers`` config, read from its folder (never fetched)."""
     from transformers import AutoConfig

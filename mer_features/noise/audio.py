@@ -290,12 +290,17 @@ _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _snr_level(level: str, options: Mapping[str, str]) -> tuple[str, str] | None:
-    """``20`` (SNR 20 dB of ``options['source']``) or ``10:pink`` -> (spec, store tag); the tag
-    is ``snr%02g`` plus ``-SOURCE`` (a folder's name) unless the default white is meant."""
+    """``20`` (SNR 20 dB of ``options['source']``), ``10:pink``, or a range of SNRs drawn per
+    clip, ``5:10`` and ``5:10:pink`` -> (spec, store tag); the tag is ``snr%02g`` (``snr05-10``
+    for a range) plus ``-SOURCE`` (a folder's name) unless the default white is meant. A folder
+    whose name is a number is written as a path (``0:./10``)."""
     snr, colon, source = level.partition(":")
     if not _NUMBER.fullmatch(snr):
         return None
     tag = f"snr{float(snr):02g}"
+    high, colon2, rest = source.partition(":")
+    if _NUMBER.fullmatch(high):
+        snr, tag, source, colon = f"{snr}:{high}", f"{tag}-{float(high):02g}", rest, colon2
     if not colon:
         source = options["source"]
         if source == "white":
@@ -323,7 +328,8 @@ register_noise_key(NoiseKey(
     rule="snr takes a finite number of dB (snr=0) or a range LOW:HIGH with LOW <= HIGH "
          "(snr=5:10)",
     parse=_parse_snr, text=_snr_text, describe=_describe_snr, level=_snr_level,
-    level_help="an SNR in dB (20, of the sweep's default source), SNR:SOURCE (10:pink)",
+    level_help="an SNR in dB (20, of the sweep's default source), SNR:SOURCE (10:pink), a "
+               "range drawn per clip LOW:HIGH[:SOURCE] (5:10, 5:10:pink)",
     apply=add_noise))
 register_noise_key(NoiseKey(
     name="source", side="audio", example=f"source={'|'.join(GENERATED_SOURCES)}|FOLDER",

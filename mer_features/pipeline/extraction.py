@@ -31,7 +31,7 @@ from mer_features.pipeline.scheduler import Work, run
 from mer_features.pipeline.stages import Stage, VideoOptions, make_stage
 from mer_features.store import ClipRecord, StoreHeader, StoreWriter
 
-DTYPES = ("fp32", "bf16", "fp16")
+DTYPES = ("fp32", "bf16", "fp16", "auto")
 STORAGE_DTYPES = ("float32", "float16")
 
 
@@ -49,6 +49,8 @@ class ExtractSummary:
     missing: int = 0
     empty: int = 0
     truncated: int = 0
+    windowed: int = 0
+    """Inputs longer than the encoder's window, encoded in windows whole (e5), not truncated."""
     dropped: int = 0
     seconds: float = 0.0
     failures: list[tuple[str, str, str]] = field(default_factory=list)
@@ -123,6 +125,22 @@ def auto_batch_size(device: str, dtype: str, modality: str = "audio") -> int:
     return 8 if dtype == "bf16" else 1
 
 
+def _stored_dtype(out: str | Path, overwrite: bool) -> str:
+    """The compute dtype of an existing store at ``out`` (``--dtype auto`` goes on in it, so a
+    resumed run never mixes two), or "auto" when there is none to go on with."""
+    path = Path(out)
+    if overwrite or not path.is_file():
+        return "auto"
+    try:
+        from mer_features.store import FeatureStore
+
+        with FeatureStore(path, check=False) as store:
+            stored = store.fields.get("compute_dtype")
+    except Exception:  # noqa: BLE001 - the writer reports an unusable store itself
+        return "auto"
+    return stored if stored in ("fp32", "bf16", "fp16") else "auto"
+
+
 def build_header(encoder: Any, stage: Stage, *, storage_dtype: str, dtype: str) -> StoreHeader:
     """The store header: shapes from the encoder, fingerprint fields from
     :func:`~mer_features.fingerprint.fingerprint_fields`."""
@@ -144,6 +162,7 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
             retry_failed: bool = False, commit_every: int = 256, progress: bool | None = None,
             text_column: str = "text", video: VideoOptions | None = None,
             noise: Any = None, seed: int = 0, shard: Any = None, prune: bool = False,
+            compute_path: str = "auto",
             log: Callable[[str], None] | None = None) -> ExtractSummary:
     """Extract one modality's features for every clip of a manifest into a store.
 
@@ -152,6 +171,12 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
 
     Parameters
     ----------
+    dtype : compute dtype of neural encoders: "fp32", "bf16", "fp16" (GPUs) or "auto" (the
+        fastest on this machine within cosine 0.999 of fp32, measured once and cached; an
+        existing store goes on in its own dtype). Which implementation computes it (the CPU
+        fast path or the stock modules) is measured too (:mod:`mer_features.encoders.tuning`);
+        ``--dtype bf16`` on a CPU that emulates bf16 warns with the measured cost.
+    compute_path : "auto" (measured), or "fast" / "stock" to force the implementation.
     batch_size : at most this many clips per encoder call; None picks one for the device and
         dtype (:func:`auto_batch_size`).
     batch_seconds : at most this much padded audio (clips x longest clip) per encoder call.
@@ -200,13 +225,27 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
                                      text_column=text_column)
 
     enc = create_encoder(modality, encoder or DEFAULT_ENCODERS[modality], encoder_options)
+    if workers is not None:  # an encoder with its own thread pool (e5) takes its threads from it
+        enc.threads = max(1, workers)
     if storage_dtype == "float16" and not enc.float16_safe:
         raise EncoderError(f"Encoder '{enc.describe()}' gives values beyond float16's range "
                            "(+-65504), which a float16 store would hold as inf; use "
                            "--storage-dtype float32.")
-    device = resolve_device(device) if enc.uses_dtype or not enc.runs_in_workers else "cpu"
+    device = (resolve_device(device) if (enc.uses_dtype or not enc.runs_in_workers)
+              and not enc.cpu_only else "cpu")
     if dtype == "fp16" and device == "cpu" and enc.uses_dtype:
-        raise EncoderError("fp16 needs a GPU; on the CPU use --dtype bf16 (or fp32).")
+        raise EncoderError("fp16 needs a GPU; on the CPU use --dtype bf16, fp32 or auto.")
+    from mer_features.encoders.tuning import IMPLS, choose_path
+
+    if compute_path not in IMPLS:
+        raise EncoderError(f"compute path must be one of {', '.join(IMPLS)}; got "
+                           f"'{compute_path}'.")
+    choice = None
+    if dtype == "auto":
+        dtype = "fp32" if not enc.uses_dtype else _stored_dtype(out, overwrite)
+    if dtype == "auto":  # the store's dtype decides, so measure now
+        choice = choose_path(enc, device, "auto", impl=compute_path)
+        dtype = choice.dtype
     if workers is None:
         workers = auto_workers(device, modality, enc.runs_in_workers)
     kind = make_stage(modality, text_column=text_column, video=video, device=device,
@@ -229,7 +268,7 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
                 f"file was damaged on disk: {', '.join(writer.damaged[:5])}"
                 f"{', ...' if len(writer.damaged) > 5 else ''}); they are extracted again")
         writer.set_labels({c.name: (c.discrete or "", math.nan if c.valence is None else c.valence,
-                                    c.split or "") for c in manifest})
+                                    c.split or "", c.extra) for c in manifest})
         for clip, reason in missing:
             if not writer.is_done(clip.name, "missing"):
                 writer.add(ClipRecord(name=clip.name, status="missing", stage="input",
@@ -257,6 +296,13 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
                                           f"{settled.reason}. Stopped because of --fail-fast.")
         if todo:
             if not enc.runs_in_workers:
+                choice = choice or choose_path(enc, device, dtype, impl=compute_path)
+                if choice.warning:
+                    log(f"warning: {choice.warning}")
+                if choice.measurement is not None and not choice.measurement.cached:
+                    log(f"compute path for {enc.describe()}: {choice.impl}-{choice.dtype}, "
+                        f"measured once on this machine ({choice.measurement.table()})")
+                enc.impl = choice.impl
                 enc.load(device, dtype)
             run(todo, enc, kind, writer, summary, batch_size=batch_size,
                  batch_seconds=batch_seconds, workers=workers if kind.uses_workers else 0,
@@ -264,6 +310,10 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
         if summary.truncated:
             log(f"warning: {summary.truncated} input(s) were longer than the encoder's limit and "
                 "were truncated (clips/info has 'truncated': true)")
+        if summary.windowed:
+            log(f"note: {summary.windowed} transcript(s) were longer than the window of encoder "
+                f"'{enc.describe()}' and were encoded whole, window by window (clips/info has "
+                "'windowed': true)")
     except ClipFailedError:
         writer.close()  # a deliberate stop: leave a complete store of what was done
         raise

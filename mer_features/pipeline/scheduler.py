@@ -87,6 +87,7 @@ def run(todo: list[Work], enc: Any, kind: Stage, writer: StoreWriter,
         else:
             info = {**decoded.info, **result.info}
             summary.truncated += bool(info.get("truncated"))
+            summary.windowed += bool(info.get("windowed"))
             writer.add(ClipRecord(name=decoded.name, utterance=result.utterance,
                                   frames=result.frames, frame_times=result.frame_times,
                                   frame_extras=extras, input_hash=decoded.input_hash,

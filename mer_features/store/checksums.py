@@ -33,7 +33,11 @@ FORMAT_VERSION = 2
 readers still read it: the additions are a dataset they ignore and a standard HDF5 filter)."""
 
 CHECKSUM = "clips/checksum"
-STR_COLUMNS = ("name", "status", "stage", "reason", "input_hash", "info", "discrete", "split")
+STR_COLUMNS = ("name", "status", "stage", "reason", "input_hash", "info", "discrete", "split",
+               "extra")
+OPTIONAL_COLUMNS = ("extra",)
+"""String columns that stores written before them lack (read as "" for every clip); a store that
+has one also has its CRC column."""
 CLIP_CHUNK = 8192
 """Rows per chunk of the small per-clip datasets (durations, offsets, checksums)."""
 _BATCH_BYTES = 32 << 20
@@ -198,6 +202,8 @@ class Checker:
                       lo: int = 0, hi: int | None = None) -> None:
         hi = self.n if hi is None else hi
         for column in columns:
+            if f"clips/{column}" not in self.columns:
+                continue  # an optional column written after this store
             values = names if column == "name" and names is not None else \
                 read_strings(self.f["clips"][column], lo, hi)
             got = string_crcs(values)

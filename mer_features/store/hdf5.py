@@ -120,8 +120,8 @@ def _fill(f: h5py.File, header: StoreHeader, n: int, rows: Iterable[ClipRecord],
         sl = slice(start, start + m)
         crc = np.zeros((m, len(columns)), np.uint32)
         for name in STR_COLUMNS:
-            values = [(json.dumps(r.info, sort_keys=True, default=_jsonable) if r.info else "")
-                      if name == "info" else getattr(r, name) for r in block]
+            values = [json_cell(getattr(r, name)) if name in ("info", "extra")
+                      else getattr(r, name) for r in block]
             if name == "name":
                 names.extend(v.encode("utf-8") for v in values)
             else:
@@ -186,6 +186,11 @@ def _fill(f: h5py.File, header: StoreHeader, n: int, rows: Iterable[ClipRecord],
     # Written out while every dataset is still held, so a full disk shows here as an error
     # (not in a finalizer when the datasets are dropped on return).
     f.flush()
+
+
+def json_cell(value: dict[str, Any]) -> str:
+    """A per-clip dict (clips/info, clips/extra) as one JSON cell; "" when empty."""
+    return json.dumps(value, sort_keys=True, default=_jsonable) if value else ""
 
 
 def _jsonable(value: Any) -> Any:

@@ -40,7 +40,8 @@ class _Source:
         try:
             f = self.store._file
             n = len(self.store.names)
-            raw = {c: read_strings(f["clips"][c]) for c in STR_COLUMNS}
+            raw = {c: read_strings(f["clips"][c]) if c in f["clips"] else [b""] * n
+                   for c in STR_COLUMNS}  # an optional column this store predates: empty
             self.damage = Damage()
             if scan and self.store.checksummed:
                 self.damage = Checker(f, raw["name"]).scan()
@@ -94,6 +95,7 @@ class _Source:
                 reason=c["reason"][i], input_hash=c["input_hash"][i],
                 duration=float(c["duration"][i]), info=json.loads(c["info"][i] or "{}"),
                 discrete=c["discrete"][i], valence=float(c["valence"][i]), split=c["split"][i],
+                extra=json.loads(c["extra"][i] or "{}"),
             )
             if with_arrays:
                 rec.utterance = utt[i - lo]
@@ -104,7 +106,16 @@ class _Source:
             yield rec
 
 
-LabelMap = Mapping[str, tuple[str, float, str]]
+LabelMap = Mapping[str, tuple]
+"""Clip name -> (discrete, valence, split) or (discrete, valence, split, extra): the labels, and
+the manifest's other columns (a dict; None or left out: keep the stored ones)."""
+
+
+def apply_labels(rec: ClipRecord, labels: tuple) -> None:
+    """Set ``rec``'s labels (and extra columns, when given) from a :data:`LabelMap` value."""
+    rec.discrete, rec.valence, rec.split = labels[:3]
+    if len(labels) > 3 and labels[3] is not None:
+        rec.extra = dict(labels[3])
 
 
 def _merge(path: Path, header: StoreHeader, sources: list[tuple[Path, set[int] | None]],
@@ -153,7 +164,7 @@ def _merged_rows(sources: list[_Source], where: dict[str, tuple[int, int]], name
         for name in block:
             rec = got[name]
             if name in labels:
-                rec.discrete, rec.valence, rec.split = labels[name]
+                apply_labels(rec, labels[name])
             yield rec
 
 

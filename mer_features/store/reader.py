@@ -16,8 +16,9 @@ import numpy as np
 
 from mer_features import __version__
 from mer_features.errors import StoreError, first_line
-from mer_features.store.checksums import (CHECKSUM, STR_COLUMNS, Checker, Damage, damaged_names,
-                                          decode, little_endian, read_strings, string_crcs)
+from mer_features.store.checksums import (CHECKSUM, OPTIONAL_COLUMNS, STR_COLUMNS, Checker,
+                                          Damage, damaged_names, decode, little_endian,
+                                          read_strings, string_crcs)
 from mer_features.store.schema import SCHEMA_VERSION, STATUSES, ClipRecord
 
 
@@ -127,7 +128,10 @@ class FeatureStore:
             raise StoreError(f"Clip '{name}' is not in store '{self.path}'.") from None
 
     def column(self, name: str) -> np.ndarray:
-        """A per-clip column of /clips (str columns as an object array of str)."""
+        """A per-clip column of /clips (str columns as an object array of str; an optional
+        column the store predates, such as ``extra``, as "" for every clip)."""
+        if name in OPTIONAL_COLUMNS and name not in self._file["clips"]:
+            return np.full(len(self), "", dtype=object)
         ds = self._file["clips"][name]
         if name in STR_COLUMNS:
             values = self._read(f"clips/{name}", lambda: ds.asstr()[()])
@@ -177,12 +181,21 @@ class FeatureStore:
         """``discrete`` (str, "" when none), ``valence`` (float, NaN when none), ``split``."""
         return {c: self.column(c) for c in ("discrete", "valence", "split")}
 
+    def extra_columns(self) -> dict[str, np.ndarray]:
+        """The manifest's other columns copied at extraction (/clips/extra): column name ->
+        object array (n,) of str, "" for a clip whose manifest row had no such column. Empty
+        for a store written before /clips/extra existed (re-extracting from the manifest adds
+        it without encoder work)."""
+        rows = [json.loads(cell) if cell else {} for cell in self.column("extra")]
+        names = sorted({k for row in rows for k in row})
+        return {k: np.array([str(row.get(k, "")) for row in rows], dtype=object) for k in names}
+
     def record(self, name: str, *, with_arrays: bool = True) -> ClipRecord:
         """One clip's record, its cells checked against their checksums."""
         i = self.index(name)
         clips = self._file["clips"]
         cells = {c: self._read(f"clips/{c}", lambda c=c: clips[c].asstr()[i], (i, i + 1))
-                 for c in STR_COLUMNS}
+                 if c in clips else "" for c in STR_COLUMNS}
         numbers = {c: self._read(f"clips/{c}", lambda c=c: clips[c][i:i + 1], (i, i + 1))
                    for c in ("duration", "valence")}
         arrays: dict[str, np.ndarray] = {}
@@ -206,6 +219,7 @@ class FeatureStore:
             input_hash=cells["input_hash"], duration=float(numbers["duration"][0]),
             info=json.loads(cells["info"] or "{}"), discrete=cells["discrete"],
             valence=float(numbers["valence"][0]), split=cells["split"],
+            extra=json.loads(cells["extra"] or "{}"),
         )
         if with_arrays:
             rec.utterance = arrays["utterance"].astype(np.float32)
@@ -316,6 +330,7 @@ class FeatureStore:
             "config": self.config,
             "fingerprint_fields": self.fields,
             "labelled": int((self.column("discrete") != "").sum()),
+            "extra_columns": list(self.extra_columns()),
             "pending_parts": len(pending_parts(self.path)),
             "failures": [
                 {"name": n, "status": s, "stage": st, "reason": r}

@@ -19,6 +19,10 @@ Layout (schema version 1, file format 2; ``n`` clips, ``T`` frames over all clip
     /clips/discrete       (n,) str     label copied from the manifest ("" when none)
     /clips/valence        (n,) f4      label copied from the manifest (NaN when none)
     /clips/split          (n,) str     copied from the manifest ("" when none)
+    /clips/extra          (n,) str     JSON object of the manifest's other columns (name ->
+                                       text, e.g. RAVDESS's actor), "" when none; copied and
+                                       refreshed like the labels. Stores written before it
+                                       lack the dataset and read as having no such column
     /utterance            (n, *utterance_shape)   zeros for clips that are not "ok"
     /frames/offset        (n,) i8      first row of the clip in /frames/data
     /frames/length        (n,) i8      its number of frames
@@ -125,6 +129,8 @@ class ClipRecord:
     discrete: str = ""
     valence: float = math.nan
     split: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+    """The manifest's other columns for this clip (name -> text), as /clips/extra keeps them."""
 
     @property
     def nbytes(self) -> int:

@@ -22,8 +22,8 @@ import numpy as np
 from mer_features.errors import FingerprintMismatchError, StoreError
 from mer_features.fingerprint import diff_fields, same_features, with_added_fields
 from mer_features.store.disk import WRITE_ERRORS, acquire_lock, listing, store_path, write_error
-from mer_features.store.hdf5 import _check_record, storage_problem, write_store_file
-from mer_features.store.merge import LabelMap, _merge, _Source
+from mer_features.store.hdf5 import _check_record, json_cell, storage_problem, write_store_file
+from mer_features.store.merge import LabelMap, _merge, _Source, apply_labels
 from mer_features.store.reader import FeatureStore, parts_dir, pending_parts
 from mer_features.store.schema import ClipRecord, StoreHeader
 
@@ -68,7 +68,8 @@ class StoreWriter:
         """Clips of the existing store or parts that fail their checksums (done again)."""
         self.dropped = 0
         """Clips removed by :meth:`restrict_to` with ``prune``."""
-        self._stored_labels: dict[str, tuple[str, float, str]] = {}
+        self._stored_labels: dict[str, tuple[str, float, str, str]] = {}
+        """name -> (discrete, valence, split, extra as its JSON cell) of what is stored."""
         self._skip: dict[Path, set[int]] = {}
         self._in_store: set[str] = set()
         self._in_parts: set[str] = set()
@@ -87,7 +88,7 @@ class StoreWriter:
             raise
         self._buffer: list[ClipRecord] = []
         self._buffer_bytes = 0
-        self._labels: dict[str, tuple[str, float, str]] = {}
+        self._labels: dict[str, tuple] = {}
         self._seq = 0
         self.parts_written = 0
 
@@ -112,7 +113,7 @@ class StoreWriter:
                     continue
                 self.done[name] = (c["input_hash"][i], c["status"][i])
                 self._stored_labels[name] = (c["discrete"][i], float(c["valence"][i]),
-                                             c["split"][i])
+                                             c["split"][i], c["extra"][i])
                 (self._in_store if path == self.path else self._in_parts).add(name)
         finally:
             source.close()
@@ -184,7 +185,10 @@ class StoreWriter:
         return self.dropped
 
     def set_labels(self, labels: LabelMap) -> None:
-        """Labels to copy into the store for these clips: name -> (discrete, valence, split)."""
+        """Labels to copy into the store for these clips: name -> (discrete, valence, split)
+        or (discrete, valence, split, extra), ``extra`` the manifest's other columns (a dict of
+        str; without it the stored ones are kept). A store whose stored labels or extra columns
+        differ is rewritten when the writer closes (no encoder work)."""
         self._labels.update(labels)
 
     def storage_problem(self, *arrays: np.ndarray | None) -> str | None:
@@ -193,7 +197,7 @@ class StoreWriter:
 
     def add(self, rec: ClipRecord) -> None:
         if rec.name in self._labels:
-            rec.discrete, rec.valence, rec.split = self._labels[rec.name]
+            apply_labels(rec, self._labels[rec.name])
         rec.reason = rec.reason.replace("\x00", "\\0")
         _check_record(rec, self.header)
         if rec.status == "ok":
@@ -201,7 +205,8 @@ class StoreWriter:
             if problem is not None:
                 rec = ClipRecord(name=rec.name, status="failed", stage="store", reason=problem,
                                  input_hash=rec.input_hash, duration=rec.duration, info=rec.info,
-                                 discrete=rec.discrete, valence=rec.valence, split=rec.split)
+                                 discrete=rec.discrete, valence=rec.valence, split=rec.split,
+                                 extra=rec.extra)
         self._buffer.append(rec)
         self._buffer_bytes += rec.nbytes
         self.done[rec.name] = (rec.input_hash, rec.status)
@@ -271,7 +276,8 @@ class StoreWriter:
             part.unlink(missing_ok=True)
         self._skip = {}
         self._rewrite = False
-        self._stored_labels.update({n: v for n, v in self._labels.items()})
+        self._stored_labels.update({n: _stored_form(v, self._stored_labels.get(n))
+                                    for n, v in self._labels.items()})
         self._count_lost(set(names))
 
     def _count_lost(self, present: set[str]) -> None:
@@ -333,8 +339,19 @@ class StoreWriter:
             self.abort()
 
 
-def _same_label(a: tuple[str, float, str] | None, b: tuple[str, float, str]) -> bool:
+def _stored_form(given: tuple, stored: tuple | None) -> tuple[str, float, str, str]:
+    """A :data:`LabelMap` value as ``_stored_labels`` keeps it (extra as its JSON cell; kept
+    from ``stored`` when not given)."""
+    if len(given) > 3 and given[3] is not None:
+        extra = json_cell(dict(given[3]))
+    else:
+        extra = stored[3] if stored is not None else ""
+    return (*given[:3], extra)
+
+
+def _same_label(a: tuple[str, float, str, str] | None, b: tuple) -> bool:
     if a is None:
         return False
     both_nan = math.isnan(a[1]) and math.isnan(b[1])
-    return a[0] == b[0] and a[2] == b[2] and (both_nan or a[1] == b[1])
+    same_extra = len(b) <= 3 or b[3] is None or a[3] == json_cell(dict(b[3]))
+    return a[0] == b[0] and a[2] == b[2] and (both_nan or a[1] == b[1]) and same_extra

@@ -63,6 +63,10 @@ class MultimodalData:
     frame_mask : for frame input, M bool arrays of shape (n, T_m) marking real frames; else None.
     discrete : object array (n,) of str, "" when unlabelled. valence : float64 (n,), NaN when none.
     split : object array (n,) of str.
+    extra : the manifest's other columns (e.g. ``actor``), name -> object array (n,) of str
+        ("" where a clip has no value); from the stores (/clips/extra) and ``--manifest``.
+    normalized_by : the column whose groups the features were z-scored within
+        (:func:`mer_heads.data.normalize.normalize_groups`), or None.
     notes : what loading did that a report should mention (masked clips, label source...).
     """
 
@@ -77,6 +81,10 @@ class MultimodalData:
     frame_mask: list[np.ndarray] | None = None
     layers: str = "mean"
     notes: list[str] = field(default_factory=list)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    normalized_by: str | None = None
+    extra_conflicts: dict[str, str] = field(default_factory=dict)
+    """Extra columns on which the stores disagree (column -> why), refused only when used."""
 
     def __len__(self) -> int:
         return len(self.names)
@@ -108,7 +116,21 @@ class MultimodalData:
             features=[f[rows] for f in self.features], present=self.present[rows],
             discrete=self.discrete[rows], valence=self.valence[rows], split=self.split[rows],
             frame_mask=None if self.frame_mask is None else [m[rows] for m in self.frame_mask],
-            notes=list(self.notes))
+            notes=list(self.notes), extra={k: v[rows] for k, v in self.extra.items()})
+
+    def column(self, name: str, option: str) -> np.ndarray:
+        """The extra column ``name`` (object array (n,) of str) that ``option`` (a flag, for
+        the message) names; an unknown one raises :class:`DataError` listing those there are."""
+        if name in self.extra_conflicts:
+            raise LabelError(f"{option} {name}: {self.extra_conflicts[name]}")
+        if name in self.extra:
+            return self.extra[name]
+        have = ", ".join(sorted(self.extra)) or "none"
+        raise DataError(
+            f"{option} {name}: the clips have no column '{name}' (their manifest columns besides "
+            f"the labels: {have}). Stores keep the manifest's other columns from extraction on "
+            "(re-run the extraction with the manifest: only labels and columns are rewritten, "
+            "no encoder work), or pass --manifest PATH with that column.")
 
     def select_modalities(self, keys: Sequence[str]) -> MultimodalData:
         """The same clips with only the modalities ``keys``, in that order."""
@@ -123,6 +145,37 @@ class MultimodalData:
             features=[self.features[i] for i in idx], present=self.present[:, idx],
             frame_mask=None if self.frame_mask is None else [self.frame_mask[i] for i in idx],
             notes=list(self.notes))
+
+
+def stack_copies(data: MultimodalData, copies: Sequence[MultimodalData]) -> MultimodalData:
+    """``data`` followed by the rows of each copy (same clips and modalities: corrupted versions
+    of it, see :meth:`CrossValidatedHead.fit <mer_heads.protocol.CrossValidatedHead.fit>`), with
+    ``data``'s labels on every copy: row ``a * n + i`` is clip ``i`` of copy ``a`` (copy 0 is
+    ``data``). Copies are named ``NAME#aug1``, ``NAME#aug2`` ...; frame matrices are padded
+    to the longest."""
+    parts = [data, *copies]
+    features = []
+    for m in range(len(data.features)):
+        xs = [p.features[m] for p in parts]
+        if data.frame_mask is not None:
+            t = max(x.shape[1] for x in xs)
+            xs = [np.pad(x, ((0, 0), (0, t - x.shape[1]), (0, 0))) for x in xs]
+        features.append(np.concatenate(xs))
+    frame_mask = None
+    if data.frame_mask is not None:
+        frame_mask = []
+        for m in range(len(data.features)):
+            masks = [p.frame_mask[m] for p in parts]
+            t = max(x.shape[1] for x in masks)
+            frame_mask.append(np.concatenate([np.pad(x, ((0, 0), (0, t - x.shape[1])))
+                                              for x in masks]))
+    reps = len(parts)
+    return replace(
+        data, names=data.names + [f"{n}#aug{a}" for a in range(1, reps) for n in data.names],
+        features=features, present=np.concatenate([p.present for p in parts]),
+        discrete=np.tile(data.discrete, reps), valence=np.tile(data.valence, reps),
+        split=np.tile(data.split, reps), frame_mask=frame_mask, notes=list(data.notes),
+        extra={k: np.tile(v, reps) for k, v in data.extra.items()})
 
 
 def split_rows(data: MultimodalData, train_split: str | None, test_split: str | None
@@ -199,7 +252,8 @@ def load_dataset(stores: Sequence[str | Path | tuple[str, str | Path]],
         * ``join``: ``"exact"`` refuses stores whose clip names differ; ``"inner"`` keeps the
           clips common to all stores;
         * ``layers``: utterance arrays of shape (layers, dim) (from ``--layer all`` stores) are
-          averaged over layers (``"mean"``) or flattened to layers*dim (``"flatten"``).
+          averaged over layers (``"mean"``) or flattened to layers*dim (``"flatten"``, and
+          ``"learned"``, whose layers the neural heads weigh: :mod:`mer_heads.heads.layers`).
     """
     _, config = split_options(None, config, options)
     if not stores:
@@ -217,8 +271,9 @@ def load_dataset(stores: Sequence[str | Path | tuple[str, str | Path]],
         keys = _modality_keys(specs, opened)
         names = _joined_names(opened, config.join)
         notes: list[str] = []
+        extra, conflicts = guard_read(opened, lambda: _store_extra(opened, names))
         if config.manifest is not None:
-            discrete, valence, split = _manifest_labels(config.manifest, names, notes)
+            discrete, valence, split = _manifest_labels(config.manifest, names, notes, extra)
         else:
             discrete, valence, split = guard_read(opened, lambda: _store_labels(opened, names))
         features, present, frame_mask, infos = [], [], [], []
@@ -240,10 +295,16 @@ def load_dataset(stores: Sequence[str | Path | tuple[str, str | Path]],
     finally:
         for s in opened:
             s.close()
-    return MultimodalData(
+    data = MultimodalData(
         names=names, modalities=infos, features=features, present=np.stack(present, axis=1),
         discrete=discrete, valence=valence, split=split, input=input,
-        frame_mask=frame_mask if input == "frames" else None, layers=layers, notes=notes)
+        frame_mask=frame_mask if input == "frames" else None, layers=layers, notes=notes,
+        extra=extra, extra_conflicts={k: v for k, v in conflicts.items() if k not in extra})
+    if config.normalize_by is not None:
+        from mer_heads.data.normalize import normalize_groups
+
+        data = normalize_groups(data, config.normalize_by)
+    return data
 
 
 def store_key(spec: str | Path | tuple[str, str | Path]) -> str | None:
@@ -411,8 +472,40 @@ def _fmt(v: float) -> str:
     return "-" if math.isnan(v) else f"{v:g}"
 
 
-def _manifest_labels(path: str | Path, names: list[str], notes: list[str]
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _store_extra(stores: list[FeatureStore], names: list[str]
+                 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The manifest's other columns the stores copied at extraction, joined (a clip's value
+    comes from any store that has one), and the columns two stores disagree on (column -> the
+    message; such a column is left out, and refused where it is used)."""
+    merged: dict[str, np.ndarray] = {}
+    source: dict[str, Path] = {}
+    conflicts: dict[str, str] = {}
+    for store in stores:
+        rows = np.array([store.index(n) for n in names], dtype=np.int64)
+        for column, values in store.extra_columns().items():
+            values = values[rows]
+            if column in conflicts:
+                continue
+            if column not in merged:
+                merged[column], source[column] = values.copy(), store.path
+                continue
+            have = merged[column]
+            differ = np.flatnonzero((have != "") & (values != "") & (have != values))
+            if len(differ):
+                shown = listed(f"'{names[i]}' ({have[i]} vs {values[i]})" for i in differ)
+                conflicts[column] = (
+                    f"the stores '{source[column]}' and '{store.path}' disagree on the "
+                    f"'{column}' column of {len(differ)} clip(s): {shown}. They were extracted "
+                    "from different manifests; pass --manifest PATH to take the columns from "
+                    "one file.")
+                del merged[column]
+                continue
+            merged[column] = np.where(have == "", values, have)
+    return dict(sorted(merged.items())), conflicts
+
+
+def _manifest_labels(path: str | Path, names: list[str], notes: list[str],
+                     extra: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     table = read_label_table(path, what="manifest")
     by_name = table.as_dict()
     hits = [n for n in names if n in by_name]
@@ -424,6 +517,11 @@ def _manifest_labels(path: str | Path, names: list[str], notes: list[str]
         notes.append(f"{len(names) - len(hits)} store clip(s) are not in the manifest "
                      f"'{path}' and are treated as unlabelled")
     notes.append(f"labels taken from the manifest '{path}'")
+    # The manifest's other columns join (and override) those the stores copied.
+    where = {n: i for i, n in enumerate(table.names)}
+    at = np.array([where.get(n, -1) for n in names], np.int64)
+    for column, values in table.extra.items():
+        extra[column] = np.where(at >= 0, values[at.clip(min=0)], "").astype(object)
     empty = ("", math.nan, "")
     rows = [by_name.get(n, empty) for n in names]
     return (np.array([r[0] for r in rows], dtype=object), np.array([r[1] for r in rows], np.float64),
@@ -434,6 +532,7 @@ def _utterances(store: FeatureStore, names: list[str], ok: np.ndarray, layers: s
     x = store.utterances(names)
     if x.ndim > 2:
         # (n, layers, dim) from `--layer all` stores: averaging keeps the width of one layer.
+        # "learned" keeps every layer, flattened: the neural heads weigh them (heads/layers.py).
         x = x.mean(axis=tuple(range(1, x.ndim - 1))) if layers == "mean" else x.reshape(len(x), -1)
     x = np.ascontiguousarray(x, dtype=np.float32)
     x[~ok] = 0.0
@@ -453,8 +552,10 @@ def _frames(store: FeatureStore, names: list[str], ok: np.ndarray, max_frames: i
         pooled.append(_bound_frames(fr, max_frames) if len(fr) else None)
     lengths = np.array([0 if p is None else len(p) for p in pooled], dtype=np.int64)
     if dim == 0 or not lengths.any():
-        raise DataError(f"Store '{store.path}' has no frame features for any usable clip "
-                        f"(frame_dim {dim}); use input='utterance' (--input utterance) with it.")
+        raise DataError(f"Store '{store.path}' ({store.modality}, encoder '{store.encoder}') "
+                        "holds utterance vectors only: none of its usable clips has frames (e5 "
+                        "gives one vector per transcript); use --input utterance "
+                        "(input='utterance') with it.")
     t = int(lengths.max())
     x = np.zeros((len(names), t, dim), np.float32)
     mask = np.zeros((len(names), t), bool)
@@ -516,5 +617,5 @@ def summarise(data: MultimodalData) -> dict:
 
 
 __all__ = ["SETS", "STORE_MODALITIES", "ModalityInfo", "MultimodalData", "guard_read",
-           "load_dataset", "modality_sets", "parse_store_arg", "split_rows", "store_key",
-           "summarise"]
+           "load_dataset", "modality_sets", "parse_store_arg", "split_rows", "stack_copies",
+           "store_key", "summarise"]

@@ -2,14 +2,15 @@
 
 All three are CSV files with a ``name`` column, a ``discrete`` column (one of the six MER classes,
 or empty for an unlabelled clip) and optionally ``valence`` (a number, or empty) and ``split``.
-Other columns are ignored. Problems are collected and reported together, with line numbers.
+Other columns (a manifest's ``actor``, ``speaker``, ...) are kept as text in
+:attr:`LabelTable.extra`. Problems are collected and reported together, with line numbers.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ from mer_features import EMOTIONS
 from mer_heads.errors import LabelError
 
 _SHOWN = 20
+KNOWN_COLUMNS = ("name", "discrete", "valence", "split", "video", "audio", "text")
+"""Columns that are not kept as extra columns: the labels, and a manifest's media and text."""
 
 
 @dataclass
@@ -25,7 +28,9 @@ class LabelTable:
     """Labels of ``n`` clips, in file order.
 
     ``discrete`` is an object array of str ("" when unlabelled), ``valence`` float64 (NaN when
-    none), ``split`` an object array of str ("" when the file has no split column).
+    none), ``split`` an object array of str ("" when the file has no split column). ``extra``:
+    every other column, name -> object array of str (the manifest's media and text columns
+    excepted).
     """
 
     path: Path
@@ -34,6 +39,7 @@ class LabelTable:
     valence: np.ndarray
     split: np.ndarray
     has_valence_column: bool
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, tuple[str, float, str]]:
         return {n: (d, float(v), s) for n, d, v, s in zip(self.names, self.discrete, self.valence,
@@ -113,6 +119,8 @@ def read_label_table(path: str | Path, *, what: str = "label file",
     discrete: list[str] = []
     valence: list[float] = []
     split: list[str] = []
+    other = [h for h in header if h and h not in KNOWN_COLUMNS]
+    extra: dict[str, list[str]] = {h: [] for h in other}
     seen: dict[str, int] = {}
 
     def cell(row: list[str], name: str) -> str:
@@ -150,6 +158,8 @@ def read_label_table(path: str | Path, *, what: str = "label file",
         discrete.append(label)
         valence.append(value)
         split.append(cell(row, "split").strip())
+        for h in other:
+            extra[h].append(cell(row, h).strip())
     if problems:
         shown = "; ".join(problems[:_SHOWN])
         more = f"; ... and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
@@ -157,4 +167,5 @@ def read_label_table(path: str | Path, *, what: str = "label file",
                          + (f"{valence_hint()}; fix" if rescale else "Fix")
                          + " these rows and run again.")
     return LabelTable(path, names, np.array(discrete, dtype=object), np.array(valence, np.float64),
-                      np.array(split, dtype=object), has_valence)
+                      np.array(split, dtype=object), has_valence,
+                      {h: np.array(v, dtype=object) for h, v in extra.items()})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class AblationResult:
     csv_path: Path
     markdown_path: Path
     seconds: float
+    notes: list[str] = field(default_factory=list)
 
     def markdown(self) -> str:
         return self.markdown_path.read_text(encoding="utf-8")
@@ -69,10 +70,13 @@ def _ablate(features, out: Path, start: float, head: HeadConfig, loading: DataCo
         data = data.subset(data.split == train_split)
     fold_of = shared_folds(data, head, "nothing to ablate. Check the stores' labels (or pass "
                                        "--manifest).")
-    rows, details = [], []
+    rows, details, notes = [], [], set()
+    plan = None
     for combo in modality_sets(data.keys):
         sub = data.select_modalities(combo)
         est = CrossValidatedHead.from_config(head).fit(sub, fold_of=fold_of)
+        notes.update(est.notes_)
+        plan = est.fold_plan_
         scores = est.model_scores_
         row: dict[str, Any] = {"modalities": "+".join(combo), "n_modalities": len(combo),
                                "clips": len(est.train_names_), "left_out": len(est.dropped_)}
@@ -88,11 +92,14 @@ def _ablate(features, out: Path, start: float, head: HeadConfig, loading: DataCo
                         "best_epochs": est.best_epochs_.tolist()})
     csv_path, md_path = out / "ablation.csv", out / "ablation.md"
     write_csv(csv_path, COLUMNS, rows)
+    notes = sorted(notes)
     dump_json({"params": head.to_json(), "input": loading.input, "layers": loading.layers,
-               "modalities": [m.to_json() for m in data.modalities], "rows": details},
-              out / "ablation.json")
-    write_text(md_path, markdown_table(rows, head, loading.input))
-    return AblationResult(rows, csv_path, md_path, time.perf_counter() - start)
+               "normalize_by": loading.normalize_by, "folds": plan.to_json(),
+               "modalities": [m.to_json() for m in data.modalities], "rows": details,
+               "notes": notes}, out / "ablation.json")
+    write_text(md_path, markdown_table(rows, head, loading.input, notes,
+                                       folds=plan.describe(head.folds)))
+    return AblationResult(rows, csv_path, md_path, time.perf_counter() - start, notes)
 
 
 __all__ = ["AblationResult", "ablate"]

@@ -12,14 +12,17 @@ unless a label is given, and are ordered clean first, then by decreasing SNR, th
 corruptions (blur, scale, jpeg) in the order given.
 
 Conditions come from ``--condition [LABEL] KEY=STORE ...`` (:func:`parse_condition`) and from
-the JSON file ``mer-features sweep`` writes (:func:`read_sweep`).
+the JSON file ``mer-features sweep`` writes (:func:`read_sweep`). The corrupted *training* copies
+of multi-condition training (``--augment KEY=STORE``, :func:`load_augment`) are checked the same
+way, one store per copy, and must not hold a test condition's noise draws
+(:func:`check_disjoint_draws`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +33,7 @@ from mer_heads.data.dataset import guard_read, parse_store_arg
 from mer_heads.errors import DataError, listed
 
 if TYPE_CHECKING:
+    from mer_heads.config import DataConfig
     from mer_heads.data.dataset import MultimodalData
 
 CLEAN = "clean"
@@ -241,13 +245,15 @@ def read_sweep(path: str | Path) -> Sweep:
     return Sweep(path, modality, folder / clean, conditions)
 
 
-def resolve_conditions(conditions: Sequence[Any], clean: MultimodalData) -> list[Condition]:
+def resolve_conditions(conditions: Sequence[Any], clean: MultimodalData, *,
+                       what: str = "Condition") -> list[Condition]:
     """Check every corrupted store against the clean store of its modality and label it.
 
     ``conditions`` : items of :func:`parse_condition`'s form ``(label, [(key, path), ...])``
     (optionally a third element: the noise fields ``{"spec": ..., "seed": ...}`` its stores
-    must record, as a sweep file says), or token lists for it. Returns the clean condition
-    first, then the others in table order.
+    must record, as a sweep file says), or token lists for it. ``what`` names them in errors
+    (``--augment`` stores are checked here too). Returns the clean condition first, then the
+    others in table order.
     """
     paths = {m.key: Path(m.path) for m in clean.modalities}
     resolved: list[Condition] = []
@@ -266,16 +272,16 @@ def resolve_conditions(conditions: Sequence[Any], clean: MultimodalData) -> list
                 key = key or noisy.modality
                 if key not in paths:
                     raise DataError(
-                        f"Condition '{label or path}' names modality '{key}' ('{path}'), which "
+                        f"{what} '{label or path}' names modality '{key}' ('{path}'), which "
                         f"is not among the clean --features ({', '.join(paths)}). Name it as "
                         "KEY=STORE with a key of --features.")
                 if key in cond.stores:
-                    raise DataError(f"Condition '{label or path}' gives two stores for '{key}'.")
+                    raise DataError(f"{what} '{label or path}' gives two stores for '{key}'.")
                 with FeatureStore(paths[key]) as original:
                     noise = guard_read([original, noisy], lambda: check_corrupted_store(
                         original, noisy, key=key, label=label, names=clean.names))
                 _check_expected_noise(noise, expected, where=f"The {key} store '{path}' of "
-                                      f"condition '{label or path}'")
+                                      f"{what.lower()} '{label or path}'")
                 cond.stores[key] = Path(path)
                 cond.noise[key] = noise
                 cond.fingerprints[key] = noisy.fingerprint
@@ -284,7 +290,7 @@ def resolve_conditions(conditions: Sequence[Any], clean: MultimodalData) -> list
             parts.append(described["label"])
             if described["snr_db"] is not None:
                 if cond.snr_db is not None and cond.snr_db != described["snr_db"]:
-                    raise DataError(f"Condition '{label or path}' mixes two SNRs; give each its "
+                    raise DataError(f"{what} '{label or path}' mixes two SNRs; give each its "
                                     "own --condition.")
                 cond.snr_db, cond.source = described["snr_db"], described["source"]
         cond.corruption = " + ".join(dict.fromkeys(parts))
@@ -296,6 +302,75 @@ def resolve_conditions(conditions: Sequence[Any], clean: MultimodalData) -> list
     order = sorted(range(len(resolved)), key=lambda i: (
         resolved[i].snr_db is None, -(resolved[i].snr_db or 0.0), i))
     return [Condition(label=CLEAN)] + [resolved[i] for i in order]
+
+
+def condition_data(clean: MultimodalData, cond: Condition, loading: DataConfig
+                   ) -> MultimodalData:
+    """The clean data set with the condition's modalities read from its corrupted stores; same
+    clips, order, labels and extra columns as ``clean``. With ``loading.normalize_by`` the
+    corrupted features are normalised within their groups from their own clips (what a
+    deployed system normalising each speaker would see)."""
+    from mer_heads.data.dataset import load_dataset
+    from mer_heads.data.normalize import normalize_groups
+
+    specs = [(m.key, cond.stores.get(m.key, m.path)) for m in clean.modalities]
+    data = load_dataset(specs, replace(loading, join="inner", normalize_by=None))
+    data = data.subset(data.rows_of(clean.names))
+    data = replace(data, discrete=clean.discrete, valence=clean.valence, split=clean.split,
+                   extra=clean.extra)
+    if loading.normalize_by is not None:
+        data = normalize_groups(data, loading.normalize_by)
+    return data
+
+
+def parse_augment(specs: Sequence[StoreArg]) -> list[tuple[None, list[tuple[str | None, Path]]]]:
+    """``--augment KEY=STORE`` arguments as conditions of one store each (checked like a
+    condition's by :func:`resolve_conditions`); a store given twice is refused."""
+    items, seen = [], []
+    for spec in specs:
+        key, path = parse_store_arg(spec)
+        shown = f"{key}={path}" if key else str(path)
+        for other, other_shown in seen:
+            if path.exists() and other.exists() and path.samefile(other):
+                raise DataError(f"--augment {shown} and --augment {other_shown} are the same "
+                                "store; give each corrupted copy once.")
+        seen.append((path, shown))
+        items.append((None, [(key, path)]))
+    return items
+
+
+def load_augment(specs: Sequence[StoreArg], clean: MultimodalData, loading: DataConfig
+                 ) -> tuple[list[Condition], list[MultimodalData]]:
+    """The corrupted training copies of ``--augment KEY=STORE ...``: each store checked against
+    the clean store of its modality (same clips, input files, encoder and configuration; only
+    the noise differs) and loaded as a copy of ``clean`` (:func:`condition_data`). Returns the
+    copies' conditions (labels, noise specs) and data, in table order."""
+    if not specs:
+        return [], []
+    conds = resolve_conditions(parse_augment(specs), clean, what="--augment")[1:]
+    return conds, [condition_data(clean, c, loading) for c in conds]
+
+
+def check_disjoint_draws(augment: Sequence[Condition], conditions: Sequence[Condition]) -> None:
+    """Refuse training copies whose noise draws are a test condition's: the same store, or a
+    store recording the same spec and seed for the same modality (multi-condition heads must
+    never train on the very noise they are scored on)."""
+    for a in augment:
+        for c in conditions:
+            for key, path in a.stores.items():
+                if key not in c.stores:
+                    continue
+                same_file = Path(path).exists() and Path(c.stores[key]).exists() and \
+                    Path(path).samefile(c.stores[key])
+                same_draws = (str(a.noise[key].get("spec")) == str(c.noise[key].get("spec"))
+                              and str(a.noise[key].get("seed")) == str(c.noise[key].get("seed")))
+                if same_file or same_draws:
+                    raise DataError(
+                        f"--augment {key}={path} has the noise draws of condition '{c.label}' "
+                        f"({a.noise[key].get('spec')}, seed {a.noise[key].get('seed')}): the "
+                        "multi-condition heads would train on the noise they are scored on. "
+                        "Extract the training copies with another --seed (make robustness: "
+                        "TRAIN_SEED).")
 
 
 def parse_conditions(conditions: Sequence[Any]) -> list[tuple]:
@@ -332,5 +407,6 @@ def _name_conditions(conditions: list[Condition]) -> None:
 
 
 
-__all__ = ["CLEAN", "Condition", "Sweep", "check_corrupted_store", "differing_fields",
-           "parse_condition", "parse_conditions", "read_sweep", "resolve_conditions"]
+__all__ = ["CLEAN", "Condition", "Sweep", "check_corrupted_store", "check_disjoint_draws",
+           "condition_data", "differing_fields", "load_augment", "parse_augment", "parse_condition",
+           "parse_conditions", "read_sweep", "resolve_conditions"]

@@ -22,9 +22,11 @@ from mer_heads.config import DataConfig, HeadConfig, SemiSettings, split_options
 from mer_heads.data.dataset import (STORE_MODALITIES, MultimodalData, load_dataset,
                                     parse_store_arg, split_rows)
 from mer_heads.errors import DataError, listed
+from mer_heads.experiments.conditions import Condition, StoreArg, load_augment
 from mer_heads.experiments.semi import fit_semi, hide_labels
-from mer_heads.folds import check_folds
+from mer_heads.folds import check_folds, check_groups
 from mer_heads.heads import get_head
+from mer_heads.heads.layers import check_learned, layer_weights_figure, weights_json
 from mer_heads.metrics import Scores, confusion, score
 from mer_heads.outputs import (check_out_file, dump_json, output_folder, remove_outputs,
                                write_rows, write_text)
@@ -56,8 +58,8 @@ class PredictResult:
 def fit_run(features: Sequence[str | Path | tuple[str, str | Path]], out: str | Path,
             head: HeadConfig | None = None, loading: DataConfig | None = None, *,
             train_split: str | None = None, test_split: str | None = None,
-            semi: SemiSettings | None = None, overwrite: bool = False, **options: Any
-            ) -> FitResult:
+            semi: SemiSettings | None = None, augment: Sequence[StoreArg] = (),
+            overwrite: bool = False, **options: Any) -> FitResult:
     """Cross-validate a head on ``features`` and write the run directory ``out``.
 
     ``head`` : the hyper-parameters (:class:`~mer_heads.config.HeadConfig`; default: its
@@ -65,23 +67,29 @@ def fit_run(features: Sequence[str | Path | tuple[str, str | Path]], out: str | 
     ``options`` : fields of either by keyword, applied over them (``model="logreg"``,
     ``folds=3``, ``input="frames"``, ``manifest=...``). ``semi`` adds pseudo-labelled
     unlabelled training clips (:mod:`mer_heads.experiments.semi`); the run keeps the last
-    round's head, and metrics.json a ``semi`` section with every round. Everything is checked
-    before any work: the parameters, and that ``out`` can be written and holds no earlier run
-    (unless ``overwrite``: its files are replaced once the new run is fitted).
+    round's head, and metrics.json a ``semi`` section with every round. ``augment``: corrupted
+    copies of the stores (``"audio=noisy.h5"``, one per copy; multi-condition training, see
+    :meth:`CrossValidatedHead.fit <mer_heads.protocol.CrossValidatedHead.fit>`), each checked
+    against the clean store of its modality. Everything is checked before any work: the
+    parameters, and that ``out`` can be written and holds no earlier run (unless
+    ``overwrite``: its files are replaced once the new run is fitted).
     """
     start = time.perf_counter()
     head, loading = split_options(head, loading, options)
     get_head(head.model).check_runtime(head)  # a GPU asked for and not there
+    check_learned(head.model, loading.layers)
     if semi is not None:
         semi = semi.check()
     with output_folder(out, marker=RUN_FILE, overwrite=overwrite, what="run") as out:
         return _fit_run(features, out, start, head, loading, train_split=train_split,
-                        test_split=test_split, semi=semi, overwrite=overwrite)
+                        test_split=test_split, semi=semi, augment=list(augment),
+                        overwrite=overwrite)
 
 
 def _fit_run(features, out: Path, start: float, head: HeadConfig, loading: DataConfig, *,
-             train_split, test_split, semi, overwrite) -> FitResult:
+             train_split, test_split, semi, augment, overwrite) -> FitResult:
     data = load_dataset(features, loading)
+    augment_conds, copies = load_augment(augment, data, loading)
     train_mask, test_mask = split_rows(data, train_split, test_split)
     where = f" of --train-split '{train_split}'" if train_split is not None else ""
     if not (data.labels[train_mask] >= 0).any():
@@ -93,18 +101,25 @@ def _fit_run(features, out: Path, start: float, head: HeadConfig, loading: DataC
     if semi is not None and semi.hide_labels is not None:
         # Before the folds are drawn, so no hidden clip can be in a held-out fold.
         data, hidden = hide_labels(data, train_mask, semi.hide_labels, head.seed)
-        kept = train_mask & (data.labels >= 0) & data.present.any(axis=1)
-        check_folds(data.labels[kept], head.folds,
-                    f"(after --hide-labels {semi.hide_labels:g} hid {len(hidden.names)} labels)")
+        kept = np.flatnonzero(train_mask & (data.labels >= 0) & data.present.any(axis=1))
+        context = f"(after --hide-labels {semi.hide_labels:g} hid {len(hidden.names)} labels)"
+        check_folds(data.labels[kept], head.folds, context)
+        if head.groups is not None:
+            check_groups(data.column(head.groups, "--groups")[kept], head.folds, head.groups,
+                         [data.names[i] for i in kept], context)
     train_data = data.subset(train_mask)
+    train_copies = [c.subset(train_mask) for c in copies]
     semi_result = None
     if semi is None:
-        est = CrossValidatedHead.from_config(head).fit(train_data)
+        est = CrossValidatedHead.from_config(head).fit(train_data, augment=train_copies)
     else:
-        semi_result = fit_semi(train_data, semi, head, hidden=hidden)
+        semi_result = fit_semi(train_data, semi, head, hidden=hidden, augment=train_copies)
         est = semi_result.estimator
     metrics = build_metrics(est, data, train_data, train_mask, test_mask)
     metrics["layers"] = loading.layers
+    if loading.layers == "learned":
+        metrics["layer_weights"] = weights_json(est.keys_, est.layer_weights_)
+    metrics["augment"] = augment_json(est, augment_conds)
     if semi_result is not None:
         metrics["semi"] = semi_result.to_json()
     test_rows = np.flatnonzero(test_mask)
@@ -134,11 +149,16 @@ def _fit_run(features, out: Path, start: float, head: HeadConfig, loading: DataC
     seconds = time.perf_counter() - start
     confusion_figure(np.array(metrics["confusion"]), out / "confusion.png",
                      f"{est.model}, {'+'.join(est.keys_)}: CV F1 {metrics['cv']['f1']:.3f}")
+    if metrics.get("layer_weights"):
+        layer_weights_figure(metrics["layer_weights"], out / "layer_weights.png",
+                             f"{est.model}: learned layer weights over {len(est.model_folds_)} "
+                             "fold models")
     write_text(out / "report.md", markdown_report(metrics, seconds=seconds))
     save_run(est, out, data.modalities, layers=loading.layers, max_frames=loading.max_frames,
              extra={"train_split": train_split, "test_split": test_split,
                     "manifest": loading.to_json()["manifest"], "join": loading.join,
-                    "semi": None if semi is None else semi.to_json()})
+                    "semi": None if semi is None else semi.to_json(),
+                    "augment": metrics["augment"]})
     return FitResult(est, metrics, out, seconds)
 
 
@@ -183,8 +203,20 @@ def build_metrics(est: CrossValidatedHead, data: MultimodalData, train_data: Mul
         "modalities": [{**m.to_json(), "present": int(data.present[:, i].sum())}
                        for i, m in enumerate(data.modalities)],
         "curve": [float(v) for v in est.curve_],
+        "folds": est.fold_plan_.to_json(),
+        "normalize_by": est.normalized_by_,
         "notes": list(est.notes_),
     }
+
+
+def augment_json(est: CrossValidatedHead, conds: list[Condition]) -> dict[str, Any] | None:
+    """metrics.json's ``augment``: the corrupted training copies (stores, noise specs and
+    seeds) and the copies each fold model trained on; None without ``--augment``."""
+    if not conds:
+        return None
+    return {"copies": [c.to_json() for c in conds],
+            "statistics": "each fold's training clips and their copies",
+            "per_model": [int(v) for v in est.n_augmented_]}
 
 
 def _write_oof(path: Path, est: CrossValidatedHead, train_data: MultimodalData) -> None:
@@ -218,12 +250,14 @@ def write_submission(path: str | Path, names: list[str], proba: np.ndarray,
 
 def predict_run(run: str | Path, out: str | Path,
                 features: Sequence[str | Path | tuple[str, str | Path]] | None = None, *,
-                join: str = "exact") -> PredictResult:
+                join: str = "exact", manifest: str | Path | None = None) -> PredictResult:
     """Write ``out`` (``name,discrete,valence``) for every clip of ``features`` (default: the
     run's own stores) from the fold ensemble of ``run``. Stores must have the fingerprints the
-    run was trained on."""
+    run was trained on. A run fitted with ``--normalize-by COL`` normalises the clips within
+    their own COL groups, read from the stores or from ``manifest``."""
     run_files = [Path(run) / name for name in RUN_OUTPUTS]
-    check_out_file(out, inputs=[*run_files, *(parse_store_arg(f)[1] for f in features or ())])
+    check_out_file(out, inputs=[*run_files, *(parse_store_arg(f)[1] for f in features or ()),
+                                *([Path(manifest)] if manifest is not None else [])])
     est, info = load_run(run)
     stored = [(m["key"], m["path"]) for m in info["modalities"]]
     if not features:
@@ -241,7 +275,8 @@ def predict_run(run: str | Path, out: str | Path,
             specs.append((key, path) if key else path)
     check_out_file(out, inputs=[parse_store_arg(s)[1] for s in specs])
     data = load_dataset(specs, input=info["input"], join=join, layers=info["layers"],
-                        max_frames=info["max_frames"])
+                        max_frames=info["max_frames"], manifest=manifest,
+                        normalize_by=info.get("normalize_by"))
     check_fingerprints(info, data.modalities)
     names, proba, valence, imputed = _predict(est, data)
     path = write_submission(out, names, proba, valence)

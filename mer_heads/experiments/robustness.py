@@ -13,17 +13,26 @@ condition therefore reproduces the cross-validated scores of ``mer-heads fit`` e
 ``test_split``, the fold ensemble trained on the other clips predicts the test clips of each
 condition.
 
-Writes ``robustness.csv`` (one row per condition x modality set), ``robustness.md`` (tables:
-rows conditions, columns modality sets), ``robustness.json`` (byte-identical for the same seed
-and stores) and ``robustness.png`` (F1 against SNR, one line per modality set; other
-corruptions in a second panel).
+Multi-condition training (``augment``): corrupted copies of the clean stores (extracted with
+noise draws other than the conditions', e.g. ``make robustness TRAIN_LEVELS=... TRAIN_SEED=1``)
+train a second head per modality set, whose folds train on their clips' corrupted copies too
+(held-out clips are never augmented; the same folds as the clean-trained heads); every
+condition is scored for both, as two row groups (column ``training``: ``clean`` and
+``multi-condition``). A modality set that no copy corrupts trains no second head: its
+multi-condition rows are the clean-trained head's. Copies whose noise draws are a condition's
+(same store, or same spec and seed) are refused.
+
+Writes ``robustness.csv`` (one row per training x condition x modality set), ``robustness.md``
+(tables: rows conditions, columns modality sets), ``robustness.json`` (byte-identical for the
+same seed and stores) and ``robustness.png`` (F1 against SNR, one line per modality set; other
+corruptions in a second panel; a second row of panels for the multi-condition heads).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +42,8 @@ from mer_heads.config import DataConfig, HeadConfig, split_options
 from mer_heads.data.dataset import (SETS, MultimodalData, load_dataset, modality_sets,
                                     split_rows, store_key)
 from mer_heads.errors import DataError
-from mer_heads.experiments.conditions import (CLEAN, Condition, StoreArg, parse_conditions,
+from mer_heads.experiments.conditions import (CLEAN, Condition, StoreArg, check_disjoint_draws,
+                                              condition_data, load_augment, parse_conditions,
                                               read_sweep, resolve_conditions)
 from mer_heads.folds import shared_folds
 from mer_heads.heads import get_head
@@ -41,6 +51,10 @@ from mer_heads.metrics import Scores, score
 from mer_heads.outputs import dump_json, output_folder, write_csv, write_text
 from mer_heads.protocol import CrossValidatedHead
 from mer_heads.reports.robustness import CSV_COLUMNS, markdown_tables, robustness_figure
+
+
+MULTI = "multi-condition"
+"""The ``training`` of rows scored with the heads trained with ``augment`` copies."""
 
 
 @dataclass
@@ -61,9 +75,9 @@ class RobustnessResult:
 
 def robustness(features: Sequence[StoreArg], conditions: Sequence[Any], out: str | Path,
                head: HeadConfig | None = None, loading: DataConfig | None = None, *,
-               sweep: str | Path | None = None, train_split: str | None = None,
-               test_split: str | None = None, sets: str = "all", overwrite: bool = False,
-               **options: Any) -> RobustnessResult:
+               sweep: str | Path | None = None, augment: Sequence[StoreArg] = (),
+               train_split: str | None = None, test_split: str | None = None, sets: str = "all",
+               overwrite: bool = False, **options: Any) -> RobustnessResult:
     """Train on the clean ``features`` and score every condition; write ``out/robustness.*``.
 
     Parameters
@@ -76,6 +90,9 @@ def robustness(features: Sequence[StoreArg], conditions: Sequence[Any], out: str
     sweep : a sweep file of ``mer-features sweep``: its levels are conditions too (labelled as
         the file says), and its clean store is the swept modality's unless ``features`` names
         that modality.
+    augment : corrupted training copies (``"audio=A-train-snr05-10.h5"``, one per copy): a
+        multi-condition head per modality set is trained with them and scored beside the
+        clean-trained one.
     test_split : score the fold ensemble on this split's clips instead of held-out folds
         (training on ``train_split``, or on every other clip).
     sets : modality sets to score, ``all`` combinations or ``minimal`` (singles and all).
@@ -98,55 +115,92 @@ def robustness(features: Sequence[StoreArg], conditions: Sequence[Any], out: str
         raise DataError(f"sets must be one of {', '.join(SETS)}; got '{sets}'.")
     with output_folder(out, marker="robustness.json", overwrite=overwrite,
                        what="robustness sweep") as out:
-        return _robustness(features, conditions, out, start, head, loading,
+        return _robustness(features, conditions, out, start, head, loading, augment=augment,
                            train_split=train_split, test_split=test_split, sets=sets)
 
 
 def _robustness(features, conditions, out: Path, start: float, head: HeadConfig,
-                loading: DataConfig, *, train_split, test_split, sets) -> RobustnessResult:
+                loading: DataConfig, *, augment, train_split, test_split, sets
+                ) -> RobustnessResult:
     clean = load_dataset(features, loading)
     conds = resolve_conditions(conditions, clean)
+    augment_conds, copies = load_augment(augment, clean, loading)
+    check_disjoint_draws(augment_conds, conds)
     combos = modality_sets(clean.keys, sets)
     train_mask, test_mask = _split_masks(clean, train_split, test_split)
     train = clean.subset(train_mask)
     fold_of = shared_folds(train, head, "nothing to train on. Check the stores' labels (or "
                                         "pass --manifest) and --train-split.")
-    heads = {combo: CrossValidatedHead.from_config(head).fit(train.select_modalities(combo),
-                                                             fold_of=fold_of)
-             for combo in combos}
+    heads: dict[tuple[str, tuple[str, ...]], CrossValidatedHead] = {}
+    reused: list[str] = []
+    for combo in combos:
+        sub = train.select_modalities(combo)
+        heads[(CLEAN, combo)] = CrossValidatedHead.from_config(head).fit(sub, fold_of=fold_of)
+        if not copies:
+            continue
+        mine = [c.subset(train_mask).select_modalities(combo)
+                for c, cond in zip(copies, augment_conds) if set(cond.stores) & set(combo)]
+        if not mine:  # no copy corrupts these modalities: the copies would repeat clean clips
+            heads[(MULTI, combo)] = heads[(CLEAN, combo)]
+            reused.append("+".join(combo))
+            continue
+        heads[(MULTI, combo)] = CrossValidatedHead.from_config(head).fit(
+            sub, fold_of=fold_of, augment=mine)
+    trainings = [CLEAN] + ([MULTI] if copies else [])
     notes = sorted({n for est in heads.values() for n in est.notes_})
+    if reused:
+        notes.append(f"no --augment store corrupts {', '.join(reused)}: their multi-condition "
+                     "rows are the clean-trained heads'")
 
     rows: list[dict[str, Any]] = []
     for cond in conds:
-        data = clean if cond.is_clean else _condition_data(clean, cond, loading)
-        for combo, est in heads.items():
-            if test_split is None:
-                part = data.subset(train_mask).select_modalities(combo)
-                scored, lost = _score_held_out(est, part, train.select_modalities(combo))
-            else:
-                scored, lost = _score_test(est, data.subset(test_mask).select_modalities(combo),
-                                           clean.subset(test_mask).select_modalities(combo))
-            rows.append({"condition": cond.label, "snr_db": cond.snr_db,
-                         "corruption": cond.corruption or CLEAN, "modalities": "+".join(combo),
-                         **scored, "lost": lost})
+        data = clean if cond.is_clean else condition_data(clean, cond, loading)
+        for training in trainings:
+            for combo in combos:
+                est = heads[(training, combo)]
+                if test_split is None:
+                    part = data.subset(train_mask).select_modalities(combo)
+                    scored, lost = _score_held_out(est, part, train.select_modalities(combo))
+                else:
+                    scored, lost = _score_test(
+                        est, data.subset(test_mask).select_modalities(combo),
+                        clean.subset(test_mask).select_modalities(combo))
+                rows.append({"training": training, "condition": cond.label,
+                             "snr_db": cond.snr_db, "corruption": cond.corruption or CLEAN,
+                             "modalities": "+".join(combo), **scored, "lost": lost})
 
     csv_path, md_path = out / "robustness.csv", out / "robustness.md"
     json_path, png_path = out / "robustness.json", out / "robustness.png"
     write_csv(csv_path, CSV_COLUMNS, rows)
     protocol = "held-out folds" if test_split is None else f"test split '{test_split}'"
-    dump_json({"params": head.to_json(), "input": loading.input, "layers": loading.layers,
-               "protocol": protocol, "train_split": train_split, "test_split": test_split,
-               "modalities": [m.to_json() for m in clean.modalities],
-               "sets": ["+".join(c) for c in combos],
-               "conditions": [c.to_json() for c in conds],
-               "cv": {"+".join(c): est.cv_scores_.to_json() for c, est in heads.items()},
-               "best_epochs": {"+".join(c): est.best_epochs_.tolist() for c, est in heads.items()},
-               "rows": rows, "notes": notes}, json_path)
+    any_est = heads[(CLEAN, combos[0])]
+    report = {"params": head.to_json(), "input": loading.input, "layers": loading.layers,
+              "normalize_by": loading.normalize_by, "folds": any_est.fold_plan_.to_json(),
+              "protocol": protocol, "train_split": train_split, "test_split": test_split,
+              "modalities": [m.to_json() for m in clean.modalities],
+              "sets": ["+".join(c) for c in combos], "trainings": trainings,
+              "conditions": [c.to_json() for c in conds],
+              "cv": {"+".join(c): heads[(CLEAN, c)].cv_scores_.to_json() for c in combos},
+              "best_epochs": {"+".join(c): heads[(CLEAN, c)].best_epochs_.tolist()
+                              for c in combos}}
+    if copies:
+        report[MULTI] = {
+            "augment": [c.to_json() for c in augment_conds],
+            "statistics": "each fold's training clips and their copies",
+            "cv": {"+".join(c): heads[(MULTI, c)].cv_scores_.to_json() for c in combos},
+            "best_epochs": {"+".join(c): heads[(MULTI, c)].best_epochs_.tolist()
+                            for c in combos},
+            "copies_per_model": {"+".join(c): heads[(MULTI, c)].n_augmented_.tolist()
+                                 for c in combos}}
+    dump_json({**report, "rows": rows, "notes": notes}, json_path)
     has_valence = any(r["mse"] is not None for r in rows)
     write_text(md_path, markdown_tables(rows, conds, combos, head, loading.input, protocol,
-                                        has_valence, notes))
+                                        has_valence, notes, trainings=trainings,
+                                        folds=any_est.fold_plan_.describe(head.folds),
+                                        augment=augment_conds,
+                                        normalize_by=loading.normalize_by))
     robustness_figure(rows, conds, combos, png_path,
-                      f"{head.model}, trained clean, scored on {protocol}")
+                      f"{head.model}, scored on {protocol}", trainings=trainings)
     return RobustnessResult(rows, conds, combos, csv_path, md_path, json_path, png_path,
                             time.perf_counter() - start, notes)
 
@@ -158,16 +212,6 @@ def _split_masks(data: MultimodalData, train_split: str | None, test_split: str 
         raise DataError(f"No clip of the test split '{test_split}' is labelled, so no condition "
                         "can be scored on it; drop --test-split to score held-out folds.")
     return train, test
-
-
-def _condition_data(clean: MultimodalData, cond: Condition, loading: DataConfig
-                    ) -> MultimodalData:
-    """The clean data set with the condition's modalities read from its corrupted stores; same
-    clips, order and labels as ``clean``."""
-    specs = [(m.key, cond.stores.get(m.key, m.path)) for m in clean.modalities]
-    data = load_dataset(specs, replace(loading, join="inner"))
-    data = data.subset(data.rows_of(clean.names))
-    return replace(data, discrete=clean.discrete, valence=clean.valence, split=clean.split)
 
 
 def _lost(data: MultimodalData, reference: MultimodalData) -> int:

@@ -28,7 +28,9 @@ No held-out label reaches a fold's training:
   than copied from the teacher, whose own errors it would reinforce;
 * a fold never takes a pseudo-label of a class that has no labelled training clip in it (its
   teacher never learnt that class);
-* standardisation statistics still come from each fold's labelled training clips.
+* standardisation statistics still come from each fold's labelled training clips;
+* with group folds (``--groups``), a pool clip never joins the training of the fold that holds
+  out its group, so no fold trains on a held-out speaker's clips, labelled or not.
 
 ``hide_labels`` (research simulation) hides a stratified, seeded fraction of the labelled clips'
 labels *before* folds are drawn: those clips become the pool (and nothing else does), are never
@@ -37,7 +39,7 @@ in a held-out fold, and their true labels are only used to score the pseudo-labe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -155,13 +157,20 @@ class SemiResult:
 
 def fit_semi(data: MultimodalData, settings: SemiSettings,
              head: HeadConfig | Mapping[str, Any] | None = None, *,
-             hidden: HiddenLabels | None = None) -> SemiResult:
+             hidden: HiddenLabels | None = None,
+             augment: Sequence[MultimodalData] = (),
+             supervised: CrossValidatedHead | None = None) -> SemiResult:
     """Cross-validate a head (``head``: a HeadConfig, or a dict of its fields) on ``data`` (the
     training clips), then run ``settings.rounds`` rounds of pseudo-labelling (none for the
     ``none`` strategy).
 
     The pool is the clips of ``hidden`` when given (the simulation), else the unlabelled clips
-    of ``data`` with a usable modality.
+    of ``data`` with a usable modality. With ``head.groups``, a pool clip never joins the
+    training of the fold that holds out its group (no fold trains on a held-out speaker's
+    clips, labelled or not). ``augment``: corrupted copies of ``data`` (multi-condition
+    training; a pseudo-labelled clip's copies join the folds it joins). ``supervised``: the
+    round-0 head already fitted with ``head`` on the labelled clips of ``data`` (shared by
+    the runs of :func:`~mer_heads.experiments.semi_sweep.semi_sweep`); fitted here when None.
     """
     settings = settings.check()
     head = HeadConfig.coerce(head)
@@ -186,7 +195,15 @@ def fit_semi(data: MultimodalData, settings: SemiSettings,
             f"of the {len(data)} training clips is unlabelled with a usable modality. Extract "
             "the unlabelled clips into the stores (a manifest row with an empty 'discrete'), or "
             "simulate with --hide-labels FRACTION.")
-    supervised = CrossValidatedHead.from_config(head).fit(data.subset(labelled))
+    augment = list(augment)
+
+    def copies(rows: np.ndarray) -> list[MultimodalData]:
+        return [c.subset(rows) for c in augment]
+
+    if supervised is None:
+        supervised = CrossValidatedHead.from_config(head).fit(data.subset(labelled),
+                                                              augment=copies(labelled))
+    held_out = _held_out_fold(data, pool, supervised, head)
     base_fold = np.zeros(len(data), np.int64)
     train_rows = data.rows_of(supervised.train_names_)
     base_fold[train_rows] = supervised.fold_
@@ -206,15 +223,30 @@ def fit_semi(data: MultimodalData, settings: SemiSettings,
         # A class with no labelled training clip in a fold was never taught to its teacher:
         # such a top class is noise, and would be a class of one or two clips in the student.
         labels[(labels >= 0) & (np.take_along_axis(class_counts, labels.clip(min=0), 1) == 0)] = -1
+        labels[held_out[None, :] == np.arange(len(labels))[:, None]] = -1
         used = (labels >= 0).any(axis=0)
         rows = np.concatenate([labelled, pool[used]])
         est = CrossValidatedHead.from_config(head).fit(
             data.subset(rows), fold_of=base_fold[rows],
-            pseudo_rows=np.arange(len(labelled), len(rows)), pseudo_labels=labels[:, used])
+            pseudo_rows=np.arange(len(labelled), len(rows)), pseudo_labels=labels[:, used],
+            augment=copies(rows))
         selected.append(labels)
         rounds.append(_round_json(r, est, labels, proba, truth, supervised))
         del proba
     return SemiResult(est, settings, rounds, [data.names[i] for i in pool], selected)
+
+
+def _held_out_fold(data: MultimodalData, pool: np.ndarray, supervised: CrossValidatedHead,
+                   head: HeadConfig) -> np.ndarray:
+    """The fold (P,) holding out each pool clip's group (-1: none, or no ``groups``): that
+    fold must not train on the clip."""
+    out = np.full(len(pool), -1, np.int64)
+    if head.groups is None:
+        return out
+    groups = data.column(head.groups, "--groups")
+    trained = groups[data.rows_of(supervised.train_names_)]
+    fold_of = {g: int(f) for g, f in zip(trained.tolist(), supervised.fold_.tolist())}
+    return np.array([fold_of.get(g, -1) for g in groups[pool].tolist()], np.int64)
 
 
 def _round_json(r: int, est: CrossValidatedHead, labels: np.ndarray | None,

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from mer_heads.errors import DataError
 from mer_heads.heads.registry import NEURAL, Head
-from mer_heads.runtime import (compute_dtype, resolve_device, resolve_precision, threads_for,
-                               torch_session)
+from mer_heads.runtime import (StackShape, compute_dtype, resolve_device, resolve_precision,
+                               threads_for, torch_session)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,7 +52,8 @@ class NeuralHead(Head):
     kind: ClassVar[str] = "neural"
     inputs: ClassVar[tuple[str, ...]] = ("utterance", "frames")
     params: ClassVar[tuple[str, ...]] = ("epochs", "hidden", "dropout", "lr", "weight_decay",
-                                         "batch_size", "valence_weight", "precision", "device")
+                                         "batch_size", "valence_weight", "modality_dropout",
+                                         "precision", "device")
     model_file: ClassVar[str] = "models/heads.pt"
     encodes: ClassVar[bool] = True
 
@@ -83,18 +84,21 @@ class NeuralHead(Head):
 
         device = resolve_device(est.device)
         est.device_ = str(device)
-        est.precision_ = resolve_precision(est.precision, device)
         n_models, widths = len(est.model_folds_), input_widths(data)
         est.batch_size_ = est.batch_size or auto_batch_size(
-            max(len(r) for r in train_rows), n_models * sum(widths))
+            max(len(r) for r in train_rows), n_models * sum(widths), est.epochs)
         with torch_session(device, threads_for(n_models, est.batch_size_, widths, est.hidden)):
+            est.precision_ = resolve_precision(est.precision, device, StackShape(
+                n_models, tuple(data.dims), est.model, est.hidden, est.batch_size_,
+                tuple(w // d for w, d in zip(widths, data.dims)) if data.input == "frames" else ()))
             tensors = DeviceData(data, est.standardizer_, device, compute_dtype(est.precision_),
                                  fold_labels)
             module = StackedHead(n_models, data.dims, model=est.model, input=data.input,
-                                 hidden=est.hidden, dropout=est.dropout)
+                                 hidden=est.hidden, dropout=est.dropout, layers=est.layers_)
             config = TrainConfig(
                 epochs=est.epochs, lr=est.lr, weight_decay=est.weight_decay,
                 batch_size=est.batch_size_, valence_weight=est.valence_weight,
+                modality_dropout=est.modality_dropout,
                 compute_dtype="bfloat16" if est.precision_ == "bf16" else "float32")
             result = train_stack(module, tensors, est.model_folds_, train_rows, val_rows, config,
                                  seed=est.seed, has_valence=est.has_valence_)
@@ -112,6 +116,7 @@ class NeuralHead(Head):
                 f"{est.lr:g}) would train them longer")
         est.best_epochs_ = result.best_epoch
         est.curve_ = result.curve
+        est.layer_weights_ = layer_weights(est)
         return result.val_proba, result.val_valence
 
     @contextmanager
@@ -173,10 +178,22 @@ class NeuralHead(Head):
         from mer_heads.heads.stack import StackedHead
 
         est.stack_ = StackedHead(len(est.model_folds_), est.dims_, model=est.model,
-                                 input=est.input_, hidden=est.hidden, dropout=est.dropout)
+                                 input=est.input_, hidden=est.hidden, dropout=est.dropout,
+                                 layers=est.layers_)
         state = torch.load(run_dir / self.model_file, map_location="cpu", weights_only=True)
         est.stack_.load_state_dict(state)
         est.stack_.eval()
+        est.layer_weights_ = layer_weights(est)
 
 
-__all__ = ["NeuralHead", "input_widths"]
+def layer_weights(est: CrossValidatedHead) -> dict[str, np.ndarray]:
+    """The learned layer weights (F, L) of each weighed modality of ``est``'s stack, by key
+    (``--layers learned``, :mod:`mer_heads.heads.layers`); empty when none."""
+    import torch
+
+    with torch.no_grad():
+        return {est.keys_[int(i)]: module.weights().double().cpu().numpy()
+                for i, module in est.stack_.layer_weights.items()}
+
+
+__all__ = ["NeuralHead", "input_widths", "layer_weights"]

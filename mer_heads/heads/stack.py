@@ -124,6 +124,30 @@ class FrameEncoder(nn.Module):
         return dropout(torch.relu(self.out(pooled)), self.p, self.training)
 
 
+class LayerWeights(nn.Module):
+    """Learned layer weights of one modality (``--layers learned``, see
+    :mod:`mer_heads.heads.layers`): logits (F, L), initialised equal; ``forward`` maps the
+    flattened layers (F, B, L*d) to their softmax-weighted sum (F, B, d)."""
+
+    def __init__(self, n_models: int, layers: int):
+        super().__init__()
+        self.layers = layers
+        self.logits = nn.Parameter(torch.zeros(n_models, layers))
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.logits.zero_()  # equal weights: training starts from the layer mean
+
+    def weights(self) -> Tensor:
+        """The softmax weights (F, L), float32."""
+        return torch.softmax(self.logits.float(), dim=-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        f, b, width = x.shape
+        parts = x.reshape(f, b, self.layers, width // self.layers)
+        return torch.einsum("fl,fbld->fbd", self.weights().to(parts.dtype), parts)
+
+
 class StackedHead(nn.Module):
     """F fusion heads of one kind (see the module docstring).
 
@@ -134,11 +158,13 @@ class StackedHead(nn.Module):
     model : the name of a registered neural head (``known_heads("neural")``).
     input : ``"utterance"`` or ``"frames"``.
     hidden : H. dropout : dropout probability. n_classes : C.
+    layers : per modality, L > 1 for utterance inputs of L flattened layers whose weighted sum
+        is learned (:class:`LayerWeights`; the encoder then takes d_m / L); None: all 1.
     """
 
     def __init__(self, n_models: int, dims: list[int], *, model: str = "attention",
                  input: str = "utterance", hidden: int = 128, dropout: float = 0.3,
-                 n_classes: int = 6):
+                 n_classes: int = 6, layers: list[int] | None = None):
         super().__init__()
         head = get_head(model)
         if head.family != NEURAL:
@@ -148,6 +174,10 @@ class StackedHead(nn.Module):
         self.hidden, self.p, self.n_classes = hidden, dropout, n_classes
         self.head = head
         m = len(dims)
+        self.layers = list(layers) if layers is not None else [1] * m
+        self.layer_weights = nn.ModuleDict({str(i): LayerWeights(n_models, n)
+                                            for i, n in enumerate(self.layers) if n > 1})
+        dims = [d // n for d, n in zip(dims, self.layers)]
         if input == "frames":
             self.encoders = nn.ModuleList(FrameEncoder(n_models, d, hidden, dropout) for d in dims)
             widths = [hidden] * m
@@ -166,6 +196,8 @@ class StackedHead(nn.Module):
         for module in self.modules():
             if isinstance(module, StackedLinear):
                 module.reset_parameters(generator)
+            elif isinstance(module, LayerWeights):
+                module.reset_parameters()
 
     def set_compute_dtype(self, dtype: torch.dtype) -> None:
         for module in self.modules():
@@ -174,6 +206,9 @@ class StackedHead(nn.Module):
 
     def forward(self, inputs: list[Tensor], present: Tensor,
                 frame_masks: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        if len(self.layer_weights):
+            inputs = [self.layer_weights[str(i)](x) if str(i) in self.layer_weights else x
+                      for i, x in enumerate(inputs)]
         if self.input == "frames":
             if frame_masks is None:
                 raise ValueError("frame input needs frame_masks")

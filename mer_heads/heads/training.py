@@ -9,6 +9,12 @@ epoch is chosen per model, not per stack.
 
 The loss is cross-entropy plus ``valence_weight`` times the valence MSE (over clips that have a
 valence); without valence labels it is cross-entropy alone and the selection score is F1.
+
+Modality dropout (``modality_dropout`` P > 0): in every training step each modality a clip has is
+masked, for each model independently, with probability P (:func:`drop_modalities`), through the
+same presence mask as a modality that is missing from the store, so the fusion learns not to
+depend on any one modality. A clip never loses all of its modalities, evaluation never masks,
+and the draws come from the run's generator (a run stays a function of its seed).
 """
 
 from __future__ import annotations
@@ -32,12 +38,24 @@ STEP_ELEMENTS = 1 << 27
 """At most this many input elements (all models together) are gathered for one forward
 (512 MB in fp32): frame inputs of wide encoders need smaller chunks than utterances."""
 STEPS_PER_EPOCH = 4
+LAYER_LR_SCALE = 10.0
+"""Learned layer weights' logits train with this multiple of ``--lr``."""
 
 
-def auto_batch_size(n_train: int, elements_per_clip: int = 0) -> int:
-    """Clips per step giving STEPS_PER_EPOCH steps per epoch, within [32, 1024], and fewer when
-    a step's inputs (``elements_per_clip`` over all stacked models) would pass STEP_ELEMENTS."""
-    size = min(1024, max(32, -(-n_train // STEPS_PER_EPOCH)))
+MIN_STEPS = 400
+"""Adam steps a run takes at least (``epochs`` x steps per epoch), as 100 epochs of
+STEPS_PER_EPOCH do. With fewer epochs each epoch takes more, smaller steps: 30 epochs of 4 steps
+(batch 675 on MER 2023's 3,373 clips) stop short of what the per-fold DataLoader loop (batch 32)
+learns in 30 epochs (CV metric 0.381 against 0.410); with this rule (14 steps, batch 193) 0.424
+(benchmarks/bench_heads.py --epochs 30, benchmarks/RESULTS.md)."""
+
+
+def auto_batch_size(n_train: int, elements_per_clip: int = 0, epochs: int = 0) -> int:
+    """Clips per step giving STEPS_PER_EPOCH steps per epoch (more when ``epochs`` of them are
+    under MIN_STEPS), within [32, 1024], and fewer when a step's inputs (``elements_per_clip``
+    over all stacked models) would pass STEP_ELEMENTS."""
+    steps = max(STEPS_PER_EPOCH, -(-MIN_STEPS // epochs)) if epochs > 0 else STEPS_PER_EPOCH
+    size = min(1024, max(32, -(-n_train // steps)))
     if elements_per_clip:
         size = min(size, max(1, STEP_ELEMENTS // elements_per_clip))
     return int(size)
@@ -50,6 +68,7 @@ class TrainConfig:
     weight_decay: float = 1e-5
     batch_size: int = 512
     valence_weight: float = 1.0
+    modality_dropout: float = 0.0
     compute_dtype: str = "float32"
 
 
@@ -203,8 +222,14 @@ def _train(module: StackedHead, tensors: DeviceData, folds: np.ndarray,
     va_index, va_valid = padded_rows(val_rows, device)
     # The fused kernel updates every weight in one pass; foreach would take a dozen passes over
     # the whole stack per step.
-    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr,
-                                 weight_decay=config.weight_decay, fused=True)
+    # Learned layer weights (--layers learned) are L logits per model: they take larger steps
+    # and no weight decay (which would pull them back to the uniform mean).
+    logits = [p for n, p in module.named_parameters() if n.startswith("layer_weights.")]
+    others = [p for n, p in module.named_parameters() if not n.startswith("layer_weights.")]
+    groups = [{"params": others}] + ([{"params": logits, "lr": config.lr * LAYER_LR_SCALE,
+                                       "weight_decay": 0.0}] if logits else [])
+    optimizer = torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay,
+                                 fused=True)
     best = {k: v.detach().clone() for k, v in module.state_dict().items()}
     best_score = torch.full((n_models,), -torch.inf, dtype=torch.float64, device=device)
     best_epoch = torch.zeros(n_models, dtype=torch.int64, device=device)
@@ -226,6 +251,8 @@ def _train(module: StackedHead, tensors: DeviceData, folds: np.ndarray,
             if not weight.any():
                 break
             inputs, present, masks = tensors.batch(fold_t, rows, reuse=True)
+            if config.modality_dropout > 0:
+                present = drop_modalities(present, config.modality_dropout, generator)
             logits, valence = module(inputs, present, masks)
             loss = _loss(logits, valence, tensors.train_labels(fold_t, rows), tensors.valence[rows],
                          weight,
@@ -260,6 +287,20 @@ def _train(module: StackedHead, tensors: DeviceData, folds: np.ndarray,
         val_proba=[proba_np[f, :len(r)] for f, r in enumerate(val_rows)],
         val_valence=[valence_np[f, :len(r)] for f, r in enumerate(val_rows)],
         curve=np.array(curve), diverged=diverged.cpu().numpy())
+
+
+def drop_modalities(present: Tensor, p: float, generator: torch.Generator) -> Tensor:
+    """Presence (F, B, M) with each present modality masked with probability ``p``, never all
+    of a clip's present modalities: where every one would go, one of them, chosen uniformly,
+    is kept. Draws two (F, B, M) uniform arrays from ``generator`` (on the CPU, so a run gives
+    the same masks on every device)."""
+    drop = torch.rand(present.shape, generator=generator).to(present.device) < p
+    pick = torch.rand(present.shape, generator=generator).to(present.device)
+    kept = present & ~drop
+    lost = present.any(-1) & ~kept.any(-1)                                     # (F, B)
+    keep_one = pick.masked_fill(~present, -1.0).argmax(-1, keepdim=True)       # (F, B, 1)
+    rescue = torch.zeros_like(present).scatter_(-1, keep_one, True) & lost[..., None]
+    return kept | rescue
 
 
 def _loss(logits: Tensor, valence: Tensor, labels: Tensor, target: Tensor, weight: Tensor,

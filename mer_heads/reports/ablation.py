@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -17,12 +18,14 @@ def _pm(row: dict[str, Any], key: str) -> str:
     return "-" if mean is None else f"{mean:.4f} ± {std:.4f}"
 
 
-def markdown_table(rows: list[dict[str, Any]], head: HeadConfig, input: str) -> str:
+def markdown_table(rows: list[dict[str, Any]], head: HeadConfig, input: str,
+                   notes: Sequence[str] = (), *, folds: str = "") -> str:
     """One row per modality combination: mean ± std over the fold models and the CV scores."""
     lines = [f"# Modality ablation: {head.model} ({input} input), {head.folds} folds x "
              f"{head.seeds} seed(s), seed {head.seed}", "",
              "Mean ± std over the fold models (folds x seeds); CV columns pool the held-out "
-             "predictions of all folds. Metric = F1 - 0.25 x MSE.", "",
+             "predictions of all folds. Metric = F1 - 0.25 x MSE."
+             + (f" Folds: {folds}, shared by every combination." if folds else ""), "",
              "| modalities | clips | F1 | MSE | metric | CV F1 | CV MSE | CV metric |",
              "|---|---|---|---|---|---|---|---|"]
     for row in rows:
@@ -32,4 +35,5 @@ def markdown_table(rows: list[dict[str, Any]], head: HeadConfig, input: str) -> 
                      f"{_num(row['cv_metric'])} |")
     lines += ["", "(-k): labelled clips left out because none of the combination's modalities is "
               "usable for them."]
+    lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"

@@ -13,8 +13,8 @@ if TYPE_CHECKING:
     from mer_heads.config import HeadConfig
     from mer_heads.experiments.conditions import Condition
 
-CSV_COLUMNS = ("condition", "snr_db", "corruption", "modalities", "clips", "lost", "imputed",
-               "f1", "accuracy", "mse", "metric")
+CSV_COLUMNS = ("training", "condition", "snr_db", "corruption", "modalities", "clips", "lost",
+               "imputed", "f1", "accuracy", "mse", "metric")
 
 
 def _clean_label(conds: list[Condition]) -> str:
@@ -27,36 +27,55 @@ def _num(value: float | None) -> str:
 
 def markdown_tables(rows: list[dict[str, Any]], conds: list[Condition],
                     combos: list[tuple[str, ...]], head: HeadConfig, input: str,
-                    protocol: str, has_valence: bool, notes: Sequence[str] = ()) -> str:
-    """Tables with one row per condition and one column per modality set."""
-    cell = {(r["condition"], r["modalities"]): r for r in rows}
+                    protocol: str, has_valence: bool, notes: Sequence[str] = (), *,
+                    trainings: Sequence[str] = ("clean",), folds: str = "",
+                    augment: Sequence[Condition] = (), normalize_by: str | None = None) -> str:
+    """Tables with one row per condition and one column per modality set; with several
+    ``trainings`` (clean and multi-condition heads), one row group per training."""
+    cell = {(r.get("training", "clean"), r["condition"], r["modalities"]): r for r in rows}
     names = ["+".join(c) for c in combos]
-    lines = [f"# Robustness: {head.model} ({input} input) trained on clean features, "
+    multi = len(trainings) > 1
+    trained = ("trained on clean features" if not multi else
+               "trained on clean features, and multi-condition (clean + corrupted copies)")
+    lines = [f"# Robustness: {head.model} ({input} input) {trained}, "
              f"{head.folds} folds x {head.seeds} seed(s), seed {head.seed}", "",
              ("Scores of the held-out predictions: each clip is predicted, from its corrupted "
               "copy, by the fold model that never saw it (the clean row equals the "
               "cross-validated scores)." if protocol == "held-out folds" else
-              f"Scores of the fold ensemble on the {protocol}."), ""]
+              f"Scores of the fold ensemble on the {protocol}.")
+             + (f" Folds: {folds}." if folds else "")
+             + (f" Features z-scored per '{normalize_by}' group (--normalize-by)."
+                if normalize_by else ""), ""]
+    if multi:
+        shown = "; ".join(f"{c.label} (" + ", ".join(
+            f"{k}: `{p}`, seed {c.noise[k].get('seed')}" for k, p in c.stores.items()) + ")"
+            for c in augment)
+        lines += [f"Multi-condition heads: the folds' training clips plus their corrupted "
+                  f"copies ({shown}); held-out clips are never augmented, and the folds are "
+                  "the clean-trained heads'.", ""]
     metrics = [("f1", "Weighted F1")]
     if has_valence:
         metrics += [("mse", "Valence MSE"), ("metric", "F1 - 0.25 x MSE")]
+    first = "| training | condition | SNR (dB) | " if multi else "| condition | SNR (dB) | "
     for key, title in metrics:
-        lines += [f"## {title}", "", "| condition | SNR (dB) | " + " | ".join(names) + " |",
-                  "|---|---|" + "---|" * len(names)]
-        for cond in conds:
-            snr = "-" if cond.snr_db is None else f"{cond.snr_db:g}"
-            values = [_num(cell[(cond.label, n)][key]) for n in names]
-            lines.append(f"| {cond.label} | {snr} | " + " | ".join(values) + " |")
+        lines += [f"## {title}", "", first + " | ".join(names) + " |",
+                  "|---|---|" + ("---|" if multi else "") + "---|" * len(names)]
+        for training in trainings:
+            for cond in conds:
+                snr = "-" if cond.snr_db is None else f"{cond.snr_db:g}"
+                values = [_num(cell[(training, cond.label, n)][key]) for n in names]
+                lead = f"| {training} " if multi else ""
+                lines.append(f"{lead}| {cond.label} | {snr} | " + " | ".join(values) + " |")
         lines.append("")
     clean = _clean_label(conds)
-    clips = {n: cell[(clean, n)]["clips"] for n in names}
+    clips = {n: cell[(trainings[0], clean, n)]["clips"] for n in names}
     lines += ["## Conditions", "",
               "| condition | corrupted stores (noise spec, seed) | clips that lost a modality |",
               "|---|---|---|"]
     for cond in conds:
         stores = "; ".join(f"{k}: `{p}` (`{cond.noise[k].get('spec')}`, seed "
                            f"{cond.noise[k].get('seed')})" for k, p in cond.stores.items())
-        lost = max(cell[(cond.label, n)]["lost"] for n in names)
+        lost = max(cell[(trainings[0], cond.label, n)]["lost"] for n in names)
         lines.append(f"| {cond.label} | {stores or 'the clean --features'} | {lost} |")
     lines += ["", "Clips scored per modality set: "
               + ", ".join(f"{n} {c}" for n, c in clips.items())
@@ -68,27 +87,49 @@ def markdown_tables(rows: list[dict[str, Any]], conds: list[Condition],
 
 def robustness_figure(rows: list[dict[str, Any]], conds: list[Condition],
                       combos: list[tuple[str, ...]], path: str | Path, title: str,
-                      metric: str = "f1") -> Path:
+                      metric: str = "f1", *, trainings: Sequence[str] = ("clean",)) -> Path:
     """F1 against SNR, one line per modality set (line style per noise source), clean at the
-    right; corruptions without an SNR (blur, scale, jpeg) in a second panel beside it."""
+    right; corruptions without an SNR (blur, scale, jpeg) in a second panel beside it; one
+    row of panels per training (clean, multi-condition)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cell = {(r["condition"], r["modalities"]): r[metric] for r in rows}
     clean = _clean_label(conds)
     names = ["+".join(c) for c in combos]
     snr_conds = [c for c in conds if c.snr_db is not None]
     other = [c for c in conds if c.snr_db is None and not c.is_clean]
     panels = [p for p in (("snr", snr_conds), ("other", other)) if p[1]] or [("other", [])]
     widths = [max(2, len(p[1]) + 1) if p[0] == "other" else 5 for p in panels]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 + 2.6 * len(panels), 4.4), dpi=120,
-                             sharey=True, gridspec_kw={"width_ratios": widths}, squeeze=False)
+    fig, axes = plt.subplots(len(trainings), len(panels),
+                             figsize=(4.2 + 2.6 * len(panels), 0.4 + 4.0 * len(trainings)),
+                             dpi=120, sharey=True, gridspec_kw={"width_ratios": widths},
+                             squeeze=False)
     colors = plt.get_cmap("tab10")
     styles = ["-", "--", ":", "-."]
     markers = ["o", "s", "^", "D", "v"]
-    for ax, (kind, members) in zip(axes[0], panels):
+    for t, training in enumerate(trainings):
+        cell = {(r["condition"], r["modalities"]): r[metric] for r in rows
+                if r.get("training", "clean") == training}
+        _draw_row(axes[t], panels, cell, names, clean, colors, styles, markers,
+                  f"trained {training}" if len(trainings) > 1 else "")
+    for row in axes:
+        row[0].set_ylabel({"f1": "weighted F1", "metric": "F1 - 0.25 MSE"}.get(metric, metric))
+        row[0].set_ylim(0, 1.02)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    try:
+        return save_figure(fig, path, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+
+
+def _draw_row(row_axes, panels, cell, names, clean, colors, styles, markers, label: str) -> None:
+    """One row of the figure: the SNR panel and the other-corruptions panel of one training."""
+    for ax, (kind, members) in zip(row_axes, panels):
         if kind == "snr":
             snrs = sorted({c.snr_db for c in members})
             span = (snrs[-1] - snrs[0]) or 10.0
@@ -117,17 +158,9 @@ def robustness_figure(rows: list[dict[str, Any]], conds: list[Condition],
             for j, name in enumerate(names):
                 ax.plot(range(len(labels)), [cell[(lab, name)] for lab in labels], marker="o",
                         color=colors(j % 10), markersize=5,
-                        label=name if ax is axes[0][0] else None)
+                        label=name if ax is row_axes[0] else None)
             ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
             ax.set_xlabel("corruption")
         ax.grid(True, alpha=0.3)
-    axes[0][0].set_ylabel({"f1": "weighted F1", "metric": "F1 - 0.25 MSE"}.get(metric, metric))
-    axes[0][0].set_ylim(0, 1.02)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    try:
-        return save_figure(fig, path, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    if label:
+        row_axes[0].set_title(label, fontsize=9, loc="left")

@@ -23,10 +23,12 @@ def summary_table(metrics: dict[str, Any]) -> str:
     """The short table ``mer-heads fit`` prints."""
     cv, mean, std = metrics["cv"], metrics["mean"], metrics["std"]
     p = metrics["params"]
+    folds = metrics.get("folds") or {}
+    by = f" by {folds['groups']} ({folds['n_groups']} groups)" if folds.get("groups") else ""
     lines = [
         f"{metrics['model']} on {'+'.join(m['key'] for m in metrics['modalities'])} "
         f"({metrics['input']}): {metrics['clips']['train']} training clips, "
-        f"{p['folds']} folds x {p['seeds']} seed(s)",
+        f"{p['folds']} folds{by} x {p['seeds']} seed(s)",
         f"{'':24}{'F1':>8}{'acc':>8}{'MSE':>8}{'metric':>9}",
         f"{'CV, pooled held-out':24}{_num(cv['f1']):>8}{_num(cv['accuracy']):>8}"
         f"{_num(cv['mse']):>8}{_num(cv['metric']):>9}",
@@ -100,6 +102,41 @@ def semi_markdown(semi: dict[str, Any]) -> list[str]:
     return out
 
 
+def protocol_lines(metrics: dict[str, Any]) -> list[str]:
+    """How the folds were drawn and what training added: group folds, per-group
+    normalisation, corrupted copies, modality dropout."""
+    p = metrics["params"]
+    folds = metrics.get("folds") or {}
+    lines = []
+    if folds.get("groups"):
+        held = "; ".join(f"fold {j}: {', '.join(g)}"
+                         for j, g in enumerate(folds["held_out_groups"]))
+        lines.append(f"folds: {p['folds']} stratified group folds by '{folds['groups']}' "
+                     f"({folds['n_groups']} groups, each held out by one fold: scores are those "
+                     f"of unseen groups); held out: {held}")
+    else:
+        lines.append(f"folds: {p['folds']} stratified folds over clips (no --groups)")
+    if metrics.get("normalize_by"):
+        lines.append(f"features z-scored within each '{metrics['normalize_by']}' group from the "
+                     "group's own clips before the folds' standardisation (--normalize-by; "
+                     "transductive: held-out groups use their own clips' statistics)")
+    augment = metrics.get("augment")
+    if augment:
+        copies = "; ".join(
+            f"{c['label']} (" + ", ".join(f"{k}: `{v['path']}`, seed {v['noise'].get('seed')}"
+                                          for k, v in c["stores"].items()) + ")"
+            for c in augment["copies"])
+        lines.append(f"multi-condition training: each fold also trained on the corrupted copies "
+                     f"of its training clips ({copies}; {min(augment['per_model'])}-"
+                     f"{max(augment['per_model'])} copies per fold model), never of held-out "
+                     f"clips; standardisation statistics from {augment['statistics']}")
+    if p.get("modality_dropout"):
+        lines.append(f"modality dropout {p['modality_dropout']:g}: each modality of a training "
+                     "clip masked with this probability per step (never all of them; none at "
+                     "evaluation)")
+    return lines
+
+
 def markdown_report(metrics: dict[str, Any], *, seconds: float | None = None,
                     confusion_png: str | None = "confusion.png") -> str:
     """The run's report as Markdown."""
@@ -121,6 +158,7 @@ def markdown_report(metrics: dict[str, Any], *, seconds: float | None = None,
                    f"{_num(t['accuracy'])} | {_num(t['mse'])} | {_num(t['metric'])} |")
     out += ["", "The held-out fold of each model both chose its epoch and scored it (the MER 2023 "
             "protocol), so CV scores lean optimistic; a test split does not.", ""]
+    out += ["## Protocol", "", *(f"- {line}" for line in protocol_lines(metrics)), ""]
     out += ["## Fold models", "", "| fold | seed | best epoch | clips | F1 | accuracy | MSE | metric |",
             "|---|---|---|---|---|---|---|---|"]
     for m in metrics["models"]:
@@ -137,6 +175,13 @@ def markdown_report(metrics: dict[str, Any], *, seconds: float | None = None,
         out += ["", f"![confusion matrix]({confusion_png})"]
     if metrics.get("semi"):
         out += ["", *semi_markdown(metrics["semi"])]
+    if metrics.get("layer_weights"):
+        out += ["", "## Learned layer weights (softmax per modality; mean ± std over the fold "
+                "models)", ""]
+        for key, w in metrics["layer_weights"].items():
+            out.append(f"- {key}: " + ", ".join(f"L{i} {m:.3f} ± {sd:.3f}" for i, (m, sd)
+                                                in enumerate(zip(w["mean"], w["std"]))))
+        out += ["", "![layer weights](layer_weights.png)"]
     out += ["", "## Data", "", "| modality | store | fingerprint | width | clips usable |",
             "|---|---|---|---|---|"]
     for m in metrics["modalities"]:

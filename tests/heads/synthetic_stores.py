@@ -41,8 +41,10 @@ def write_store(path: Path, modality: str, names: list[str], y: np.ndarray, vale
                 with_labels: bool = True, with_valence: bool = True,
                 splits: list[str] | None = None,
                 version: str = "1", nan_in: set[str] = frozenset(),
-                labels_override: dict[str, str] | None = None, layers: int = 0) -> Path:
-    """One store; ``failed``/``empty`` clips get that status and no arrays."""
+                labels_override: dict[str, str] | None = None, layers: int = 0,
+                extra: dict[str, list[str]] | None = None) -> Path:
+    """One store; ``failed``/``empty`` clips get that status and no arrays. ``extra``: the
+    manifest's other columns (column -> one value per clip), copied as extraction does."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((len(EMOTIONS), dim)) * strength
     frame_centres = rng.standard_normal((len(EMOTIONS), frame_dim)) * strength
@@ -55,7 +57,8 @@ def write_store(path: Path, modality: str, names: list[str], y: np.ndarray, vale
             if labels_override and name in labels_override:
                 label = labels_override[name]
             labels[name] = (label, float(valence[i]) if with_labels and with_valence else math.nan,
-                            splits[i] if splits else "train")
+                            splits[i] if splits else "train",
+                            {k: v[i] for k, v in (extra or {}).items()})
         w.set_labels(labels)
         for i, name in enumerate(names):
             if name in failed or name in empty:
@@ -114,8 +117,9 @@ def write_noisy(clean: Path, out: Path, snr_db: float, *, seed: int = 0, spec: s
         labels = store.labels()
         status, hashes = store.status, store.column("input_hash")
         with StoreWriter(out, head) as w:
+            extra = store.extra_columns()
             w.set_labels({n: (labels["discrete"][i], float(labels["valence"][i]),
-                              labels["split"][i])
+                              labels["split"][i], {k: v[i] for k, v in extra.items()})
                           for i, n in enumerate(store.names) if n not in drop})
             for i, name in enumerate(store.names):
                 if name in drop:

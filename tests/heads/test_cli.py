@@ -170,6 +170,22 @@ def world(stores, tmp_path_factory) -> dict[str, str]:
         [(n, c, 9.0 if i == 7 else v, s) for i, (n, c, v, s) in enumerate(clips)],
         "name,discrete,valence,split"))
     p["noisy"] = write_noisy(p["audio"], d / "noisy.h5", 5)
+    p["noisy_other"] = write_noisy(p["audio"], d / "noisy_other.h5", 5, seed=1,
+                                   fields={"config": {"dim": 99}})
+    # issue 16: stores whose manifest had an actor column (4 actors), one with a gap
+    names, y, valence = counted(six)
+    actors = [f"actor{i % 4}" for i in range(len(names))]
+    p["grouped"] = write_store(d / "grouped.h5", "audio", names, y, valence, dim=6,
+                               frame_dim=2, seed=1, extra={"actor": actors})
+    p["grouped_gap"] = write_store(d / "grouped_gap.h5", "audio", names, y, valence, dim=6,
+                                   frame_dim=2, seed=1,
+                                   extra={"actor": ["" if i == 3 else a
+                                                    for i, a in enumerate(actors)]})
+    p["grouped_run"] = fit_run([p["grouped"]], d / "grouped_run", model="logreg", folds=3,
+                               groups="actor", normalize_by="actor").run_dir
+    svm_names = counted({**six, "surprise": 4})[0]
+    p["svm_actors"] = write_csv(d / "svm_actors.csv", table(
+        [(n, "", f"actor{i % 4}") for i, n in enumerate(svm_names)], "name,discrete,actor"))
     p["sweep"] = write_csv(d / "audio.sweep.json", json.dumps(
         {"format": 1, "modality": "audio", "manifest": "m.csv", "encoder": "toy-audio", "seed": 0,
          "clean": os.path.relpath(p["audio"], d),
@@ -305,6 +321,28 @@ def predicted_every_clip(w, tmp, out, err) -> None:
     rows = list(csv.DictReader(open(tmp / "p.csv", encoding="utf-8")))
     assert len(rows) == 120 and all(r["discrete"] in EMOTIONS for r in rows)
 
+
+def predicted_with_the_manifests_groups(w, tmp, out, err) -> None:
+    rows = list(csv.DictReader(open(tmp / "p.csv", encoding="utf-8")))
+    assert len(rows) == 44 and all(r["discrete"] in EMOTIONS for r in rows)
+
+
+
+def ranked_and_fused(w, tmp, out, err) -> None:  # issue 17
+    report = json.loads((tmp / "out" / "leaderboard.json").read_text())
+    assert [(r["section"], r["name"]) for r in report["rows"]] == [
+        ("single", "toy-audio:audio"), ("single", "toy-text:text"),
+        ("fusion", "toy-audio:audio+toy-text:text")]
+    assert report["joined_clips"] == 120 and "## top-K fusion (logreg)" in out
+
+
+def described_like_numpy(w, tmp, out, err) -> None:  # issue 17
+    stats = json.loads((tmp / "out" / "describe.json").read_text())
+    happy = np.array([v for _, c, v in TRUTH if c == "happy"])
+    assert stats["classes"]["happy"]["count"] == len(happy) > 1
+    assert stats["classes"]["happy"]["mean"] == pytest.approx(happy.mean(), abs=1e-6)
+    assert stats["classes"]["happy"]["median"] == pytest.approx(np.median(happy), abs=1e-6)
+    assert "eta² =" in out and (tmp / "out" / "describe.png").is_file()
 
 # --------------------------------------------------------------------------------------------
 
@@ -532,9 +570,114 @@ CASES = [
       "gone.json' (--sweep) does not exist", "mer-features sweep"),
     E("robustness-sweep-not-json", "robustness --sweep {truth} --out {out}",
       "(--sweep) cannot be read", "mer-features sweep"),
+    # ---- issue 16: group folds, per-group normalisation, multi-condition, modality dropout
+    E("groups-unknown-column", A + " --groups actor", "--groups actor: the clips have no column "
+      "'actor'", "re-run the extraction", "--manifest"),
+    E("groups-empty", A + " --groups ''", "groups must be the name of a manifest column",
+      "(--groups)"),
+    E("groups-control-character", A + " --groups 'ac\ttor'", "groups must be the name of a "
+      "manifest column"),
+    E("groups-fewer-than-folds", "fit --features {grouped} --out {out} --model logreg --folds 5 "
+      "--groups actor", "--folds 5 needs at least 5 groups of --groups actor", "have 4",
+      "lower --folds to 4"),
+    E("groups-clip-without-group", "fit --features {grouped_gap} --out {out} --model logreg "
+      "--folds 3 --groups actor", "1 labelled training clip(s) have no 'actor' value", "c003"),
+    E("groups-after-hide-labels", "fit --features {grouped} --out {out} --model logreg "
+      "--folds 5 --groups actor --hide-labels 0.3", "needs at least 5 groups",
+      "after --hide-labels 0.3"),
+    E("normalize-by-unknown-column", A + " --normalize-by speaker", "--normalize-by speaker: "
+      "the clips have no column 'speaker'"),
+    E("normalize-by-clip-without-group", "fit --features {grouped_gap} --out {out} --model "
+      "logreg --folds 3 --normalize-by actor", "--normalize-by actor: 1 clip(s) have no "
+      "'actor' value (c003)"),
+    E("normalize-by-empty", A + " --normalize-by ''", "normalize_by must be the name of a "
+      "manifest column", "(--normalize-by)"),
+    E("modality-dropout-one", A + " --modality-dropout 1", "modality_dropout must be a number "
+      "in [0, 1)", "got 1.0", "(--modality-dropout)"),
+    E("modality-dropout-negative", A + " --modality-dropout -0.2", "modality_dropout must be a "
+      "number in [0, 1)"),
+    E("modality-dropout-nan", A + " --modality-dropout nan", "modality_dropout", "got nan"),
+    E("modality-dropout-sklearn", A + " --model logreg --modality-dropout 0.2",
+      "--modality-dropout masks modalities inside the neural heads", "logreg"),
+    E("augment-clean-store", A + " --augment audio={audio}", "records no noise spec"),
+    E("augment-unknown-modality", A + " --augment video={noisy}", "--augment", "names modality "
+      "'video'", "not among the clean --features"),
+    E("augment-same-store-twice", A + " --augment {noisy} --augment audio={noisy}",
+      "are the same store"),
+    E("augment-other-configuration", A + " --augment audio={noisy_other}", "was not extracted "
+      "like the clean store", "config.dim"),
+    E("augment-missing-store", A + " --augment audio={tmp}/gone.h5", "Cannot read the "
+      "corrupted store", "does not exist"),
+    E("augment-empty-key", A + " --augment =x.h5", "has an empty KEY"),
+    E("robustness-augment-same-draws", "robustness --features {audio} --out {out} --condition "
+      "audio={noisy} --augment audio={noisy} " + FIT, "has the noise draws of condition",
+      "TRAIN_SEED"),
+    E("predict-normalized-run-store-without-column", "predict --run {grouped_run} --features "
+      "{svm} --out {tmp}/p.csv", "--normalize-by actor: the clips have no column 'actor'",
+      "--manifest"),
+    Case("predict-normalized-run-column-from-manifest", "predict --run {grouped_run} "
+         "--features {svm} --manifest {svm_actors} --out {tmp}/p.csv", 0,
+         check=predicted_with_the_manifests_groups),
+    E("predict-manifest-missing", "predict --run {run} --manifest {tmp}/nope.csv --out "
+      "{tmp}/p.csv", "nope.csv' does not exist"),
     E("robustness-sets-unknown", "robustness --features {audio} --out {out} --condition "
       "audio={audio} --sets some", "argument --sets: invalid choice", rc=2),
+    # ---- issue 17: leaderboard, semi-sweep, describe
+    Case("leaderboard-ranks-and-fuses", "leaderboard --features audio={audio} --features "
+         "text={text} --out {out} --model logreg --fusion logreg --folds 3 --seeds 1 --top-n 2",
+         0, check=ranked_and_fused),
+    E("leaderboard-seeds-zero", "leaderboard --features {audio} --out {out} --seeds 0",
+      "argument --seeds: must be an integer >= 1", rc=2),
+    E("leaderboard-top-n-zero", "leaderboard --features {audio} --out {out} --top-n 0",
+      "argument --top-n: must be an integer >= 1", rc=2),
+    E("leaderboard-fusion-unknown", "leaderboard --features {audio} --out {out} --fusion nope",
+      "argument --fusion: invalid choice", rc=2),
+    E("leaderboard-store-under-another-modality", "leaderboard --features text={audio} --out "
+      "{out}", "holds audio features, not text"),
+    E("leaderboard-store-twice", "leaderboard --features audio={audio} --features a2={audio} "
+      "--out {out}", "is given twice"),
+    E("leaderboard-missing-store", "leaderboard --features audio={tmp}/gone.h5 --out {out}",
+      "gone.h5' does not exist"),
+    E("leaderboard-learned-layers-sklearn", "leaderboard --features {audio} --out {out} --model "
+      "logreg --layers learned", "--layers learned learns layer weights inside the neural heads"),
+    E("fit-learned-layers-sklearn", A + " --model svm --layers learned", "the scikit-learn model "
+      "'svm' has no such step"),
+    E("fit-learned-layers-frames", A + " --layers learned --input frames", "frame matrices have "
+      "no layers"),
+    E("semi-sweep-values-not-numbers", "semi-sweep --features {audio} --out {out} --semi "
+      "threshold --values 0.5,abc", "--values must be comma-separated numbers", "'abc'"),
+    E("semi-sweep-value-twice", "semi-sweep --features {audio} --out {out} --semi threshold "
+      "--values 0.5,0.5", "lists a value twice"),
+    E("semi-sweep-threshold-zero", "semi-sweep --features {audio} --out {out} --semi threshold "
+      "--values 0,0.5", "confidence threshold must be in (0, 1]", "got 0.0"),
+    E("semi-sweep-quantile-above-one", "semi-sweep --features {audio} --out {out} --semi "
+      "class-quantile --values 1.2", "class quantile must be in [0, 1]"),
+    E("semi-sweep-strategy-none", "semi-sweep --features {audio} --out {out} --semi none "
+      "--values 0.5", "argument --semi: invalid choice", rc=2),
+    E("semi-sweep-hide-everything", "semi-sweep --features {audio} --out {out} --semi threshold "
+      "--values 0.5 --hide-labels 1", "labels to hide must be in (0, 1)"),
+    E("semi-sweep-no-pool", "semi-sweep --features {audio} --out {out} --semi weak-reinforce "
+      "--values 0.8 --semi-rounds 1 --semi-teacher fold " + FIT + " --model logreg",
+      "needs unlabelled clips", "--hide-labels"),
+    Case("describe-labels-like-numpy", "describe --labels {truth} --out {out}", 0,
+         check=described_like_numpy),
+    E("describe-two-sources", "describe --labels {truth} --manifest {truth} --out {out}",
+      "Give exactly one source of labels", "got --manifest, --labels"),
+    E("describe-no-source", "describe --out {out}", "Give exactly one source", "got none"),
+    E("describe-no-valence", "describe --labels {pred_novalence} --out {out}",
+      "has both a discrete class and a valence label"),
+    E("describe-missing-labels", "describe --labels {tmp}/nope.csv --out {out}",
+      "nope.csv' does not exist"),
+    E("describe-stores-disagree", "describe --features {audio} --features a2={svm} --join exact "
+      "--out {out}", "disagree on clip names"),
+    E("describe-earlier-result", "describe --labels {truth} --out {tmp}", "already holds a "
+      "description", "--overwrite", setup=lambda tmp, w: _described(tmp, w)),
 ]
+
+
+def _described(tmp: Path, w: dict[str, str]) -> dict[str, str]:
+    (tmp / "describe.json").write_text("{}")
+    return {}
 
 
 def _error_lines(err: str) -> list[str]:

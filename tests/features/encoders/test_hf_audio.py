@@ -7,7 +7,7 @@ import pytest
 
 from conftest import make_tiny_hf_audio, voiced
 from mer_features.decode.inputs import AudioInput
-from mer_features.encoders import create_encoder, hf_audio
+from mer_features.encoders import create_encoder
 from mer_features.errors import ClipError, EncoderError
 
 LENGTHS = (16000, 9000, 23000, 4000, 401)
@@ -22,14 +22,16 @@ def clips():
 @pytest.mark.parametrize("kind", ["wav2vec2-group", "hubert-group", "wavlm-group",
                                   "wav2vec2-layer", "data2vec-audio"])
 @pytest.mark.slow
-def test_batched_equals_one_by_one(tmp_path: Path, kind: str, conv_path: str, monkeypatch):
+def test_batched_equals_one_by_one(tmp_path: Path, kind: str, conv_path: str):
     """Both feature-encoder paths: the unfolded CPU one (folded masked group norm) and the
-    stock convolutions with the masked group norm module (GPUs, unusual conv stacks)."""
-    if conv_path == "stock":
-        monkeypatch.setattr(hf_audio, "_CPU_FAST_DTYPES", {})
+    stock convolutions with the masked group norm module (GPUs, unusual conv stacks, and CPUs
+    where the compute-path probe finds them faster)."""
     folder = make_tiny_hf_audio(tmp_path / kind, kind)
     enc = create_encoder("audio", f"hf:{folder}", {"layer": "mean-last-4"})
+    enc.impl = "fast" if conv_path == "unfolded" else "stock"
     enc.load("cpu", "fp32")
+    unfolded = type(enc.model.feature_extractor).__name__ == "UnfoldedFeatureEncoder"
+    assert unfolded == (conv_path == "unfolded")
     items = clips()
     batched = enc.encode_batch(items)
     for item, b in zip(items, batched):

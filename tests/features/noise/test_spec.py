@@ -87,6 +87,9 @@ def test_the_registry_orders_and_sides():
     ("jpeg=30", "jpeg=30", "jpeg_30"),
     ("scale=0.5", "scale=0.5", "scale_0.5"),
     ("snr=5:10,source=babble", "snr=5:10,source=babble", "snr_5_10_source_babble"),
+    ("5:10", "snr=5:10,source=white", "snr05-10"),
+    ("5:10:pink", "snr=5:10,source=pink", "snr05-10-pink"),
+    ("0:20:babble", "snr=0:20,source=babble", "snr00-20-babble"),
 ])
 def test_levels_give_the_makefiles_store_names(level: str, spec: str, tag: str):
     parsed = parse_level(level)
@@ -110,7 +113,8 @@ def test_levels_with_another_default_source_and_folders(tmp_path: Path):
 @pytest.mark.parametrize("level, match", [("loud", "is not one of: clean, an SNR"),
                                           ("blur3", "bad value '3' for 'blur'"),
                                           ("10:/no/such/folder", "neither white, pink, babble"),
-                                          ("snr=inf", "bad value 'inf'")])
+                                          ("snr=inf", "bad value 'inf'"),
+                                          ("10:5", "LOW <= HIGH")])
 def test_bad_levels_are_clear_errors(level: str, match: str):
     with pytest.raises(NoiseSpecError, match=match):
         parse_level(level)

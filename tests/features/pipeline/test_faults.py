@@ -127,7 +127,9 @@ def test_text_faults(tmp_path: Path):
                              "long": "ok"}
     assert "not valid UTF-8" in got["reasons"]["latin"][2]
     with FeatureStore(tmp_path / "t.h5") as store:
-        assert store.record("long", with_arrays=False).info["truncated"] is True
+        # e5 (the default text encoder) encodes a long text whole, window by window
+        info = store.record("long", with_arrays=False).info
+        assert info["windowed"] is True and info["windows"] >= 4 and "truncated" not in info
 
 
 @pytest.mark.slow

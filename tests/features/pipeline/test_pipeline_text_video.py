@@ -22,7 +22,7 @@ def test_text_statuses_and_resume(tmp_path: Path):
             "e,Why would you do that to me?,y,angry,-3.5\n")
     path.write_bytes(rows.encode("latin-1"))
     out = tmp_path / "t.h5"
-    s = extract(path, out, modality="text", progress=False)
+    s = extract(path, out, modality="text", encoder="minilm", progress=False)
     assert (s.done, s.empty, s.failed) == (2, 2, 1)
     assert s.failures[0][:2] == ("d", "decode") and "not valid UTF-8" in s.failures[0][2]
     with FeatureStore(out) as store:
@@ -34,7 +34,7 @@ def test_text_statuses_and_resume(tmp_path: Path):
         assert len(frames) == 8  # "why would you do that to me ?" without [CLS]/[SEP]
         assert store.labels()["discrete"][store.index("e")] == "angry"
         assert store.fields["preprocessing"]["text_column"] == "text"
-    assert extract(path, out, modality="text", progress=False).skipped == 5
+    assert extract(path, out, modality="text", encoder="minilm", progress=False).skipped == 5
     other = extract(path, tmp_path / "en.h5", modality="text", progress=False, text_column="english")
     assert (other.done, other.empty) == (5, 0)
 

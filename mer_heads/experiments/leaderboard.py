@@ -1,0 +1,276 @@
+"""Encoder leaderboard (as MERBench ranks encoders): every store alone, ranked per modality, then
+the top-K stores of each modality fused.
+
+``--features KEY=STORE`` names a *modality* with KEY (audio, text, video or a name of yours), and
+several stores per modality are the point: each store is told apart by its display name,
+``ENCODER:STEM`` (the store's encoder, short for ``hf:`` folders, and its file name without
+``.h5``), with ``#2``, ``#3`` ... appended to names that would repeat.
+
+Protocol. The stores are joined by clip name as ``mer-heads fit`` joins them (``--join exact``
+refuses stores whose clips differ; ``inner`` keeps the common clips: the table says how many).
+For each seed ``s`` in ``seed, seed+1, ..., seed+N-1`` one fold assignment is drawn over the
+joined labelled clips that have any usable modality (stratified, or stratified group folds with
+``--groups COL``) and shared by every row, so rows differ only by their features. Each store is
+cross-validated alone on it with ``--model``; its score for that seed is the pooled held-out
+score (what ``mer-heads fit`` reports as CV). A row gives the mean and the standard deviation
+(population, ddof 0) of those N scores. Stores are ranked within their modality by the mean
+metric (F1 - 0.25 x MSE; F1 when there is no valence), ties by name. Then for K = 1..``top_n``
+the K best stores of every modality (all of a modality's stores when it has fewer) are fused
+with ``fusion`` (``attention``: one encoder per store, attention over them) and scored the same
+way; a K that would repeat the previous set is left out (a note says so).
+
+Writes ``leaderboard.md``, ``.csv``, ``.json`` (byte-identical for the same inputs, options and
+seeds) and ``leaderboard.png`` (one panel per modality and one for the fusions: mean metric
+with the standard deviation as error bars).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mer_heads.config import DataConfig, HeadConfig, split_options
+from mer_heads.data.dataset import (STORE_MODALITIES, MultimodalData, load_dataset,
+                                    parse_store_arg)
+from mer_heads.errors import DataError, ParameterError
+from mer_heads.folds import shared_folds
+from mer_heads.heads import get_head
+from mer_heads.heads.layers import check_learned
+from mer_heads.outputs import dump_json, output_folder, write_csv, write_text
+from mer_heads.protocol import CrossValidatedHead
+
+SCORES = ("f1", "mse", "metric")
+CSV_COLUMNS = ("section", "modality", "rank", "name", "stores", "encoders", "clips",
+               "f1_mean", "f1_std", "mse_mean", "mse_std", "metric_mean", "metric_std")
+MAX_SEEDS = 100
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One store of the leaderboard: its modality KEY, display name, path and encoder."""
+
+    modality: str
+    name: str
+    path: str
+    encoder: str
+    clips: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"modality": self.modality, "name": self.name, "path": self.path,
+                "encoder": self.encoder, "clips": self.clips}
+
+
+@dataclass
+class LeaderboardResult:
+    """``rows``: one dict per store (section ``single``) and per fusion (``fusion``), as in
+    the CSV, with ``per_seed`` scores; ``joined``: the clips the stores were joined on."""
+
+    rows: list[dict[str, Any]]
+    entries: list[Entry]
+    joined: int
+    markdown_path: Path
+    csv_path: Path
+    json_path: Path
+    png_path: Path
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        return self.markdown_path.read_text(encoding="utf-8")
+
+
+def display_names(stores: Sequence[tuple[str, str]]) -> list[str]:
+    """``ENCODER:STEM`` for each (encoder, path) pair, unique (``#2``, ``#3`` ... on repeats).
+    An ``hf:`` encoder is shortened to ``hf:`` + its last path part."""
+    names: list[str] = []
+    for encoder, path in stores:
+        if encoder.startswith("hf:"):
+            encoder = "hf:" + encoder[3:].rstrip("/").rsplit("/", 1)[-1]
+        base = f"{encoder}:{Path(path).name.removesuffix('.h5')}"
+        name, i = base, 1
+        while name in names:
+            i += 1
+            name = f"{base}#{i}"
+        names.append(name)
+    return names
+
+
+def _entries(features: Sequence[Any]) -> list[Entry]:
+    """The stores of ``features`` with their modality key and display name."""
+    from mer_features.errors import MerFeaturesError
+    from mer_features.store import FeatureStore
+
+    if not features:
+        raise DataError("No feature store given; pass --features KEY=STORE once per store "
+                        "(e.g. --features audio=a1.h5 --features audio=a2.h5).")
+    found = []
+    for spec in features:
+        key, path = parse_store_arg(spec)
+        if not path.is_file():
+            what = "is a folder" if path.is_dir() else "does not exist"
+            raise DataError(f"--features '{spec}': '{path}' {what}; give a feature store file "
+                            "(.h5) that `mer-features extract --out` wrote.")
+        try:
+            with FeatureStore(path) as store:
+                modality, encoder, clips = store.modality, store.encoder, len(store)
+        except (MerFeaturesError, OSError) as e:
+            raise DataError(f"Cannot read feature store '{path}': {e}") from e
+        if key in STORE_MODALITIES and key != modality:
+            raise DataError(f"--features {key}={path}: the store holds {modality} features, not "
+                            f"{key}. Give it under '{modality}', or under a modality name of "
+                            "your own.")
+        found.append((key or modality, str(path), encoder, clips))
+    seen: dict[str, str] = {}
+    for _, path, _, _ in found:
+        resolved = str(Path(path).resolve())
+        if resolved in seen:
+            raise DataError(f"The store '{path}' is given twice (also as '{seen[resolved]}'); "
+                            "give each store once.")
+        seen[resolved] = path
+    names = display_names([(e, p) for _, p, e, _ in found])
+    return [Entry(k, n, p, e, c) for (k, p, e, c), n in zip(found, names)]
+
+
+def leaderboard(features: Sequence[str | Path | tuple[str, str | Path]], out: str | Path,
+                head: HeadConfig | None = None, loading: DataConfig | None = None, *,
+                seeds: int = 3, top_n: int = 1, fusion: str = "attention",
+                train_split: str | None = None, overwrite: bool = False,
+                **options: Any) -> LeaderboardResult:
+    """Rank every store of ``features`` alone per modality, then fuse the top-K of each
+    modality for K = 1..``top_n``; write ``out/leaderboard.{md,csv,json,png}``.
+
+    Parameters
+    ----------
+    features : ``"KEY=STORE"`` strings or ``(key, path)`` pairs; KEY is the modality (several
+        stores per modality are expected); a bare path's modality is the store's.
+    out : output folder (an earlier leaderboard in it is only replaced with ``overwrite``).
+    head, loading, options : as for :func:`~mer_heads.experiments.fit.fit_run` (``model``,
+        ``folds``, ``groups``, ``seed``, ``join``, ``manifest`` ...). ``head.seed`` is the
+        first of the ``seeds`` seeds; ``head.seeds`` stays the models per fold.
+    seeds : N >= 1 repetitions with seeds ``seed .. seed+N-1`` (folds and training).
+    top_n : K >= 1, the largest number of stores per modality fused.
+    fusion : the head that fuses the top-K stores (default ``attention``).
+    train_split : use only the clips of this split.
+    """
+    start = time.perf_counter()
+    head, loading = split_options(head, loading, options)
+    for name, value, high in (("seeds", seeds, MAX_SEEDS), ("top_n", top_n, None)):
+        flag = "--top-n" if name == "top_n" else "--seeds"
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1 \
+                or (high is not None and value > high):
+            rule = f"an integer in [1, {high}]" if high else "an integer >= 1"
+            raise ParameterError(f"{name} must be {rule}; got {value!r} ({flag}).")
+    fusion_head = replace(head, model=fusion)  # validates the name
+    if head.seed + seeds - 1 + head.seeds > 2**32 - 1:
+        raise ParameterError(f"seed must leave room for {seeds} seeds; got {head.seed} (--seed).")
+    get_head(head.model).check_runtime(head)
+    check_learned(head.model, loading.layers)
+    get_head(fusion).check_runtime(fusion_head)
+    check_learned(fusion, loading.layers)
+    entries = _entries(features)
+    with output_folder(out, marker="leaderboard.json", overwrite=overwrite,
+                       what="leaderboard") as out:
+        return _leaderboard(entries, out, start, head, fusion_head, loading, seeds, top_n,
+                            train_split)
+
+
+def _leaderboard(entries: list[Entry], out: Path, start: float, head: HeadConfig,
+                 fusion_head: HeadConfig, loading: DataConfig, seeds: int, top_n: int,
+                 train_split: str | None) -> LeaderboardResult:
+    data = load_dataset([(e.name, e.path) for e in entries], loading)
+    if train_split is not None:
+        if train_split not in set(data.split):
+            raise DataError(f"No clip has split '{train_split}' (--train-split); the splits "
+                            f"present are {', '.join(map(repr, sorted(set(data.split))))}.")
+        data = data.subset(data.split == train_split)
+    notes: set[str] = set()
+    folds = []
+    for s in range(seeds):
+        config = replace(head, seed=head.seed + s)
+        folds.append(shared_folds(data, config, "nothing to rank. Check the stores' labels (or "
+                                  "pass --manifest) and --train-split."))
+    rows: list[dict[str, Any]] = []
+    plan: dict[str, Any] = {}
+    done: dict[tuple[str, str], dict[str, Any]] = {}  # (head, stores) -> row: scored once
+    for modality in dict.fromkeys(e.modality for e in entries):
+        mine = [e for e in entries if e.modality == modality]
+        scored = []
+        for e in mine:
+            row, plan = _score_set(data, [e], head, folds, notes)
+            done[(head.model, row["name"])] = row
+            scored.append(row)
+        scored.sort(key=lambda r: (-_key(r), r["name"]))
+        for rank, row in enumerate(scored, 1):
+            rows.append({"section": "single", "modality": modality, "rank": rank, **row})
+    fused_sets: list[tuple[str, ...]] = []
+    for k in range(1, top_n + 1):
+        chosen = []
+        for modality in dict.fromkeys(e.modality for e in entries):
+            ranked = [r for r in rows if r["section"] == "single" and r["modality"] == modality]
+            chosen += [r["name"] for r in ranked[:k]]
+        if fused_sets and tuple(chosen) == fused_sets[-1]:
+            notes.add(f"top-{k} fusion left out: no modality has more than {k - 1} store(s), so "
+                      f"it is the top-{k - 1} fusion")
+            continue
+        fused_sets.append(tuple(chosen))
+        by_name = {e.name: e for e in entries}
+        row = done.get((fusion_head.model, "+".join(chosen)))
+        if row is None:  # one modality's top-1 with --fusion == --model is its single row
+            row, plan = _score_set(data, [by_name[n] for n in chosen], fusion_head, folds,
+                                   notes)
+        rows.append({"section": "fusion", "modality": "+".join(
+            dict.fromkeys(by_name[n].modality for n in chosen)), "rank": k, **row})
+    notes_list = sorted(notes)
+    report = {"params": head.to_json(), "fusion": fusion_head.model, "seeds":
+              [head.seed + s for s in range(seeds)], "top_n": top_n, "input": loading.input,
+              "layers": loading.layers, "join": loading.join, "joined_clips": len(data),
+              "labelled_clips": int((data.labels >= 0).sum()),
+              "train_split": train_split, "folds": plan, "stores": [e.to_json() for e in entries],
+              "rows": rows, "notes": notes_list}
+    md_path, csv_path = out / "leaderboard.md", out / "leaderboard.csv"
+    json_path, png_path = out / "leaderboard.json", out / "leaderboard.png"
+    from mer_heads.reports.leaderboard import leaderboard_figure, markdown_leaderboard
+
+    write_csv(csv_path, CSV_COLUMNS, rows)
+    dump_json(report, json_path)
+    write_text(md_path, markdown_leaderboard(report))
+    leaderboard_figure(report, png_path)
+    return LeaderboardResult(rows, entries, len(data), md_path, csv_path, json_path, png_path,
+                             time.perf_counter() - start, notes_list)
+
+
+def _key(row: dict[str, Any]) -> float:
+    value = row["metric_mean"] if row["metric_mean"] is not None else row["f1_mean"]
+    return -np.inf if value is None else value
+
+
+def _score_set(data: MultimodalData, chosen: list[Entry], head: HeadConfig,
+               folds: list[np.ndarray], notes: set[str]) -> tuple[dict[str, Any], dict]:
+    """Cross-validate the stores ``chosen`` together once per seed, on that seed's folds."""
+    sub = data.select_modalities([e.name for e in chosen])
+    per_seed, clips, plan = [], 0, {}
+    for s, fold_of in enumerate(folds):
+        est = CrossValidatedHead.from_config(replace(head, seed=head.seed + s)).fit(
+            sub, fold_of=fold_of)
+        notes.update(est.notes_)
+        clips, plan = len(est.train_names_), est.fold_plan_.to_json()
+        per_seed.append({"seed": head.seed + s, "precision": est.precision_,
+                         **{k: getattr(est.cv_scores_, k) for k in SCORES}})
+    row: dict[str, Any] = {"name": "+".join(e.name for e in chosen),
+                           "stores": " ".join(e.path for e in chosen),
+                           "encoders": " ".join(e.encoder for e in chosen), "clips": clips}
+    for k in SCORES:
+        values = [p[k] for p in per_seed]
+        ok = all(v is not None for v in values)
+        row[f"{k}_mean"] = float(np.mean(values)) if ok else None
+        row[f"{k}_std"] = float(np.std(values)) if ok else None
+    row["per_seed"] = per_seed
+    return row, plan
+
+
+__all__ = ["CSV_COLUMNS", "Entry", "LeaderboardResult", "display_names", "leaderboard"]

@@ -1,0 +1,187 @@
+"""How the pseudo-label threshold changes semi-supervised results (open question 2 of the MER
+2023 paper): one strategy of :mod:`mer_heads.experiments.semi` over a list of values.
+
+The supervised head is cross-validated once; every value then runs the strategy's rounds from
+it (the same teacher and the same folds: the pool clips only join training parts, so the
+held-out folds, and the clips scored, are the supervised run's for every value). The value is
+the confidence threshold T of ``threshold`` and ``weak-reinforce`` or the quantile Q of
+``class-quantile``. Per value (its last round): the clips added per class (mean over the fold
+models' teachers), the distinct pool clips used, with ``hide_labels`` (a simulation: a
+stratified, seeded fraction of the labels is hidden before the folds are drawn and the hidden
+clips are the pool) the accuracy of the pseudo-labels assigned (pooled over folds) and of the
+teacher over the whole pool, and the CV scores with their change against the supervised run.
+
+Writes ``semi_sweep.md`` (printed), ``.csv`` (one row per value), ``.json`` (byte-identical for
+the same inputs and seed; every round of every value) and ``semi_sweep.png`` (clips added and
+pseudo-label accuracy, and the change of the CV metric, against the value).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mer_features import EMOTIONS
+from mer_heads.config import DataConfig, HeadConfig, SemiSettings, split_options
+from mer_heads.data.dataset import load_dataset, split_rows
+from mer_heads.errors import DataError, ParameterError
+from mer_heads.experiments.semi import fit_semi
+from mer_heads.experiments.semi import hide_labels as hide_some_labels
+from mer_heads.folds import check_folds, check_groups
+from mer_heads.heads import get_head
+from mer_heads.heads.layers import check_learned
+from mer_heads.outputs import dump_json, output_folder, write_csv, write_text
+from mer_heads.protocol import CrossValidatedHead
+
+SWEPT = ("threshold", "class-quantile", "weak-reinforce")
+CSV_COLUMNS = ("value", "added_clips", "added_total", *(f"added_{e}" for e in EMOTIONS),
+               "pseudo_accuracy", "teacher_accuracy", "cv_f1", "cv_mse", "cv_metric",
+               "delta_f1", "delta_mse", "delta_metric")
+
+
+@dataclass
+class SemiSweepResult:
+    """``rows``: one dict per value, as in the CSV; ``supervised``: the supervised CV scores."""
+
+    rows: list[dict[str, Any]]
+    supervised: dict[str, Any]
+    markdown_path: Path
+    csv_path: Path
+    json_path: Path
+    png_path: Path
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        return self.markdown_path.read_text(encoding="utf-8")
+
+
+def parse_values(text: str | Sequence[float]) -> list[float]:
+    """``"0.5,0.6,0.7"`` (or a sequence of numbers) -> [0.5, 0.6, 0.7]; refuses an empty list,
+    a word that is not a number and repeated values."""
+    if isinstance(text, str):
+        words = [w.strip() for w in text.split(",")]
+        values = []
+        for w in words:
+            try:
+                values.append(float(w))
+            except ValueError:
+                raise ParameterError(f"--values must be comma-separated numbers, e.g. "
+                                     f"0.5,0.7,0.9; got {w!r} in {text!r}.") from None
+    else:
+        values = [v for v in text]
+    if not values:
+        raise ParameterError("--values needs at least one value, e.g. 0.5,0.7,0.9.")
+    if len(set(values)) < len(values):
+        raise ParameterError(f"--values lists a value twice ({values}); give each once.")
+    return values
+
+
+def _settings(strategy: str, value: float, **kw: Any) -> SemiSettings:
+    if strategy == "class-quantile":
+        return SemiSettings(strategy=strategy, quantile=value, **kw)
+    return SemiSettings(strategy=strategy, threshold=value, **kw)
+
+
+def semi_sweep(features: Sequence[str | Path | tuple[str, str | Path]], out: str | Path,
+               head: HeadConfig | None = None, loading: DataConfig | None = None, *,
+               strategy: str, values: str | Sequence[float], hide_labels: float | None = None,
+               rounds: int = 1, teacher: str = "fold", train_split: str | None = None,
+               overwrite: bool = False, **options: Any) -> SemiSweepResult:
+    """Run ``strategy`` for every value of ``values`` from one supervised head; write
+    ``out/semi_sweep.{md,csv,json,png}`` (see the module docstring).
+
+    Parameters
+    ----------
+    features, head, loading, options, train_split : as for
+        :func:`~mer_heads.experiments.fit.fit_run`.
+    strategy : ``threshold``, ``class-quantile`` or ``weak-reinforce``.
+    values : thresholds in (0, 1] (quantiles in [0, 1] for ``class-quantile``), as a list or
+        ``"0.5,0.6,0.7"``.
+    hide_labels : the simulation: hide this fraction of the labels, in (0, 1) (``--hide-labels``);
+        None: the pool is the stores' unlabelled clips.
+    rounds, teacher : as ``--semi-rounds`` and ``--semi-teacher``.
+    """
+    start = time.perf_counter()
+    head, loading = split_options(head, loading, options)
+    if strategy not in SWEPT:
+        raise ParameterError(f"The swept strategy must be one of {', '.join(SWEPT)}; got "
+                             f"{strategy!r} (--semi).")
+    values = parse_values(values)
+    settings = [_settings(strategy, v, rounds=rounds, teacher=teacher, hide_labels=hide_labels)
+                for v in values]  # each value checked here, before any work
+    get_head(head.model).check_runtime(head)
+    check_learned(head.model, loading.layers)
+    with output_folder(out, marker="semi_sweep.json", overwrite=overwrite,
+                       what="semi-supervised sweep") as out:
+        return _sweep(features, out, start, head, loading, strategy, values, settings,
+                      train_split)
+
+
+def _sweep(features, out: Path, start: float, head: HeadConfig, loading: DataConfig,
+           strategy: str, values: list[float], settings: list[SemiSettings],
+           train_split: str | None) -> SemiSweepResult:
+    data = load_dataset(features, loading)
+    train_mask, _ = split_rows(data, train_split, None)
+    if not (data.labels[train_mask] >= 0).any():
+        raise DataError("None of the training clips has a discrete label; labels come from "
+                        "the manifest at extraction or from --manifest PATH.")
+    hide = settings[0].hide_labels
+    hidden = None
+    if hide is not None:
+        data, hidden = hide_some_labels(data, train_mask, hide, head.seed)
+        kept = np.flatnonzero(train_mask & (data.labels >= 0) & data.present.any(axis=1))
+        context = f"(after --hide-labels {hide:g} hid {len(hidden.names)} labels)"
+        check_folds(data.labels[kept], head.folds, context)
+        if head.groups is not None:
+            check_groups(data.column(head.groups, "--groups")[kept], head.folds, head.groups,
+                         [data.names[i] for i in kept], context)
+    train = data.subset(train_mask)
+    labelled = np.flatnonzero(train.labels >= 0)
+    supervised = CrossValidatedHead.from_config(head).fit(train.subset(labelled))
+    base = supervised.cv_scores_.to_json()
+    rows, details, notes = [], [], set(supervised.notes_)
+    for value, s in zip(values, settings):
+        result = fit_semi(train, s, head, hidden=hidden, supervised=supervised)
+        notes.update(result.estimator.notes_)
+        last = result.rounds[-1]
+        accuracy = last.get("pseudo_accuracy") or {}
+        row: dict[str, Any] = {"value": float(value), "added_clips": last["added_clips"],
+                               "added_total": last["added_total"],
+                               **{f"added_{e}": last["added"][e] for e in EMOTIONS},
+                               "pseudo_accuracy": accuracy.get("overall"),
+                               "teacher_accuracy": accuracy.get("teacher")}
+        for k in ("f1", "mse", "metric"):
+            row[f"cv_{k}"] = last["cv"][k]
+            row[f"delta_{k}"] = (None if last["cv"][k] is None or base[k] is None
+                                 else last["cv"][k] - base[k])
+        rows.append(row)
+        details.append({"value": float(value), "rounds": result.rounds[1:],
+                        "pseudo_accuracy_per_class": accuracy.get("per_class")})
+    notes_list = sorted(notes)
+    report = {"strategy": strategy, "values": [float(v) for v in values],
+              "settings": {k: v for k, v in settings[0].to_json().items()
+                           if k not in ("threshold", "quantile")},
+              "params": head.to_json(), "input": loading.input, "layers": loading.layers,
+              "train_split": train_split, "pool": len(hidden.names) if hidden else
+              int(((train.labels < 0) & train.present.any(axis=1)).sum()),
+              "labelled": len(labelled), "folds": supervised.fold_plan_.to_json(),
+              "supervised": base, "rows": rows, "details": details, "notes": notes_list}
+    md, csv_path = out / "semi_sweep.md", out / "semi_sweep.csv"
+    json_path, png = out / "semi_sweep.json", out / "semi_sweep.png"
+    from mer_heads.reports.semi_sweep import markdown_sweep, sweep_figure
+
+    write_csv(csv_path, CSV_COLUMNS, rows)
+    dump_json(report, json_path)
+    write_text(md, markdown_sweep(report))
+    sweep_figure(report, png)
+    return SemiSweepResult(rows, base, md, csv_path, json_path, png,
+                           time.perf_counter() - start, notes_list)
+
+
+__all__ = ["CSV_COLUMNS", "SWEPT", "SemiSweepResult", "parse_values", "semi_sweep"]

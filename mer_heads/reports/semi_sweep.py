@@ -1,0 +1,89 @@
+"""The semi-supervised sweep's Markdown and figure (see
+:mod:`mer_heads.experiments.semi_sweep`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mer_features import EMOTIONS
+from mer_heads.outputs import save_figure
+
+
+def _n(v: float | None, digits: int = 4, sign: bool = False) -> str:
+    if v is None:
+        return "-"
+    return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
+
+
+def _value_name(strategy: str) -> str:
+    return "quantile Q" if strategy == "class-quantile" else "threshold T"
+
+
+def markdown_sweep(report: dict[str, Any]) -> str:
+    s, base = report["settings"], report["supervised"]
+    sim = s.get("hide_labels")
+    pool = (f"{report['pool']} clips whose labels were hidden (--hide-labels {sim:g})" if sim
+            else f"{report['pool']} unlabelled clips")
+    lines = [f"# Semi-supervised sweep: {report['strategy']} over {_value_name(report['strategy'])}"
+             f" ({report['params']['model']}, {report['params']['folds']} folds, seed "
+             f"{report['params']['seed']}, {s['rounds']} round(s), teacher {s['teacher']})", "",
+             f"{report['labelled']} labelled training clips; pool: {pool}. Supervised CV: F1 "
+             f"{_n(base['f1'])}, MSE {_n(base['mse'])}, metric {_n(base['metric'])} (computed "
+             "once; every value starts from it, on the same folds). Added: pseudo-labelled clips "
+             "per fold (mean over folds); clips: distinct pool clips any fold used. Last round.",
+             "",
+             "| value | clips | added | " + " | ".join(EMOTIONS) + " | pseudo acc. | teacher acc. "
+             "| CV F1 | CV MSE | CV metric | Δ metric |",
+             "|" + "---|" * (9 + len(EMOTIONS))]
+    for r in report["rows"]:
+        lines.append(f"| {r['value']:g} | {r['added_clips']} | {r['added_total']:.1f} | "
+                     + " | ".join(f"{r[f'added_{e}']:.1f}" for e in EMOTIONS)
+                     + f" | {_n(r['pseudo_accuracy'], 3)} | {_n(r['teacher_accuracy'], 3)} | "
+                     f"{_n(r['cv_f1'])} | {_n(r['cv_mse'])} | {_n(r['cv_metric'])} | "
+                     f"{_n(r['delta_metric'], sign=True)} |")
+    lines += [f"- {n}" for n in report["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def sweep_figure(report: dict[str, Any], path: str | Path) -> Path:
+    """Left: clips added (and pseudo-label accuracy, right axis, in a simulation) against the
+    value; right: the change of the CV metric (and F1) against the supervised run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(report["rows"], key=lambda r: r["value"])
+    x = [r["value"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=120)
+    left.plot(x, [r["added_total"] for r in rows], "o-", color="tab:blue",
+              label="added per fold")
+    left.set_ylabel("pseudo-labelled clips per fold", color="tab:blue")
+    acc = [(v, r["pseudo_accuracy"]) for v, r in zip(x, rows) if r["pseudo_accuracy"] is not None]
+    if acc:
+        twin = left.twinx()
+        twin.plot([a for a, _ in acc], [b for _, b in acc], "s--", color="tab:red")
+        twin.set_ylabel("pseudo-label accuracy", color="tab:red")
+        twin.set_ylim(0, 1.02)
+    for key, style in (("delta_metric", "o-"), ("delta_f1", "s--")):
+        pts = [(v, r[key]) for v, r in zip(x, rows) if r[key] is not None]
+        if pts:
+            right.plot([a for a, _ in pts], [b for _, b in pts], style,
+                       label={"delta_metric": "Δ CV metric", "delta_f1": "Δ CV F1"}[key])
+    right.axhline(0, color="grey", lw=0.8, ls=":")
+    right.set_ylabel("change against supervised")
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.set_xlabel(_value_name(report["strategy"]))
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{report['strategy']}: pseudo-labels against the "
+                 f"{_value_name(report['strategy']).split()[0]}", fontsize=10)
+    fig.tight_layout()
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+__all__ = ["markdown_sweep", "sweep_figure"]
