@@ -12,6 +12,8 @@ import argparse
 import os
 import sys
 from dataclasses import fields
+from pathlib import Path
+from typing import Any
 
 from mer_heads.config import DataConfig, HeadConfig, SemiSettings, cli_help
 from mer_heads.errors import MerHeadsError, ParameterError
@@ -69,6 +71,15 @@ def _print_notes(notes: list[str]) -> None:
         print(note if note.startswith("warning: ") else f"note: {note}", file=sys.stderr)
 
 
+def _print_report(result: Any, paths: list[Path], seconds: float | None = None) -> None:
+    """A report command's output: its markdown table on stdout, its notes on stderr, then the
+    files it wrote (and the seconds it took) on one line."""
+    print(result.markdown(), end="")
+    _print_notes(result.notes)
+    print(", ".join(str(path) for path in paths)
+          + (f" ({seconds:.1f} s)" if seconds is not None else ""))
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from mer_heads.experiments.fit import fit_run
 
@@ -122,9 +133,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     _set_threads(args)
     result = ablate(args.features, args.out, train_split=args.train_split,
                     overwrite=args.overwrite, **configs)
-    print(result.markdown(), end="")
-    _print_notes(result.notes)
-    print(f"{result.csv_path}, {result.markdown_path} ({result.seconds:.1f} s)")
+    _print_report(result, [result.csv_path, result.markdown_path], result.seconds)
     return 0
 
 
@@ -137,10 +146,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
                         augment=args.augment or (), sets=args.sets,
                         train_split=args.train_split, test_split=args.test_split,
                         overwrite=args.overwrite, **configs)
-    print(result.markdown(), end="")
-    _print_notes(result.notes)
-    print(f"{result.csv_path}, {result.markdown_path}, {result.json_path}, {result.png_path} "
-          f"({result.seconds:.1f} s)")
+    _print_report(result, [result.csv_path, result.markdown_path, result.json_path,
+                           result.png_path], result.seconds)
     return 0
 
 
@@ -152,10 +159,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     result = leaderboard(args.features, args.out, seeds=args.seeds, top_n=args.top_n,
                          fusion=args.fusion, train_split=args.train_split,
                          overwrite=args.overwrite, **configs)
-    print(result.markdown(), end="")
-    _print_notes(result.notes)
-    print(f"{result.markdown_path}, {result.csv_path}, {result.json_path}, {result.png_path} "
-          f"({result.seconds:.1f} s)")
+    _print_report(result, [result.markdown_path, result.csv_path, result.json_path,
+                           result.png_path], result.seconds)
     return 0
 
 
@@ -169,10 +174,8 @@ def cmd_semi_sweep(args: argparse.Namespace) -> int:
                         hide_labels=semi.get("hide_labels"), rounds=semi.get("rounds", 1),
                         teacher=semi.get("teacher", "fold"), train_split=args.train_split,
                         overwrite=args.overwrite, **configs)
-    print(result.markdown(), end="")
-    _print_notes(result.notes)
-    print(f"{result.markdown_path}, {result.csv_path}, {result.json_path}, {result.png_path} "
-          f"({result.seconds:.1f} s)")
+    _print_report(result, [result.markdown_path, result.csv_path, result.json_path,
+                           result.png_path], result.seconds)
     return 0
 
 
@@ -181,9 +184,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
     result = describe(args.out, features=args.features, manifest=args.manifest,
                       labels=args.labels, join=args.join, overwrite=args.overwrite)
-    print(result.markdown(), end="")
-    _print_notes(result.notes)
-    print(f"{result.markdown_path}, {result.csv_path}, {result.json_path}, {result.png_path}")
+    _print_report(result, [result.markdown_path, result.csv_path, result.json_path,
+                           result.png_path])
     return 0
 
 
