@@ -20,6 +20,7 @@ from mer_features.errors import ManifestError
 BUILT_IN = (
     "mer2023",
     "ravdess",
+    "emobox",
 )
 """The importer modules of this package, one line each.
 
