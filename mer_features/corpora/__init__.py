@@ -21,6 +21,12 @@ BUILT_IN = (
     "mer2023",
     "ravdess",
     "emobox",
+    "emodb",
+    "iemocap",
+    "meld",
+    "cremad",
+    "msppodcast",
+    "mer2025",
 )
 """The importer modules of this package, one line each.
 

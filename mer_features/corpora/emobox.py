@@ -32,7 +32,8 @@ from collections import Counter
 from pathlib import Path, PurePosixPath
 
 from mer_features.corpora import Corpus, CorpusOption
-from mer_features.corpora.labelmap import normalise_label
+from mer_features.corpora.labelmap import LABEL_MAP_OPTION, normalise_label
+from mer_features.corpora.release import SKIP_MISSING_OPTION
 from mer_features.errors import ManifestError
 
 PARTS = ("train", "valid", "test")
@@ -59,12 +60,15 @@ SPEAKER_RULES = {
     "esd": _group(r"/(\d{4})_\d+\.\w+$"),
     "savee": _group(r"/([A-Z]{2})_[a-z]+\d+\.\w+$"),
     "tess": _group(r"/([A-Z]{3})_[^/]+\.\w+$"),
-    "shemo": _group(r"/([FM]\d\d)S\d+\.\w+$"),
+    "shemo": _group(r"/([FM]\d\d)[A-Z]\d+\.\w+$"),
     "subesco": _group(r"/([FM]_\d\d)_[^/]+\.\w+$"),
 }
 """EmoBox corpus name -> the speaker of a clip from its ``wav`` path (None when it does not
-match). Written from the corpora's file naming and checked on EmoBox's jsonl files: each gives
-the corpus's documented number of speakers, and no speaker is in two test folds."""
+match). Written from the corpora's file naming and checked on every clip of EmoBox's jsonl
+files: each rule matches every clip and gives the corpus's number of speakers (RAVDESS 24,
+CREMA-D 91, EmoDB 10, IEMOCAP 10, CASIA 4, EMOVO 6, ESD 20, SAVEE 4, TESS 2, ShEMO 87,
+SUBESCO 20). EmoBox's test folds hold each speaker in one fold, except EmoDB's: each of its
+10 speakers is in all 5 test folds (its folds are not speaker-independent)."""
 
 
 def build_emobox_manifest(root: str | Path, out: str | Path, *, data: str | Path | None = None,
@@ -371,17 +375,16 @@ def _missing_hint(root: Path, depth: int, ext: str | None, found: int) -> str:
 
 
 def _summary(path: Path, counts: dict[str, object]) -> tuple[str, list[str]]:
-    classes = counts["classes"]
+    from mer_features.corpora.release import describe_classes, missing_list_path
+
     line = (f"{path}: {counts['clips']} clips of EmoBox corpus '{counts['corpus']}', "
-            f"{len(classes)} classes ({', '.join(f'{c} {n}' for c, n in classes.items())}), "
-            f"{counts['folds']} fold(s), {counts['speakers']} speakers")
+            f"{describe_classes(counts['classes'])}, {counts['folds']} fold(s), "
+            f"{counts['speakers']} speakers")
     notes = list(counts["notes"])
     if counts["depth"]:
         notes.append(f"note: audio found under --root with the first {counts['depth']} folder(s) "
                      "of each EmoBox 'wav' path dropped")
     if counts["missing"]:
-        from mer_features.corpora.release import missing_list_path
-
         notes.append(f"note: {counts['missing']} clip(s) left out, their audio missing (listed "
                      f"in '{missing_list_path(path)}')")
     if counts["without_fold"] and counts["folds"] > 1:
@@ -401,8 +404,6 @@ CORPUS = Corpus(
                      "fold_K/ (required)"),
         CorpusOption("--audio-ext", "also accept this extension for a missing 'wav' file (flac "
                      "for a corpus converted to FLAC)"),
-        CorpusOption("--skip-missing", "leave out clips whose audio is missing (counted and "
-                     "listed in <out>.missing.txt) instead of stopping", switch=True),
-        CorpusOption("--label-map", "JSON or CSV file renaming, merging or dropping classes "
-                     "(docs/corpora.md#label-maps)"),
+        SKIP_MISSING_OPTION,
+        LABEL_MAP_OPTION,
     ))

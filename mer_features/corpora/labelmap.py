@@ -37,6 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mer_features.corpora import CorpusOption
 from mer_features.errors import ManifestError
 
 WILDCARD = "*"
@@ -281,5 +282,11 @@ def label_map_option_value(value: str | Path | LabelMap | None) -> LabelMap | No
     return read_label_map(value)
 
 
-__all__ = ["LabelMap", "LabelMapResult", "WILDCARD", "apply_to_rows", "label_map_option_value",
-           "normalise_label", "read_label_map"]
+LABEL_MAP_OPTION = CorpusOption(
+    "--label-map", "JSON or CSV file renaming, merging or dropping classes "
+    "(docs/corpora.md#label-maps)")
+"""The importers' ``--label-map FILE`` option."""
+
+
+__all__ = ["LABEL_MAP_OPTION", "LabelMap", "LabelMapResult", "WILDCARD", "apply_to_rows",
+           "label_map_option_value", "normalise_label", "read_label_map"]

@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 
 from mer_features.corpora import Corpus, CorpusOption
+from mer_features.corpora.labelmap import LABEL_MAP_OPTION
 from mer_features.errors import ManifestError
 
 EMOTION_CODES = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry",
@@ -146,6 +147,5 @@ CORPUS = Corpus(
         CorpusOption("--labels", "class set of 'discrete': mer6 (MER's six; calm and disgust "
                      "unlabelled) or native (RAVDESS's eight) (default mer6)", default="mer6",
                      choices=LABEL_SETS),
-        CorpusOption("--label-map", "JSON or CSV file renaming, merging or dropping classes "
-                     "(docs/corpora.md#label-maps)"),
+        LABEL_MAP_OPTION,
     ))

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from mer_features.corpora import CorpusOption
 from mer_features.errors import ManifestError
 
 SHOWN = 5
@@ -129,6 +130,33 @@ def split_missing(rows: list[dict[str, object]], media: Callable[[dict[str, obje
                         "Or pass --skip-missing to leave them out.")
 
 
+def to_mer_scale(text: str, low: float, high: float, where: str) -> float:
+    """A rating on a corpus's ``[low, high]`` scale, linearly onto MER's [-5, 5] (the
+    manifest's valence scale): ``(v - mid) * 10 / (high - low)``. A value that is not a number
+    or lies off the scale is an error naming ``where`` (file and line)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ManifestError(f"{where}: rating {text!r} is not a number on the corpus's "
+                            f"{low:g}-{high:g} scale; fix the line.")
+    return (value - (low + high) / 2) * 10 / (high - low)
+
+
+def describe_classes(classes: dict[str, int]) -> str:
+    """``"7 classes (anger 127, boredom 81, ...)"`` for a summary line."""
+    return f"{len(classes)} classes ({', '.join(f'{c} {n}' for c, n in classes.items())})"
+
+
+SKIP_MISSING_OPTION = CorpusOption(
+    "--skip-missing", "leave out clips whose media file is missing (counted, and listed in "
+    "<out>.missing.txt) instead of stopping", switch=True)
+"""The ``--skip-missing`` option of the importers that read a label file."""
+
+
 def first_of(root: Path, names: Iterable[str]) -> Path | None:
     """The first of ``root/name`` that exists (releases spell some files in two ways)."""
     for name in names:
@@ -137,5 +165,6 @@ def first_of(root: Path, names: Iterable[str]) -> Path | None:
     return None
 
 
-__all__ = ["first_of", "manifest_path", "missing_list_path", "read_csv", "read_text",
-           "require_folder", "split_missing"]
+__all__ = ["SKIP_MISSING_OPTION", "describe_classes", "first_of", "manifest_path",
+           "missing_list_path", "read_csv", "read_text", "require_folder", "split_missing",
+           "to_mer_scale"]
