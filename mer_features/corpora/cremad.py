@@ -1,4 +1,5 @@
-"""Manifest builder for CREMA-D (Cao et al. 2014), as released in github.com/CheyneyComputerScience/CREMA-D.
+"""Manifest builder for CREMA-D (Cao et al. 2014), as released in
+github.com/CheyneyComputerScience/CREMA-D.
 
 ::
 
@@ -15,11 +16,11 @@ no official split: ``mer-heads fit --groups speaker`` gives speaker-independent 
 from __future__ import annotations
 
 import re
-from collections import Counter
 from pathlib import Path
 
 from mer_features.corpora import Corpus
 from mer_features.corpora.labelmap import LABEL_MAP_OPTION
+from mer_features.corpora.release import summarise
 from mer_features.errors import ManifestError
 
 EMOTION_CODES = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy",
@@ -65,32 +66,18 @@ def build_cremad_manifest(root: str | Path, out: str | Path, *, label_map: objec
     path and counts."""
     from mer_features.corpora.labelmap import apply_to_rows, label_map_option_value
     from mer_features.corpora.manifest import COLUMNS, write_manifest
-    from mer_features.corpora.release import manifest_path, require_folder
+    from mer_features.corpora.release import (class_counts, manifest_path, named_files,
+                                              require_folder)
 
     root, out = Path(root), Path(out)
     label_map = label_map_option_value(label_map)
     folder = require_folder(root / "AudioWAV", "CREMA-D", "point --root at the CREMA-D folder "
                             "that holds AudioWAV/ (files such as 1001_DFA_ANG_XX.wav).")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".wav")
-    if not files:
-        raise ManifestError(f"No .wav files in '{folder}'; point --root at the CREMA-D folder "
-                            "that holds AudioWAV/.")
+    files = named_files(folder, parse_name, "CREMA-D")
     people = _demographics(root / "VideoDemographics.csv")
-    rows, bad = [], []
-    for path in files:
-        try:
-            fields = parse_name(path.stem)
-        except ValueError as e:
-            bad.append(f"{path.name} ({e})")
-            continue
-        rows.append({"name": path.stem, "audio": manifest_path(path, out, relative),
-                     "text": SENTENCES[fields["sentence"]],
-                     "discrete": EMOTION_CODES[fields["emotion"]], **fields,
-                     **people.get(fields["speaker"], {})})
-    if bad:
-        raise ManifestError(f"{len(bad)} file(s) in '{folder}' are not CREMA-D clips: "
-                            f"{'; '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}. Move them "
-                            "out of AudioWAV/ or fix their names.")
+    rows = [{"name": path.stem, "audio": manifest_path(path, out, relative),
+             "text": SENTENCES[fields["sentence"]], "discrete": EMOTION_CODES[fields["emotion"]],
+             **fields, **people.get(fields["speaker"], {})} for path, fields in files]
     rows, notes = apply_to_rows(rows, label_map)
     write_manifest(out, rows, columns=(*COLUMNS, *EXTRA_COLUMNS))
     speakers = {r["speaker"] for r in rows}
@@ -101,9 +88,8 @@ def build_cremad_manifest(root: str | Path, out: str | Path, *, label_map: objec
     if not people:
         notes.append("note: no VideoDemographics.csv under --root; gender, age, race and "
                      "ethnicity are empty")
-    classes = Counter(r["discrete"] for r in rows if r["discrete"])
-    return out, {"clips": len(rows), "classes": dict(sorted(classes.items())),
-                 "speakers": len(speakers), "notes": notes}
+    return out, {"clips": len(rows), "classes": class_counts(rows), "speakers": len(speakers),
+                 "notes": notes}
 
 
 def _demographics(path: Path) -> dict[str, dict[str, str]]:
@@ -126,17 +112,10 @@ def _demographics(path: Path) -> dict[str, dict[str, str]]:
     return people
 
 
-def _summary(path: Path, counts: dict[str, object]) -> tuple[str, list[str]]:
-    from mer_features.corpora.release import describe_classes
-
-    return (f"{path}: {counts['clips']} clips, {describe_classes(counts['classes'])}, "
-            f"{counts['speakers']} speakers", list(counts["notes"]))
-
-
 CORPUS = Corpus(
     name="cremad",
     help="CREMA-D: AudioWAV/1001_DFA_ANG_XX.wav ... and VideoDemographics.csv",
     root_help="folder that holds AudioWAV/ (and VideoDemographics.csv)",
     build=build_cremad_manifest,
-    summary=_summary,
+    summary=summarise,
     options=(LABEL_MAP_OPTION,))

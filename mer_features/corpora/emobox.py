@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from pathlib import Path, PurePosixPath
 
 from mer_features.corpora import Corpus, CorpusOption
@@ -79,7 +78,8 @@ def build_emobox_manifest(root: str | Path, out: str | Path, *, data: str | Path
     returns its path and counts (see the module doc)."""
     from mer_features.corpora.labelmap import apply_to_rows, label_map_option_value
     from mer_features.corpora.manifest import COLUMNS, write_manifest
-    from mer_features.corpora.release import manifest_path, require_folder, split_missing
+    from mer_features.corpora.release import (class_counts, manifest_path, require_folder,
+                                              split_missing)
     from mer_features.decode import VIDEO_SUFFIXES
 
     if data is None:
@@ -133,7 +133,7 @@ def build_emobox_manifest(root: str | Path, out: str | Path, *, data: str | Path
     n_folds = len(folds.names)
     counts: dict[str, object] = {
         "clips": len(rows), "missing": missing, "folds": n_folds,
-        "classes": dict(sorted(Counter(r["discrete"] for r in rows if r["discrete"]).items())),
+        "classes": class_counts(rows),
         "speakers": len({r["speaker"] for r in rows if r["speaker"]}),
         "without_fold": sum(1 for r in rows if r["fold"] is None),
         "corpus": name, "depth": depth, "notes": notes,

@@ -15,12 +15,11 @@ official split: ``mer-heads fit --groups speaker`` gives speaker-independent fol
 from __future__ import annotations
 
 import re
-from collections import Counter
 from pathlib import Path
 
 from mer_features.corpora import Corpus
 from mer_features.corpora.labelmap import LABEL_MAP_OPTION
-from mer_features.errors import ManifestError
+from mer_features.corpora.release import summarise
 
 EMOTION_CODES = {"W": "anger", "L": "boredom", "E": "disgust", "A": "fear", "F": "happiness",
                  "T": "sadness", "N": "neutral"}
@@ -68,42 +67,20 @@ def build_emodb_manifest(root: str | Path, out: str | Path, *, label_map: object
     counts."""
     from mer_features.corpora.labelmap import apply_to_rows, label_map_option_value
     from mer_features.corpora.manifest import COLUMNS, write_manifest
-    from mer_features.corpora.release import manifest_path, require_folder
+    from mer_features.corpora.release import (class_counts, manifest_path, named_files,
+                                              require_folder)
 
     root, out = Path(root), Path(out)
     label_map = label_map_option_value(label_map)
     folder = require_folder(root / "wav", "EmoDB", "point --root at the EmoDB folder that holds "
                                                    "wav/ (with files such as 03a01Fa.wav).")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".wav")
-    if not files:
-        raise ManifestError(f"No .wav files in '{folder}'; point --root at the EmoDB folder "
-                            "that holds wav/.")
-    rows, bad = [], []
-    for path in files:
-        try:
-            fields = parse_name(path.stem)
-        except ValueError as e:
-            bad.append(f"{path.name} ({e})")
-            continue
-        rows.append({"name": path.stem, "audio": manifest_path(path, out, relative),
-                     "text": TEXTS[fields["text_code"]],
-                     "discrete": EMOTION_CODES[fields["emotion"]], **fields})
-    if bad:
-        raise ManifestError(f"{len(bad)} file(s) in '{folder}' are not EmoDB clips: "
-                            f"{'; '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}. Move them "
-                            "out of wav/ or fix their names.")
+    rows = [{"name": path.stem, "audio": manifest_path(path, out, relative),
+             "text": TEXTS[fields["text_code"]], "discrete": EMOTION_CODES[fields["emotion"]],
+             **fields} for path, fields in named_files(folder, parse_name, "EmoDB")]
     rows, notes = apply_to_rows(rows, label_map)
     write_manifest(out, rows, columns=(*COLUMNS, *EXTRA_COLUMNS))
-    classes = Counter(r["discrete"] for r in rows if r["discrete"])
-    return out, {"clips": len(rows), "classes": dict(sorted(classes.items())),
+    return out, {"clips": len(rows), "classes": class_counts(rows),
                  "speakers": len({r["speaker"] for r in rows}), "notes": notes}
-
-
-def _summary(path: Path, counts: dict[str, object]) -> tuple[str, list[str]]:
-    from mer_features.corpora.release import describe_classes
-
-    return (f"{path}: {counts['clips']} clips, {describe_classes(counts['classes'])}, "
-            f"{counts['speakers']} speakers", list(counts["notes"]))
 
 
 CORPUS = Corpus(
@@ -111,5 +88,5 @@ CORPUS = Corpus(
     help="EmoDB (Berlin): wav/03a01Fa.wav ...",
     root_help="folder that holds wav/",
     build=build_emodb_manifest,
-    summary=_summary,
+    summary=summarise,
     options=(LABEL_MAP_OPTION,))

@@ -25,12 +25,11 @@ and the unlabelled utterances dropped (5531 utterances on the full release);
 from __future__ import annotations
 
 import re
-from collections import Counter
 from pathlib import Path
 
 from mer_features.corpora import Corpus, CorpusOption
 from mer_features.corpora.labelmap import LABEL_MAP_OPTION
-from mer_features.corpora.release import SKIP_MISSING_OPTION
+from mer_features.corpora.release import SKIP_MISSING_OPTION, summarise
 from mer_features.errors import ManifestError
 
 EMOTION_CODES = {"neu": "neutral", "hap": "happy", "exc": "excited", "sad": "sad",
@@ -59,7 +58,8 @@ def build_iemocap_manifest(root: str | Path, out: str | Path, *, protocol: str =
     its path and counts."""
     from mer_features.corpora.labelmap import LabelMap, apply_to_rows, label_map_option_value
     from mer_features.corpora.manifest import COLUMNS, write_manifest
-    from mer_features.corpora.release import manifest_path, require_folder, split_missing
+    from mer_features.corpora.release import (class_counts, manifest_path, require_folder,
+                                              split_missing)
 
     if protocol not in PROTOCOLS:
         raise ManifestError(f"IEMOCAP protocol must be one of {', '.join(PROTOCOLS)}; got "
@@ -108,8 +108,7 @@ def build_iemocap_manifest(root: str | Path, out: str | Path, *, protocol: str =
                      "(xxx) dropped")
     rows, more = apply_to_rows(rows, label_map)
     write_manifest(out, rows, columns=(*COLUMNS, *EXTRA_COLUMNS))
-    classes = Counter(r["discrete"] for r in rows if r["discrete"])
-    return out, {"clips": len(rows), "classes": dict(sorted(classes.items())),
+    return out, {"clips": len(rows), "classes": class_counts(rows),
                  "unlabelled": sum(r["discrete"] is None for r in rows),
                  "sessions": len({r["session"] for r in rows}),
                  "speakers": len({r["speaker"] for r in rows}), "missing": missing,
@@ -167,15 +166,7 @@ def _transcripts(path: Path) -> dict[str, str]:
 
 
 def _summary(path: Path, counts: dict[str, object]) -> tuple[str, list[str]]:
-    from mer_features.corpora.release import describe_classes, missing_list_path
-
-    unlabelled = f", {counts['unlabelled']} unlabelled" if counts["unlabelled"] else ""
-    notes = list(counts["notes"])
-    if counts["missing"]:
-        notes.append(f"note: {counts['missing']} utterance(s) left out, their audio missing "
-                     f"(listed in '{missing_list_path(path)}')")
-    return (f"{path}: {counts['clips']} utterances, {describe_classes(counts['classes'])}"
-            f"{unlabelled}, {counts['sessions']} sessions, {counts['speakers']} speakers", notes)
+    return summarise(path, counts, unit="utterances")
 
 
 CORPUS = Corpus(

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from mer_features.corpora import Corpus
 from mer_features.corpora.labelmap import LABEL_MAP_OPTION
-from mer_features.corpora.release import SKIP_MISSING_OPTION
+from mer_features.corpora.release import SKIP_MISSING_OPTION, summarise
 from mer_features.errors import ManifestError
 
 SPLITS = {"train": "train_splits", "dev": "dev_splits_complete",
@@ -45,8 +45,8 @@ def build_meld_manifest(root: str | Path, out: str | Path, *, skip_missing: bool
     """Write a manifest for a MELD release at ``root``; returns its path and counts."""
     from mer_features.corpora.labelmap import apply_to_rows, label_map_option_value
     from mer_features.corpora.manifest import COLUMNS, write_manifest
-    from mer_features.corpora.release import (first_of, manifest_path, read_csv,
-                                              require_folder, split_missing)
+    from mer_features.corpora.release import (class_counts, first_of, manifest_path,
+                                              read_csv, require_folder, split_missing)
 
     root, out = Path(root), Path(out)
     label_map = label_map_option_value(label_map)
@@ -82,8 +82,7 @@ def build_meld_manifest(root: str | Path, out: str | Path, *, skip_missing: bool
         notes.append(f"note: no {', '.join(f'{s}_sent_emo.csv' for s in absent)} under --root: "
                      f"split(s) {', '.join(absent)} left out")
     write_manifest(out, rows, columns=(*COLUMNS, *EXTRA_COLUMNS))
-    classes = Counter(r["discrete"] for r in rows if r["discrete"])
-    return out, {"clips": len(rows), "classes": dict(sorted(classes.items())),
+    return out, {"clips": len(rows), "classes": class_counts(rows),
                  "splits": dict(Counter(r["split"] for r in rows)),
                  "speakers": len({r["speaker"] for r in rows}), "missing": missing,
                  "notes": notes}
@@ -120,15 +119,7 @@ def _repair(text: str) -> str:
 
 
 def _summary(path: Path, counts: dict[str, object]) -> tuple[str, list[str]]:
-    from mer_features.corpora.release import describe_classes, missing_list_path
-
-    splits = ", ".join(f"{s} {n}" for s, n in counts["splits"].items())
-    notes = list(counts["notes"])
-    if counts["missing"]:
-        notes.append(f"note: {counts['missing']} utterance(s) left out, their video missing "
-                     f"(listed in '{missing_list_path(path)}')")
-    return (f"{path}: {counts['clips']} utterances ({splits}), "
-            f"{describe_classes(counts['classes'])}, {counts['speakers']} speakers", notes)
+    return summarise(path, counts, unit="utterances", media="video")
 
 
 CORPUS = Corpus(

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from mer_features.corpora import Corpus
 from mer_features.corpora.labelmap import LABEL_MAP_OPTION
-from mer_features.corpora.release import SKIP_MISSING_OPTION
+from mer_features.corpora.release import SKIP_MISSING_OPTION, summarise
 from mer_features.errors import ManifestError
 
 EMOTION_CODES = {"A": "angry", "S": "sad", "H": "happy", "U": "surprise", "F": "fear",
@@ -44,8 +44,9 @@ def build_msppodcast_manifest(root: str | Path, out: str | Path, *, skip_missing
     """Write a manifest for an MSP-Podcast release at ``root``; returns its path and counts."""
     from mer_features.corpora.labelmap import apply_to_rows, label_map_option_value
     from mer_features.corpora.manifest import COLUMNS, write_manifest
-    from mer_features.corpora.release import (first_of, manifest_path, read_csv, read_text,
-                                              require_folder, split_missing, to_mer_scale)
+    from mer_features.corpora.release import (class_counts, first_of, manifest_path, read_csv,
+                                              read_text, require_folder, split_missing,
+                                              to_mer_scale)
 
     root, out = Path(root), Path(out)
     label_map = label_map_option_value(label_map)
@@ -95,8 +96,7 @@ def build_msppodcast_manifest(root: str | Path, out: str | Path, *, skip_missing
         row["audio"] = manifest_path(row.pop("_audio"), out, relative)
     rows, notes = apply_to_rows(rows, label_map)
     write_manifest(out, rows, columns=(*COLUMNS, *EXTRA_COLUMNS))
-    classes = Counter(r["discrete"] for r in rows if r["discrete"])
-    return out, {"clips": len(rows), "classes": dict(sorted(classes.items())),
+    return out, {"clips": len(rows), "classes": class_counts(rows),
                  "unlabelled": sum(r["discrete"] is None for r in rows),
                  "splits": dict(Counter(r["split"] for r in rows)),
                  "speakers": len({r["speaker"] for r in rows if r["speaker"]}),
@@ -108,16 +108,7 @@ def _known(value: str) -> str | None:
 
 
 def _summary(path: Path, counts: dict[str, object]) -> tuple[str, list[str]]:
-    from mer_features.corpora.release import describe_classes, missing_list_path
-
-    splits = ", ".join(f"{s} {n}" for s, n in counts["splits"].items())
-    unlabelled = f", {counts['unlabelled']} unlabelled" if counts["unlabelled"] else ""
-    notes = list(counts["notes"])
-    if counts["missing"]:
-        notes.append(f"note: {counts['missing']} clip(s) left out, their audio missing (listed "
-                     f"in '{missing_list_path(path)}')")
-    return (f"{path}: {counts['clips']} clips ({splits}), {describe_classes(counts['classes'])}"
-            f"{unlabelled}, {counts['speakers']} known speakers", notes)
+    return summarise(path, counts, speakers="known speakers")
 
 
 CORPUS = Corpus(

@@ -151,10 +151,61 @@ def describe_classes(classes: dict[str, int]) -> str:
     return f"{len(classes)} classes ({', '.join(f'{c} {n}' for c, n in classes.items())})"
 
 
+def class_counts(rows: Iterable[dict[str, object]]) -> dict[str, int]:
+    """Clips per class of manifest rows, by class name (unlabelled rows left out)."""
+    from collections import Counter
+
+    return dict(sorted(Counter(r["discrete"] for r in rows if r.get("discrete")).items()))
+
+
+def summarise(path: Path, counts: dict[str, object], *, unit: str = "clips",
+              media: str = "audio", speakers: str = "speakers") -> tuple[str, list[str]]:
+    """The summary of an importer whose counts hold ``clips``, ``classes``, ``speakers`` and
+    ``notes``, and optionally ``splits``, ``unlabelled``, ``sessions`` and ``missing``:
+    ``"PATH: 7 clips (train 5, test 2), 3 classes (...), 1 unlabelled, 4 speakers"``."""
+    splits = counts.get("splits")
+    line = f"{path}: {counts['clips']} {unit}"
+    if splits:
+        line += f" ({', '.join(f'{s} {n}' for s, n in splits.items())})"
+    line += f", {describe_classes(counts['classes'])}"
+    if counts.get("unlabelled"):
+        line += f", {counts['unlabelled']} unlabelled"
+    if counts.get("sessions"):
+        line += f", {counts['sessions']} sessions"
+    line += f", {counts['speakers']} {speakers}"
+    notes = list(counts["notes"])
+    if counts.get("missing"):
+        notes.append(f"note: {counts['missing']} {unit} left out, their {media} missing "
+                     f"(listed in '{missing_list_path(path)}')")
+    return line, notes
+
+
 SKIP_MISSING_OPTION = CorpusOption(
     "--skip-missing", "leave out clips whose media file is missing (counted, and listed in "
     "<out>.missing.txt) instead of stopping", switch=True)
 """The ``--skip-missing`` option of the importers that read a label file."""
+
+
+def named_files(folder: Path, parse: Callable[[str], dict[str, str]], corpus: str,
+                suffix: str = ".wav") -> list[tuple[Path, dict[str, str]]]:
+    """Every ``suffix`` file of ``folder`` with ``parse(stem)``, its fields from its name. No
+    such file, or any file that ``parse`` refuses (ValueError, with the reason), stops the
+    import; all such files are named at once."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == suffix)
+    if not files:
+        raise ManifestError(f"No {suffix} files in '{folder}'; point --root at the {corpus} "
+                            f"folder that holds {folder.name}/.")
+    parsed, bad = [], []
+    for path in files:
+        try:
+            parsed.append((path, parse(path.stem)))
+        except ValueError as e:
+            bad.append(f"{path.name} ({e})")
+    if bad:
+        raise ManifestError(f"{len(bad)} file(s) in '{folder}' are not {corpus} clips: "
+                            f"{'; '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}. Move them "
+                            f"out of {folder.name}/ or fix their names.")
+    return parsed
 
 
 def first_of(root: Path, names: Iterable[str]) -> Path | None:
@@ -165,6 +216,6 @@ def first_of(root: Path, names: Iterable[str]) -> Path | None:
     return None
 
 
-__all__ = ["SKIP_MISSING_OPTION", "describe_classes", "first_of", "manifest_path",
-           "missing_list_path", "read_csv", "read_text", "require_folder", "split_missing",
-           "to_mer_scale"]
+__all__ = ["SKIP_MISSING_OPTION", "class_counts", "describe_classes", "first_of",
+           "manifest_path", "missing_list_path", "named_files", "read_csv", "read_text",
+           "require_folder", "split_missing", "summarise", "to_mer_scale"]

@@ -42,7 +42,8 @@ def make_meld(tmp_path: Path, nested_train=True) -> Path:
         for row in csv.reader(rows):
             dialogue, utterance = row[5:7]
             tiny_mp4(root / folders[split] / f"dia{dialogue}_utt{utterance}.mp4", tmp_path / "c")
-    tiny_mp4(root / "output_repeated_splits_test" / "final_videos_testdia0_utt0.mp4", tmp_path / "c")
+    # the test folder also holds final_videos_test*.mp4 copies, which are not read
+    tiny_mp4(root / folders["test"] / "final_videos_testdia0_utt0.mp4", tmp_path / "c")
     return root
 
 

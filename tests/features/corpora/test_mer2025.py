@@ -39,7 +39,8 @@ def test_train_and_test_candidates_and_the_pool_on_request(tmp_path: Path, capsy
                                                                          "Hello")
     assert first.audio.name == "sample_00000001.wav" and first.video.name == "sample_00000001.mp4"
     assert clips["sample_00000002"].audio is None  # no organisers' wav: the video's track
-    assert clips["samplenew_00000001"].discrete is None and clips["samplenew_00000001"].split == "test"
+    candidate = clips["samplenew_00000001"]
+    assert candidate.discrete is None and candidate.split == "test"
     assert clips["samplenew_00000001"].extra["chinese"] == "再见"
     build_manifest("mer2025", root, out, with_unlabelled=True, text_column="chinese")
     clips = {c.name: c for c in read_manifest(out)}
