@@ -194,6 +194,9 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
         if bad:
             raise ManifestError(f"'{path}', line {number}: field(s) {', '.join(bad)} missing or "
                                 "not a non-empty string; every clip needs key, wav and emo.")
+        if ".." in PurePosixPath(record["wav"]).parts:
+            raise ManifestError(f"'{path}', line {number}: 'wav' path {record['wav']!r} climbs "
+                                "out of the root with '..'; name the file below --root.")
         _refuse_segment(record, path, number)
         records.append((number, record))
     return records
@@ -340,10 +343,10 @@ def _candidate(root: Path, wav: PurePosixPath, depth: int, ext: str | None,
     """``root`` joined with ``wav`` less its first ``depth`` folders; with ``ext``, the same
     file with that extension when the named one is absent. ``exists_only``: None when neither
     exists (else the named path, to report)."""
-    parts = wav.parts[depth:]
-    if not parts or wav.is_absolute() or ".." in wav.parts:
-        return None
-    path = root.joinpath(*parts)
+    if wav.is_absolute():  # a jsonl of one's own may name files where they are
+        path = Path(wav)
+    else:  # a path shorter than the corpus's depth is looked for whole
+        path = root.joinpath(*(wav.parts[depth:] if len(wav.parts) > depth else wav.parts))
     if path.is_file():
         return path
     if ext is not None:
@@ -367,8 +370,9 @@ def _strip_depth(root: Path, wavs: list[PurePosixPath], ext: str | None) -> tupl
 
 def _missing_hint(root: Path, depth: int, ext: str | None, found: int) -> str:
     if found > 0:
+        also = f" (and with the extension {ext})" if ext else ""
         return (f"Files were looked for under '{root}' with the first {depth} folder(s) of each "
-                "'wav' path dropped; fetch the missing audio or fix --root.")
+                f"'wav' path dropped{also}; fetch the missing audio or fix --root.")
     extra = "" if ext else (" If the audio was converted (e.g. to FLAC), pass --audio-ext flac.")
     return (f"Point --root at the folder the 'wav' paths are relative to (the one holding "
             f"'downloads/'), or at any folder below it that holds the audio.{extra}")

@@ -114,6 +114,15 @@ def test_missing_audio_is_listed_at_once_and_skipped_on_request(tmp_path: Path, 
     assert not (tmp_path / "m.csv.missing.txt").exists()
 
 
+def test_absolute_wav_paths_are_used_as_they_are(tmp_path: Path):
+    data, root, records = make_emobox(tmp_path)
+    lines = [json.dumps({**r, "wav": str(root / r["wav"])}) if i < 3 else json.dumps(r)
+             for i, r in enumerate(records)]
+    write(data / "ravdess.jsonl", "\n".join(lines) + "\n")
+    path, counts = build_manifest("emobox", root, tmp_path / "m.csv", data=data)
+    assert counts["clips"] == 16 and counts["missing"] == 0
+
+
 def test_a_one_fold_protocol_keeps_its_partitions(tmp_path: Path):
     data, root, records = make_emobox(tmp_path, folds=1)
     # a corpus with an official validation set (MELD, MSP-Podcast): train/valid/test of fold 1
@@ -172,6 +181,9 @@ def _break(tmp_path: Path, how: str) -> tuple[Path, Path]:
         top.write_text("\n".join(lines) + "\n")
     elif how == "duplicate":
         top.write_text("\n".join(lines + [lines[0]]) + "\n")
+    elif how == "climbs":
+        lines[5] = json.dumps({**records[5], "wav": "../../etc/x.wav"})
+        top.write_text("\n".join(lines) + "\n")
     elif how == "segment":
         lines[1] = json.dumps({**records[1], "start_time": 1.5, "end_time": 3.0})
         top.write_text("\n".join(lines) + "\n")
@@ -205,6 +217,7 @@ def _break(tmp_path: Path, how: str) -> tuple[Path, Path]:
     ("unknown-emo", r"ravdess.jsonl', line 5: emotion 'Bored' is not in the corpus's label map"),
     ("duplicate", r"line 17: clip 'ravdess-03-01-05-01-01-01-01' appears twice .*line 1\)"),
     ("segment", r"line 2: clip '.*' is the segment 1.5-3.0 s of"),
+    ("climbs", r"line 6: 'wav' path '../../etc/x.wav' climbs out of the root"),
     ("twice-tested", r"held out in fold 1 and in fold 2"),
     ("train-and-test", r"Fold 1 of .* in both its train and test files"),
     ("unknown-key", r"names 1 clip\(s\) that ravdess.jsonl does not list: ravdess-x \(line 9\)"),
