@@ -20,6 +20,13 @@ from mer_features.errors import ManifestError
 BUILT_IN = (
     "mer2023",
     "ravdess",
+    "emobox",
+    "emodb",
+    "iemocap",
+    "meld",
+    "cremad",
+    "msppodcast",
+    "mer2025",
 )
 """The importer modules of this package, one line each.
 

@@ -149,12 +149,14 @@ _HINT = (
 )
 
 
-def read_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
+def read_manifest(path: str | Path, *, check_files: bool = True,
+                  classes: Sequence[str] | None = EMOTIONS) -> Manifest:
     """Read and validate a manifest CSV.
 
     Checks the header, duplicate and empty names, labels, valence values and, when
     ``check_files`` is true, that every named media file exists. All problems are reported in
-    one :class:`ManifestError`.
+    one :class:`ManifestError`. ``classes``: the labels ``discrete`` may hold (MER's six by
+    default); None accepts any label (a corpus's own classes, e.g. RAVDESS's eight).
     """
     path = Path(path)
     problem = describe_non_file(path)
@@ -175,11 +177,12 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
     # instead of the whole manifest; names, paths and labels must still be valid UTF-8.
     text = raw.decode("utf-8", errors="surrogateescape")
     return parse_manifest(text, base_dir=path.parent, source=f"'{path}'", path=path,
-                          check_files=check_files)
+                          check_files=check_files, classes=classes)
 
 
 def parse_manifest(text: str, *, base_dir: Path, source: str = "<text>",
-                   path: Path | None = None, check_files: bool = True) -> Manifest:
+                   path: Path | None = None, check_files: bool = True,
+                   classes: Sequence[str] | None = EMOTIONS) -> Manifest:
     """Parse manifest CSV text; relative paths resolve against ``base_dir``."""
     problems = _Problems(source)
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -226,7 +229,7 @@ def parse_manifest(text: str, *, base_dir: Path, source: str = "<text>",
                              "spellings look the same but are different strings; rename one")
                 continue
             seen_nfc[nfc] = (name, line)
-        clip = _parse_row(row, line, base_dir, problems, check_files)
+        clip = _parse_row(row, line, base_dir, problems, check_files, classes)
         if clip is not None:
             clips.append(clip)
     problems.raise_if_any(_HINT)
@@ -237,7 +240,7 @@ def parse_manifest(text: str, *, base_dir: Path, source: str = "<text>",
 
 
 def _parse_row(row: dict[str, str], line: int, base_dir: Path, problems: _Problems,
-               check_files: bool) -> Clip | None:
+               check_files: bool, classes: Sequence[str] | None = EMOTIONS) -> Clip | None:
     invalid = {k for k, v in row.items() if not _is_utf8(v)}
     strict = invalid & {"name", "video", "audio", "discrete", "valence", "split"}
     if strict:
@@ -281,9 +284,9 @@ def _parse_row(row: dict[str, str], line: int, base_dir: Path, problems: _Proble
         paths[column] = resolved
 
     discrete = row.get("discrete", "").strip().lower() or None
-    if discrete is not None and discrete not in EMOTIONS:
+    if discrete is not None and classes is not None and discrete not in classes:
         problems.add(line, name, f"unknown discrete label '{row['discrete'].strip()}' "
-                                 f"(expected one of {', '.join(EMOTIONS)}, or empty)")
+                                 f"(expected one of {', '.join(classes)}, or empty)")
         ok = False
 
     valence = None

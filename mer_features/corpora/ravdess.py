@@ -10,6 +10,9 @@ eight RAVDESS emotions map onto the six MER classes (neutral, angry, happy, sad,
 surprise) as ``mer6`` does: fearful -> worried; calm and disgust have no MER class and are
 left unlabelled (they stay in the manifest, e.g. as a pool for semi-supervised training).
 ``split`` is the actor (``actor01`` ...), so speaker-independent splits are one flag away.
+``labels="native"`` keeps RAVDESS's own eight classes instead (neutral, calm, happy, sad,
+angry, fearful, disgust, surprised), and ``label_map`` (:mod:`.labelmap`) renames, merges or
+drops classes after that.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import csv
 import os
 from pathlib import Path
 
-from mer_features.corpora import Corpus
+from mer_features.corpora import Corpus, CorpusOption
+from mer_features.corpora.labelmap import LABEL_MAP_OPTION
 from mer_features.errors import ManifestError
 
 EMOTION_CODES = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry",
@@ -27,6 +31,7 @@ TO_MER6 = {"neutral": "neutral", "happy": "happy", "sad": "sad", "angry": "angry
            "fearful": "worried", "surprised": "surprise", "calm": None, "disgust": None}
 AUDIO_SUFFIXES = (".wav", ".flac")
 EXTRA_COLUMNS = ("emotion", "intensity", "statement", "actor", "gender")
+LABEL_SETS = ("mer6", "native")
 
 
 def parse_name(stem: str) -> dict[str, str]:
@@ -41,11 +46,18 @@ def parse_name(stem: str) -> dict[str, str]:
             "gender": "male" if actor % 2 else "female"}
 
 
-def build_ravdess_manifest(root: str | Path, out: str | Path, *, relative: bool = True
+def build_ravdess_manifest(root: str | Path, out: str | Path, *, relative: bool = True,
+                           labels: str = "mer6", label_map: object = None
                            ) -> tuple[Path, dict[str, int]]:
-    """Write a manifest for a RAVDESS speech folder; returns its path and counts."""
+    """Write a manifest for a RAVDESS speech folder; returns its path and counts.
+    ``labels``: ``mer6`` (MER's six, calm and disgust unlabelled) or ``native`` (the eight)."""
+    from mer_features.corpora.labelmap import label_map_option_value
     from mer_features.corpora.manifest import COLUMNS, write_manifest
 
+    if labels not in LABEL_SETS:
+        raise ManifestError(f"RAVDESS labels must be one of {', '.join(LABEL_SETS)}; got "
+                            f"{labels!r}.")
+    label_map = label_map_option_value(label_map)
     root, out = Path(root), Path(out)
     if not root.is_dir():
         what = "is not a folder" if root.exists() else "not found"
@@ -69,7 +81,8 @@ def build_ravdess_manifest(root: str | Path, out: str | Path, *, relative: bool 
             except ValueError:
                 pass
         rows.append({"name": path.stem, "video": None, "audio": str(audio), "text": None,
-                     "discrete": TO_MER6[fields["emotion"]], "valence": None,
+                     "discrete": (TO_MER6[fields["emotion"]] if labels == "mer6"
+                                  else fields["emotion"]), "valence": None,
                      "split": fields["actor"], **fields})
     if bad:
         shown = ", ".join(bad[:10])
@@ -78,9 +91,26 @@ def build_ravdess_manifest(root: str | Path, out: str | Path, *, relative: bool 
     texts = _statement_texts(root / "labels.csv")
     for row in rows:
         row["text"] = texts.get(row["statement"])
+    if labels != "mer6" or label_map is not None:
+        return _write_other_labels(out, rows, labels, label_map)
     write_manifest(out, rows, columns=(*COLUMNS, *EXTRA_COLUMNS))
     labelled = sum(r["discrete"] is not None for r in rows)
     return out, {"clips": len(rows), "labelled": labelled, "unlabelled": len(rows) - labelled}
+
+
+def _write_other_labels(out: Path, rows: list[dict], labels: str, label_map: object
+                        ) -> tuple[Path, dict[str, object]]:
+    """The manifest with the native classes and/or a label map (counts by class)."""
+    from collections import Counter
+
+    from mer_features.corpora.labelmap import apply_to_rows
+    from mer_features.corpora.manifest import COLUMNS, write_manifest
+
+    rows, notes = apply_to_rows(rows, label_map)
+    write_manifest(out, rows, columns=(*COLUMNS, *EXTRA_COLUMNS))
+    classes = Counter(r["discrete"] for r in rows if r["discrete"] is not None)
+    return out, {"clips": len(rows), "labels": labels, "classes": dict(sorted(classes.items())),
+                 "unlabelled": sum(r["discrete"] is None for r in rows), "notes": notes}
 
 
 def _statement_texts(labels: Path) -> dict[str, str]:
@@ -97,6 +127,12 @@ def _statement_texts(labels: Path) -> dict[str, str]:
 
 
 def _summary(path: Path, counts: dict[str, int]) -> tuple[str, list[str]]:
+    if "classes" in counts:
+        classes = counts["classes"]
+        unlabelled = f", {counts['unlabelled']} unlabelled" if counts["unlabelled"] else ""
+        return (f"{path}: {counts['clips']} clips, {len(classes)} classes ("
+                f"{', '.join(f'{c} {n}' for c, n in classes.items())}){unlabelled}",
+                list(counts["notes"]))
     return (f"{path}: {counts['clips']} clips, {counts['labelled']} with one of the six MER "
             f"classes ({counts['unlabelled']} calm/disgust left unlabelled)", [])
 
@@ -106,4 +142,10 @@ CORPUS = Corpus(
     help="RAVDESS speech: Actor_*/ audio files and labels.csv",
     root_help="folder with Actor_*/ and labels.csv",
     build=build_ravdess_manifest,
-    summary=_summary)
+    summary=_summary,
+    options=(
+        CorpusOption("--labels", "class set of 'discrete': mer6 (MER's six; calm and disgust "
+                     "unlabelled) or native (RAVDESS's eight) (default mer6)", default="mer6",
+                     choices=LABEL_SETS),
+        LABEL_MAP_OPTION,
+    ))

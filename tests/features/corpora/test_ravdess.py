@@ -55,3 +55,44 @@ def test_the_real_corpus(tmp_path: Path, capsys):
             for r in csv.DictReader(open(root / "labels.csv", encoding="utf-8"))}
     clips = list(read_manifest(tmp_path / "r.csv"))
     assert {c.name: c.discrete for c in clips} == mer6  # same mapping as the corpus's own column
+
+
+def test_native_labels_keep_the_eight_classes(tmp_path: Path, capsys):
+    root = tmp_path / "ravdess"
+    names = ["03-01-06-01-01-01-03", "03-01-02-02-02-01-03", "03-01-07-01-01-01-04"]
+    for n in names:
+        (root / f"Actor_{n[-2:]}").mkdir(parents=True, exist_ok=True)
+        sf.write(root / f"Actor_{n[-2:]}" / f"{n}.wav", np.zeros(1600, np.float32), 16000)
+    out = tmp_path / "m.csv"
+    assert main(["manifest", "ravdess", "--root", str(root), "--out", str(out),
+                 "--labels", "native"]) == 0
+    assert capsys.readouterr().out.strip() == f"{out}: 3 clips, 3 classes (calm 1, disgust 1, " \
+                                              "fearful 1)"
+    clips = {c.name: c.discrete for c in read_manifest(out, classes=None)}
+    assert clips == {"03-01-06-01-01-01-03": "fearful", "03-01-02-02-02-01-03": "calm",
+                     "03-01-07-01-01-01-04": "disgust"}
+    (tmp_path / "map.json").write_text('{"fearful": "worried", "*": null}')
+    assert main(["manifest", "ravdess", "--root", str(root), "--out", str(out), "--labels",
+                 "native", "--label-map", str(tmp_path / "map.json")]) == 0
+    assert "every other class dropped: 2 clip(s) (calm 1, disgust 1)" in capsys.readouterr().err
+    assert [c.discrete for c in read_manifest(out)] == ["worried"]
+    with pytest.raises(ManifestError, match="labels must be one of mer6, native"):
+        build_ravdess_manifest(root, out, labels="eight")
+
+
+@pytest.mark.shared_data
+def test_the_real_corpus_with_its_own_classes(tmp_path: Path, capsys):
+    """The default (mer6) output is unchanged by the option; native gives labels.csv's 8."""
+    import csv
+
+    root = shared_data("ravdess")
+    path, counts = build_ravdess_manifest(root, tmp_path / "native.csv", labels="native")
+    assert counts["classes"] == {"angry": 96, "calm": 96, "disgust": 96, "fearful": 96,
+                                 "happy": 96, "neutral": 48, "sad": 96, "surprised": 96}
+    emotion = {Path(r["file"]).stem: r["emotion"]
+               for r in csv.DictReader(open(root / "labels.csv", encoding="utf-8"))}
+    assert {c.name: c.discrete for c in read_manifest(path, classes=None)} == emotion
+    mer6 = (tmp_path / "mer6.csv", tmp_path / "default.csv")
+    build_ravdess_manifest(root, mer6[0], labels="mer6")
+    build_ravdess_manifest(root, mer6[1])
+    assert mer6[0].read_bytes() == mer6[1].read_bytes()
