@@ -26,7 +26,7 @@ import numpy as np
 
 from mer_heads.errors import DataError, ParameterError, listed
 from mer_heads.metrics import ScoringInputs, scoring_inputs
-from mer_heads.stats.calibration import N_BINS
+from mer_heads.stats.calibration import N_BINS, check_bins
 from mer_heads.stats.resample import bootstrap_indices, chunk_rows, counts_of
 from mer_heads.stats.sufficient import Layout, unit_sums
 
@@ -218,6 +218,7 @@ def bootstrap_metrics(y_true: Any, y_pred: Any = None, *, classes: int | Sequenc
     n_resamples = check_count("n_resamples", n_resamples)
     confidence, seed, method = check_confidence(confidence), check_seed(seed), \
         check_method(method)
+    n_bins = check_bins(n_bins)
     data = scoring_inputs(y_true, y_pred, classes=classes, proba=proba,
                           true_targets=true_targets, pred_targets=pred_targets)
     design = Design.of(data.n, groups, strata)

@@ -35,7 +35,7 @@ TEMPERATURE_BOUNDS = (0.05, 20.0)
 """The range the fitted temperature is searched in (a bounded search over log T)."""
 
 
-def _check_bins(n_bins: Any) -> int:
+def check_bins(n_bins: Any) -> int:
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise ParameterError(f"n_bins must be an integer >= 1; got {n_bins!r}.")
     return int(n_bins)
@@ -102,7 +102,7 @@ def calibration_from_sums(sums: np.ndarray, n_bins: int = N_BINS) -> dict[str, n
 def calibration_metrics(y_true: Any, proba: Any, n_bins: int = N_BINS) -> dict[str, float]:
     """``{"ece", "brier", "nll"}`` of probabilities ``proba`` (n, K) for classes ``y_true``
     (n,) (indices)."""
-    n_bins = _check_bins(n_bins)
+    n_bins = check_bins(n_bins)
     labels, p = _checked(y_true, proba)
     values = calibration_from_sums(calibration_terms(labels, p, n_bins).sum(axis=0), n_bins)
     return {k: float(v) for k, v in values.items()}
@@ -121,7 +121,7 @@ def brier_score(y_true: Any, proba: Any) -> float:
 def reliability(y_true: Any, proba: Any, n_bins: int = N_BINS) -> dict[str, Any]:
     """Reliability-diagram data: ``{"n_bins", "edges" (n_bins + 1), "count", "confidence",
     "accuracy" (per bin; None for an empty bin), "ece", "n"}``."""
-    n_bins = _check_bins(n_bins)
+    n_bins = check_bins(n_bins)
     labels, p = _checked(y_true, proba)
     sums = calibration_terms(labels, p, n_bins).sum(axis=0)
     bins = sums[: 3 * n_bins].reshape(n_bins, 3)

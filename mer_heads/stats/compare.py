@@ -34,7 +34,7 @@ from mer_heads.metrics import ScoringInputs
 from mer_heads.stats.bootstrap import (CONFIDENCE, N_RESAMPLES, Design, Predictions, _inputs,
                                        check_confidence, check_count, check_method, check_seed,
                                        interval, jackknife_sums, resampled_sums)
-from mer_heads.stats.calibration import N_BINS
+from mer_heads.stats.calibration import N_BINS, check_bins
 from mer_heads.stats.multiple import CORRECTIONS, adjust_p_values
 from mer_heads.stats.resample import permutation_flips
 from mer_heads.stats.sufficient import Layout, unit_sums
@@ -150,6 +150,7 @@ def compare_systems(y_true: Any, systems: Mapping[str, Predictions], *,
     n_permutations = check_count("n_permutations", n_permutations)
     confidence, seed, method = check_confidence(confidence), check_seed(seed), \
         check_method(method)
+    n_bins = check_bins(n_bins)
     if correction not in CORRECTIONS:
         raise ParameterError(f"correction must be one of {', '.join(CORRECTIONS)}; got "
                              f"{correction!r}.")

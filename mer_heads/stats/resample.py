@@ -2,6 +2,8 @@
 ``Generator`` in a documented order, so that the same seed gives the same resamples (and an
 independent implementation can draw them again).
 
+* Units are the clips in their order, or the groups numbered in the sorted order of their
+  string forms (``np.unique``).
 * Bootstrap over units (clips, or groups when groups are given), no strata: resample r draws
   ``rng.integers(0, n_units, n_units)``, i.e. the rows of ``rng.integers(0, n_units,
   (n_resamples, n_units))``: the resamples of ``scipy.stats.bootstrap(..., paired=True)`` with
