@@ -1,4 +1,6 @@
-"""The official MER 2023 scores.
+"""The official MER 2023 scores, and the metrics of any label set.
+
+MER 2023 (:func:`score`, :class:`Scores`, :func:`evaluate_files`, :func:`confusion`):
 
 * discrete emotions: weighted F1 over the six classes (sklearn's ``average="weighted"``: each
   class's F1 weighted by its number of true clips);
@@ -6,6 +8,11 @@
 * combined metric: ``F1 - 0.25 * MSE``, or F1 alone when there is no valence.
 
 Accuracy is reported beside them (not an official score, but what RAVDESS papers quote).
+
+Any label set (:func:`all_metrics`, :func:`metrics_by_fold`, :func:`scalar_metrics`): UA, WA,
+macro and weighted F1, per-class recall, precision and F1, the confusion matrix, MSE and CCC
+per continuous target, the MER metric, and with probabilities the calibration measures of
+:mod:`mer_heads.stats.calibration`; docs/statistics.md defines each.
 """
 
 from __future__ import annotations
@@ -236,11 +243,10 @@ def class_indices(labels: Any, classes: tuple[str, ...], name: str) -> np.ndarra
 def check_probabilities(proba: Any, n: int, n_classes: int, name: str = "proba") -> np.ndarray:
     """``proba`` as a float64 array of shape (n, n_classes): finite, in [0, 1], rows summing to
     1 (within ROW_SUM_TOLERANCE)."""
-    array = np.asarray(proba, dtype=np.float64) if np.asarray(proba).dtype.kind in "fiub" \
-        else None
-    if array is None:
-        raise DataError(f"{name} must be an array of probabilities; got "
-                        f"{np.asarray(proba).dtype}.")
+    array = np.asarray(proba)
+    if array.dtype.kind not in "fiu":
+        raise DataError(f"{name} must be an array of probabilities; got {array.dtype}.")
+    array = array.astype(np.float64)
     if array.shape != (n, n_classes):
         raise DataError(f"{name} must have shape (n clips, n classes) = ({n}, {n_classes}); got "
                         f"{array.shape}.")
@@ -507,11 +513,14 @@ def metrics_by_fold(y_true: Any, y_pred: Any = None, *, folds: Any,
     """
     data = scoring_inputs(y_true, y_pred, classes=classes, proba=proba,
                           true_targets=true_targets, pred_targets=pred_targets)
-    fold_of = np.asarray(folds)
+    fold_of = np.asarray(folds, dtype=object)
     if fold_of.shape != (data.n,):
         raise DataError(f"folds must have shape ({data.n},) like y_true; got {fold_of.shape}.")
-    if fold_of.dtype.kind == "f" and not np.isfinite(fold_of).all():
-        raise DataError("folds holds NaN: every clip needs its held-out fold.")
+    missing = [i for i, f in enumerate(fold_of)
+               if f is None or f == "" or (isinstance(f, float) and not math.isfinite(f))]
+    if missing:
+        raise DataError(f"folds is missing for {len(missing)} clip(s) (first at position "
+                        f"{missing[0]}): every clip needs its held-out fold.")
     keys = [str(f) for f in fold_of]
     order = list(dict.fromkeys(sorted(set(keys), key=_natural)))
 

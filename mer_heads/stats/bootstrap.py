@@ -12,8 +12,10 @@ says what the interval means and what it does not.
 
 Intervals are percentile intervals by default (the 2.5th and 97.5th percentiles of the B
 resampled metrics, numpy's linear interpolation), or BCa (``method="bca"``, bias-corrected and
-accelerated, the jackknife over units as in scipy.stats.bootstrap); both agree with
-``scipy.stats.bootstrap`` on the same resamples (tests/heads/test_stats.py).
+accelerated, the jackknife over units as in scipy.stats.bootstrap, strata ignored by the
+jackknife); both agree with ``scipy.stats.bootstrap`` on the same resamples
+(tests/heads/test_stats.py). A BCa interval that cannot be computed (the estimate lies outside
+every resample's value) is None, as scipy's is NaN.
 """
 
 from __future__ import annotations

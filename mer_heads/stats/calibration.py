@@ -147,7 +147,7 @@ def reliability_figure(diagrams: Mapping[str, Mapping[str, Any]] | Mapping[str, 
 
     from mer_heads.outputs import save_figure
 
-    named = {"": diagrams} if "count" in diagrams else dict(diagrams)
+    named = {"": diagrams} if isinstance(diagrams.get("n_bins"), int) else dict(diagrams)
     if not named:
         raise DataError("reliability_figure needs at least one reliability diagram.")
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.5, 6.5), dpi=120, sharex=True,

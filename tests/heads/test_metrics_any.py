@@ -182,6 +182,12 @@ def test_folds_pooled_and_mean_std():
     assert out["n_folds_defined"]["recall:3"] == 3  # the fold without class 3 left out
     with pytest.raises(DataError, match="folds must have shape"):
         metrics_by_fold(y_true, y_pred, folds=folds[:-1], classes=4)
+    holes = folds.astype(object)
+    holes[5] = None
+    with pytest.raises(DataError, match=r"folds is missing for 1 clip\(s\) \(first at position 5\)"):
+        metrics_by_fold(y_true, y_pred, folds=holes, classes=4)
+    with pytest.raises(DataError, match="folds is missing"):
+        metrics_by_fold(y_true, y_pred, folds=np.where(folds == 10, np.nan, folds), classes=4)
 
 
 @pytest.mark.parametrize("call,error,match", [
@@ -221,3 +227,33 @@ def test_hostile_inputs_are_refused_in_one_line(call, error, match):
 def test_class_names_helper():
     assert class_names(3) == ("0", "1", "2")
     assert class_names(("neg", "pos")) == ("neg", "pos")
+
+
+@pytest.mark.slow
+def test_a_runs_held_out_predictions_give_its_metrics(stores, tmp_path):
+    """all_metrics on a run's oof_predictions.csv (names, rounded probabilities) reproduces the
+    run's metrics.json: the format the integration will read."""
+    import csv
+
+    from mer_heads import fit_run
+    from mer_heads.stats import bootstrap_metrics
+
+    run = fit_run([stores["audio"], stores["text"]], tmp_path / "run", model="logreg",
+                  folds=3).run_dir
+    rows = list(csv.DictReader((run / "oof_predictions.csv").open()))
+    cv = json.loads((run / "metrics.json").read_text())["cv"]
+    proba = np.array([[float(r[f"p_{e}"]) for e in EMOTIONS] for r in rows])
+    tv = np.array([float(r["valence"]) if r["valence"] else np.nan for r in rows])
+    pv = np.array([float(r["pred_valence"]) for r in rows])
+    kwargs = dict(classes=list(EMOTIONS), proba=proba, true_targets={"valence": tv},
+                  pred_targets={"valence": pv})
+    m = all_metrics([r["discrete"] for r in rows], [r["pred_discrete"] for r in rows], **kwargs)
+    assert m["f1"] == pytest.approx(cv["f1"], abs=1e-12)
+    assert m["wa"] == pytest.approx(cv["accuracy"], abs=1e-12)
+    assert m["targets"]["valence"]["mse"] == pytest.approx(cv["mse"], abs=1e-5)  # 6 decimals
+    folds = metrics_by_fold([r["discrete"] for r in rows], [r["pred_discrete"] for r in rows],
+                            folds=[r["fold"] for r in rows], **kwargs)
+    assert folds["n_folds"] == 3 and folds["pooled"] == m
+    ci = bootstrap_metrics([r["discrete"] for r in rows], [r["pred_discrete"] for r in rows],
+                           **kwargs, n_resamples=200)["metrics"]["f1"]
+    assert ci["low"] <= m["f1"] <= ci["high"]
