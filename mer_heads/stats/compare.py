@@ -61,6 +61,9 @@ class _Pair:
         self.width = self.layout.width
         rows = np.concatenate([self.layout.rows(a), self.layout.rows(b)], axis=1)
         self.rows = unit_sums(rows, design.units, design.n_units)
+        change = self.rows[:, self.width:] - self.rows[:, : self.width]  # B's rows minus A's
+        self.used = np.flatnonzero(np.abs(change).sum(axis=0) > 0)  # columns where they differ
+        self.change = change[:, self.used]
 
     def metrics(self, sums: np.ndarray) -> tuple[dict, dict]:
         return (self.layout.metrics(sums[..., : self.width]),
@@ -73,10 +76,8 @@ class _Pair:
     def permuted_deltas(self, flips: np.ndarray) -> dict[str, np.ndarray]:
         """Deltas with the units where ``flips`` (P, n_units) is 1 swapped between A and B."""
         w = self.width
-        change = self.rows[:, w:] - self.rows[:, :w]  # B's rows minus A's, per unit
-        used = np.flatnonzero(np.abs(change).sum(axis=0) > 0)  # columns where they differ
         moved = np.zeros((len(flips), w))
-        moved[:, used] = flips.astype(np.float64) @ change[:, used]
+        moved[:, self.used] = flips.astype(np.float64) @ self.change
         total = self.rows.sum(axis=0)
         sums = np.concatenate([total[:w] + moved, total[w:] - moved], axis=1)
         return self.deltas(sums)

@@ -462,6 +462,14 @@ def test_reliability_figure_is_written(tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
 
 
+def test_importing_the_statistics_loads_no_heavy_library():
+    code = ("import sys, mer_heads.stats, mer_heads.metrics; print(sorted(m for m in "
+            "('scipy', 'sklearn', 'torch', 'matplotlib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # The statistics page's examples
 
