@@ -132,6 +132,11 @@ class MultimodalData:
             "(re-run the extraction with the manifest: only labels and columns are rewritten, "
             "no encoder work), or pass --manifest PATH with that column.")
 
+    def groups(self, column: str | None) -> np.ndarray | None:
+        """The group label of every clip (object array (n,) of str) from the extra column
+        ``column`` (``--groups``), or None without a column; see :meth:`column`."""
+        return None if column is None else self.column(column, "--groups")
+
     def select_modalities(self, keys: Sequence[str]) -> MultimodalData:
         """The same clips with only the modalities ``keys``, in that order."""
         where = {k: i for i, k in enumerate(self.keys)}

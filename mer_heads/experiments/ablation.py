@@ -68,8 +68,10 @@ def _ablate(features, out: Path, start: float, head: HeadConfig, loading: DataCo
             raise DataError(f"No clip has split '{train_split}' (--train-split); the splits "
                             f"present are {', '.join(map(repr, sorted(set(data.split))))}.")
         data = data.subset(data.split == train_split)
-    fold_of = shared_folds(data, head, "nothing to ablate. Check the stores' labels (or pass "
-                                       "--manifest).")
+    fold_of = shared_folds(data.labels, data.present.any(axis=1), head.folds, head.seed,
+                           groups=data.groups(head.groups), column=head.groups, names=data.names,
+                           nothing="nothing to ablate. Check the stores' labels (or pass "
+                           "--manifest).")
     rows, details, notes = [], [], set()
     plan = None
     for combo in modality_sets(data.keys):

@@ -190,10 +190,13 @@ def _leaderboard(entries: list[Entry], out: Path, start: float, head: HeadConfig
         data = data.subset(data.split == train_split)
     notes: set[str] = set()
     folds = []
+    groups = data.groups(head.groups)
     for s in range(seeds):
-        config = replace(head, seed=head.seed + s)
-        folds.append(shared_folds(data, config, "nothing to rank. Check the stores' labels (or "
-                                  "pass --manifest) and --train-split."))
+        folds.append(shared_folds(data.labels, data.present.any(axis=1), head.folds,
+                                  head.seed + s, groups=groups, column=head.groups,
+                                  names=data.names,
+                                  nothing="nothing to rank. Check the stores' labels (or pass "
+                                  "--manifest) and --train-split."))
     rows: list[dict[str, Any]] = []
     plan: dict[str, Any] = {}
     done: dict[tuple[str, str], dict[str, Any]] = {}  # (head, stores) -> row: scored once

@@ -129,8 +129,10 @@ def _robustness(features, conditions, out: Path, start: float, head: HeadConfig,
     combos = modality_sets(clean.keys, sets)
     train_mask, test_mask = _split_masks(clean, train_split, test_split)
     train = clean.subset(train_mask)
-    fold_of = shared_folds(train, head, "nothing to train on. Check the stores' labels (or "
-                                        "pass --manifest) and --train-split.")
+    fold_of = shared_folds(train.labels, train.present.any(axis=1), head.folds, head.seed,
+                           groups=train.groups(head.groups), column=head.groups,
+                           names=train.names, nothing="nothing to train on. Check the stores' "
+                           "labels (or pass --manifest) and --train-split.")
     heads: dict[tuple[str, tuple[str, ...]], CrossValidatedHead] = {}
     reused: list[str] = []
     for combo in combos:

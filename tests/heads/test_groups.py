@@ -105,7 +105,8 @@ def test_ablate_and_robustness_share_group_folds(grouped, tmp_path, capsys):
     assert "speaker-like" not in capsys.readouterr().err
     # the shared assignment itself, drawn once for every modality set
     data = load_dataset([grouped["audio"], grouped["text"]])
-    fold_of = shared_folds(data, HeadConfig(folds=3, groups="actor"), "nothing")
+    fold_of = shared_folds(data.labels, data.present.any(axis=1), 3, 0,
+                           groups=data.groups("actor"), column="actor", names=data.names)
     assert_one_fold_per_group(data.names, fold_of, actor_of(grouped["audio"]))
 
 
