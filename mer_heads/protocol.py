@@ -309,8 +309,8 @@ class CrossValidatedHead(BaseEstimator):
             kinds = "/".join(dict.fromkeys(get_head(n).kind for n in able))
             raise ParameterError(
                 f"The {head.kind} model '{self.model}' takes {' or '.join(head.inputs)} vectors;"
-                f" use --input {head.inputs[0]}, or a {kinds} model ({', '.join(able)}) for "
-                f"{data.input}.")
+                f" load the data with input='{head.inputs[0]}', or use a {kinds} model "
+                f"({', '.join(able)}) for {data.input}.", "input")
         check_learned(config.model, data.layers)
         head.check_runtime(config)
         return config, head

@@ -187,8 +187,8 @@ def split_rows(data: MultimodalData, train_split: str | None, test_split: str | 
                ) -> tuple[np.ndarray, np.ndarray]:
     """Bool masks (n,) of the training and test clips chosen by split names."""
     if train_split is not None and train_split == test_split:
-        raise ParameterError(f"--train-split and --test-split are both '{train_split}'; the test "
-                             "clips would be trained on. Give two different splits.")
+        raise ParameterError(f"train_split and test_split are both '{train_split}'; the test "
+                             "clips would be trained on. Give two different splits.", "test_split")
     splits = sorted({s for s in data.split})
     for name, what in ((train_split, "--train-split"), (test_split, "--test-split")):
         if name is not None and name not in splits:

@@ -49,6 +49,7 @@ from mer_features import EMOTIONS
 from mer_heads.config import STRATEGIES, TEACHERS, HeadConfig, SemiSettings
 from mer_heads.data.dataset import MultimodalData
 from mer_heads.errors import DataError
+from mer_heads.folds import check_folds, check_groups
 from mer_heads.protocol import CrossValidatedHead
 
 
@@ -136,6 +137,23 @@ def hide_labels(data: MultimodalData, candidates: np.ndarray, fraction: float, s
                   notes=[*data.notes, f"--hide-labels {fraction:g}: the labels of {len(rows)} "
                          "clips were hidden (stratified); they are the unlabelled pool"])
     return out, HiddenLabels([data.names[i] for i in rows], labels[rows])
+
+
+def hide_training_labels(data: MultimodalData, train: np.ndarray, fraction: float, seed: int,
+                         *, folds: int, groups: str | None = None
+                         ) -> tuple[MultimodalData, HiddenLabels]:
+    """:func:`hide_labels` of the training clips (``train``: bool (n,)) before the folds are
+    drawn (so no hidden clip can be in a held-out fold), then refuse, with the fix, ``folds``
+    folds that the clips still labelled cannot fill: a class with fewer clips than folds, or,
+    with the group column ``groups``, fewer groups than folds."""
+    data, hidden = hide_labels(data, train, fraction, seed)
+    kept = np.flatnonzero(train & (data.labels >= 0) & data.present.any(axis=1))
+    context = f"(after --hide-labels {fraction:g} hid {len(hidden.names)} labels)"
+    check_folds(data.labels[kept], folds, context)
+    if groups is not None:
+        check_groups(data.groups(groups)[kept], folds, groups, [data.names[i] for i in kept],
+                     context)
+    return data, hidden
 
 
 @dataclass
@@ -243,7 +261,7 @@ def _held_out_fold(data: MultimodalData, pool: np.ndarray, supervised: CrossVali
     out = np.full(len(pool), -1, np.int64)
     if head.groups is None:
         return out
-    groups = data.column(head.groups, "--groups")
+    groups = data.groups(head.groups)
     trained = groups[data.rows_of(supervised.train_names_)]
     fold_of = {g: int(f) for g, f in zip(trained.tolist(), supervised.fold_.tolist())}
     return np.array([fold_of.get(g, -1) for g in groups[pool].tolist()], np.int64)
@@ -290,5 +308,5 @@ def _accuracy(labels: np.ndarray | None, proba: np.ndarray | None, truth: np.nda
 
 
 __all__ = ["STRATEGIES", "TEACHERS", "HiddenLabels", "SemiResult", "SemiSettings", "fit_semi",
-           "hide_labels", "select", "select_class_quantile", "select_threshold",
-           "select_weak_reinforce", "under_represented"]
+           "hide_labels", "hide_training_labels", "select", "select_class_quantile",
+           "select_threshold", "select_weak_reinforce", "under_represented"]

@@ -143,8 +143,8 @@ def get_head(name: str) -> Head:
     try:
         return _heads()[name]
     except (KeyError, TypeError):
-        raise ParameterError(f"model must be one of {', '.join(known_heads())}; got {name!r} "
-                             "(--model).") from None
+        raise ParameterError(f"model must be one of {', '.join(known_heads())}; got {name!r}.",
+                             "model") from None
 
 
 def known_heads(family: str | None = None) -> tuple[str, ...]:

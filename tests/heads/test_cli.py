@@ -475,7 +475,7 @@ CASES = [
     E("test-split-takes-every-clip", A + " --test-split train", "No clip is left to train on",
       "(--test-split)"),
     E("train-split-is-test-split", A + " --train-split train --test-split train",
-      "--train-split and --test-split are both 'train'"),
+      "train_split and test_split are both 'train'"),
     E("manifest-of-another-corpus", A + " --manifest {manifest_other}",
       "No clip of the stores is listed in the manifest"),
     E("manifest-duplicated-column", A + " --manifest {manifest_dupcol}",

@@ -427,7 +427,7 @@ def test_modality_dropout_is_recorded_and_refused_for_sklearn_heads(grouped, tmp
                   modality_dropout=0.25, **FAST)
     assert run.metrics["params"]["modality_dropout"] == 0.25
     assert "modality dropout 0.25" in (tmp_path / "run" / "report.md").read_text()
-    with pytest.raises(ParameterError, match="--modality-dropout masks modalities inside the "
+    with pytest.raises(ParameterError, match="modality_dropout masks modalities inside the "
                                              "neural heads"):
         HeadConfig(model="logreg", modality_dropout=0.25)
 

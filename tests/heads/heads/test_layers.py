@@ -72,7 +72,7 @@ def _load(store: Path):
 
 def test_scikit_learn_heads_refuse_learned_layers(tmp_path) -> None:
     store = layered_store(tmp_path / "l.h5", informative=0, layers=2)
-    with pytest.raises(ParameterError, match="--layers learned learns layer weights inside the "
+    with pytest.raises(ParameterError, match="layers='learned' learns layer weights inside the "
                                              "neural heads"):
         fit_run([str(store)], tmp_path / "run", model="logreg", layers="learned", folds=3)
     assert not (tmp_path / "run").exists()
