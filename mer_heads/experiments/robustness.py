@@ -39,11 +39,11 @@ from typing import Any
 import numpy as np
 
 from mer_heads.config import DataConfig, HeadConfig, split_options
-from mer_heads.data.dataset import (SETS, MultimodalData, load_dataset, modality_sets,
-                                    split_rows, store_key)
+from mer_heads.data.dataset import (SETS, MultimodalData, load_copy, load_dataset,
+                                    modality_sets, split_rows, store_key)
 from mer_heads.errors import DataError
 from mer_heads.experiments.conditions import (CLEAN, Condition, StoreArg, check_disjoint_draws,
-                                              condition_data, load_augment, parse_conditions,
+                                              load_augment, parse_conditions,
                                               read_sweep, resolve_conditions)
 from mer_heads.folds import shared_folds
 from mer_heads.heads import get_head
@@ -153,7 +153,7 @@ def _robustness(features, conditions, out: Path, start: float, head: HeadConfig,
 
     rows: list[dict[str, Any]] = []
     for cond in conds:
-        data = clean if cond.is_clean else condition_data(clean, cond, loading)
+        data = clean if cond.is_clean else load_copy(clean, cond.stores, loading)
         for training in trainings:
             for combo in combos:
                 est = heads[(training, combo)]

@@ -221,10 +221,11 @@ def fit_semi(data: MultimodalData, settings: SemiSettings,
     if supervised is None:
         supervised = CrossValidatedHead.from_config(head).fit(data.subset(labelled),
                                                               augment=copies(labelled))
-    held_out = _held_out_fold(data, pool, supervised, head)
     base_fold = np.zeros(len(data), np.int64)
     train_rows = data.rows_of(supervised.train_names_)
     base_fold[train_rows] = supervised.fold_
+    groups = data.groups(head.groups)
+    held_out = _held_out_fold(groups, pool, train_rows, supervised.fold_)
     train_y = data.labels[train_rows]
     class_counts = np.stack([np.bincount(train_y[supervised.fold_ != k], minlength=len(EMOTIONS))
                              for k in range(supervised.folds)])
@@ -254,16 +255,14 @@ def fit_semi(data: MultimodalData, settings: SemiSettings,
     return SemiResult(est, settings, rounds, [data.names[i] for i in pool], selected)
 
 
-def _held_out_fold(data: MultimodalData, pool: np.ndarray, supervised: CrossValidatedHead,
-                   head: HeadConfig) -> np.ndarray:
-    """The fold (P,) holding out each pool clip's group (-1: none, or no ``groups``): that
-    fold must not train on the clip."""
-    out = np.full(len(pool), -1, np.int64)
-    if head.groups is None:
-        return out
-    groups = data.groups(head.groups)
-    trained = groups[data.rows_of(supervised.train_names_)]
-    fold_of = {g: int(f) for g, f in zip(trained.tolist(), supervised.fold_.tolist())}
+def _held_out_fold(groups: np.ndarray | None, pool: np.ndarray, train_rows: np.ndarray,
+                   fold: np.ndarray) -> np.ndarray:
+    """The fold (P,) holding out the group of each clip at ``pool`` (-1: none, or no
+    ``groups``, the group labels (n,) of the clips): that fold must not train on the clip.
+    ``train_rows`` are the labelled training clips and ``fold`` their folds."""
+    if groups is None:
+        return np.full(len(pool), -1, np.int64)
+    fold_of = {g: int(f) for g, f in zip(groups[train_rows].tolist(), fold.tolist())}
     return np.array([fold_of.get(g, -1) for g in groups[pool].tolist()], np.int64)
 
 

@@ -16,7 +16,7 @@ from mer_features.store import ClipRecord, StoreWriter
 from mer_heads import fit_run, predict_run
 from mer_heads.errors import ParameterError
 
-from conftest import make_tiny_hf_audio, voiced, write_manifest
+from synthetic_media import make_tiny_hf_audio, voiced, write_manifest
 from ..synthetic_stores import clip_labels, header
 
 FAST = dict(folds=3, hidden=16, precision="fp32")
