@@ -356,6 +356,7 @@ class Case:
     setup: Callable | None = None
     check: Callable | None = None
     needs_no_gpu: bool = False
+    slow: bool = False
 
 
 def E(name: str, argv: str, *words: str, rc: int = 1, **kw) -> Case:
@@ -625,7 +626,7 @@ CASES = [
     # ---- issue 17: leaderboard, semi-sweep, describe
     Case("leaderboard-ranks-and-fuses", "leaderboard --features audio={audio} --features "
          "text={text} --out {out} --model logreg --fusion logreg --folds 3 --seeds 1 --top-n 2",
-         0, check=ranked_and_fused),
+         0, check=ranked_and_fused, slow=True),  # four cross-validations: over 1 s
     E("leaderboard-seeds-zero", "leaderboard --features {audio} --out {out} --seeds 0",
       "argument --seeds: must be an integer >= 1", rc=2),
     E("leaderboard-top-n-zero", "leaderboard --features {audio} --out {out} --top-n 0",
@@ -684,7 +685,8 @@ def _error_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if not line.startswith("note: ")]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name, marks=[pytest.mark.slow] * c.slow)
+                                  for c in CASES])
 def test_adversarial(case: Case, world: dict[str, str], tmp_path: Path, capsys) -> None:
     if case.needs_no_gpu:
         import torch
