@@ -424,7 +424,7 @@ CASES = [
     E("hide-labels-above-one", A + " --hide-labels 1.5", "must be in (0, 1)", "got 1.5"),
     E("semi-without-pool", A + " --semi threshold", "needs unlabelled clips", "--hide-labels"),
     E("input-frames-with-logreg", A + " --input frames --model logreg",
-      "takes utterance vectors", "--input utterance"),
+      "takes utterance vectors", "input='utterance'", "(--input)"),
     E("layers-unknown", A + " --layers sideways", "argument --layers: invalid choice", rc=2),
     E("join-inner-nothing-common", "fit --features {audio} --features other={few} --join inner "
       "--out {out}", "no clip name in common"),
@@ -599,7 +599,8 @@ CASES = [
       "number in [0, 1)"),
     E("modality-dropout-nan", A + " --modality-dropout nan", "modality_dropout", "got nan"),
     E("modality-dropout-sklearn", A + " --model logreg --modality-dropout 0.2",
-      "--modality-dropout masks modalities inside the neural heads", "logreg"),
+      "modality_dropout masks modalities inside the neural heads", "logreg",
+      "(--modality-dropout)"),
     E("augment-clean-store", A + " --augment audio={audio}", "records no noise spec"),
     E("augment-unknown-modality", A + " --augment video={noisy}", "--augment", "names modality "
       "'video'", "not among the clean --features"),
@@ -640,13 +641,15 @@ CASES = [
     E("leaderboard-missing-store", "leaderboard --features audio={tmp}/gone.h5 --out {out}",
       "gone.h5' does not exist"),
     E("leaderboard-learned-layers-sklearn", "leaderboard --features {audio} --out {out} --model "
-      "logreg --layers learned", "--layers learned learns layer weights inside the neural heads"),
+      "logreg --layers learned", "layers='learned' learns layer weights inside the neural heads",
+      "(--layers)"),
     E("fit-learned-layers-sklearn", A + " --model svm --layers learned", "the scikit-learn model "
       "'svm' has no such step"),
     E("fit-learned-layers-frames", A + " --layers learned --input frames", "frame matrices have "
       "no layers"),
     E("semi-sweep-values-not-numbers", "semi-sweep --features {audio} --out {out} --semi "
-      "threshold --values 0.5,abc", "--values must be comma-separated numbers", "'abc'"),
+      "threshold --values 0.5,abc", "values must be comma-separated numbers", "'abc'",
+      "(--values)"),
     E("semi-sweep-value-twice", "semi-sweep --features {audio} --out {out} --semi threshold "
       "--values 0.5,0.5", "lists a value twice"),
     E("semi-sweep-threshold-zero", "semi-sweep --features {audio} --out {out} --semi threshold "
