@@ -4,9 +4,9 @@ semi-supervision.
 Each is a frozen dataclass that validates itself when made, so an object that exists is a valid
 one: a value out of range raises :class:`~mer_heads.errors.ParameterError` naming the parameter,
 the rule and the value, before any store is opened (the command line adds the parameter's flag:
-:func:`parameter_flag`). Every default lives here, once: the
-command line builds its options from these fields (flag, help, choices) and the estimator's
-signature takes its defaults from :class:`HeadConfig`.
+:func:`parameter_flag`). Every default lives here, once: the command line builds its options
+from these fields (flag, help, choices) and the estimator's signature takes its defaults from
+:class:`HeadConfig`.
 
 ``to_json``/``from_json`` give the dict written into ``run.json`` and ``metrics.json``
 (``params``), and read it back.
