@@ -15,7 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from mer_heads.config import DataConfig, HeadConfig, SemiSettings, cli_help
+from mer_heads.config import DataConfig, HeadConfig, SemiSettings, cli_help, parameter_flag
 from mer_heads.errors import MerHeadsError, ParameterError
 from mer_heads.heads import heads_using
 
@@ -386,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         from mer_features.errors import MerFeaturesError
 
         if isinstance(e, (MerHeadsError, MerFeaturesError)):
+            if isinstance(e, ParameterError) and e.parameter:  # the library names parameters
+                e = e.with_flag(parameter_flag(e.parameter))
             print(f"error: {_one_line(e)}", file=sys.stderr)
         elif isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
             print(f"error: out of memory ({type(e).__name__}: {_one_line(e)[:200]}); lower "

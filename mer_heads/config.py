@@ -2,10 +2,11 @@
 semi-supervision.
 
 Each is a frozen dataclass that validates itself when made, so an object that exists is a valid
-one: a value out of range raises :class:`~mer_heads.errors.ParameterError` naming the value, the
-rule and the command-line flag, before any store is opened. Every default lives here, once: the
-command line builds its options from these fields (flag, help, choices) and the estimator's
-signature takes its defaults from :class:`HeadConfig`.
+one: a value out of range raises :class:`~mer_heads.errors.ParameterError` naming the parameter,
+the rule and the value, before any store is opened (the command line adds the parameter's flag:
+:func:`parameter_flag`). Every default lives here, once: the command line builds its options
+from these fields (flag, help, choices) and the estimator's signature takes its defaults from
+:class:`HeadConfig`.
 
 ``to_json``/``from_json`` give the dict written into ``run.json`` and ``metrics.json``
 (``params``), and read it back.
@@ -60,18 +61,28 @@ def _finite(value: Any) -> bool:
             and math.isfinite(value))
 
 
-def _bad(cls: type, name: str, rule: str, value: Any) -> ParameterError:
-    return ParameterError(f"{name} must be {rule}; got {value!r} ({flag(cls, name)}).")
+def parameter_flag(name: str) -> str:
+    """The command-line flag of the library parameter ``name``, for the command line to add to
+    a :class:`~mer_heads.errors.ParameterError`: the flag of the settings field of that name
+    (``folds`` -> ``--folds``, ``C`` -> ``-C``, ``strategy`` -> ``--semi``), else ``--`` and
+    the name with dashes (``train_split`` -> ``--train-split``)."""
+    for cls in (HeadConfig, DataConfig, SemiSettings):
+        if any(f.name == name for f in fields(cls)) and flag(cls, name):
+            return flag(cls, name)
+    return "--" + name.replace("_", "-")
 
 
-def _check_column(cls: type, name: str, value: Any) -> None:
+def _bad(name: str, rule: str, value: Any) -> ParameterError:
+    return ParameterError(f"{name} must be {rule}; got {value!r}.", name)
+
+
+def _check_column(name: str, value: Any) -> None:
     """A manifest column name (or None): a non-empty string without control characters."""
     if value is None:
         return
     if (not isinstance(value, str) or not value.strip() or value != value.strip()
             or any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in value)):
-        raise ParameterError(f"{name} must be the name of a manifest column (e.g. actor); got "
-                             f"{value!r} ({flag(cls, name)}).")
+        raise _bad(name, "the name of a manifest column (e.g. actor)", value)
 
 
 def _known_heads() -> tuple[str, ...]:
@@ -125,9 +136,9 @@ class HeadConfig:
     def __post_init__(self) -> None:
         known = _known_heads()
         if self.model not in known:
-            raise _bad(HeadConfig, "model", f"one of {', '.join(known)}", self.model)
+            raise _bad("model", f"one of {', '.join(known)}", self.model)
         if self.precision not in PRECISIONS:
-            raise _bad(HeadConfig, "precision", f"one of {', '.join(PRECISIONS)}",
+            raise _bad("precision", f"one of {', '.join(PRECISIONS)}",
                        self.precision)
         for name, low in (("folds", 2), ("epochs", 1), ("seeds", 1), ("hidden", 1),
                           ("batch_size", 1), ("seed", 0)):
@@ -135,10 +146,10 @@ class HeadConfig:
             if name == "batch_size" and value is None:
                 continue
             if not _integer(value) or value < low:
-                raise _bad(HeadConfig, name, f"an integer >= {low}", value)
+                raise _bad(name, f"an integer >= {low}", value)
         if self.seed + self.seeds > MAX_SEED:
-            raise _bad(HeadConfig, "seed", f"an integer in [0, {MAX_SEED - self.seeds}] (with "
-                       f"--seeds {self.seeds})", self.seed)
+            raise _bad("seed", f"an integer in [0, {MAX_SEED - self.seeds}] (with "
+                       f"seeds={self.seeds})", self.seed)
         for name, rule, ok in (("lr", "a finite number > 0", lambda v: v > 0),
                                ("weight_decay", "a finite number >= 0", lambda v: v >= 0),
                                ("valence_weight", "a finite number >= 0", lambda v: v >= 0),
@@ -146,21 +157,22 @@ class HeadConfig:
                                ("dropout", "a number in [0, 1)", lambda v: 0 <= v < 1)):
             value = getattr(self, name)
             if not _finite(value) or not ok(value):
-                raise _bad(HeadConfig, name, rule, value)
+                raise _bad(name, rule, value)
         if not isinstance(self.device, str) or not DEVICE_PATTERN.fullmatch(self.device):
-            raise _bad(HeadConfig, "device", "cpu, cuda, cuda:N or auto", self.device)
-        _check_column(HeadConfig, "groups", self.groups)
+            raise _bad("device", "cpu, cuda, cuda:N or auto", self.device)
+        _check_column("groups", self.groups)
         if not _finite(self.modality_dropout) or not 0 <= self.modality_dropout < 1:
-            raise _bad(HeadConfig, "modality_dropout", "a number in [0, 1)",
+            raise _bad("modality_dropout", "a number in [0, 1)",
                        self.modality_dropout)
         if self.modality_dropout > 0:
             from mer_heads.heads import get_head, heads_using
 
             if "modality_dropout" not in get_head(self.model).params:
                 raise ParameterError(
-                    f"--modality-dropout masks modalities inside the neural heads "
+                    f"modality_dropout masks modalities inside the neural heads "
                     f"({', '.join(heads_using('modality_dropout'))}); the {self.model} head "
-                    "has no such step. Drop --modality-dropout or choose one of those heads.")
+                    "has no such step. Leave it at 0 or choose one of those heads.",
+                    "modality_dropout")
 
     def to_json(self) -> dict[str, Any]:
         """The hyper-parameters by name (as ``CrossValidatedHead.get_params()`` gives them)."""
@@ -205,15 +217,15 @@ class DataConfig:
         for name, allowed in (("input", INPUTS), ("join", JOINS), ("layers", LAYER_POOLING)):
             value = getattr(self, name)
             if value not in allowed:
-                raise ParameterError(f"{name} must be one of {', '.join(allowed)}; got "
-                                     f"{value!r} ({flag(DataConfig, name)}).")
+                raise _bad(name, f"one of {', '.join(allowed)}", value)
         if not _integer(self.max_frames) or self.max_frames < 1:
-            raise _bad(DataConfig, "max_frames", "an integer >= 1", self.max_frames)
+            raise _bad("max_frames", "an integer >= 1", self.max_frames)
         if self.layers == "learned" and self.input != "utterance":
-            raise ParameterError("--layers learned weighs the layers of utterance arrays of "
+            raise ParameterError("layers='learned' weighs the layers of utterance arrays of "
                                  "shape (layers, dim); frame matrices have no layers. Use "
-                                 "--input utterance, or drop --layers learned.")
-        _check_column(DataConfig, "normalize_by", self.normalize_by)
+                                 "input='utterance', or the layers 'mean' or 'flatten'.",
+                                 "layers")
+        _check_column("normalize_by", self.normalize_by)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -251,25 +263,25 @@ class SemiSettings:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ParameterError(f"The semi-supervised strategy must be one of "
-                                 f"{', '.join(STRATEGIES)}; got '{self.strategy}' (--semi).")
+                                 f"{', '.join(STRATEGIES)}; got '{self.strategy}'.", "strategy")
         if self.teacher not in TEACHERS:
             raise ParameterError(f"The pseudo-label teacher must be one of {', '.join(TEACHERS)};"
-                                 f" got '{self.teacher}' (--semi-teacher).")
+                                 f" got '{self.teacher}'.", "teacher")
         if not _integer(self.rounds) or self.rounds < 1:
             raise ParameterError(f"The number of pseudo-labelling rounds must be an integer >= 1;"
-                                 f" got {self.rounds!r} (--semi-rounds).")
+                                 f" got {self.rounds!r}.", "rounds")
         if not _finite(self.threshold) or not 0.0 < self.threshold <= 1.0:
-            raise ParameterError(f"The confidence threshold must be in (0, 1]; got "
-                                 f"{self.threshold!r} (--semi-threshold), e.g. 0.8.")
+            raise ParameterError(f"The confidence threshold must be in (0, 1], e.g. 0.8; got "
+                                 f"{self.threshold!r}.", "threshold")
         if not _finite(self.quantile) or not 0.0 <= self.quantile <= 1.0:
-            raise ParameterError(f"The class quantile must be in [0, 1]; got {self.quantile!r} "
-                                 "(--semi-quantile), e.g. 0.8 to add the top 20% of each class.")
+            raise ParameterError(f"The class quantile must be in [0, 1], e.g. 0.8 to add the top "
+                                 f"20% of each class; got {self.quantile!r}.", "quantile")
         if self.hide_labels is not None and (not _finite(self.hide_labels)
                                              or not 0.0 < self.hide_labels < 1.0):
-            raise ParameterError(f"The fraction of labels to hide must be in (0, 1); got "
-                                 f"{self.hide_labels!r} (--hide-labels), e.g. 0.7.")
+            raise ParameterError(f"The fraction of labels to hide must be in (0, 1), e.g. 0.7; "
+                                 f"got {self.hide_labels!r}.", "hide_labels")
         if not _integer(self.chunk) or self.chunk < 1:
-            raise ParameterError(f"chunk must be an integer >= 1; got {self.chunk!r}.")
+            raise ParameterError(f"chunk must be an integer >= 1; got {self.chunk!r}.", "chunk")
 
     def check(self) -> SemiSettings:
         """The settings (valid: they were checked when made)."""
@@ -326,4 +338,4 @@ def cli_help(f: Any, heads_using: Callable[[str], tuple[str, ...]] | None = None
 
 __all__ = ["DataConfig", "HeadConfig", "INPUTS", "JOINS", "LAYER_POOLING", "MAX_FRAMES",
            "MAX_SEED", "STRATEGIES", "SemiSettings", "TEACHERS", "cli_help", "flag", "option",
-           "split_options"]
+           "parameter_flag", "split_options"]

@@ -32,7 +32,25 @@ class LabelError(DataError):
 
 
 class ParameterError(DataError):
-    """A hyper-parameter or option is outside its valid range (checked before any work)."""
+    """A hyper-parameter or option is outside its valid range (checked before any work).
+
+    ``parameter`` : the name of the parameter the error is about, as a Python caller passes it
+    (a field of ``HeadConfig``, ``DataConfig`` or ``SemiSettings``, or a keyword of the
+    function raising it), or None. The message speaks of parameters, not of command-line
+    flags; the command line adds the flag (:meth:`with_flag`, with
+    :func:`mer_heads.config.parameter_flag`).
+    """
+
+    def __init__(self, message: str, parameter: str | None = None):
+        super().__init__(message)
+        self.parameter = parameter
+
+    def with_flag(self, flag: str) -> str:
+        """The message with `` (FLAG)`` before its final full stop, as the command line shows
+        it: ``folds must be an integer >= 2; got 1 (--folds).``"""
+        text = str(self)
+        stop = "." if text.endswith(".") else ""
+        return f"{text[:len(text) - len(stop)]} ({flag}){stop}"
 
 
 class OutputError(MerHeadsError):

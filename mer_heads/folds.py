@@ -7,23 +7,23 @@ with groups, fewer groups than folds, with the fix in the message. Ablations and
 sweeps draw one assignment and share it between every modality set they fit, so their rows
 differ only by the modalities. Without ``--groups``, a column that looks like a speaker's
 (:func:`speaker_like`) earns a note: its clips are spread over training and held-out folds.
+
+The functions take arrays (class indices, group labels), never a dataset or a config: the
+caller reads the group column (``MultimodalData.column``) and passes its values.
 """
 
 from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from mer_features import EMOTIONS
 from mer_heads.errors import DataError, listed
-
-if TYPE_CHECKING:
-    from mer_heads.config import HeadConfig
-    from mer_heads.data.dataset import MultimodalData
 
 SPEAKER_LIKE = re.compile(r"(actor|speaker|spk|subject|subj|participant|talker|person|patient)"
                           r"(id|name|no|num|code)?s?")
@@ -166,12 +166,12 @@ def check_given_folds(fold: np.ndarray, groups: np.ndarray, column: str) -> None
                         f"folds ({listed(split)}); draw it with --groups {column}.")
 
 
-def speaker_like(data: MultimodalData, rows: np.ndarray) -> list[tuple[str, int]]:
-    """Extra columns of ``data`` named like a speaker's (:data:`SPEAKER_LIKE`) whose values
-    repeat among the clips at ``rows`` (more than one value, fewer than clips), with their
-    number of values."""
+def speaker_like(columns: Mapping[str, np.ndarray], rows: np.ndarray) -> list[tuple[str, int]]:
+    """Columns (name -> object array (n,) of str, e.g. ``MultimodalData.extra``) named like a
+    speaker's (:data:`SPEAKER_LIKE`) whose values repeat among the clips at ``rows`` (more than
+    one value, fewer than clips), with their number of values."""
     found = []
-    for column, values in data.extra.items():
+    for column, values in columns.items():
         key = re.sub(r"[^a-z0-9]", "", column.lower())
         if not SPEAKER_LIKE.fullmatch(key):
             continue
@@ -193,32 +193,37 @@ def speaker_note(found: list[tuple[str, int]]) -> str:
             f"unseen speakers; pass --groups {column} for speaker-independent folds")
 
 
-def draw_folds(data: MultimodalData, rows: np.ndarray, config: HeadConfig, context: str = ""
+def draw_folds(labels: np.ndarray, n_folds: int, seed: int, *, groups: np.ndarray | None = None,
+               column: str | None = None, names: Sequence[str] = (), context: str = ""
                ) -> tuple[np.ndarray, FoldPlan, list[str]]:
-    """Folds (len(rows),) for the labelled clips of ``data`` at ``rows``, as ``config`` asks
-    (``folds``, ``seed``, ``groups``), with their plan and notes for the report."""
-    labels = data.labels[rows]
-    if config.groups is None:
-        fold, note = stratified_folds(labels, config.folds, config.seed, context)
-        warning = speaker_note(speaker_like(data, rows))
-        return fold, FoldPlan(), [n for n in (note, warning) if n]
-    groups = data.column(config.groups, "--groups")[rows]
-    fold, note = group_folds(labels, groups, config.folds, config.seed, column=config.groups,
-                             names=[data.names[i] for i in rows], context=context)
-    return fold, plan_of(fold, groups, config.groups, config.folds), [note] if note else []
+    """Folds (n,) of the labelled clips of class indices ``labels`` (n,), drawn with ``seed``:
+    stratified, or stratified group folds when ``groups`` (n,) str gives each clip's group
+    (the values of the column ``column``, of the clips ``names``, for messages). Returns the
+    folds, their plan and notes for the report."""
+    if groups is None:
+        fold, note = stratified_folds(labels, n_folds, seed, context)
+        return fold, FoldPlan(), [note] if note else []
+    fold, note = group_folds(labels, groups, n_folds, seed, column=column or "groups",
+                             names=list(names), context=context)
+    return fold, plan_of(fold, groups, column, n_folds), [note] if note else []
 
 
-def shared_folds(data: MultimodalData, config: HeadConfig, nothing: str) -> np.ndarray:
-    """One fold assignment (n,) for every modality set fitted on ``data`` (ablations,
-    robustness sweeps): (group) stratified folds over the labelled clips with a usable
-    modality, -1 elsewhere, from ``config``'s folds, seed and groups. ``nothing`` ends the
-    error raised when there is no such clip (what to check)."""
-    labels = data.labels
-    usable = (labels >= 0) & data.present.any(axis=1)
+def shared_folds(labels: np.ndarray, usable: np.ndarray, n_folds: int, seed: int, *,
+                 groups: np.ndarray | None = None, column: str | None = None,
+                 names: Sequence[str] = (), nothing: str = "") -> np.ndarray:
+    """One fold assignment (n,) for every modality set fitted on the same clips (ablations,
+    robustness sweeps, leaderboards): :func:`draw_folds` over the labelled clips (``labels``
+    >= 0) where ``usable`` (n,) bool (a usable modality), -1 elsewhere; ``groups``, ``column``
+    and ``names`` (n,) as for :func:`draw_folds`. ``nothing`` ends the error raised when there
+    is no such clip (what to check)."""
+    usable = (labels >= 0) & usable
     if not usable.any():
         raise DataError(f"No labelled clip with a usable modality: {nothing}")
-    fold_of = np.full(len(data), -1, np.int64)
-    fold_of[usable], _, _ = draw_folds(data, np.flatnonzero(usable), config)
+    rows = np.flatnonzero(usable)
+    fold_of = np.full(len(labels), -1, np.int64)
+    fold_of[rows], _, _ = draw_folds(
+        labels[rows], n_folds, seed, groups=None if groups is None else groups[rows],
+        column=column, names=[names[i] for i in rows] if len(names) else ())
     return fold_of
 
 

@@ -11,7 +11,8 @@ How the F = folds x seeds models fit and predict is the head's family's business
 :mod:`mer_heads.heads`): the neural heads train as one stacked model, the scikit-learn heads one
 estimator per fold and seed. The estimator follows scikit-learn's contract: ``__init__`` only
 stores the hyper-parameters, ``fit`` validates them and the data and sets the attributes ending
-in ``_``, and every prediction method checks that it is fitted.
+in ``_`` (the head family only returns what it trained), and every prediction method checks
+that it is fitted.
 
 Prediction, for every family through one path:
 
@@ -26,6 +27,7 @@ Prediction, for every family through one path:
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,12 +37,13 @@ from mer_features import EMOTIONS
 from mer_heads.config import HeadConfig
 from mer_heads.data.standardize import Standardizer, fit_standardizer
 from mer_heads.errors import DataError, NotFittedError, ParameterError, RunError, listed
-from mer_heads.folds import (check_given_folds, draw_folds, plan_of, speaker_like,
+from mer_heads.folds import (FoldPlan, check_given_folds, draw_folds, plan_of, speaker_like,
                              speaker_note)
 from mer_heads.heads import Head, get_head, known_heads
 from mer_heads.heads.layers import check_learned, layer_counts
 from mer_heads.metrics import Scores, score
 from mer_heads.runtime import PREDICT_CHUNK
+from mer_heads.state import FittedState
 
 if TYPE_CHECKING:
     from mer_heads.data.dataset import MultimodalData
@@ -84,6 +87,13 @@ class CrossValidatedHead(BaseEstimator):
 
     Attributes set by ``fit`` (F = folds x seeds models, n = training clips)
     -------------------------------------------------------------------------
+    state_ : the :class:`~mer_heads.state.FittedState`: everything predictions need, what a
+        run directory keeps (:mod:`mer_heads.rundir`). ``keys_``, ``dims_``, ``input_``,
+        ``layers_``, ``layer_weights_``, ``normalized_by_``, ``has_valence_``, ``prior_``,
+        ``mean_valence_``, ``standardizer_``, ``model_folds_``, ``model_seeds_``,
+        ``precision_`` and ``stack_`` or ``estimators_`` mirror it (:meth:`from_state` sets
+        them for a loaded run); the others are what cross-validation found, and a loaded run
+        has none of them.
     keys_, dims_, input_ : the modalities (names, widths) and input kind it was fitted on.
     layers_ : per modality, the layers L whose weights are learned (``--layers learned``; 1:
         none). layer_weights_ : key -> (F, L) softmax layer weights of each fold model.
@@ -172,7 +182,7 @@ class CrossValidatedHead(BaseEstimator):
         folds' standardisation statistics are those of their whole training set, copies
         included; scores are always on the clean held-out clips.
         """
-        head = self._check_params(X)
+        config, head = self._check_params(X)
         data = X
         labels = data.labels
         labelled = labels >= 0
@@ -185,35 +195,29 @@ class CrossValidatedHead(BaseEstimator):
         usable = data.present.any(axis=1)
         dropped = labelled & ~usable
         train = np.flatnonzero(labelled & usable)
-        self.notes_ = list(data.notes)
-        self._check_training_data(data, train, labelled)
+        notes = list(data.notes)
+        notes += self._check_training_data(data, train, labelled)
         copies = self._check_augment(data, augment)
-        self.dropped_ = [data.names[i] for i in np.flatnonzero(dropped)]
-        if self.dropped_:
-            self.notes_.append(f"{len(self.dropped_)} labelled clip(s) have no usable modality "
-                               "and were left out of training")
+        dropped_names = [data.names[i] for i in np.flatnonzero(dropped)]
+        if dropped_names:
+            notes.append(f"{len(dropped_names)} labelled clip(s) have no usable modality and "
+                         "were left out of training")
         y_train = labels[train]
-        fold = self._assign_folds(data, train, None if fold_of is None else fold_of[train])
+        fold, fold_plan, fold_notes = self._assign_folds(
+            data, train, None if fold_of is None else fold_of[train])
+        notes += fold_notes
         k = self.folds
         pseudo_rows, pseudo_labels = self._check_pseudo(data, pseudo_rows, pseudo_labels)
-        self.keys_, self.dims_, self.input_ = data.keys, data.dims, data.input
-        self.layers_ = layer_counts(data)
-        self.layer_weights_: dict[str, np.ndarray] = {}
-        if data.layers == "learned" and max(self.layers_) == 1:
-            self.notes_.append("--layers learned: no store holds utterance arrays of several "
-                               "layers (extract with --layer all), so there was nothing to weigh")
-        self.normalized_by_ = data.normalized_by
+        layers = layer_counts(data)
+        if data.layers == "learned" and max(layers) == 1:
+            notes.append("--layers learned: no store holds utterance arrays of several "
+                         "layers (extract with --layer all), so there was nothing to weigh")
         if self.modality_dropout > 0 and len(data.keys) == 1:
-            self.notes_.append("--modality-dropout does nothing with one modality (a clip never "
-                               "loses all of its modalities)")
-        self.train_names_ = [data.names[i] for i in train]
-        self.fold_ = fold
+            notes.append("--modality-dropout does nothing with one modality (a clip never "
+                         "loses all of its modalities)")
         valence = data.valence[train]
-        self.has_valence_ = bool(np.isfinite(valence).any())
-        self.prior_ = np.bincount(y_train, minlength=len(EMOTIONS)) / len(y_train)
-        self.mean_valence_ = float(np.nanmean(valence)) if self.has_valence_ else float("nan")
-        self.model_folds_ = np.repeat(np.arange(k), self.seeds)
-        self.model_seeds_ = np.tile(np.arange(self.seeds), k) + self.seed
+        has_valence = bool(np.isfinite(valence).any())
+        model_folds = np.repeat(np.arange(k), self.seeds)
         n = len(data)
 
         def with_copies(rows: np.ndarray) -> np.ndarray:
@@ -226,9 +230,9 @@ class CrossValidatedHead(BaseEstimator):
         fold_rows = [with_copies(np.concatenate([labelled_rows[f],
                                                  pseudo_rows[pseudo_labels[f] >= 0]]))
                      for f in range(k)]
-        self.n_augmented_ = np.array(
+        n_augmented = np.array(
             [len(fold_rows[f]) - len(labelled_rows[f]) - int((pseudo_labels[f] >= 0).sum())
-             for f in self.model_folds_], np.int64)
+             for f in model_folds], np.int64)
         if copies:
             from mer_heads.data.dataset import stack_copies
 
@@ -238,21 +242,66 @@ class CrossValidatedHead(BaseEstimator):
         train_masks = np.zeros((k, len(stacked)), bool)
         for j in range(k):  # statistics: the fold's labelled training clips and their copies
             train_masks[j, with_copies(labelled_rows[j])] = True
-        self.standardizer_: Standardizer = fit_standardizer(stacked, train_masks)
-        train_rows = [fold_rows[f] for f in self.model_folds_]
-        val_rows = [train[fold == f] for f in self.model_folds_]
-        self.n_pseudo_ = np.array([int((pseudo_labels[f] >= 0).sum()) for f in self.model_folds_],
-                                  np.int64)
+        state = FittedState(
+            keys=data.keys, dims=data.dims, input=data.input, layers=layers,
+            normalized_by=data.normalized_by, has_valence=has_valence,
+            prior=np.bincount(y_train, minlength=len(EMOTIONS)) / len(y_train),
+            mean_valence=float(np.nanmean(valence)) if has_valence else float("nan"),
+            model_folds=model_folds, model_seeds=np.tile(np.arange(self.seeds), k) + self.seed,
+            standardizer=fit_standardizer(stacked, train_masks))
+        train_rows = [fold_rows[f] for f in model_folds]
+        val_rows = [train[fold == f] for f in model_folds]
+        n_pseudo = np.array([int((pseudo_labels[f] >= 0).sum()) for f in model_folds], np.int64)
         fold_labels = None
         if len(pseudo_rows):
             fold_labels = np.tile(labels, (k, 1))
             fold_labels[:, pseudo_rows] = pseudo_labels
             fold_labels = np.tile(fold_labels, (1, 1 + len(copies)))
-        val_proba, val_valence = head.fit(self, stacked, train_rows, val_rows, fold_labels)
-        self._score(data, train, fold, val_rows, val_proba, val_valence)
+        trained = head.fit(config, state, stacked, train_rows, val_rows, fold_labels)
+        state = replace(state, models=trained.models, precision=trained.precision)
+        oof_proba, oof_valence, model_scores, cv_scores = self._score(
+            data, train, val_rows, trained.val_proba, trained.val_valence, has_valence)
+
+        self._set_state(state)
+        self.train_names_ = [data.names[i] for i in train]
+        self.fold_ = fold
+        self.fold_plan_ = fold_plan
+        self.dropped_ = dropped_names
+        self.n_pseudo_ = n_pseudo
+        self.n_augmented_ = n_augmented
+        self.device_, self.batch_size_ = trained.device, trained.batch_size
+        self.best_epochs_, self.curve_ = trained.best_epochs, trained.curve
+        self.oof_proba_, self.oof_valence_ = oof_proba, oof_valence
+        self.model_scores_, self.cv_scores_ = model_scores, cv_scores
+        self.notes_ = notes + trained.notes
         return self
 
-    def _check_params(self, data: MultimodalData) -> Head:
+    @classmethod
+    def from_state(cls, config: HeadConfig | dict[str, Any], state: FittedState
+                   ) -> CrossValidatedHead:
+        """A fitted head with the hyper-parameters ``config`` and the fitted ``state`` (a run
+        directory's, :func:`mer_heads.rundir.load_run`). It predicts as the head that was
+        fitted; what only cross-validation knows (folds, held-out predictions, scores) it has
+        not."""
+        est = cls.from_config(config)
+        est._set_state(state)
+        return est
+
+    def _set_state(self, state: FittedState) -> None:
+        """Set the fitted attributes that mirror ``state`` (the one place they are set)."""
+        head = get_head(self.model)
+        self.state_ = state
+        self.keys_, self.dims_, self.input_ = state.keys, state.dims, state.input
+        self.layers_, self.normalized_by_ = state.layers, state.normalized_by
+        self.has_valence_, self.prior_ = state.has_valence, state.prior
+        self.mean_valence_ = state.mean_valence
+        self.model_folds_, self.model_seeds_ = state.model_folds, state.model_seeds
+        self.standardizer_: Standardizer = state.standardizer
+        self.precision_ = state.precision
+        setattr(self, head.models_attribute, state.models)
+        self.layer_weights_: dict[str, np.ndarray] = head.layer_weights(state)
+
+    def _check_params(self, data: MultimodalData) -> tuple[HeadConfig, Head]:
         config = self.config
         head = get_head(config.model)
         if data.input not in head.inputs:
@@ -260,15 +309,16 @@ class CrossValidatedHead(BaseEstimator):
             kinds = "/".join(dict.fromkeys(get_head(n).kind for n in able))
             raise ParameterError(
                 f"The {head.kind} model '{self.model}' takes {' or '.join(head.inputs)} vectors;"
-                f" use --input {head.inputs[0]}, or a {kinds} model ({', '.join(able)}) for "
-                f"{data.input}.")
+                f" load the data with input='{head.inputs[0]}', or use a {kinds} model "
+                f"({', '.join(able)}) for {data.input}.", "input")
         check_learned(config.model, data.layers)
         head.check_runtime(config)
-        return head
+        return config, head
 
     def _check_training_data(self, data: MultimodalData, train: np.ndarray, labelled: np.ndarray
-                             ) -> None:
-        """Refuse training clips no head can learn from, with what to do (before any work)."""
+                             ) -> list[str]:
+        """Refuse training clips no head can learn from, with what to do (before any work);
+        returns notes on what the head will make of them."""
         if len(train) == 0:
             stores = ", ".join(f"'{m.path}'" for m in data.modalities)
             raise DataError(
@@ -294,8 +344,9 @@ class CrossValidatedHead(BaseEstimator):
                 "frequencies. Check the store(s) with `mer-features verify STORE` (an encoder "
                 "that returned a constant, or blank inputs) and extract again.")
         if constant:
-            self.notes_.append(f"{', '.join(constant)}: every feature has the same value in all "
-                               "training clips (zero variance); the modality adds nothing")
+            return [f"{', '.join(constant)}: every feature has the same value in all training "
+                    "clips (zero variance); the modality adds nothing"]
+        return []
 
     def _check_pseudo(self, data: MultimodalData, rows: np.ndarray | None,
                       labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -319,26 +370,26 @@ class CrossValidatedHead(BaseEstimator):
         return rows, labels
 
     def _assign_folds(self, data: MultimodalData, train: np.ndarray, given: np.ndarray | None
-                      ) -> np.ndarray:
-        """Folds (len(train),) of the training clips: ``given`` (checked) or drawn; sets
-        ``fold_plan_`` and adds the fold notes (a speaker-like column the folds ignore)."""
-        groups = None if self.groups is None else data.column(self.groups, "--groups")[train]
+                      ) -> tuple[np.ndarray, FoldPlan, list[str]]:
+        """Folds (len(train),) of the training clips, ``given`` (checked) or drawn, their plan
+        and the fold notes (a speaker-like column the folds ignore)."""
+        groups = data.groups(self.groups)
+        groups = None if groups is None else groups[train]
         if given is None:
-            fold, self.fold_plan_, notes = draw_folds(data, train, self.config)
-            self.notes_.extend(notes)
-            return fold
-        given = np.asarray(given, np.int64)
-        if given.min() < 0 or given.max() >= self.folds:
-            raise DataError(f"fold_of must hold fold indices in [0, {self.folds}) for every "
-                            "training clip.")
-        if groups is not None:
-            check_given_folds(given, groups, self.groups)
+            fold, plan, notes = draw_folds(data.labels[train], self.folds, self.seed,
+                                           groups=groups, column=self.groups,
+                                           names=[data.names[i] for i in train])
         else:
-            note = speaker_note(speaker_like(data, train))
-            if note:
-                self.notes_.append(note)
-        self.fold_plan_ = plan_of(given, groups, self.groups, self.folds)
-        return given
+            fold, notes = np.asarray(given, np.int64), []
+            if fold.min() < 0 or fold.max() >= self.folds:
+                raise DataError(f"fold_of must hold fold indices in [0, {self.folds}) for "
+                                "every training clip.")
+            if groups is not None:
+                check_given_folds(fold, groups, self.groups)
+            plan = plan_of(fold, groups, self.groups, self.folds)
+        if groups is None:
+            notes.append(speaker_note(speaker_like(data.extra, train)))
+        return fold, plan, [n for n in notes if n]
 
     def _check_augment(self, data: MultimodalData, augment: Sequence[MultimodalData] | None
                        ) -> list[MultimodalData]:
@@ -360,29 +411,32 @@ class CrossValidatedHead(BaseEstimator):
                     f"{data.normalized_by}). Load it like the data.")
         return copies
 
-    def _score(self, data: MultimodalData, train: np.ndarray, fold: np.ndarray,
-               val_rows: list[np.ndarray], val_proba: list[np.ndarray],
-               val_valence: list[np.ndarray]) -> None:
+    def _score(self, data: MultimodalData, train: np.ndarray, val_rows: list[np.ndarray],
+               val_proba: list[np.ndarray], val_valence: list[np.ndarray], has_valence: bool
+               ) -> tuple[np.ndarray, np.ndarray, list[Scores], Scores]:
+        """The held-out class probabilities (len(train), 6) and valence (mean over seeds), each
+        model's scores on its held-out fold and the scores of the pooled predictions."""
         labels, valence = data.labels, data.valence
         position = {row: i for i, row in enumerate(train)}
-        self.oof_proba_ = np.zeros((len(train), len(EMOTIONS)))
-        self.oof_valence_ = np.zeros(len(train))
-        self.model_scores_: list[Scores] = []
+        oof_proba = np.zeros((len(train), len(EMOTIONS)))
+        oof_valence = np.zeros(len(train))
+        model_scores: list[Scores] = []
         for rows, proba, val in zip(val_rows, val_proba, val_valence):
             at = np.array([position[r] for r in rows], np.int64)
-            self.oof_proba_[at] += proba / self.seeds
-            self.oof_valence_[at] += val / self.seeds
-            self.model_scores_.append(score(
-                labels[rows], proba.argmax(1), valence[rows] if self.has_valence_ else None, val))
-        self.cv_scores_ = score(labels[train], self.oof_proba_.argmax(1),
-                                valence[train] if self.has_valence_ else None, self.oof_valence_)
+            oof_proba[at] += proba / self.seeds
+            oof_valence[at] += val / self.seeds
+            model_scores.append(score(
+                labels[rows], proba.argmax(1), valence[rows] if has_valence else None, val))
+        cv_scores = score(labels[train], oof_proba.argmax(1),
+                          valence[train] if has_valence else None, oof_valence)
+        return oof_proba, oof_valence, model_scores, cv_scores
 
     # ------------------------------------------------------------------------------------
-    def _check_fitted(self, what: str = "standardizer_") -> None:
+    def _check_fitted(self, what: str = "state_") -> None:
         if not hasattr(self, what):
             raise NotFittedError(
                 "This CrossValidatedHead is not fitted yet; call fit() first or load a run "
-                "directory." if what == "standardizer_" else
+                "directory." if what == "state_" else
                 "This CrossValidatedHead was loaded from a run directory, which keeps no folds: "
                 "held-out predictions need the estimator fitted in this session (fit()).")
 
@@ -407,7 +461,8 @@ class CrossValidatedHead(BaseEstimator):
                 ) -> Iterator[tuple[int, MultimodalData, Any]]:
         """(start, the clips of ``data`` at ``rows[start:start + chunk]``, the head's predict
         function) per chunk, inside one predictor session (the stack on its device)."""
-        with get_head(self.model).predictor(self, data, min(len(rows), 512)) as predict:
+        with get_head(self.model).predictor(self.config, self.state_, data,
+                                            min(len(rows), 512)) as predict:
             for start in range(0, len(rows), chunk):
                 yield start, data.subset(rows[start:start + chunk]), predict
 
@@ -481,7 +536,8 @@ class CrossValidatedHead(BaseEstimator):
                             f"({listed(lacking)}).")
         data = X.subset(np.array([where[n] for n in self.train_names_], np.int64))
         own = [np.flatnonzero(self.fold_ == f) for f in self.model_folds_]
-        with get_head(self.model).predictor(self, data, self.batch_size_) as predict:
+        with get_head(self.model).predictor(self.config, self.state_, data,
+                                            self.batch_size_) as predict:
             probas, valences = predict(data, own)
         n = len(data)
         proba, valence = np.zeros((n, len(EMOTIONS))), np.zeros(n)

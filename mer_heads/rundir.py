@@ -13,13 +13,16 @@ that could break silently (no lambdas, no whole torch modules).
     RUN_DIR/models/sklearn.joblib   the scikit-learn (classifier, regressor) pairs (joblib)
     RUN_DIR/metrics.json       scores (written by :mod:`mer_heads.experiments.fit`)
 
-The models file is the head family's (:mod:`mer_heads.heads`); every file is written through
-:mod:`mer_heads.outputs`.
+A fitted head's state (:class:`~mer_heads.state.FittedState`) is written here and read back
+here, in one place: the run's JSON fields and standardizer.npz by this module, the models file
+through its head family's ``write_models``/``read_models`` (the bytes, not where they go);
+every file is written through :mod:`mer_heads.outputs`.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +33,9 @@ from mer_heads.config import HeadConfig
 from mer_heads.data.standardize import Standardizer
 from mer_heads.errors import FingerprintMismatchError, OutputError, RunError
 from mer_heads.heads import NeuralHead, SklearnHead, get_head
-from mer_heads.outputs import dump_json, os_reason, save_npz
+from mer_heads.outputs import atomic_write, dump_json, os_reason, save_npz
 from mer_heads.protocol import CrossValidatedHead
+from mer_heads.state import FittedState
 
 if TYPE_CHECKING:
     from mer_heads.data.dataset import ModalityInfo
@@ -47,8 +51,10 @@ RUN_OUTPUTS = (RUN_FILE, "metrics.json", "report.md", "confusion.png", "layer_we
 
 def save_run(est: CrossValidatedHead, run_dir: str | Path, modalities: list[ModalityInfo], *,
              layers: str, max_frames: int, extra: dict[str, Any] | None = None) -> Path:
-    """Write the fitted ``est`` and its provenance into ``run_dir`` (created if needed)."""
+    """Write the fitted ``est`` (its :class:`~mer_heads.state.FittedState`) and its
+    provenance into ``run_dir`` (created if needed)."""
     run_dir = Path(run_dir)
+    state, head = est.state_, get_head(est.model)
     try:
         (run_dir / "models").mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -58,22 +64,23 @@ def save_run(est: CrossValidatedHead, run_dir: str | Path, modalities: list[Moda
         "model": est.model,
         "params": est.get_params(),
         "modalities": [m.to_json() for m in modalities],
-        "input": est.input_,
+        "input": state.input,
         "layers": layers,
         "max_frames": max_frames,
         "classes": list(EMOTIONS),
-        "has_valence": est.has_valence_,
-        "prior": est.prior_,
-        "mean_valence": est.mean_valence_ if est.has_valence_ else None,
-        "model_folds": est.model_folds_,
-        "model_seeds": est.model_seeds_,
-        "precision": est.precision_,
-        "normalize_by": est.normalized_by_,
-        "layer_counts": est.layers_,
+        "has_valence": state.has_valence,
+        "prior": state.prior,
+        "mean_valence": state.mean_valence if state.has_valence else None,
+        "model_folds": state.model_folds,
+        "model_seeds": state.model_seeds,
+        "precision": state.precision,
+        "normalize_by": state.normalized_by,
+        "layer_counts": state.layers,
         **(extra or {}),
     }
-    save_npz(run_dir / "standardizer.npz", est.standardizer_.to_arrays(est.keys_))
-    get_head(est.model).save(est, run_dir)
+    save_npz(run_dir / "standardizer.npz", state.standardizer.to_arrays(state.keys))
+    with atomic_write(run_dir / head.model_file, "wb") as f:
+        head.write_models(state.models, f)
     dump_json(info, run_dir / RUN_FILE)  # last: a folder without run.json is not a run
     return run_dir
 
@@ -98,7 +105,8 @@ def load_run(run_dir: str | Path) -> tuple[CrossValidatedHead, dict[str, Any]]:
         raise RunError(f"Run '{run_dir}' has format {got}; this mer_heads reads format {FORMAT}. "
                        "Fit it again with this version.")
     try:
-        est = _load_estimator(run_dir, info)
+        config = HeadConfig.from_json(info["params"])
+        est = CrossValidatedHead.from_state(config, read_state(run_dir, info, config))
     except RunError:
         raise
     except Exception as e:  # a damaged file can fail in any of numpy, joblib, torch or here
@@ -107,34 +115,32 @@ def load_run(run_dir: str | Path) -> tuple[CrossValidatedHead, dict[str, Any]]:
     return est, info
 
 
-def _load_estimator(run_dir: Path, info: dict[str, Any]) -> CrossValidatedHead:
-    est = CrossValidatedHead.from_config(HeadConfig.from_json(info["params"]))
+def read_state(run_dir: Path, info: dict[str, Any], config: HeadConfig) -> FittedState:
+    """The :class:`~mer_heads.state.FittedState` that :func:`save_run` wrote into ``run_dir``
+    (``info``: its run.json), checked against the hyper-parameters ``config``."""
     keys = [m["key"] for m in info["modalities"]]
     with np.load(run_dir / "standardizer.npz") as arrays:
-        est.standardizer_ = Standardizer.from_arrays(dict(arrays), keys)
-    est.keys_ = keys
-    est.dims_ = [int(m["dim"]) for m in info["modalities"]]
-    est.input_ = info["input"]
-    est.layers_ = [int(n) for n in info.get("layer_counts") or [1] * len(keys)]
-    est.has_valence_ = bool(info["has_valence"])
-    est.prior_ = np.asarray(info["prior"], np.float64)
-    est.mean_valence_ = (float("nan") if info["mean_valence"] is None
-                         else float(info["mean_valence"]))
-    est.model_folds_ = np.asarray(info["model_folds"], np.int64)
-    est.model_seeds_ = np.asarray(info["model_seeds"], np.int64)
-    est.precision_ = info["precision"]
-    est.normalized_by_ = info.get("normalize_by")  # runs before --normalize-by: none
-    n_models = len(est.model_folds_)
-    for key, dim, mean, scale in zip(keys, est.dims_, est.standardizer_.mean,
-                                     est.standardizer_.scale):
-        if mean.shape != (est.folds, dim) or scale.shape != (est.folds, dim):
+        standardizer = Standardizer.from_arrays(dict(arrays), keys)
+    state = FittedState(
+        keys=keys, dims=[int(m["dim"]) for m in info["modalities"]], input=info["input"],
+        layers=[int(n) for n in info.get("layer_counts") or [1] * len(keys)],
+        normalized_by=info.get("normalize_by"),  # runs before --normalize-by: none
+        has_valence=bool(info["has_valence"]), prior=np.asarray(info["prior"], np.float64),
+        mean_valence=(float("nan") if info["mean_valence"] is None
+                      else float(info["mean_valence"])),
+        model_folds=np.asarray(info["model_folds"], np.int64),
+        model_seeds=np.asarray(info["model_seeds"], np.int64),
+        standardizer=standardizer, precision=info["precision"])
+    for key, dim, mean, scale in zip(keys, state.dims, standardizer.mean, standardizer.scale):
+        if mean.shape != (config.folds, dim) or scale.shape != (config.folds, dim):
             raise ValueError(f"standardizer.npz holds {key} statistics of shape {mean.shape}; "
-                             f"run.json says ({est.folds}, {dim})")
-    if (est.prior_.shape != (len(EMOTIONS),) or n_models != est.folds * est.seeds
-            or len(est.model_seeds_) != n_models):
+                             f"run.json says ({config.folds}, {dim})")
+    if (state.prior.shape != (len(EMOTIONS),) or state.n_models != config.folds * config.seeds
+            or len(state.model_seeds) != state.n_models):
         raise ValueError("run.json's prior, folds or models do not agree")
-    get_head(est.model).load(est, run_dir)
-    return est
+    head = get_head(config.model)
+    with open(run_dir / head.model_file, "rb") as f:
+        return replace(state, models=head.read_models(f, config, state))
 
 
 def check_fingerprints(info: dict[str, Any], modalities: list[ModalityInfo]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from mer_features import EMOTIONS
 from mer_features.errors import MerFeaturesError
 from mer_features.fingerprint import known_fingerprints
 from mer_features.store import FeatureStore, StoreError
-from mer_heads.config import DataConfig, split_options
+from mer_heads.config import DataConfig
 from mer_heads.data.labels import (normalise_label, outside_valence_scale, read_label_table,
                                    unknown_labels, valence_hint)
 from mer_heads.errors import (SHOWN, DataError, LabelError, MerHeadsError, ParameterError,
@@ -132,6 +132,11 @@ class MultimodalData:
             "(re-run the extraction with the manifest: only labels and columns are rewritten, "
             "no encoder work), or pass --manifest PATH with that column.")
 
+    def groups(self, column: str | None) -> np.ndarray | None:
+        """The group label of every clip (object array (n,) of str) from the extra column
+        ``column`` (``--groups``), or None without a column; see :meth:`column`."""
+        return None if column is None else self.column(column, "--groups")
+
     def select_modalities(self, keys: Sequence[str]) -> MultimodalData:
         """The same clips with only the modalities ``keys``, in that order."""
         where = {k: i for i, k in enumerate(self.keys)}
@@ -182,8 +187,8 @@ def split_rows(data: MultimodalData, train_split: str | None, test_split: str | 
                ) -> tuple[np.ndarray, np.ndarray]:
     """Bool masks (n,) of the training and test clips chosen by split names."""
     if train_split is not None and train_split == test_split:
-        raise ParameterError(f"--train-split and --test-split are both '{train_split}'; the test "
-                             "clips would be trained on. Give two different splits.")
+        raise ParameterError(f"train_split and test_split are both '{train_split}'; the test "
+                             "clips would be trained on. Give two different splits.", "test_split")
     splits = sorted({s for s in data.split})
     for name, what in ((train_split, "--train-split"), (test_split, "--test-split")):
         if name is not None and name not in splits:
@@ -255,7 +260,7 @@ def load_dataset(stores: Sequence[str | Path | tuple[str, str | Path]],
           averaged over layers (``"mean"``) or flattened to layers*dim (``"flatten"``, and
           ``"learned"``, whose layers the neural heads weigh: :mod:`mer_heads.heads.layers`).
     """
-    _, config = split_options(None, config, options)
+    config = replace(config or DataConfig(), **options)  # an unknown option: a TypeError
     if not stores:
         raise DataError("No feature store given; pass at least one --features STORE.h5.")
     specs = [parse_store_arg(s) for s in stores]
@@ -301,10 +306,31 @@ def load_dataset(stores: Sequence[str | Path | tuple[str, str | Path]],
         frame_mask=frame_mask if input == "frames" else None, layers=layers, notes=notes,
         extra=extra, extra_conflicts={k: v for k, v in conflicts.items() if k not in extra})
     if config.normalize_by is not None:
-        from mer_heads.data.normalize import normalize_groups
-
-        data = normalize_groups(data, config.normalize_by)
+        data = _normalized(data, config.normalize_by)
     return data
+
+
+def load_copy(clean: MultimodalData, stores: Mapping[str, str | Path], config: DataConfig
+              ) -> MultimodalData:
+    """``clean`` with the modalities of ``stores`` (key -> store, e.g. stores extracted from
+    corrupted media) read from those stores: the same clips, order, labels and extra columns.
+    With ``config.normalize_by`` the new features are normalised within their groups from their
+    own clips (what a deployed system normalising each speaker would see)."""
+    specs = [(m.key, stores.get(m.key, m.path)) for m in clean.modalities]
+    data = load_dataset(specs, replace(config, join="inner", normalize_by=None))
+    data = data.subset(data.rows_of(clean.names))
+    data = replace(data, discrete=clean.discrete, valence=clean.valence, split=clean.split,
+                   extra=clean.extra)
+    if config.normalize_by is not None:
+        data = _normalized(data, config.normalize_by)
+    return data
+
+
+def _normalized(data: MultimodalData, column: str) -> MultimodalData:
+    from mer_heads.data.normalize import normalize_groups
+
+    groups = data.column(column, "--normalize-by")
+    return normalize_groups(data, groups, column)
 
 
 def store_key(spec: str | Path | tuple[str, str | Path]) -> str | None:
@@ -617,5 +643,5 @@ def summarise(data: MultimodalData) -> dict:
 
 
 __all__ = ["SETS", "STORE_MODALITIES", "ModalityInfo", "MultimodalData", "guard_read",
-           "load_dataset", "modality_sets", "parse_store_arg", "split_rows", "stack_copies",
+           "load_copy", "load_dataset", "modality_sets", "parse_store_arg", "split_rows", "stack_copies",
            "store_key", "summarise"]

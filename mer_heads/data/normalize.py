@@ -35,13 +35,13 @@ def group_codes(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
     return codes.astype(np.int64), [str(n) for n in names]
 
 
-def normalize_groups(data: MultimodalData, column: str) -> MultimodalData:
-    """``data`` with every modality z-scored within the groups of its extra column ``column``.
+def normalize_groups(data: MultimodalData, groups: np.ndarray, column: str) -> MultimodalData:
+    """``data`` with every modality z-scored within the groups ``groups`` (n,) str: the values
+    of its extra column ``column`` (``MultimodalData.column``), the name for messages.
 
     Returns a copy (the input is unchanged) with ``normalized_by`` set and a note. Every clip with
     a usable modality needs a value in ``column``; clips without one are refused, listed.
     """
-    groups = data.column(column, "--normalize-by")
     usable = data.present.any(axis=1)
     lacking = np.flatnonzero(usable & (groups == ""))
     if len(lacking):

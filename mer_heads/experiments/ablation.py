@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +25,20 @@ from mer_heads.heads import get_head
 from mer_heads.outputs import dump_json, output_folder, write_csv, write_text
 from mer_heads.protocol import CrossValidatedHead
 from mer_heads.reports.ablation import markdown_table
+from mer_heads.reports.result import ReportResult
 
 COLUMNS = ("modalities", "n_modalities", "clips", "left_out", "f1_mean", "f1_std", "mse_mean",
            "mse_std", "metric_mean", "metric_std", "cv_f1", "cv_mse", "cv_metric")
 
 
-@dataclass
-class AblationResult:
-    rows: list[dict[str, Any]]
-    csv_path: Path
-    markdown_path: Path
-    seconds: float
-    notes: list[str] = field(default_factory=list)
+@dataclass(kw_only=True)
+class AblationResult(ReportResult):
+    """``rows``: one dict per modality combination, as in the CSV."""
 
-    def markdown(self) -> str:
-        return self.markdown_path.read_text(encoding="utf-8")
+    stem = "ablation"
+    has_figure = False
+
+    rows: list[dict[str, Any]]
 
 
 def ablate(features: Sequence[str | Path | tuple[str, str | Path]], out: str | Path,
@@ -53,7 +52,8 @@ def ablate(features: Sequence[str | Path | tuple[str, str | Path]], out: str | P
     start = time.perf_counter()
     head, loading = split_options(head, loading, options)
     get_head(head.model).check_runtime(head)
-    with output_folder(out, marker="ablation.json", overwrite=overwrite, what="ablation") as out:
+    with output_folder(out, marker=f"{AblationResult.stem}.json", overwrite=overwrite,
+                       what="ablation") as out:
         return _ablate(features, out, start, head, loading, train_split)
 
 
@@ -68,8 +68,10 @@ def _ablate(features, out: Path, start: float, head: HeadConfig, loading: DataCo
             raise DataError(f"No clip has split '{train_split}' (--train-split); the splits "
                             f"present are {', '.join(map(repr, sorted(set(data.split))))}.")
         data = data.subset(data.split == train_split)
-    fold_of = shared_folds(data, head, "nothing to ablate. Check the stores' labels (or pass "
-                                       "--manifest).")
+    fold_of = shared_folds(data.labels, data.present.any(axis=1), head.folds, head.seed,
+                           groups=data.groups(head.groups), column=head.groups, names=data.names,
+                           nothing="nothing to ablate. Check the stores' labels (or pass "
+                           "--manifest).")
     rows, details, notes = [], [], set()
     plan = None
     for combo in modality_sets(data.keys):
@@ -90,16 +92,16 @@ def _ablate(features, out: Path, start: float, head: HeadConfig, loading: DataCo
         rows.append(row)
         details.append({**row, "models": [s.to_json() for s in scores],
                         "best_epochs": est.best_epochs_.tolist()})
-    csv_path, md_path = out / "ablation.csv", out / "ablation.md"
-    write_csv(csv_path, COLUMNS, rows)
-    notes = sorted(notes)
+    result = AblationResult(out=out, rows=rows, notes=sorted(notes))
+    write_csv(result.csv_path, COLUMNS, rows)
     dump_json({"params": head.to_json(), "input": loading.input, "layers": loading.layers,
                "normalize_by": loading.normalize_by, "folds": plan.to_json(),
                "modalities": [m.to_json() for m in data.modalities], "rows": details,
-               "notes": notes}, out / "ablation.json")
-    write_text(md_path, markdown_table(rows, head, loading.input, notes,
-                                       folds=plan.describe(head.folds)))
-    return AblationResult(rows, csv_path, md_path, time.perf_counter() - start, notes)
+               "notes": result.notes}, result.json_path)
+    write_text(result.markdown_path, markdown_table(rows, head, loading.input, result.notes,
+                                                    folds=plan.describe(head.folds)))
+    result.seconds = time.perf_counter() - start
+    return result
 
 
 __all__ = ["AblationResult", "ablate"]

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mer_features.fingerprint import with_added_fields
 from mer_features.noise import describe_noise
 from mer_features.store import FeatureStore, StoreError
-from mer_heads.data.dataset import guard_read, parse_store_arg
+from mer_heads.data.dataset import guard_read, load_copy, parse_store_arg
 from mer_heads.errors import DataError, listed
 
 if TYPE_CHECKING:
@@ -304,25 +304,6 @@ def resolve_conditions(conditions: Sequence[Any], clean: MultimodalData, *,
     return [Condition(label=CLEAN)] + [resolved[i] for i in order]
 
 
-def condition_data(clean: MultimodalData, cond: Condition, loading: DataConfig
-                   ) -> MultimodalData:
-    """The clean data set with the condition's modalities read from its corrupted stores; same
-    clips, order, labels and extra columns as ``clean``. With ``loading.normalize_by`` the
-    corrupted features are normalised within their groups from their own clips (what a
-    deployed system normalising each speaker would see)."""
-    from mer_heads.data.dataset import load_dataset
-    from mer_heads.data.normalize import normalize_groups
-
-    specs = [(m.key, cond.stores.get(m.key, m.path)) for m in clean.modalities]
-    data = load_dataset(specs, replace(loading, join="inner", normalize_by=None))
-    data = data.subset(data.rows_of(clean.names))
-    data = replace(data, discrete=clean.discrete, valence=clean.valence, split=clean.split,
-                   extra=clean.extra)
-    if loading.normalize_by is not None:
-        data = normalize_groups(data, loading.normalize_by)
-    return data
-
-
 def parse_augment(specs: Sequence[StoreArg]) -> list[tuple[None, list[tuple[str | None, Path]]]]:
     """``--augment KEY=STORE`` arguments as conditions of one store each (checked like a
     condition's by :func:`resolve_conditions`); a store given twice is refused."""
@@ -343,12 +324,13 @@ def load_augment(specs: Sequence[StoreArg], clean: MultimodalData, loading: Data
                  ) -> tuple[list[Condition], list[MultimodalData]]:
     """The corrupted training copies of ``--augment KEY=STORE ...``: each store checked against
     the clean store of its modality (same clips, input files, encoder and configuration; only
-    the noise differs) and loaded as a copy of ``clean`` (:func:`condition_data`). Returns the
-    copies' conditions (labels, noise specs) and data, in table order."""
+    the noise differs) and loaded as a copy of ``clean``
+    (:func:`~mer_heads.data.dataset.load_copy`). Returns the copies' conditions (labels, noise
+    specs) and data, in table order."""
     if not specs:
         return [], []
     conds = resolve_conditions(parse_augment(specs), clean, what="--augment")[1:]
-    return conds, [condition_data(clean, c, loading) for c in conds]
+    return conds, [load_copy(clean, c.stores, loading) for c in conds]
 
 
 def check_disjoint_draws(augment: Sequence[Condition], conditions: Sequence[Condition]) -> None:
@@ -408,5 +390,5 @@ def _name_conditions(conditions: list[Condition]) -> None:
 
 
 __all__ = ["CLEAN", "Condition", "Sweep", "check_corrupted_store", "check_disjoint_draws",
-           "condition_data", "differing_fields", "load_augment", "parse_augment", "parse_condition",
+           "differing_fields", "load_augment", "parse_augment", "parse_condition",
            "parse_conditions", "read_sweep", "resolve_conditions"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,25 +33,19 @@ import numpy as np
 from mer_features import EMOTIONS
 from mer_heads.errors import DataError, ParameterError
 from mer_heads.outputs import dump_json, output_folder, write_csv, write_text
+from mer_heads.reports.result import ReportResult
 
 CSV_COLUMNS = ("class", "count", "mean", "std", "min", "q1", "median", "q3", "max",
                "point_biserial_r", "point_biserial_p")
 
 
-@dataclass
-class DescribeResult:
+@dataclass(kw_only=True)
+class DescribeResult(ReportResult):
     """``stats``: the JSON written to describe.json."""
 
-    stats: dict[str, Any]
-    markdown_path: Path
-    csv_path: Path
-    json_path: Path
-    png_path: Path
-    seconds: float
-    notes: list[str] = field(default_factory=list)
+    stem = "describe"
 
-    def markdown(self) -> str:
-        return self.markdown_path.read_text(encoding="utf-8")
+    stats: dict[str, Any]
 
 
 def eta_squared(classes: np.ndarray, valence: np.ndarray) -> float:
@@ -159,22 +153,22 @@ def describe(out: str | Path, *, features=None, manifest: str | Path | None = No
     """
     start = time.perf_counter()
     if join not in ("exact", "inner"):
-        raise ParameterError(f"join must be one of exact, inner; got {join!r} (--join).")
-    with output_folder(out, marker="describe.json", overwrite=overwrite,
+        raise ParameterError(f"join must be one of exact, inner; got {join!r}.", "join")
+    with output_folder(out, marker=f"{DescribeResult.stem}.json", overwrite=overwrite,
                        what="description") as out:
         names, discrete, valence, source = _labels(features, manifest, labels, join)
         stats = describe_labels(discrete, valence, source=source, n_clips=len(names))
-        md, csv_path = out / "describe.md", out / "describe.csv"
-        json_path, png = out / "describe.json", out / "describe.png"
-        write_csv(csv_path, CSV_COLUMNS, [{"class": c, **row}
-                                          for c, row in stats["classes"].items()])
-        dump_json(stats, json_path)
+        result = DescribeResult(out=out, stats=stats, notes=list(stats["notes"]))
+        write_csv(result.csv_path, CSV_COLUMNS, [{"class": c, **row}
+                                                 for c, row in stats["classes"].items()])
+        dump_json(stats, result.json_path)
         from mer_heads.reports.describe import describe_figure, markdown_description
 
-        write_text(md, markdown_description(stats))
-        describe_figure(np.asarray(discrete, object), np.asarray(valence, np.float64), stats, png)
-        return DescribeResult(stats, md, csv_path, json_path, png, time.perf_counter() - start,
-                              list(stats["notes"]))
+        write_text(result.markdown_path, markdown_description(stats))
+        describe_figure(np.asarray(discrete, object), np.asarray(valence, np.float64), stats,
+                        result.png_path)
+        result.seconds = time.perf_counter() - start
+        return result
 
 
 def describe_labels(discrete: np.ndarray, valence: np.ndarray, *, source: str = "",

@@ -23,15 +23,15 @@ from mer_heads.data.dataset import (STORE_MODALITIES, MultimodalData, load_datas
                                     parse_store_arg, split_rows)
 from mer_heads.errors import DataError, listed
 from mer_heads.experiments.conditions import Condition, StoreArg, load_augment
-from mer_heads.experiments.semi import fit_semi, hide_labels
-from mer_heads.folds import check_folds, check_groups
+from mer_heads.experiments.semi import fit_semi, hide_training_labels
 from mer_heads.heads import get_head
-from mer_heads.heads.layers import check_learned, layer_weights_figure, weights_json
+from mer_heads.heads.layers import check_learned, weights_json
 from mer_heads.metrics import Scores, confusion, score
 from mer_heads.outputs import (check_out_file, dump_json, output_folder, remove_outputs,
                                write_rows, write_text)
 from mer_heads.protocol import CrossValidatedHead
-from mer_heads.reports.run import confusion_figure, markdown_report, summary_table
+from mer_heads.reports.run import (confusion_figure, layer_weights_figure, markdown_report,
+                                   summary_table)
 from mer_heads.rundir import RUN_FILE, RUN_OUTPUTS, check_fingerprints, load_run, save_run
 
 
@@ -99,14 +99,8 @@ def _fit_run(features, out: Path, start: float, head: HeadConfig, loading: DataC
             "only labels are refreshed) or from --manifest PATH.")
     hidden = None
     if semi is not None and semi.hide_labels is not None:
-        # Before the folds are drawn, so no hidden clip can be in a held-out fold.
-        data, hidden = hide_labels(data, train_mask, semi.hide_labels, head.seed)
-        kept = np.flatnonzero(train_mask & (data.labels >= 0) & data.present.any(axis=1))
-        context = f"(after --hide-labels {semi.hide_labels:g} hid {len(hidden.names)} labels)"
-        check_folds(data.labels[kept], head.folds, context)
-        if head.groups is not None:
-            check_groups(data.column(head.groups, "--groups")[kept], head.folds, head.groups,
-                         [data.names[i] for i in kept], context)
+        data, hidden = hide_training_labels(data, train_mask, semi.hide_labels, head.seed,
+                                            folds=head.folds, groups=head.groups)
     train_data = data.subset(train_mask)
     train_copies = [c.subset(train_mask) for c in copies]
     semi_result = None

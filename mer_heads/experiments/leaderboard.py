@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from mer_heads.heads import get_head
 from mer_heads.heads.layers import check_learned
 from mer_heads.outputs import dump_json, output_folder, write_csv, write_text
 from mer_heads.protocol import CrossValidatedHead
+from mer_heads.reports.result import ReportResult
 
 SCORES = ("f1", "mse", "metric")
 CSV_COLUMNS = ("section", "modality", "rank", "name", "stores", "encoders", "clips",
@@ -65,23 +66,16 @@ class Entry:
                 "encoder": self.encoder, "clips": self.clips}
 
 
-@dataclass
-class LeaderboardResult:
+@dataclass(kw_only=True)
+class LeaderboardResult(ReportResult):
     """``rows``: one dict per store (section ``single``) and per fusion (``fusion``), as in
     the CSV, with ``per_seed`` scores; ``joined``: the clips the stores were joined on."""
+
+    stem = "leaderboard"
 
     rows: list[dict[str, Any]]
     entries: list[Entry]
     joined: int
-    markdown_path: Path
-    csv_path: Path
-    json_path: Path
-    png_path: Path
-    seconds: float
-    notes: list[str] = field(default_factory=list)
-
-    def markdown(self) -> str:
-        return self.markdown_path.read_text(encoding="utf-8")
 
 
 def display_names(stores: Sequence[tuple[str, str]]) -> list[str]:
@@ -160,20 +154,19 @@ def leaderboard(features: Sequence[str | Path | tuple[str, str | Path]], out: st
     start = time.perf_counter()
     head, loading = split_options(head, loading, options)
     for name, value, high in (("seeds", seeds, MAX_SEEDS), ("top_n", top_n, None)):
-        flag = "--top-n" if name == "top_n" else "--seeds"
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1 \
                 or (high is not None and value > high):
             rule = f"an integer in [1, {high}]" if high else "an integer >= 1"
-            raise ParameterError(f"{name} must be {rule}; got {value!r} ({flag}).")
+            raise ParameterError(f"{name} must be {rule}; got {value!r}.", name)
     fusion_head = replace(head, model=fusion)  # validates the name
     if head.seed + seeds - 1 + head.seeds > 2**32 - 1:
-        raise ParameterError(f"seed must leave room for {seeds} seeds; got {head.seed} (--seed).")
+        raise ParameterError(f"seed must leave room for {seeds} seeds; got {head.seed}.", "seed")
     get_head(head.model).check_runtime(head)
     check_learned(head.model, loading.layers)
     get_head(fusion).check_runtime(fusion_head)
     check_learned(fusion, loading.layers)
     entries = _entries(features)
-    with output_folder(out, marker="leaderboard.json", overwrite=overwrite,
+    with output_folder(out, marker=f"{LeaderboardResult.stem}.json", overwrite=overwrite,
                        what="leaderboard") as out:
         return _leaderboard(entries, out, start, head, fusion_head, loading, seeds, top_n,
                             train_split)
@@ -190,10 +183,13 @@ def _leaderboard(entries: list[Entry], out: Path, start: float, head: HeadConfig
         data = data.subset(data.split == train_split)
     notes: set[str] = set()
     folds = []
+    groups = data.groups(head.groups)
     for s in range(seeds):
-        config = replace(head, seed=head.seed + s)
-        folds.append(shared_folds(data, config, "nothing to rank. Check the stores' labels (or "
-                                  "pass --manifest) and --train-split."))
+        folds.append(shared_folds(data.labels, data.present.any(axis=1), head.folds,
+                                  head.seed + s, groups=groups, column=head.groups,
+                                  names=data.names,
+                                  nothing="nothing to rank. Check the stores' labels (or pass "
+                                  "--manifest) and --train-split."))
     rows: list[dict[str, Any]] = []
     plan: dict[str, Any] = {}
     done: dict[tuple[str, str], dict[str, Any]] = {}  # (head, stores) -> row: scored once
@@ -232,16 +228,16 @@ def _leaderboard(entries: list[Entry], out: Path, start: float, head: HeadConfig
               "labelled_clips": int((data.labels >= 0).sum()),
               "train_split": train_split, "folds": plan, "stores": [e.to_json() for e in entries],
               "rows": rows, "notes": notes_list}
-    md_path, csv_path = out / "leaderboard.md", out / "leaderboard.csv"
-    json_path, png_path = out / "leaderboard.json", out / "leaderboard.png"
     from mer_heads.reports.leaderboard import leaderboard_figure, markdown_leaderboard
 
-    write_csv(csv_path, CSV_COLUMNS, rows)
-    dump_json(report, json_path)
-    write_text(md_path, markdown_leaderboard(report))
-    leaderboard_figure(report, png_path)
-    return LeaderboardResult(rows, entries, len(data), md_path, csv_path, json_path, png_path,
-                             time.perf_counter() - start, notes_list)
+    result = LeaderboardResult(out=out, rows=rows, entries=entries, joined=len(data),
+                               notes=notes_list)
+    write_csv(result.csv_path, CSV_COLUMNS, rows)
+    dump_json(report, result.json_path)
+    write_text(result.markdown_path, markdown_leaderboard(report))
+    leaderboard_figure(report, result.png_path)
+    result.seconds = time.perf_counter() - start
+    return result
 
 
 def _key(row: dict[str, Any]) -> float:

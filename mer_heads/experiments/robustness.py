@@ -32,24 +32,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mer_heads.config import DataConfig, HeadConfig, split_options
-from mer_heads.data.dataset import (SETS, MultimodalData, load_dataset, modality_sets,
-                                    split_rows, store_key)
+from mer_heads.data.dataset import (SETS, MultimodalData, load_copy, load_dataset,
+                                    modality_sets, split_rows, store_key)
 from mer_heads.errors import DataError
 from mer_heads.experiments.conditions import (CLEAN, Condition, StoreArg, check_disjoint_draws,
-                                              condition_data, load_augment, parse_conditions,
+                                              load_augment, parse_conditions,
                                               read_sweep, resolve_conditions)
 from mer_heads.folds import shared_folds
 from mer_heads.heads import get_head
 from mer_heads.metrics import Scores, score
 from mer_heads.outputs import dump_json, output_folder, write_csv, write_text
 from mer_heads.protocol import CrossValidatedHead
+from mer_heads.reports.result import ReportResult
 from mer_heads.reports.robustness import CSV_COLUMNS, markdown_tables, robustness_figure
 
 
@@ -57,20 +58,16 @@ MULTI = "multi-condition"
 """The ``training`` of rows scored with the heads trained with ``augment`` copies."""
 
 
-@dataclass
-class RobustnessResult:
+@dataclass(kw_only=True)
+class RobustnessResult(ReportResult):
+    """``rows``: one dict per training x condition x modality set, as in the CSV;
+    ``conditions`` and ``sets``: the conditions (clean first) and modality sets scored."""
+
+    stem = "robustness"
+
     rows: list[dict[str, Any]]
     conditions: list[Condition]
     sets: list[tuple[str, ...]]
-    csv_path: Path
-    markdown_path: Path
-    json_path: Path
-    png_path: Path
-    seconds: float
-    notes: list[str] = field(default_factory=list)
-
-    def markdown(self) -> str:
-        return self.markdown_path.read_text(encoding="utf-8")
 
 
 def robustness(features: Sequence[StoreArg], conditions: Sequence[Any], out: str | Path,
@@ -113,7 +110,7 @@ def robustness(features: Sequence[StoreArg], conditions: Sequence[Any], out: str
                         "corrupted version of the features, or --sweep FILE.")
     if sets not in SETS:
         raise DataError(f"sets must be one of {', '.join(SETS)}; got '{sets}'.")
-    with output_folder(out, marker="robustness.json", overwrite=overwrite,
+    with output_folder(out, marker=f"{RobustnessResult.stem}.json", overwrite=overwrite,
                        what="robustness sweep") as out:
         return _robustness(features, conditions, out, start, head, loading, augment=augment,
                            train_split=train_split, test_split=test_split, sets=sets)
@@ -129,8 +126,10 @@ def _robustness(features, conditions, out: Path, start: float, head: HeadConfig,
     combos = modality_sets(clean.keys, sets)
     train_mask, test_mask = _split_masks(clean, train_split, test_split)
     train = clean.subset(train_mask)
-    fold_of = shared_folds(train, head, "nothing to train on. Check the stores' labels (or "
-                                        "pass --manifest) and --train-split.")
+    fold_of = shared_folds(train.labels, train.present.any(axis=1), head.folds, head.seed,
+                           groups=train.groups(head.groups), column=head.groups,
+                           names=train.names, nothing="nothing to train on. Check the stores' "
+                           "labels (or pass --manifest) and --train-split.")
     heads: dict[tuple[str, tuple[str, ...]], CrossValidatedHead] = {}
     reused: list[str] = []
     for combo in combos:
@@ -154,7 +153,7 @@ def _robustness(features, conditions, out: Path, start: float, head: HeadConfig,
 
     rows: list[dict[str, Any]] = []
     for cond in conds:
-        data = clean if cond.is_clean else condition_data(clean, cond, loading)
+        data = clean if cond.is_clean else load_copy(clean, cond.stores, loading)
         for training in trainings:
             for combo in combos:
                 est = heads[(training, combo)]
@@ -169,9 +168,8 @@ def _robustness(features, conditions, out: Path, start: float, head: HeadConfig,
                              "snr_db": cond.snr_db, "corruption": cond.corruption or CLEAN,
                              "modalities": "+".join(combo), **scored, "lost": lost})
 
-    csv_path, md_path = out / "robustness.csv", out / "robustness.md"
-    json_path, png_path = out / "robustness.json", out / "robustness.png"
-    write_csv(csv_path, CSV_COLUMNS, rows)
+    result = RobustnessResult(out=out, rows=rows, conditions=conds, sets=combos, notes=notes)
+    write_csv(result.csv_path, CSV_COLUMNS, rows)
     protocol = "held-out folds" if test_split is None else f"test split '{test_split}'"
     any_est = heads[(CLEAN, combos[0])]
     report = {"params": head.to_json(), "input": loading.input, "layers": loading.layers,
@@ -192,17 +190,16 @@ def _robustness(features, conditions, out: Path, start: float, head: HeadConfig,
                             for c in combos},
             "copies_per_model": {"+".join(c): heads[(MULTI, c)].n_augmented_.tolist()
                                  for c in combos}}
-    dump_json({**report, "rows": rows, "notes": notes}, json_path)
+    dump_json({**report, "rows": rows, "notes": notes}, result.json_path)
     has_valence = any(r["mse"] is not None for r in rows)
-    write_text(md_path, markdown_tables(rows, conds, combos, head, loading.input, protocol,
-                                        has_valence, notes, trainings=trainings,
-                                        folds=any_est.fold_plan_.describe(head.folds),
-                                        augment=augment_conds,
-                                        normalize_by=loading.normalize_by))
-    robustness_figure(rows, conds, combos, png_path,
+    write_text(result.markdown_path, markdown_tables(
+        rows, conds, combos, head, loading.input, protocol, has_valence, notes,
+        trainings=trainings, folds=any_est.fold_plan_.describe(head.folds),
+        augment=augment_conds, normalize_by=loading.normalize_by))
+    robustness_figure(rows, conds, combos, result.png_path,
                       f"{head.model}, scored on {protocol}", trainings=trainings)
-    return RobustnessResult(rows, conds, combos, csv_path, md_path, json_path, png_path,
-                            time.perf_counter() - start, notes)
+    result.seconds = time.perf_counter() - start
+    return result
 
 
 def _split_masks(data: MultimodalData, train_split: str | None, test_split: str | None

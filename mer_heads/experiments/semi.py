@@ -49,6 +49,7 @@ from mer_features import EMOTIONS
 from mer_heads.config import STRATEGIES, TEACHERS, HeadConfig, SemiSettings
 from mer_heads.data.dataset import MultimodalData
 from mer_heads.errors import DataError
+from mer_heads.folds import check_folds, check_groups
 from mer_heads.protocol import CrossValidatedHead
 
 
@@ -138,6 +139,23 @@ def hide_labels(data: MultimodalData, candidates: np.ndarray, fraction: float, s
     return out, HiddenLabels([data.names[i] for i in rows], labels[rows])
 
 
+def hide_training_labels(data: MultimodalData, train: np.ndarray, fraction: float, seed: int,
+                         *, folds: int, groups: str | None = None
+                         ) -> tuple[MultimodalData, HiddenLabels]:
+    """:func:`hide_labels` of the training clips (``train``: bool (n,)) before the folds are
+    drawn (so no hidden clip can be in a held-out fold), then refuse, with the fix, ``folds``
+    folds that the clips still labelled cannot fill: a class with fewer clips than folds, or,
+    with the group column ``groups``, fewer groups than folds."""
+    data, hidden = hide_labels(data, train, fraction, seed)
+    kept = np.flatnonzero(train & (data.labels >= 0) & data.present.any(axis=1))
+    context = f"(after --hide-labels {fraction:g} hid {len(hidden.names)} labels)"
+    check_folds(data.labels[kept], folds, context)
+    if groups is not None:
+        check_groups(data.groups(groups)[kept], folds, groups, [data.names[i] for i in kept],
+                     context)
+    return data, hidden
+
+
 @dataclass
 class SemiResult:
     """``estimator``: the last round's head; ``rounds``: one JSON-ready dict per round (round 0
@@ -203,10 +221,11 @@ def fit_semi(data: MultimodalData, settings: SemiSettings,
     if supervised is None:
         supervised = CrossValidatedHead.from_config(head).fit(data.subset(labelled),
                                                               augment=copies(labelled))
-    held_out = _held_out_fold(data, pool, supervised, head)
     base_fold = np.zeros(len(data), np.int64)
     train_rows = data.rows_of(supervised.train_names_)
     base_fold[train_rows] = supervised.fold_
+    groups = data.groups(head.groups)
+    held_out = _held_out_fold(groups, pool, train_rows, supervised.fold_)
     train_y = data.labels[train_rows]
     class_counts = np.stack([np.bincount(train_y[supervised.fold_ != k], minlength=len(EMOTIONS))
                              for k in range(supervised.folds)])
@@ -236,16 +255,14 @@ def fit_semi(data: MultimodalData, settings: SemiSettings,
     return SemiResult(est, settings, rounds, [data.names[i] for i in pool], selected)
 
 
-def _held_out_fold(data: MultimodalData, pool: np.ndarray, supervised: CrossValidatedHead,
-                   head: HeadConfig) -> np.ndarray:
-    """The fold (P,) holding out each pool clip's group (-1: none, or no ``groups``): that
-    fold must not train on the clip."""
-    out = np.full(len(pool), -1, np.int64)
-    if head.groups is None:
-        return out
-    groups = data.column(head.groups, "--groups")
-    trained = groups[data.rows_of(supervised.train_names_)]
-    fold_of = {g: int(f) for g, f in zip(trained.tolist(), supervised.fold_.tolist())}
+def _held_out_fold(groups: np.ndarray | None, pool: np.ndarray, train_rows: np.ndarray,
+                   fold: np.ndarray) -> np.ndarray:
+    """The fold (P,) holding out the group of each clip at ``pool`` (-1: none, or no
+    ``groups``, the group labels (n,) of the clips): that fold must not train on the clip.
+    ``train_rows`` are the labelled training clips and ``fold`` their folds."""
+    if groups is None:
+        return np.full(len(pool), -1, np.int64)
+    fold_of = {g: int(f) for g, f in zip(groups[train_rows].tolist(), fold.tolist())}
     return np.array([fold_of.get(g, -1) for g in groups[pool].tolist()], np.int64)
 
 
@@ -290,5 +307,5 @@ def _accuracy(labels: np.ndarray | None, proba: np.ndarray | None, truth: np.nda
 
 
 __all__ = ["STRATEGIES", "TEACHERS", "HiddenLabels", "SemiResult", "SemiSettings", "fit_semi",
-           "hide_labels", "select", "select_class_quantile", "select_threshold",
-           "select_weak_reinforce", "under_represented"]
+           "hide_labels", "hide_training_labels", "select", "select_class_quantile",
+           "select_threshold", "select_weak_reinforce", "under_represented"]

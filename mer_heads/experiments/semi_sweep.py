@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,12 @@ from mer_features import EMOTIONS
 from mer_heads.config import DataConfig, HeadConfig, SemiSettings, split_options
 from mer_heads.data.dataset import load_dataset, split_rows
 from mer_heads.errors import DataError, ParameterError
-from mer_heads.experiments.semi import fit_semi
-from mer_heads.experiments.semi import hide_labels as hide_some_labels
-from mer_heads.folds import check_folds, check_groups
+from mer_heads.experiments.semi import fit_semi, hide_training_labels
 from mer_heads.heads import get_head
 from mer_heads.heads.layers import check_learned
 from mer_heads.outputs import dump_json, output_folder, write_csv, write_text
 from mer_heads.protocol import CrossValidatedHead
+from mer_heads.reports.result import ReportResult
 
 SWEPT = ("threshold", "class-quantile", "weak-reinforce")
 CSV_COLUMNS = ("value", "added_clips", "added_total", *(f"added_{e}" for e in EMOTIONS),
@@ -44,21 +43,14 @@ CSV_COLUMNS = ("value", "added_clips", "added_total", *(f"added_{e}" for e in EM
                "delta_f1", "delta_mse", "delta_metric")
 
 
-@dataclass
-class SemiSweepResult:
+@dataclass(kw_only=True)
+class SemiSweepResult(ReportResult):
     """``rows``: one dict per value, as in the CSV; ``supervised``: the supervised CV scores."""
+
+    stem = "semi_sweep"
 
     rows: list[dict[str, Any]]
     supervised: dict[str, Any]
-    markdown_path: Path
-    csv_path: Path
-    json_path: Path
-    png_path: Path
-    seconds: float
-    notes: list[str] = field(default_factory=list)
-
-    def markdown(self) -> str:
-        return self.markdown_path.read_text(encoding="utf-8")
 
 
 def parse_values(text: str | Sequence[float]) -> list[float]:
@@ -71,14 +63,14 @@ def parse_values(text: str | Sequence[float]) -> list[float]:
             try:
                 values.append(float(w))
             except ValueError:
-                raise ParameterError(f"--values must be comma-separated numbers, e.g. "
-                                     f"0.5,0.7,0.9; got {w!r} in {text!r}.") from None
+                raise ParameterError(f"values must be comma-separated numbers, e.g. "
+                                     f"0.5,0.7,0.9; got {w!r} in {text!r}.", "values") from None
     else:
         values = [v for v in text]
     if not values:
-        raise ParameterError("--values needs at least one value, e.g. 0.5,0.7,0.9.")
+        raise ParameterError("values needs at least one value, e.g. 0.5,0.7,0.9.", "values")
     if len(set(values)) < len(values):
-        raise ParameterError(f"--values lists a value twice ({values}); give each once.")
+        raise ParameterError(f"values lists a value twice ({values}); give each once.", "values")
     return values
 
 
@@ -111,13 +103,13 @@ def semi_sweep(features: Sequence[str | Path | tuple[str, str | Path]], out: str
     head, loading = split_options(head, loading, options)
     if strategy not in SWEPT:
         raise ParameterError(f"The swept strategy must be one of {', '.join(SWEPT)}; got "
-                             f"{strategy!r} (--semi).")
+                             f"{strategy!r}.", "strategy")
     values = parse_values(values)
     settings = [_settings(strategy, v, rounds=rounds, teacher=teacher, hide_labels=hide_labels)
                 for v in values]  # each value checked here, before any work
     get_head(head.model).check_runtime(head)
     check_learned(head.model, loading.layers)
-    with output_folder(out, marker="semi_sweep.json", overwrite=overwrite,
+    with output_folder(out, marker=f"{SemiSweepResult.stem}.json", overwrite=overwrite,
                        what="semi-supervised sweep") as out:
         return _sweep(features, out, start, head, loading, strategy, values, settings,
                       train_split)
@@ -134,13 +126,8 @@ def _sweep(features, out: Path, start: float, head: HeadConfig, loading: DataCon
     hide = settings[0].hide_labels
     hidden = None
     if hide is not None:
-        data, hidden = hide_some_labels(data, train_mask, hide, head.seed)
-        kept = np.flatnonzero(train_mask & (data.labels >= 0) & data.present.any(axis=1))
-        context = f"(after --hide-labels {hide:g} hid {len(hidden.names)} labels)"
-        check_folds(data.labels[kept], head.folds, context)
-        if head.groups is not None:
-            check_groups(data.column(head.groups, "--groups")[kept], head.folds, head.groups,
-                         [data.names[i] for i in kept], context)
+        data, hidden = hide_training_labels(data, train_mask, hide, head.seed, folds=head.folds,
+                                            groups=head.groups)
     train = data.subset(train_mask)
     labelled = np.flatnonzero(train.labels >= 0)
     supervised = CrossValidatedHead.from_config(head).fit(train.subset(labelled))
@@ -172,16 +159,15 @@ def _sweep(features, out: Path, start: float, head: HeadConfig, loading: DataCon
               int(((train.labels < 0) & train.present.any(axis=1)).sum()),
               "labelled": len(labelled), "folds": supervised.fold_plan_.to_json(),
               "supervised": base, "rows": rows, "details": details, "notes": notes_list}
-    md, csv_path = out / "semi_sweep.md", out / "semi_sweep.csv"
-    json_path, png = out / "semi_sweep.json", out / "semi_sweep.png"
     from mer_heads.reports.semi_sweep import markdown_sweep, sweep_figure
 
-    write_csv(csv_path, CSV_COLUMNS, rows)
-    dump_json(report, json_path)
-    write_text(md, markdown_sweep(report))
-    sweep_figure(report, png)
-    return SemiSweepResult(rows, base, md, csv_path, json_path, png,
-                           time.perf_counter() - start, notes_list)
+    result = SemiSweepResult(out=out, rows=rows, supervised=base, notes=notes_list)
+    write_csv(result.csv_path, CSV_COLUMNS, rows)
+    dump_json(report, result.json_path)
+    write_text(result.markdown_path, markdown_sweep(report))
+    sweep_figure(report, result.png_path)
+    result.seconds = time.perf_counter() - start
+    return result
 
 
 __all__ = ["CSV_COLUMNS", "SWEPT", "SemiSweepResult", "parse_values", "semi_sweep"]

@@ -11,12 +11,12 @@ left as it is.
 
 After fitting, ``CrossValidatedHead.layer_weights_`` maps each weighted modality to the (F, L)
 softmax weights of the F fold models; :func:`weights_json` is what a run's metrics.json keeps
-and :func:`layer_weights_figure` draws them (mean ± std over the fold models, per layer).
+and :func:`mer_heads.reports.run.layer_weights_figure` draws them (mean ± std over the fold
+models, per layer).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,9 +46,9 @@ def check_learned(model: str, layers: str) -> None:
     head = get_head(model)
     if layers == "learned" and head.family != NEURAL:
         raise ParameterError(
-            f"--layers learned learns layer weights inside the neural heads "
+            f"layers='learned' learns layer weights inside the neural heads "
             f"({', '.join(known_heads(NEURAL))}); the {head.kind} model '{model}' has no such "
-            "step. Use a neural --model, or --layers mean or flatten.")
+            "step. Use a neural model, or the layers 'mean' or 'flatten'.", "layers")
 
 
 def weights_json(keys: list[str], weights: dict[str, np.ndarray]) -> dict[str, Any] | None:
@@ -61,35 +61,4 @@ def weights_json(keys: list[str], weights: dict[str, np.ndarray]) -> dict[str, A
                                                       if k in weights)}
 
 
-def layer_weights_figure(layer_weights: dict[str, Any], path: str | Path, title: str) -> Path:
-    """One panel per modality: the weight of each layer (mean ± std over the fold models), with
-    the uniform weight 1/L as a dotted line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from mer_heads.outputs import save_figure
-
-    keys = list(layer_weights)
-    fig, axes = plt.subplots(1, len(keys), figsize=(0.6 + 4.2 * len(keys), 3.4), dpi=120,
-                             squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        entry = layer_weights[key]
-        n = entry["layers"]
-        ax.bar(range(n), entry["mean"], yerr=entry["std"], capsize=3, color="tab:blue")
-        ax.axhline(1.0 / n, color="grey", ls=":", lw=1, label="uniform 1/L")
-        ax.set_xticks(range(n))
-        ax.set_xlabel("layer (0: the first hidden state the store kept)")
-        ax.set_ylabel("softmax weight")
-        ax.set_title(key, fontsize=9)
-        ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
-
-
-__all__ = ["check_learned", "layer_counts", "layer_weights_figure", "weights_json"]
+__all__ = ["check_learned", "layer_counts", "weights_json"]

@@ -3,7 +3,7 @@
 :class:`NeuralHead` holds what every neural head shares: building the
 :class:`~mer_heads.heads.stack.StackedHead` (modality encoders, the head's fusion, the emotion
 and valence outputs), training it with :mod:`mer_heads.heads.training`, predicting with it on
-its device, and keeping it in a run directory. A head (``attention.py``, ``concat.py``,
+its device, and (de)serialising it for a run directory. A head (``attention.py``, ``concat.py``,
 ``fbp.py``) only defines its fusion:
 
 * ``build(stack, widths)`` adds the fusion's layers to the stack as its attributes (their
@@ -22,20 +22,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from mer_heads.errors import DataError
 from mer_heads.heads.registry import NEURAL, Head
 from mer_heads.runtime import (StackShape, compute_dtype, resolve_device, resolve_precision,
                                threads_for, torch_session)
+from mer_heads.state import TrainedModels
 
 if TYPE_CHECKING:
     import numpy as np
 
     from mer_heads.config import HeadConfig
     from mer_heads.data.dataset import MultimodalData
-    from mer_heads.protocol import CrossValidatedHead
+    from mer_heads.state import FittedState
 
 Predict = Callable[..., tuple[Any, Any]]
 
@@ -55,6 +55,7 @@ class NeuralHead(Head):
                                          "batch_size", "valence_weight", "modality_dropout",
                                          "precision", "device")
     model_file: ClassVar[str] = "models/heads.pt"
+    models_attribute: ClassVar[str] = "stack_"
     encodes: ClassVar[bool] = True
 
     def build(self, stack, widths: list[int]) -> None:
@@ -70,58 +71,56 @@ class NeuralHead(Head):
         """Refuse a device torch cannot use, before any work."""
         resolve_device(config.device)
 
-    def fit(self, est: CrossValidatedHead, data: MultimodalData, train_rows: list[np.ndarray],
-            val_rows: list[np.ndarray], fold_labels: np.ndarray | None
-            ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Train ``est``'s F models as one stack: model f learns from ``train_rows[f]`` and keeps
-        its best epoch on ``val_rows[f]``. Sets ``stack_``, ``device_``, ``precision_``,
-        ``batch_size_``, ``best_epochs_`` and ``curve_``; returns each model's held-out class
-        probabilities and valence."""
+    def fit(self, config: HeadConfig, state: FittedState, data: MultimodalData,
+            train_rows: list[np.ndarray], val_rows: list[np.ndarray],
+            fold_labels: np.ndarray | None) -> TrainedModels:
+        """Train the state's F models as one stack: model f learns from ``train_rows[f]`` and
+        keeps its best epoch on ``val_rows[f]``."""
         import torch
 
         from mer_heads.heads.stack import StackedHead
         from mer_heads.heads.training import DeviceData, TrainConfig, auto_batch_size, train_stack
 
-        device = resolve_device(est.device)
-        est.device_ = str(device)
-        n_models, widths = len(est.model_folds_), input_widths(data)
-        est.batch_size_ = est.batch_size or auto_batch_size(
-            max(len(r) for r in train_rows), n_models * sum(widths), est.epochs)
-        with torch_session(device, threads_for(n_models, est.batch_size_, widths, est.hidden)):
-            est.precision_ = resolve_precision(est.precision, device, StackShape(
-                n_models, tuple(data.dims), est.model, est.hidden, est.batch_size_,
+        device = resolve_device(config.device)
+        n_models, widths = state.n_models, input_widths(data)
+        batch_size = config.batch_size or auto_batch_size(
+            max(len(r) for r in train_rows), n_models * sum(widths), config.epochs)
+        with torch_session(device, threads_for(n_models, batch_size, widths, config.hidden)):
+            precision = resolve_precision(config.precision, device, StackShape(
+                n_models, tuple(data.dims), config.model, config.hidden, batch_size,
                 tuple(w // d for w, d in zip(widths, data.dims)) if data.input == "frames" else ()))
-            tensors = DeviceData(data, est.standardizer_, device, compute_dtype(est.precision_),
+            tensors = DeviceData(data, state.standardizer, device, compute_dtype(precision),
                                  fold_labels)
-            module = StackedHead(n_models, data.dims, model=est.model, input=data.input,
-                                 hidden=est.hidden, dropout=est.dropout, layers=est.layers_)
-            config = TrainConfig(
-                epochs=est.epochs, lr=est.lr, weight_decay=est.weight_decay,
-                batch_size=est.batch_size_, valence_weight=est.valence_weight,
-                modality_dropout=est.modality_dropout,
-                compute_dtype="bfloat16" if est.precision_ == "bf16" else "float32")
-            result = train_stack(module, tensors, est.model_folds_, train_rows, val_rows, config,
-                                 seed=est.seed, has_valence=est.has_valence_)
-        est.stack_ = module.to(torch.device("cpu"))
+            module = StackedHead(n_models, data.dims, model=config.model, input=data.input,
+                                 hidden=config.hidden, dropout=config.dropout,
+                                 layers=state.layers)
+            training = TrainConfig(
+                epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
+                batch_size=batch_size, valence_weight=config.valence_weight,
+                modality_dropout=config.modality_dropout,
+                compute_dtype="bfloat16" if precision == "bf16" else "float32")
+            result = train_stack(module, tensors, state.model_folds, train_rows, val_rows,
+                                 training, seed=config.seed, has_valence=state.has_valence)
+        module = module.to(torch.device("cpu"))
         never = int((result.best_epoch == 0).sum())
         if never:
             raise DataError(
                 f"Training diverged: {never} of {n_models} fold models gave non-finite outputs "
-                f"from the first epoch on (lr={est.lr:g}, valence_weight={est.valence_weight:g})."
-                " Lower --lr (default 0.001) or --valence-weight.")
+                f"from the first epoch on (lr={config.lr:g}, "
+                f"valence_weight={config.valence_weight:g}). Lower --lr (default 0.001) or "
+                "--valence-weight.")
+        notes = []
         if result.diverged.any():
-            est.notes_.append(
+            notes.append(
                 f"training diverged (non-finite outputs) for {int(result.diverged.sum())} fold "
                 f"model(s) after their best epoch, which was kept; a lower --lr (now "
-                f"{est.lr:g}) would train them longer")
-        est.best_epochs_ = result.best_epoch
-        est.curve_ = result.curve
-        est.layer_weights_ = layer_weights(est)
-        return result.val_proba, result.val_valence
+                f"{config.lr:g}) would train them longer")
+        return TrainedModels(module, precision, str(device), batch_size, result.best_epoch,
+                             result.curve, result.val_proba, result.val_valence, notes)
 
     @contextmanager
-    def predictor(self, est: CrossValidatedHead, data: MultimodalData, batch: int
-                  ) -> Iterator[Predict]:
+    def predictor(self, config: HeadConfig, state: FittedState, data: MultimodalData,
+                  batch: int) -> Iterator[Predict]:
         """The fitted stack on its device in the run's compute dtype, inside a torch session
         with the threads for ``batch`` clips of ``data`` per model. Yields
         ``predict(part, rows=None, *, mean=False, valence=True)``: for the clips of ``part``
@@ -133,16 +132,16 @@ class NeuralHead(Head):
 
         from mer_heads.heads.training import DeviceData, padded_rows, predict_rows
 
-        device = resolve_device(est.device)
-        dtype = compute_dtype(est.precision_)
-        module = est.stack_.to(device)
+        device = resolve_device(config.device)
+        dtype = compute_dtype(state.precision)
+        module = state.models.to(device)
         module.set_compute_dtype(dtype)
-        threads = threads_for(len(est.model_folds_), batch, input_widths(data), est.hidden)
-        folds = torch.as_tensor(est.model_folds_, dtype=torch.int64).to(device)
+        threads = threads_for(state.n_models, batch, input_widths(data), config.hidden)
+        folds = torch.as_tensor(state.model_folds, dtype=torch.int64).to(device)
 
         def predict(part: MultimodalData, rows: list[np.ndarray] | None = None, *,
                     mean: bool = False, valence: bool = True) -> tuple[Any, Any]:
-            tensors = DeviceData(part, est.standardizer_, device, dtype)
+            tensors = DeviceData(part, state.standardizer, device, dtype)
             if rows is None:
                 index = torch.arange(len(part), device=device).expand(len(folds), -1)
             else:
@@ -160,40 +159,34 @@ class NeuralHead(Head):
             with torch_session(device, threads):
                 yield predict
         finally:
-            est.stack_ = module.to(torch.device("cpu"))
+            module.to(torch.device("cpu"))  # in place: the state's stack is this module
 
-    def save(self, est: CrossValidatedHead, run_dir: Path) -> None:
-        """The stack's state dict (torch.save) in ``run_dir``."""
+    def write_models(self, models, file: BinaryIO) -> None:
+        """The stack's state dict (torch.save) into ``file``."""
         import torch
 
-        from mer_heads.outputs import atomic_write
+        torch.save(models.state_dict(), file)
 
-        with atomic_write(run_dir / self.model_file, "wb") as f:
-            torch.save(est.stack_.state_dict(), f)
-
-    def load(self, est: CrossValidatedHead, run_dir: Path) -> None:
-        """Rebuild ``est.stack_`` from ``run_dir`` (the other fitted attributes are set)."""
+    def read_models(self, file: BinaryIO, config: HeadConfig, state: FittedState):
+        """The stack of ``state``'s shape with the weights ``write_models`` wrote to ``file``."""
         import torch
 
         from mer_heads.heads.stack import StackedHead
 
-        est.stack_ = StackedHead(len(est.model_folds_), est.dims_, model=est.model,
-                                 input=est.input_, hidden=est.hidden, dropout=est.dropout,
-                                 layers=est.layers_)
-        state = torch.load(run_dir / self.model_file, map_location="cpu", weights_only=True)
-        est.stack_.load_state_dict(state)
-        est.stack_.eval()
-        est.layer_weights_ = layer_weights(est)
+        stack = StackedHead(state.n_models, state.dims, model=config.model, input=state.input,
+                            hidden=config.hidden, dropout=config.dropout, layers=state.layers)
+        stack.load_state_dict(torch.load(file, map_location="cpu", weights_only=True))
+        stack.eval()
+        return stack
+
+    def layer_weights(self, state: FittedState) -> dict[str, np.ndarray]:
+        """The learned layer weights (F, L) of each weighed modality of the state's stack, by
+        key (``--layers learned``, :mod:`mer_heads.heads.layers`); empty when none."""
+        import torch
+
+        with torch.no_grad():
+            return {state.keys[int(i)]: module.weights().double().cpu().numpy()
+                    for i, module in state.models.layer_weights.items()}
 
 
-def layer_weights(est: CrossValidatedHead) -> dict[str, np.ndarray]:
-    """The learned layer weights (F, L) of each weighed modality of ``est``'s stack, by key
-    (``--layers learned``, :mod:`mer_heads.heads.layers`); empty when none."""
-    import torch
-
-    with torch.no_grad():
-        return {est.keys_[int(i)]: module.weights().double().cpu().numpy()
-                for i, module in est.stack_.layer_weights.items()}
-
-
-__all__ = ["NeuralHead", "input_widths", "layer_weights"]
+__all__ = ["NeuralHead", "input_widths"]

@@ -19,10 +19,16 @@ scikit-learn load when a head is fitted.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from importlib import import_module
-from typing import ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, TypeVar
 
 from mer_heads.errors import ParameterError
+
+if TYPE_CHECKING:
+    from mer_heads.config import HeadConfig
+    from mer_heads.data.dataset import MultimodalData
+    from mer_heads.state import FittedState, TrainedModels
 
 NEURAL = "neural"
 SKLEARN = "sklearn"
@@ -44,6 +50,13 @@ class Head:
     params : the :class:`~mer_heads.config.HeadConfig` fields it reads besides the protocol's
         (model, folds, seed, seeds).
     model_file : where a run directory keeps its fitted models.
+    models_attribute : the estimator's attribute holding them (``stack_``, ``estimators_``).
+
+    The family's base class implements the hooks below. None of them changes the estimator
+    or the state it is given: ``fit`` returns what it trained
+    (:class:`~mer_heads.state.TrainedModels`), and
+    :class:`~mer_heads.protocol.CrossValidatedHead` keeps it in its
+    :class:`~mer_heads.state.FittedState`.
     """
 
     name: ClassVar[str]
@@ -53,9 +66,38 @@ class Head:
     inputs: ClassVar[tuple[str, ...]]
     params: ClassVar[tuple[str, ...]]
     model_file: ClassVar[str]
+    models_attribute: ClassVar[str]
 
     def __repr__(self) -> str:
         return f"<{self.family} head '{self.name}'>"
+
+    def check_runtime(self, config: HeadConfig) -> None:
+        """Refuse, before any work, a runtime the head cannot use (a device not there)."""
+
+    def fit(self, config: HeadConfig, state: FittedState, data: MultimodalData,
+            train_rows: list, val_rows: list, fold_labels: Any) -> TrainedModels:
+        """Train the state's F models: model f learns from the rows ``train_rows[f]`` of
+        ``data`` (labels ``fold_labels[fold]`` when given, else ``data.labels``) and is
+        validated on ``val_rows[f]``."""
+        raise NotImplementedError
+
+    def predictor(self, config: HeadConfig, state: FittedState, data: MultimodalData,
+                  batch: int) -> AbstractContextManager:
+        """A context yielding ``predict(part, rows=None, *, mean=False, valence=True)`` (see
+        :meth:`NeuralHead.predictor <mer_heads.heads.neural.NeuralHead.predictor>`)."""
+        raise NotImplementedError
+
+    def write_models(self, models: Any, file: BinaryIO) -> None:
+        """Serialise the fitted ``models`` into the binary ``file`` (a run's ``model_file``)."""
+        raise NotImplementedError
+
+    def read_models(self, file: BinaryIO, config: HeadConfig, state: FittedState) -> Any:
+        """The models :meth:`write_models` wrote, for ``state`` (its other fields set)."""
+        raise NotImplementedError
+
+    def layer_weights(self, state: FittedState) -> dict[str, Any]:
+        """Learned layer weights (F, L) per weighed modality of the fitted models (none)."""
+        return {}
 
 
 _HEADS: dict[str, Head] = {}
@@ -101,8 +143,8 @@ def get_head(name: str) -> Head:
     try:
         return _heads()[name]
     except (KeyError, TypeError):
-        raise ParameterError(f"model must be one of {', '.join(known_heads())}; got {name!r} "
-                             "(--model).") from None
+        raise ParameterError(f"model must be one of {', '.join(known_heads())}; got {name!r}.",
+                             "model") from None
 
 
 def known_heads(family: str | None = None) -> tuple[str, ...]:

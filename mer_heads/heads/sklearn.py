@@ -16,19 +16,19 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from mer_features import EMOTIONS
 from mer_heads.errors import DataError
 from mer_heads.heads.registry import SKLEARN, Head
+from mer_heads.state import TrainedModels
 
 if TYPE_CHECKING:
     import numpy as np
 
     from mer_heads.config import HeadConfig
     from mer_heads.data.dataset import MultimodalData
-    from mer_heads.protocol import CrossValidatedHead
+    from mer_heads.state import FittedState
 
 Predict = Callable[..., tuple[Any, Any]]
 
@@ -40,14 +40,13 @@ def design_matrix(standardised: list[np.ndarray], present: np.ndarray) -> np.nda
     return np.concatenate([*standardised, present.astype(np.float32)], axis=1).astype(np.float64)
 
 
-def fold_designs(est: CrossValidatedHead, data: MultimodalData
-                 ) -> Iterator[tuple[int, np.ndarray]]:
+def fold_designs(state: FittedState, data: MultimodalData) -> Iterator[tuple[int, np.ndarray]]:
     """(fold, design matrix of ``data`` standardised with that fold's statistics) for each of
-    ``est``'s models in order; models of one fold follow each other and share one matrix."""
+    the state's models in order; models of one fold follow each other and share one matrix."""
     last, design = None, None
-    for fold in est.model_folds_:
+    for fold in state.model_folds:
         if fold != last:
-            last, design = fold, design_matrix(est.standardizer_.transform(data, fold),
+            last, design = fold, design_matrix(state.standardizer.transform(data, fold),
                                                data.present)
         yield fold, design
 
@@ -91,6 +90,7 @@ class SklearnHead(Head):
     inputs: ClassVar[tuple[str, ...]] = ("utterance",)
     params: ClassVar[tuple[str, ...]] = ("C",)
     model_file: ClassVar[str] = "models/sklearn.joblib"
+    models_attribute: ClassVar[str] = "estimators_"
 
     def classifier(self, seed: int, C: float):
         raise NotImplementedError
@@ -98,7 +98,7 @@ class SklearnHead(Head):
     def regressor(self, C: float):
         raise NotImplementedError
 
-    def check_fold(self, est: CrossValidatedHead, fold: int, counts: np.ndarray) -> None:
+    def check_fold(self, config: HeadConfig, fold: int, counts: np.ndarray) -> None:
         """Refuse a fold whose training clips (``counts``: (6,) per class) the estimator
         cannot learn from, before the first fold is fitted (default: accept)."""
 
@@ -106,76 +106,73 @@ class SklearnHead(Head):
     def check_runtime(self, config: HeadConfig) -> None:
         """Nothing to check: scikit-learn runs on the CPU."""
 
-    def fit(self, est: CrossValidatedHead, data: MultimodalData, train_rows: list[np.ndarray],
-            val_rows: list[np.ndarray], fold_labels: np.ndarray | None
-            ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Fit one classifier (and regressor, with valence) per model of ``est``. Sets
-        ``estimators_``, ``best_epochs_`` (zeros) and ``curve_`` (empty); returns each model's
-        held-out class probabilities and valence."""
+    def fit(self, config: HeadConfig, state: FittedState, data: MultimodalData,
+            train_rows: list[np.ndarray], val_rows: list[np.ndarray],
+            fold_labels: np.ndarray | None) -> TrainedModels:
+        """Fit one classifier (and regressor, with valence) per model of the state."""
         import numpy as np
         from sklearn.exceptions import ConvergenceWarning
 
-        est.device_, est.precision_, est.batch_size_ = "cpu", "fp64", 0
-        self._check_folds(est, data, train_rows, fold_labels)
+        self._check_folds(config, state, data, train_rows, fold_labels)
         labels = data.labels
-        est.estimators_ = []
+        estimators = []
         val_proba, val_valence = [], []
         unconverged = 0
-        for f, (seed, (fold, Z)) in enumerate(zip(est.model_seeds_, fold_designs(est, data))):
+        for f, (seed, (fold, Z)) in enumerate(zip(state.model_seeds, fold_designs(state, data))):
             tr, va = train_rows[f], val_rows[f]
             y_fold = labels if fold_labels is None else fold_labels[fold]
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ConvergenceWarning)
-                classifier = self.classifier(int(seed), est.C).fit(Z[tr], y_fold[tr])
+                classifier = self.classifier(int(seed), config.C).fit(Z[tr], y_fold[tr])
                 regressor = None
-                if est.has_valence_:
+                if state.has_valence:
                     with_v = tr[np.isfinite(data.valence[tr])]
-                    regressor = self.regressor(est.C).fit(Z[with_v], data.valence[with_v])
+                    regressor = self.regressor(config.C).fit(Z[with_v], data.valence[with_v])
             unconverged += any(issubclass(w.category, ConvergenceWarning) for w in caught)
-            est.estimators_.append((classifier, regressor))
+            estimators.append((classifier, regressor))
             val_proba.append(full_proba(classifier, Z[va], len(EMOTIONS)))
             val_valence.append(valence_predictions(regressor, Z[va]))
+        notes = []
         if unconverged:
-            est.notes_.append(f"{est.model} did not converge for {unconverged} of "
-                              f"{len(est.model_folds_)} fold models (scikit-learn's iteration "
-                              "limit); a smaller -C (more regularisation) usually helps")
-        est.best_epochs_ = np.zeros(len(est.model_folds_), np.int64)
-        est.curve_ = np.zeros(0)
-        return val_proba, val_valence
+            notes.append(f"{config.model} did not converge for {unconverged} of "
+                         f"{state.n_models} fold models (scikit-learn's iteration "
+                         "limit); a smaller -C (more regularisation) usually helps")
+        return TrainedModels(estimators, "fp64", "cpu", 0, np.zeros(state.n_models, np.int64),
+                             np.zeros(0), val_proba, val_valence, notes)
 
-    def _check_folds(self, est: CrossValidatedHead, data: MultimodalData,
+    def _check_folds(self, config: HeadConfig, state: FittedState, data: MultimodalData,
                      train_rows: list[np.ndarray], fold_labels: np.ndarray | None) -> None:
         """What scikit-learn would refuse mid-run, refused before the first fold in our words:
         a fold whose training clips hold one class, what the head's ``check_fold`` refuses,
         a fold with no training valence when valence is learnt."""
         import numpy as np
 
-        for f, fold in enumerate(est.model_folds_):
+        for f, fold in enumerate(state.model_folds):
             tr = train_rows[f]
             y = (data.labels if fold_labels is None else fold_labels[fold])[tr]
             counts = np.bincount(y[y >= 0], minlength=len(EMOTIONS))
             if (counts > 0).sum() < 2:
                 raise DataError(
                     f"The training clips of fold {fold} hold only the class "
-                    f"'{EMOTIONS[int(counts.argmax())]}'; {est.model} needs two classes in "
+                    f"'{EMOTIONS[int(counts.argmax())]}'; {config.model} needs two classes in "
                     "every fold. Add labelled clips of other classes or lower --folds.")
-            self.check_fold(est, fold, counts)
-            if est.has_valence_ and not np.isfinite(data.valence[tr]).any():
+            self.check_fold(config, fold, counts)
+            if state.has_valence and not np.isfinite(data.valence[tr]).any():
                 raise DataError(
-                    f"No training clip of fold {fold} has a valence label, so {est.model} "
+                    f"No training clip of fold {fold} has a valence label, so {config.model} "
                     "cannot learn valence for it; add valence labels or lower --folds.")
 
     @contextmanager
-    def predictor(self, est: CrossValidatedHead, data: MultimodalData, batch: int
-                  ) -> Iterator[Predict]:
+    def predictor(self, config: HeadConfig, state: FittedState, data: MultimodalData,
+                  batch: int) -> Iterator[Predict]:
         """Yields ``predict(part, rows=None, *, mean=False, valence=True)`` with the contract
         of :meth:`NeuralHead.predictor <mer_heads.heads.neural.NeuralHead.predictor>`
         (``batch`` is unused; ``valence=False`` skips the regressors)."""
         def predict(part: MultimodalData, rows: list[np.ndarray] | None = None, *,
                     mean: bool = False, valence: bool = True) -> tuple[Any, Any]:
             probas, valences = [], []
-            for f, (_, Z) in enumerate(fold_designs(est, part)):
-                classifier, regressor = est.estimators_[f]
+            for f, (_, Z) in enumerate(fold_designs(state, part)):
+                classifier, regressor = state.models[f]
                 X = Z if rows is None else Z[rows[f]]
                 probas.append(full_proba(classifier, X, len(EMOTIONS)))
                 valences.append(valence_predictions(regressor, X) if valence else None)
@@ -185,23 +182,21 @@ class SklearnHead(Head):
 
         yield predict
 
-    def save(self, est: CrossValidatedHead, run_dir: Path) -> None:
-        """The (classifier, regressor) pairs (joblib) in ``run_dir``."""
+    def write_models(self, models, file: BinaryIO) -> None:
+        """The (classifier, regressor) pairs (joblib) into ``file``."""
         import joblib
 
-        from mer_heads.outputs import atomic_write
+        joblib.dump(models, file)
 
-        with atomic_write(run_dir / self.model_file, "wb") as f:
-            joblib.dump(est.estimators_, f)
-
-    def load(self, est: CrossValidatedHead, run_dir: Path) -> None:
-        """Read ``est.estimators_`` from ``run_dir`` (the other fitted attributes are set)."""
+    def read_models(self, file: BinaryIO, config: HeadConfig, state: FittedState):
+        """The (classifier, regressor) pairs ``write_models`` wrote to ``file``, one per model
+        of ``state``."""
         import joblib
 
-        est.estimators_ = joblib.load(run_dir / self.model_file)
-        n_models = len(est.model_folds_)
-        if not isinstance(est.estimators_, list) or len(est.estimators_) != n_models:
-            raise ValueError(f"{self.model_file} does not hold the run's {n_models} models")
+        models = joblib.load(file)
+        if not isinstance(models, list) or len(models) != state.n_models:
+            raise ValueError(f"{self.model_file} does not hold the run's {state.n_models} models")
+        return models
 
 
 __all__ = ["SklearnHead", "design_matrix", "fold_designs", "full_proba", "valence_predictions"]

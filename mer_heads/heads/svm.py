@@ -38,7 +38,7 @@ class SvmHead(SklearnHead):
 
         return SVR(C=C, kernel="rbf", gamma="scale")
 
-    def check_fold(self, est, fold: int, counts: np.ndarray) -> None:
+    def check_fold(self, config, fold: int, counts: np.ndarray) -> None:
         small = [c for c in range(len(EMOTIONS)) if 0 < counts[c] < SVM_CALIBRATION_FOLDS]
         if small:
             c = small[0]
@@ -46,5 +46,5 @@ class SvmHead(SklearnHead):
                 f"--model svm calibrates its probabilities by {SVM_CALIBRATION_FOLDS}-fold "
                 "cross-validation inside each fold's training clips, so every class needs at "
                 f"least {SVM_CALIBRATION_FOLDS} of them; '{EMOTIONS[c]}' has {counts[c]} in "
-                f"fold {fold} (--folds {est.folds}). Add labelled clips of that class, lower "
+                f"fold {fold} (--folds {config.folds}). Add labelled clips of that class, lower "
                 "--folds, or use --model logreg.")

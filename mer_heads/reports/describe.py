@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mer_heads.outputs import save_figure
+from mer_heads.reports.figure import figure
 
 
 def _n(v: float | None, digits: int = 3) -> str:
@@ -54,33 +54,24 @@ def markdown_description(stats: dict[str, Any]) -> str:
 def describe_figure(discrete: np.ndarray, valence: np.ndarray, stats: dict[str, Any],
                     path: str | Path) -> Path:
     """A violin per class (valence), a box plot inside it, the class's n under its name."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     classes = list(stats["classes"])
     both = (discrete != "") & np.isfinite(valence)
     data = [valence[both & (discrete == c)] for c in classes]
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(classes), 4.2), dpi=120)
-    positions = np.arange(1, len(classes) + 1)
-    wide = [i for i, d in enumerate(data) if len(d) > 1 and np.ptp(d) > 0]
-    if wide:
-        parts = ax.violinplot([data[i] for i in wide], positions=positions[wide],
-                              showextrema=False, widths=0.8)
-        for body in parts["bodies"]:
-            body.set_alpha(0.35)
-    ax.boxplot(data, positions=positions, widths=0.18, showfliers=False)
-    ax.set_xticks(positions)
-    ax.set_xticklabels([f"{c}\nn={stats['classes'][c]['count']}" for c in classes], fontsize=8)
-    ax.set_ylabel("valence")
-    ax.axhline(0, color="grey", lw=0.6, ls=":")
-    ax.set_title(f"Valence per class: eta² = {stats['eta_squared']:.3f}", fontsize=10)
-    fig.tight_layout()
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    with figure(path, figsize=(1.2 + 1.1 * len(classes), 4.2), dpi=120) as (fig, ax):
+        positions = np.arange(1, len(classes) + 1)
+        wide = [i for i, d in enumerate(data) if len(d) > 1 and np.ptp(d) > 0]
+        if wide:
+            parts = ax.violinplot([data[i] for i in wide], positions=positions[wide],
+                                  showextrema=False, widths=0.8)
+            for body in parts["bodies"]:
+                body.set_alpha(0.35)
+        ax.boxplot(data, positions=positions, widths=0.18, showfliers=False)
+        ax.set_xticks(positions)
+        ax.set_xticklabels([f"{c}\nn={stats['classes'][c]['count']}" for c in classes], fontsize=8)
+        ax.set_ylabel("valence")
+        ax.axhline(0, color="grey", lw=0.6, ls=":")
+        ax.set_title(f"Valence per class: eta² = {stats['eta_squared']:.3f}", fontsize=10)
+    return Path(path)
 
 
 __all__ = ["describe_figure", "markdown_description"]

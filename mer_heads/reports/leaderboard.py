@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mer_heads.outputs import save_figure
+from mer_heads.reports.figure import figure
 
 
 def _pm(row: dict[str, Any], key: str) -> str:
@@ -52,11 +52,6 @@ def markdown_leaderboard(report: dict[str, Any]) -> str:
 def leaderboard_figure(report: dict[str, Any], path: str | Path) -> Path:
     """One panel per modality (and one for the fusions): the mean metric of each row (F1
     without valence), best at the top, with the std over seeds as error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = report["rows"]
     metric = "metric" if all(r["metric_mean"] is not None for r in rows) else "f1"
     panels = [(m, [r for r in rows if r["section"] == "single" and r["modality"] == m])
@@ -65,31 +60,28 @@ def leaderboard_figure(report: dict[str, Any], path: str | Path) -> Path:
     if fused:
         panels.append((f"top-K fusion ({report['fusion']})", fused))
     height = [max(1, len(p[1])) for p in panels]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(7.5, 1.2 + 0.45 * sum(height)
-                                                      + 0.6 * len(panels)),
-                             dpi=120, squeeze=False, gridspec_kw={"height_ratios": height})
-    for ax, (title, panel) in zip(axes[:, 0], panels):
-        labels = [r["name"] if r["section"] == "single" else f"K={r['rank']}: {r['name']}"
-                  for r in panel]
-        means = [r[f"{metric}_mean"] or 0.0 for r in panel]
-        stds = [r[f"{metric}_std"] or 0.0 for r in panel]
-        y = list(range(len(panel)))[::-1]
-        ax.barh(y, means, xerr=stds, color="tab:blue" if panel[0]["section"] == "single"
-                else "tab:orange", capsize=3, height=0.6)
-        ax.set_yticks(y)
-        ax.set_yticklabels([label if len(label) <= 60 else label[:57] + "..."
-                            for label in labels], fontsize=8)
-        ax.set_title(title, fontsize=9)
-        ax.grid(axis="x", alpha=0.3)
-    no_valence = all(r["mse_mean"] is None for r in rows)
-    axes[-1, 0].set_xlabel(("weighted F1 (no valence)" if no_valence or metric == "f1"
-                            else "F1 - 0.25 MSE")
-                           + f" (mean ± std over {len(report['seeds'])} seed(s))")
-    fig.tight_layout()
-    try:
-        return save_figure(fig, path, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    with figure(path, nrows=len(panels), ncols=1,
+                figsize=(7.5, 1.2 + 0.45 * sum(height) + 0.6 * len(panels)), dpi=120,
+                squeeze=False, gridspec_kw={"height_ratios": height},
+                savefig={"bbox_inches": "tight"}) as (fig, axes):
+        for ax, (title, panel) in zip(axes[:, 0], panels):
+            labels = [r["name"] if r["section"] == "single" else f"K={r['rank']}: {r['name']}"
+                      for r in panel]
+            means = [r[f"{metric}_mean"] or 0.0 for r in panel]
+            stds = [r[f"{metric}_std"] or 0.0 for r in panel]
+            y = list(range(len(panel)))[::-1]
+            ax.barh(y, means, xerr=stds, color="tab:blue" if panel[0]["section"] == "single"
+                    else "tab:orange", capsize=3, height=0.6)
+            ax.set_yticks(y)
+            ax.set_yticklabels([label if len(label) <= 60 else label[:57] + "..."
+                                for label in labels], fontsize=8)
+            ax.set_title(title, fontsize=9)
+            ax.grid(axis="x", alpha=0.3)
+        no_valence = all(r["mse_mean"] is None for r in rows)
+        axes[-1, 0].set_xlabel(("weighted F1 (no valence)" if no_valence or metric == "f1"
+                                else "F1 - 0.25 MSE")
+                               + f" (mean ± std over {len(report['seeds'])} seed(s))")
+    return Path(path)
 
 
 __all__ = ["leaderboard_figure", "markdown_leaderboard"]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mer_heads.outputs import save_figure
+from mer_heads.reports.figure import figure, pyplot
 
 if TYPE_CHECKING:
     from mer_heads.config import HeadConfig
@@ -91,40 +91,34 @@ def robustness_figure(rows: list[dict[str, Any]], conds: list[Condition],
     """F1 against SNR, one line per modality set (line style per noise source), clean at the
     right; corruptions without an SNR (blur, scale, jpeg) in a second panel beside it; one
     row of panels per training (clean, multi-condition)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     clean = _clean_label(conds)
     names = ["+".join(c) for c in combos]
     snr_conds = [c for c in conds if c.snr_db is not None]
     other = [c for c in conds if c.snr_db is None and not c.is_clean]
     panels = [p for p in (("snr", snr_conds), ("other", other)) if p[1]] or [("other", [])]
     widths = [max(2, len(p[1]) + 1) if p[0] == "other" else 5 for p in panels]
-    fig, axes = plt.subplots(len(trainings), len(panels),
-                             figsize=(4.2 + 2.6 * len(panels), 0.4 + 4.0 * len(trainings)),
-                             dpi=120, sharey=True, gridspec_kw={"width_ratios": widths},
-                             squeeze=False)
-    colors = plt.get_cmap("tab10")
+    colors = pyplot().get_cmap("tab10")
     styles = ["-", "--", ":", "-."]
     markers = ["o", "s", "^", "D", "v"]
-    for t, training in enumerate(trainings):
-        cell = {(r["condition"], r["modalities"]): r[metric] for r in rows
-                if r.get("training", "clean") == training}
-        _draw_row(axes[t], panels, cell, names, clean, colors, styles, markers,
-                  f"trained {training}" if len(trainings) > 1 else "")
-    for row in axes:
-        row[0].set_ylabel({"f1": "weighted F1", "metric": "F1 - 0.25 MSE"}.get(metric, metric))
-        row[0].set_ylim(0, 1.02)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    try:
-        return save_figure(fig, path, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    ylabel = {"f1": "weighted F1", "metric": "F1 - 0.25 MSE"}.get(metric, metric)
+    # the legend goes beside the laid-out panels: the block lays them out itself
+    with figure(path, nrows=len(trainings), ncols=len(panels),
+                figsize=(4.2 + 2.6 * len(panels), 0.4 + 4.0 * len(trainings)), dpi=120,
+                sharey=True, gridspec_kw={"width_ratios": widths}, squeeze=False, layout=False,
+                savefig={"bbox_inches": "tight"}) as (fig, axes):
+        for t, training in enumerate(trainings):
+            cell = {(r["condition"], r["modalities"]): r[metric] for r in rows
+                    if r.get("training", "clean") == training}
+            _draw_row(axes[t], panels, cell, names, clean, colors, styles, markers,
+                      f"trained {training}" if len(trainings) > 1 else "")
+        for row in axes:
+            row[0].set_ylabel(ylabel)
+            row[0].set_ylim(0, 1.02)
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout()
+        fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return Path(path)
 
 
 def _draw_row(row_axes, panels, cell, names, clean, colors, styles, markers, label: str) -> None:

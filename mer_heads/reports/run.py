@@ -1,4 +1,5 @@
-"""What a run tells a person: the printed table, the Markdown report and the confusion PNG."""
+"""What a run tells a person: the printed table, the Markdown report, the confusion PNG and
+the learned layer weights' PNG."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from mer_features import EMOTIONS
-from mer_heads.outputs import save_figure
+from mer_heads.reports.figure import figure
 
 
 def _num(value: float | None, digits: int = 4) -> str:
@@ -216,27 +217,38 @@ def markdown_report(metrics: dict[str, Any], *, seconds: float | None = None,
 
 def confusion_figure(confusion: np.ndarray, path: str | Path, title: str) -> Path:
     """Row-normalised confusion matrix with counts, as a PNG (matplotlib Agg, no display)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     counts = np.asarray(confusion)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6.2, 5.2), dpi=120)
-    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=35, ha="right")
-    ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=10)
-    for i in range(len(EMOTIONS)):
-        for j in range(len(EMOTIONS)):
-            ax.text(j, i, f"{counts[i, j]}\n{rates[i, j]:.0%}", ha="center", va="center",
-                    fontsize=7, color="white" if rates[i, j] > 0.5 else "black")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
-    fig.tight_layout()
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    with figure(path, figsize=(6.2, 5.2), dpi=120) as (fig, ax):
+        image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=35, ha="right")
+        ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(title, fontsize=10)
+        for i in range(len(EMOTIONS)):
+            for j in range(len(EMOTIONS)):
+                ax.text(j, i, f"{counts[i, j]}\n{rates[i, j]:.0%}", ha="center", va="center",
+                        fontsize=7, color="white" if rates[i, j] > 0.5 else "black")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    return Path(path)
+
+
+def layer_weights_figure(layer_weights: dict[str, Any], path: str | Path, title: str) -> Path:
+    """One panel per modality of metrics.json's ``layer_weights``: the weight of each layer
+    (mean ± std over the fold models), with the uniform weight 1/L as a dotted line."""
+    keys = list(layer_weights)
+    with figure(path, nrows=1, ncols=len(keys), figsize=(0.6 + 4.2 * len(keys), 3.4), dpi=120,
+                squeeze=False) as (fig, axes):
+        for ax, key in zip(axes[0], keys):
+            entry = layer_weights[key]
+            n = entry["layers"]
+            ax.bar(range(n), entry["mean"], yerr=entry["std"], capsize=3, color="tab:blue")
+            ax.axhline(1.0 / n, color="grey", ls=":", lw=1, label="uniform 1/L")
+            ax.set_xticks(range(n))
+            ax.set_xlabel("layer (0: the first hidden state the store kept)")
+            ax.set_ylabel("softmax weight")
+            ax.set_title(key, fontsize=9)
+            ax.legend(fontsize=7)
+        fig.suptitle(title, fontsize=10)
+    return Path(path)

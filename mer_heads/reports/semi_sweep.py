@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mer_features import EMOTIONS
-from mer_heads.outputs import save_figure
+from mer_heads.reports.figure import figure
 
 
 def _n(v: float | None, digits: int = 4, sign: bool = False) -> str:
@@ -49,41 +49,32 @@ def markdown_sweep(report: dict[str, Any]) -> str:
 def sweep_figure(report: dict[str, Any], path: str | Path) -> Path:
     """Left: clips added (and pseudo-label accuracy, right axis, in a simulation) against the
     value; right: the change of the CV metric (and F1) against the supervised run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = sorted(report["rows"], key=lambda r: r["value"])
     x = [r["value"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=120)
-    left.plot(x, [r["added_total"] for r in rows], "o-", color="tab:blue",
-              label="added per fold")
-    left.set_ylabel("pseudo-labelled clips per fold", color="tab:blue")
     acc = [(v, r["pseudo_accuracy"]) for v, r in zip(x, rows) if r["pseudo_accuracy"] is not None]
-    if acc:
-        twin = left.twinx()
-        twin.plot([a for a, _ in acc], [b for _, b in acc], "s--", color="tab:red")
-        twin.set_ylabel("pseudo-label accuracy", color="tab:red")
-        twin.set_ylim(0, 1.02)
-    for key, style in (("delta_metric", "o-"), ("delta_f1", "s--")):
-        pts = [(v, r[key]) for v, r in zip(x, rows) if r[key] is not None]
-        if pts:
-            right.plot([a for a, _ in pts], [b for _, b in pts], style,
-                       label={"delta_metric": "Δ CV metric", "delta_f1": "Δ CV F1"}[key])
-    right.axhline(0, color="grey", lw=0.8, ls=":")
-    right.set_ylabel("change against supervised")
-    right.legend(fontsize=8)
-    for ax in (left, right):
-        ax.set_xlabel(_value_name(report["strategy"]))
-        ax.grid(alpha=0.3)
-    fig.suptitle(f"{report['strategy']}: pseudo-labels against the "
-                 f"{_value_name(report['strategy']).split()[0]}", fontsize=10)
-    fig.tight_layout()
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    with figure(path, nrows=1, ncols=2, figsize=(10, 3.8), dpi=120) as (fig, (left, right)):
+        left.plot(x, [r["added_total"] for r in rows], "o-", color="tab:blue",
+                  label="added per fold")
+        left.set_ylabel("pseudo-labelled clips per fold", color="tab:blue")
+        if acc:
+            twin = left.twinx()
+            twin.plot([a for a, _ in acc], [b for _, b in acc], "s--", color="tab:red")
+            twin.set_ylabel("pseudo-label accuracy", color="tab:red")
+            twin.set_ylim(0, 1.02)
+        for key, style in (("delta_metric", "o-"), ("delta_f1", "s--")):
+            pts = [(v, r[key]) for v, r in zip(x, rows) if r[key] is not None]
+            if pts:
+                right.plot([a for a, _ in pts], [b for _, b in pts], style,
+                           label={"delta_metric": "Δ CV metric", "delta_f1": "Δ CV F1"}[key])
+        right.axhline(0, color="grey", lw=0.8, ls=":")
+        right.set_ylabel("change against supervised")
+        right.legend(fontsize=8)
+        for ax in (left, right):
+            ax.set_xlabel(_value_name(report["strategy"]))
+            ax.grid(alpha=0.3)
+        fig.suptitle(f"{report['strategy']}: pseudo-labels against the "
+                     f"{_value_name(report['strategy']).split()[0]}", fontsize=10)
+    return Path(path)
 
 
 __all__ = ["markdown_sweep", "sweep_figure"]

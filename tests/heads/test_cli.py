@@ -356,6 +356,7 @@ class Case:
     setup: Callable | None = None
     check: Callable | None = None
     needs_no_gpu: bool = False
+    slow: bool = False
 
 
 def E(name: str, argv: str, *words: str, rc: int = 1, **kw) -> Case:
@@ -423,7 +424,7 @@ CASES = [
     E("hide-labels-above-one", A + " --hide-labels 1.5", "must be in (0, 1)", "got 1.5"),
     E("semi-without-pool", A + " --semi threshold", "needs unlabelled clips", "--hide-labels"),
     E("input-frames-with-logreg", A + " --input frames --model logreg",
-      "takes utterance vectors", "--input utterance"),
+      "takes utterance vectors", "input='utterance'", "(--input)"),
     E("layers-unknown", A + " --layers sideways", "argument --layers: invalid choice", rc=2),
     E("join-inner-nothing-common", "fit --features {audio} --features other={few} --join inner "
       "--out {out}", "no clip name in common"),
@@ -475,7 +476,7 @@ CASES = [
     E("test-split-takes-every-clip", A + " --test-split train", "No clip is left to train on",
       "(--test-split)"),
     E("train-split-is-test-split", A + " --train-split train --test-split train",
-      "--train-split and --test-split are both 'train'"),
+      "train_split and test_split are both 'train'"),
     E("manifest-of-another-corpus", A + " --manifest {manifest_other}",
       "No clip of the stores is listed in the manifest"),
     E("manifest-duplicated-column", A + " --manifest {manifest_dupcol}",
@@ -598,7 +599,8 @@ CASES = [
       "number in [0, 1)"),
     E("modality-dropout-nan", A + " --modality-dropout nan", "modality_dropout", "got nan"),
     E("modality-dropout-sklearn", A + " --model logreg --modality-dropout 0.2",
-      "--modality-dropout masks modalities inside the neural heads", "logreg"),
+      "modality_dropout masks modalities inside the neural heads", "logreg",
+      "(--modality-dropout)"),
     E("augment-clean-store", A + " --augment audio={audio}", "records no noise spec"),
     E("augment-unknown-modality", A + " --augment video={noisy}", "--augment", "names modality "
       "'video'", "not among the clean --features"),
@@ -625,7 +627,7 @@ CASES = [
     # ---- issue 17: leaderboard, semi-sweep, describe
     Case("leaderboard-ranks-and-fuses", "leaderboard --features audio={audio} --features "
          "text={text} --out {out} --model logreg --fusion logreg --folds 3 --seeds 1 --top-n 2",
-         0, check=ranked_and_fused),
+         0, check=ranked_and_fused, slow=True),  # four cross-validations: over 1 s
     E("leaderboard-seeds-zero", "leaderboard --features {audio} --out {out} --seeds 0",
       "argument --seeds: must be an integer >= 1", rc=2),
     E("leaderboard-top-n-zero", "leaderboard --features {audio} --out {out} --top-n 0",
@@ -639,13 +641,15 @@ CASES = [
     E("leaderboard-missing-store", "leaderboard --features audio={tmp}/gone.h5 --out {out}",
       "gone.h5' does not exist"),
     E("leaderboard-learned-layers-sklearn", "leaderboard --features {audio} --out {out} --model "
-      "logreg --layers learned", "--layers learned learns layer weights inside the neural heads"),
+      "logreg --layers learned", "layers='learned' learns layer weights inside the neural heads",
+      "(--layers)"),
     E("fit-learned-layers-sklearn", A + " --model svm --layers learned", "the scikit-learn model "
       "'svm' has no such step"),
     E("fit-learned-layers-frames", A + " --layers learned --input frames", "frame matrices have "
       "no layers"),
     E("semi-sweep-values-not-numbers", "semi-sweep --features {audio} --out {out} --semi "
-      "threshold --values 0.5,abc", "--values must be comma-separated numbers", "'abc'"),
+      "threshold --values 0.5,abc", "values must be comma-separated numbers", "'abc'",
+      "(--values)"),
     E("semi-sweep-value-twice", "semi-sweep --features {audio} --out {out} --semi threshold "
       "--values 0.5,0.5", "lists a value twice"),
     E("semi-sweep-threshold-zero", "semi-sweep --features {audio} --out {out} --semi threshold "
@@ -684,7 +688,8 @@ def _error_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if not line.startswith("note: ")]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name, marks=[pytest.mark.slow] * c.slow)
+                                  for c in CASES])
 def test_adversarial(case: Case, world: dict[str, str], tmp_path: Path, capsys) -> None:
     if case.needs_no_gpu:
         import torch

@@ -13,7 +13,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 from mer_heads.cli import build_parser
-from mer_heads.config import DataConfig, HeadConfig, SemiSettings, split_options
+from mer_heads.config import DataConfig, HeadConfig, SemiSettings, parameter_flag, split_options
 from mer_heads.data.dataset import load_dataset
 from mer_heads.errors import MerHeadsError, NotFittedError, ParameterError
 from mer_heads.experiments.fit import fit_run
@@ -35,26 +35,48 @@ def test_estimator_signature_is_the_config():
     assert clone(est).get_params() == est.get_params()
 
 
-@pytest.mark.parametrize("change,words", [
+@pytest.mark.parametrize("change,words,flag", [
     ({"model": "transformer"}, "model must be one of attention, concat, fbp, logreg, svm; got "
-                               "'transformer' (--model)"),
-    ({"folds": 1}, "folds must be an integer >= 2; got 1 (--folds)"),
-    ({"epochs": 2.5}, "epochs must be an integer >= 1; got 2.5 (--epochs)"),
-    ({"batch_size": True}, "batch_size must be an integer >= 1; got True (--batch-size)"),
-    ({"seed": 2**32 - 1, "seeds": 2}, "seed must be an integer in [0, 4294967293] (with --seeds "
-                                      "2)"),
-    ({"lr": float("nan")}, "lr must be a finite number > 0; got nan (--lr)"),
-    ({"C": 0}, "C must be a finite number > 0; got 0 (-C)"),
-    ({"dropout": 1.0}, "dropout must be a number in [0, 1); got 1.0 (--dropout)"),
-    ({"precision": "fp8"}, "precision must be one of auto, fp32, bf16"),
-    ({"device": "tpu"}, "device must be cpu, cuda, cuda:N or auto; got 'tpu' (--device)"),
+                               "'transformer'.", "--model"),
+    ({"folds": 1}, "folds must be an integer >= 2; got 1.", "--folds"),
+    ({"epochs": 2.5}, "epochs must be an integer >= 1; got 2.5.", "--epochs"),
+    ({"batch_size": True}, "batch_size must be an integer >= 1; got True.", "--batch-size"),
+    ({"seed": 2**32 - 1, "seeds": 2}, "seed must be an integer in [0, 4294967293] (with "
+                                      "seeds=2); got 4294967295.", "--seed"),
+    ({"lr": float("nan")}, "lr must be a finite number > 0; got nan.", "--lr"),
+    ({"C": 0}, "C must be a finite number > 0; got 0.", "-C"),
+    ({"dropout": 1.0}, "dropout must be a number in [0, 1); got 1.0.", "--dropout"),
+    ({"precision": "fp8"}, "precision must be one of auto, fp32, bf16", "--precision"),
+    ({"device": "tpu"}, "device must be cpu, cuda, cuda:N or auto; got 'tpu'.", "--device"),
 ])
-def test_a_config_out_of_range_cannot_be_made(change, words):
+def test_a_config_out_of_range_cannot_be_made(change, words, flag):
+    """The library names the parameter (and says nothing of command-line flags); the command
+    line adds the parameter's flag."""
     with pytest.raises(ParameterError) as e:
         HeadConfig(**change)
-    assert words in str(e.value)
+    assert words in str(e.value) and "--" not in str(e.value)
+    assert parameter_flag(e.value.parameter) == flag
+    assert e.value.with_flag(flag) == str(e.value)[:-1] + f" ({flag})."
     with pytest.raises(ParameterError):  # the estimator refuses it at fit, as sklearn does
         CrossValidatedHead(**change).validate_params()
+
+
+@pytest.mark.parametrize("make,parameter,flag", [
+    (lambda: DataConfig(max_frames=0), "max_frames", "--max-frames"),
+    (lambda: DataConfig(normalize_by=" actor"), "normalize_by", "--normalize-by"),
+    (lambda: DataConfig(layers="learned", input="frames"), "layers", "--layers"),
+    (lambda: SemiSettings("co-training"), "strategy", "--semi"),
+    (lambda: SemiSettings("threshold", threshold=1.5), "threshold", "--semi-threshold"),
+    (lambda: SemiSettings(hide_labels=1.0), "hide_labels", "--hide-labels"),
+    (lambda: HeadConfig(model="logreg", modality_dropout=0.5), "modality_dropout",
+     "--modality-dropout"),
+])
+def test_every_settings_error_names_its_parameter_and_maps_to_its_flag(make, parameter, flag):
+    with pytest.raises(ParameterError) as e:
+        make()
+    assert e.value.parameter == parameter and "--" not in str(e.value)
+    assert parameter_flag(parameter) == flag
+    assert parameter_flag("train_split") == "--train-split"  # a function keyword: its flag
 
 
 def test_configs_round_trip_through_json_and_refuse_unknown_fields():
@@ -65,8 +87,7 @@ def test_configs_round_trip_through_json_and_refuse_unknown_fields():
         HeadConfig.from_json({"learning_rate": 0.1})
     data = DataConfig(input="frames", max_frames=16, manifest="m.csv")
     assert DataConfig.from_json(json.loads(json.dumps(data.to_json()))) == data
-    with pytest.raises(ParameterError, match=r"max_frames must be an integer >= 1; got 0 "
-                                             r"\(--max-frames\)"):
+    with pytest.raises(ParameterError, match=r"max_frames must be an integer >= 1; got 0\."):
         DataConfig(max_frames=0)
     with pytest.raises(ParameterError, match=r"join must be one of exact, inner; got 'outer'"):
         replace(data, join="outer")

@@ -105,7 +105,8 @@ def test_ablate_and_robustness_share_group_folds(grouped, tmp_path, capsys):
     assert "speaker-like" not in capsys.readouterr().err
     # the shared assignment itself, drawn once for every modality set
     data = load_dataset([grouped["audio"], grouped["text"]])
-    fold_of = shared_folds(data, HeadConfig(folds=3, groups="actor"), "nothing")
+    fold_of = shared_folds(data.labels, data.present.any(axis=1), 3, 0,
+                           groups=data.groups("actor"), column="actor", names=data.names)
     assert_one_fold_per_group(data.names, fold_of, actor_of(grouped["audio"]))
 
 
@@ -157,23 +158,28 @@ def test_folds_above_the_number_of_groups_is_one_clean_error(grouped, tmp_path):
 # The speaker warning
 
 
+@pytest.mark.parametrize("command", [
+    "fit",
+    # two and three cross-validations more than fit (over 1 s): in `make test`
+    pytest.param("ablate", marks=pytest.mark.slow),
+    pytest.param("robustness", marks=pytest.mark.slow)])
 def test_folds_that_ignore_a_speaker_column_warn_in_notes_and_on_stderr(grouped, tmp_path,
-                                                                       capsys):
+                                                                       capsys, command):
     features = ["--features", str(grouped["audio"]), "--features", str(grouped["text"])]
-    for argv in (["fit", *features[:2], "--out", str(tmp_path / "f")],
-                 ["ablate", *features, "--out", str(tmp_path / "a")],
-                 ["robustness", *features[:2], "--condition", f"audio={grouped['test5']}",
-                  "--out", str(tmp_path / "r")]):
-        assert main([*argv, "--model", "logreg", "--folds", "3"]) == 0
-        warnings = [line for line in capsys.readouterr().err.splitlines()
-                    if line.startswith("warning: ")]
-        assert len(warnings) == 1, argv
-        assert "speaker-like column 'actor' (12 values)" in warnings[0]
-        assert "--groups actor" in warnings[0]
-    metrics = json.loads((tmp_path / "f" / "metrics.json").read_text())
-    assert any("speaker-like column 'actor'" in n for n in metrics["notes"])
-    ablation = json.loads((tmp_path / "a" / "ablation.json").read_text())
-    assert any("speaker-like column 'actor'" in n for n in ablation["notes"])
+    argv = {"fit": ["fit", *features[:2]], "ablate": ["ablate", *features],
+            "robustness": ["robustness", *features[:2], "--condition",
+                           f"audio={grouped['test5']}"]}[command]
+    out = tmp_path / command
+    assert main([*argv, "--out", str(out), "--model", "logreg", "--folds", "3"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines()
+                if line.startswith("warning: ")]
+    assert len(warnings) == 1, argv
+    assert "speaker-like column 'actor' (12 values)" in warnings[0]
+    assert "--groups actor" in warnings[0]
+    if command != "robustness":
+        report = json.loads((out / {"fit": "metrics.json", "ablate": "ablation.json"}[command])
+                            .read_text())
+        assert any("speaker-like column 'actor'" in n for n in report["notes"])
 
 
 def test_no_warning_without_a_speaker_like_column(tmp_path):
@@ -288,9 +294,9 @@ def test_augmentation_never_touches_held_out_clips(monkeypatch):
     seen = {}
     real = SklearnHead.fit
 
-    def spy(self, est, stacked, train_rows, val_rows, fold_labels):
+    def spy(self, config, state, stacked, train_rows, val_rows, fold_labels):
         seen["train"], seen["val"], seen["n"] = train_rows, val_rows, len(stacked)
-        return real(self, est, stacked, train_rows, val_rows, fold_labels)
+        return real(self, config, state, stacked, train_rows, val_rows, fold_labels)
 
     monkeypatch.setattr(SklearnHead, "fit", spy)
     est = CrossValidatedHead("logreg", folds=3, C=100.0).fit(data, augment=[copy])
@@ -313,8 +319,8 @@ def test_augmentation_never_touches_held_out_clips(monkeypatch):
 
 
 def test_augmented_fit_learns_from_copies_and_statistics_include_them(grouped, tmp_path):
-    clean = CrossValidatedHead("logreg", folds=3, groups="actor").fit(
-        load_dataset([grouped["audio"]]))
+    data = load_dataset([grouped["audio"]])
+    clean = CrossValidatedHead("logreg", folds=3, groups="actor").fit(data)
     run = fit_run([grouped["audio"]], tmp_path / "run", model="logreg", folds=3,
                   groups="actor", augment=[f"audio={grouped['train']}",
                                            f"audio={grouped['train_pink']}"])
@@ -326,9 +332,9 @@ def test_augmented_fit_learns_from_copies_and_statistics_include_them(grouped, t
     assert [c["label"] for c in augment["copies"]] == ["5-10 dB", "5-10 dB pink"]
     assert augment["copies"][0]["stores"]["audio"]["noise"]["seed"] == 1
     copies = [load_dataset([grouped[k]]) for k in ("train", "train_pink")]
-    rows = load_dataset([grouped["audio"]]).rows_of(est.train_names_)
+    rows = data.rows_of(est.train_names_)
     train0 = rows[est.fold_ != 0]
-    pooled = np.concatenate([load_dataset([grouped["audio"]]).features[0][train0]]
+    pooled = np.concatenate([data.features[0][train0]]
                             + [c.features[0][train0] for c in copies])
     np.testing.assert_allclose(est.standardizer_.mean[0][0], pooled.mean(0), rtol=1e-4,
                                atol=1e-4)
@@ -426,7 +432,7 @@ def test_modality_dropout_is_recorded_and_refused_for_sklearn_heads(grouped, tmp
                   modality_dropout=0.25, **FAST)
     assert run.metrics["params"]["modality_dropout"] == 0.25
     assert "modality dropout 0.25" in (tmp_path / "run" / "report.md").read_text()
-    with pytest.raises(ParameterError, match="--modality-dropout masks modalities inside the "
+    with pytest.raises(ParameterError, match="modality_dropout masks modalities inside the "
                                              "neural heads"):
         HeadConfig(model="logreg", modality_dropout=0.25)
 
@@ -434,6 +440,7 @@ def test_modality_dropout_is_recorded_and_refused_for_sklearn_heads(grouped, tmp
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # two neural fits with every option (test_fit checks the plain case quickly)
 def test_metrics_are_byte_identical_with_every_new_option(grouped, tmp_path):
     options = dict(model="attention", groups="actor", normalize_by="actor",
                    modality_dropout=0.3, augment=[f"audio={grouped['train']}"], **FAST)

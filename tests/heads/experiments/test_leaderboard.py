@@ -92,7 +92,7 @@ def test_display_names_are_unique() -> None:
     (dict(seeds=0), "seeds must be an integer in [1, 100]"),
     (dict(top_n=0), "top_n must be an integer >= 1"),
     (dict(fusion="nope"), "model must be one of"),
-    (dict(model="logreg", layers="learned"), "--layers learned learns layer weights"),
+    (dict(model="logreg", layers="learned"), "layers='learned' learns layer weights"),
 ])
 def test_bad_arguments_are_refused_before_any_work(stores, tmp_path, kw, words) -> None:
     with pytest.raises(ParameterError, match=words.replace("[", r"\[").replace("]", r"\]")):

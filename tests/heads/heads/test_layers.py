@@ -16,7 +16,7 @@ from mer_features.store import ClipRecord, StoreWriter
 from mer_heads import fit_run, predict_run
 from mer_heads.errors import ParameterError
 
-from conftest import make_tiny_hf_audio, voiced, write_manifest
+from synthetic_media import make_tiny_hf_audio, voiced, write_manifest
 from ..synthetic_stores import clip_labels, header
 
 FAST = dict(folds=3, hidden=16, precision="fp32")
@@ -72,7 +72,7 @@ def _load(store: Path):
 
 def test_scikit_learn_heads_refuse_learned_layers(tmp_path) -> None:
     store = layered_store(tmp_path / "l.h5", informative=0, layers=2)
-    with pytest.raises(ParameterError, match="--layers learned learns layer weights inside the "
+    with pytest.raises(ParameterError, match="layers='learned' learns layer weights inside the "
                                              "neural heads"):
         fit_run([str(store)], tmp_path / "run", model="logreg", layers="learned", folds=3)
     assert not (tmp_path / "run").exists()

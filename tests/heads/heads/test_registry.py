@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +13,8 @@ from mer_heads.cli import build_parser
 from mer_heads.data.dataset import load_dataset
 from mer_heads.errors import ParameterError
 from mer_heads.experiments.fit import fit_run, predict_run
-from mer_heads.heads import (NEURAL, SKLEARN, NeuralHead, SklearnHead, get_head, heads_using,
-                             known_heads, register_head, registry)
+from mer_heads.heads import (BUILT_IN, NEURAL, SKLEARN, NeuralHead, SklearnHead, get_head,
+                             heads_using, known_heads, register_head, registry)
 from mer_heads.protocol import CrossValidatedHead
 
 from ..synthetic_stores import FAST
@@ -24,19 +26,39 @@ def own_registry(monkeypatch):
     monkeypatch.setattr(registry, "_HEADS", dict(registry._HEADS))
 
 
+def registering_modules() -> list[str]:
+    """The modules of mer_heads/heads/ that register a head (read from their source)."""
+    folder = Path(registry.__file__).parent
+    return sorted(p.stem for p in folder.glob("*.py")
+                  if re.search(r"^@register_head\b", p.read_text(encoding="utf-8"), re.M))
+
+
 def test_built_in_heads_and_their_families():
-    assert known_heads() == ("attention", "concat", "fbp", "logreg", "svm")
-    assert known_heads(NEURAL) == ("attention", "concat", "fbp")
-    assert known_heads(SKLEARN) == ("logreg", "svm")
-    assert heads_using("C") == ("logreg", "svm")
-    assert heads_using("hidden") == known_heads(NEURAL)
-    assert get_head("svm").inputs == ("utterance",) and "frames" in get_head("fbp").inputs
+    """Every module of the package that registers a head is in BUILT_IN (else its head would
+    exist only once something imports it) and registers one head named like the module, in
+    --model's order; each belongs to the family it subclasses and reads that family's
+    hyper-parameters."""
+    assert registering_modules() == sorted(BUILT_IN)
+    assert known_heads() == BUILT_IN
+    for name in BUILT_IN:
+        head = get_head(name)
+        assert type(head).__module__ == f"mer_heads.heads.{name}"
+        family = NeuralHead if head.family == NEURAL else SklearnHead
+        assert isinstance(head, family) and head.params == family.params
+        assert head.inputs == family.inputs and head.model_file == family.model_file
+    neural = tuple(n for n in BUILT_IN if isinstance(get_head(n), NeuralHead))
+    sklearn = tuple(n for n in BUILT_IN if isinstance(get_head(n), SklearnHead))
+    assert known_heads(NEURAL) == neural and known_heads(SKLEARN) == sklearn
+    assert neural and sklearn and set(neural + sklearn) == set(BUILT_IN)
+    assert heads_using("C") == sklearn and heads_using("hidden") == neural
+    assert SklearnHead.inputs == ("utterance",) and "frames" in NeuralHead.inputs
 
 
 def test_unknown_and_duplicate_heads_are_refused(own_registry):
-    with pytest.raises(ParameterError, match=r"model must be one of attention, concat, fbp, "
-                                             r"logreg, svm; got 'transformer' \(--model\)"):
+    with pytest.raises(ParameterError, match=rf"model must be one of {', '.join(BUILT_IN)}; got "
+                                             r"'transformer'\.") as e:
         get_head("transformer")
+    assert e.value.parameter == "model"
 
     class Again(SklearnHead):
         name = "logreg"
@@ -55,7 +77,7 @@ def test_unknown_and_duplicate_heads_are_refused(own_registry):
 
     with pytest.raises(ValueError, match=r"must be a lower-case word"):
         register_head(Shouting)
-    assert known_heads() == ("attention", "concat", "fbp", "logreg", "svm")
+    assert known_heads() == BUILT_IN
 
 
 def test_a_new_neural_head_is_one_class(own_registry, stores, tmp_path):
@@ -113,5 +135,6 @@ def test_a_new_sklearn_head_is_one_class(own_registry, stores):
     np.testing.assert_allclose(folds.mean(0), est.predict_proba(data.subset(np.arange(10)))[0],
                                atol=1e-12)
     with pytest.raises(ParameterError, match=r"The scikit-learn model 'lda' takes "
-                                             r"utterance vectors; use --input utterance"):
+                                             r"utterance vectors; load the data with "
+                                             r"input='utterance'"):
         CrossValidatedHead("lda").fit(load_dataset([stores["audio"]], input="frames"))

@@ -1,0 +1,83 @@
+"""What a fitted head is: :class:`FittedState` (everything its predictions need, and what a run
+directory keeps) and :class:`TrainedModels` (what a head family returns from training).
+
+:class:`~mer_heads.protocol.CrossValidatedHead` builds the state in ``fit`` and is the only one
+to set its fitted attributes from it; :mod:`mer_heads.rundir` writes it into a run directory
+and reads it back, in one place; the head families (:mod:`mer_heads.heads`) train and predict
+with it and never change it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from mer_heads.data.standardize import Standardizer
+
+
+@dataclass
+class FittedState:
+    """A fitted head's state (F = folds x seeds models, M modalities).
+
+    keys, dims, input : the modalities (names, widths) and input kind it was fitted on.
+    layers : per modality, the layers L whose weights are learned (``--layers learned``; 1:
+        none).
+    normalized_by : the column the features were normalised within, or None; data to predict
+        must be normalised the same way.
+    has_valence : whether valence was learnt. prior : (6,) training class frequencies.
+    mean_valence : training mean valence (NaN without valence).
+    model_folds, model_seeds : (F,) the fold and seed of each model.
+    standardizer : per-fold statistics (:class:`~mer_heads.data.standardize.Standardizer`).
+    precision : the compute precision the models were trained in (``fp32``, ``bf16``;
+        ``fp64`` for scikit-learn).
+    models : the family's fitted models: a :class:`~mer_heads.heads.stack.StackedHead`
+        (neural) or F (classifier, regressor or None) pairs (scikit-learn); None until trained.
+    """
+
+    keys: list[str]
+    dims: list[int]
+    input: str
+    layers: list[int]
+    normalized_by: str | None
+    has_valence: bool
+    prior: np.ndarray
+    mean_valence: float
+    model_folds: np.ndarray
+    model_seeds: np.ndarray
+    standardizer: Standardizer
+    precision: str = ""
+    models: Any = None
+
+    @property
+    def n_models(self) -> int:
+        return len(self.model_folds)
+
+
+@dataclass
+class TrainedModels:
+    """What a head family's ``fit`` returns for F models.
+
+    models : the fitted models (see :attr:`FittedState.models`).
+    precision, device, batch_size : what training used (``batch_size`` 0: not batched).
+    best_epochs : (F,) kept epoch of each model (0 for scikit-learn models).
+    curve : (epochs,) mean held-out score after each epoch (empty for scikit-learn).
+    val_proba, val_valence : each model's held-out class probabilities (n_f, 6) and valence
+        (n_f,), on the rows it was validated on.
+    notes : what a report should say about training (divergence, convergence).
+    """
+
+    models: Any
+    precision: str
+    device: str
+    batch_size: int
+    best_epochs: np.ndarray
+    curve: np.ndarray
+    val_proba: list[np.ndarray]
+    val_valence: list[np.ndarray]
+    notes: list[str] = field(default_factory=list)
+
+
+__all__ = ["FittedState", "TrainedModels"]

@@ -1,0 +1,59 @@
+"""Generated media and tiny models for tests: a speech-like signal, a manifest writer and a
+tiny checkpoint of a real audio architecture (no weights from a hub)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+
+def voiced(seconds: float, f0: float = 150.0, rate: int = 16000, seed: int = 0,
+           amplitude: float = 0.3) -> np.ndarray:
+    """A speech-like voiced signal of shape (n,): harmonics with vibrato and syllable envelopes."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    pitch = f0 * (1 + 0.03 * np.sin(2 * np.pi * 5 * t))
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    wave = sum(np.sin(k * phase) / k for k in range(1, 8))
+    envelope = 0.5 * (1 - np.cos(2 * np.pi * 4 * t)) if seconds > 0.3 else np.ones_like(t)
+    out = amplitude * wave * envelope / 2 + 0.003 * rng.standard_normal(len(t))
+    return out.astype(np.float32)
+
+
+def write_manifest(path: Path, rows: list[dict[str, object]]) -> Path:
+    columns = ["name", "video", "audio", "text", "discrete", "valence", "split"]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(columns)
+        for row in rows:
+            w.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+    return path
+
+
+def make_tiny_hf_audio(folder: Path, kind: str = "hubert-group", seed: int = 0) -> Path:
+    """A tiny checkpoint of a real architecture, written with save_pretrained."""
+    import torch
+    from transformers import (Data2VecAudioConfig, Data2VecAudioModel, HubertConfig, HubertModel,
+                              Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model, WavLMConfig,
+                              WavLMModel)
+
+    common = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
+                  conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    kinds = {
+        "wav2vec2-group": (Wav2Vec2Config, Wav2Vec2Model, dict(feat_extract_norm="group")),
+        "wav2vec2-layer": (Wav2Vec2Config, Wav2Vec2Model,
+                           dict(feat_extract_norm="layer", do_stable_layer_norm=True)),
+        "hubert-group": (HubertConfig, HubertModel, dict(feat_extract_norm="group")),
+        "wavlm-group": (WavLMConfig, WavLMModel, dict(feat_extract_norm="group")),
+        "data2vec-audio": (Data2VecAudioConfig, Data2VecAudioModel,
+                           dict(conv_pos_kernel_size=7, num_conv_pos_embeddings=5)),
+    }
+    config_cls, model_cls, extra = kinds[kind]
+    torch.manual_seed(seed)
+    model = model_cls(config_cls(**{**common, **extra})).eval()
+    model.save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=kind.endswith("layer")
+                             ).save_pretrained(folder)
+    return folder
