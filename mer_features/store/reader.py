@@ -19,6 +19,7 @@ from mer_features.errors import StoreError, first_line
 from mer_features.store.checksums import (CHECKSUM, OPTIONAL_COLUMNS, STR_COLUMNS, Checker,
                                           Damage, damaged_names, decode, little_endian,
                                           read_strings, string_crcs)
+from mer_features.store.guard import check_metadata
 from mer_features.store.schema import SCHEMA_VERSION, STATUSES, ClipRecord
 
 
@@ -340,6 +341,7 @@ class FeatureStore:
 
 
 def _open_h5(path: Path) -> h5py.File:
+    check_metadata(path)  # bounded: a damaged file can make HDF5 loop forever
     try:
         return h5py.File(path, "r")
     except OSError as e:
