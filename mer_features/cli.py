@@ -545,9 +545,11 @@ def _os_error_message(e: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mer_features.console import quiet_third_party, safe_streams
+    from mer_features.console import quiet_third_party, safe_streams, utf8_mode
 
-    safe_streams()  # any text prints under any locale (LC_ALL=C)
+    if argv is None:
+        utf8_mode()  # LC_ALL=C: restart in UTF-8 mode, so any file name and text works
+    safe_streams()  # and any text prints, whatever the locale
     quiet_third_party()  # no "Loading weights" bars from transformers
     args = build_parser().parse_args(argv)
     debug = bool(getattr(args, "debug", False))

@@ -1,10 +1,12 @@
 """What a user sees while a command runs: output that survives any locale, progress that suits
 a terminal or a log file, and third-party chatter kept out of both.
 
-* :func:`safe_streams`: under a non-UTF-8 locale (``LC_ALL=C PYTHONUTF8=0``) printing a clip
-  name such as ``çlip`` would raise UnicodeEncodeError; the streams are switched to an error
-  handler that writes undecodable file-name bytes back as they were and escapes every other
-  character it cannot encode (``\\xe7``).
+* :func:`utf8_mode`, :func:`safe_streams`: under a non-UTF-8 locale (``LC_ALL=C
+  PYTHONUTF8=0``) a command restarts itself in Python's UTF-8 mode, so file names and text are
+  UTF-8 whatever the locale; where that is not possible (``main()`` called from Python), the
+  streams are switched to an error handler that writes undecodable file-name bytes back as they
+  were and escapes every other character it cannot encode (``\\xe7``) instead of raising
+  UnicodeEncodeError.
 * :func:`progress`: a tqdm bar on a terminal; when stderr is a file or a pipe (a SLURM log), one
   line every :data:`LOG_EVERY_SECONDS` (and at the end) with done/total, rate and ETA, since a
   bar's carriage returns only show up in a log as one line at the end.
@@ -44,6 +46,24 @@ def _escape(error: UnicodeError) -> tuple[str | bytes, int]:
 
 
 codecs.register_error(_HANDLER, _escape)
+
+
+def utf8_mode() -> None:
+    """Restart this command in Python's UTF-8 mode when the locale is not UTF-8 (``LC_ALL=C
+    PYTHONUTF8=0``): file names are then bytes read as ASCII, so a manifest's ``café.wav``
+    could be neither opened nor remembered in the hash cache. Called only by a program's
+    entry point (it replaces the process, keeping its pid, arguments and streams)."""
+    if sys.flags.utf8_mode or sys.getfilesystemencoding().lower().replace("-", "") == "utf8":
+        return
+    if os.environ.get("PYTHONUTF8") == "1" or not getattr(sys, "orig_argv", None):
+        return  # already asked for, or no command line to restart with
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    try:
+        os.execve(sys.executable, sys.orig_argv, {**os.environ, "PYTHONUTF8": "1"})
+    except OSError:
+        pass  # go on as we are: safe_streams still keeps printing safe
 
 
 def safe_streams() -> None:
@@ -155,12 +175,12 @@ class LineProgress:
     ETA 39m 40s``, at most every ``every`` seconds, and a last line at the end."""
 
     def __init__(self, total: int, desc: str, *, stream: TextIO | None = None,
-                 every: float = LOG_EVERY_SECONDS, enabled: bool = True,
+                 every: float | None = None, enabled: bool = True,
                  clock: Any = time.monotonic):
         self.total = total
         self.desc = desc
         self.stream = stream or sys.stderr
-        self.every = every
+        self.every = LOG_EVERY_SECONDS if every is None else every
         self.enabled = enabled and total > 0
         self.clock = clock
         self.n = 0

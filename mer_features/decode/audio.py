@@ -100,10 +100,10 @@ def decode_audio(path: str | Path, sample_rate: int) -> DecodedAudio:
             pass  # m4a, mp3 without libsndfile support, ...: decord reads them
     if source is None:
         source = _Source(_decord_audio(path, sample_rate)[:, None], sample_rate)
-        declared = mp4_declared(path).audio_seconds
+        declared = mp4_declared(path).audio_seconds or _header_seconds(path)
         found = len(source.data) / sample_rate
         if declared is not None and found < declared - max(_CUT_SECONDS, 0.05 * declared):
-            source.truncation = (f"the file's index declares {declared:.2f} s of audio but "
+            source.truncation = (f"the file declares {declared:.2f} s of audio but "
                                  f"{found:.2f} s decode; the file was cut short")
     if source.data.size == 0:
         raise ClipError("decode", "the audio track holds no samples")
@@ -138,9 +138,10 @@ def _level(source: _Source, sample_rate: int, info: dict[str, Any]) -> tuple[np.
         if not high.any():
             raise ClipError("decode", "the audio track is digital silence (every sample is 0); "
                                       "the file may be truncated or its audio muted")
-        raise ClipError("decode", f"the audio track is a flat line (every sample is "
-                                  f"{float(high.max()):.6g}): a constant offset without any "
-                                  "sound; check the recording")
+        if len(data) > 1:  # one sample is too short to be anything: the encoder says so
+            raise ClipError("decode", f"the audio track is a flat line (every sample is "
+                                      f"{float(high.max()):.3g}): a constant offset without "
+                                      "any sound; check the recording")
     offsets = data.mean(axis=0, dtype=np.float64)
     centred = data - offsets.astype(np.float32)
     # judged at the level the clip ends at: a float clip peaking at 30 is scaled by 1/30
@@ -177,7 +178,7 @@ def _soundfile_audio(path: Path) -> _Source:
             got = 0
             while True:
                 try:
-                    block = f.read(1 << 18, dtype="float32", always_2d=True)
+                    block = f.read(1 << 14, dtype="float32", always_2d=True)
                 except (sf.LibsndfileError, RuntimeError) as e:
                     if not got:
                         raise
@@ -201,6 +202,18 @@ def _soundfile_audio(path: Path) -> _Source:
                       f"the file holds {wav[1]} ({len(data) / rate:.2f} s); the file was cut "
                       "short")
     return _Source(data, rate, subtype in ("FLOAT", "DOUBLE"), truncation)
+
+
+def _header_seconds(path: Path) -> float | None:
+    """The duration a file's header declares, when libsndfile can read the header (a FLAC
+    whose first block already fails to decode); None otherwise."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except Exception:  # noqa: BLE001 - no header libsndfile knows
+        return None
+    return info.frames / info.samplerate if info.samplerate and info.frames > 0 else None
 
 
 def resample(audio: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:

@@ -190,10 +190,10 @@ def _run_spawned(path: Path) -> str | None:
     return _verdict(output, status)
 
 
-def _watch(fd: int, first_wait: float = STALL_SECONDS) -> bytes | None:
+def _watch(fd: int, first_wait: float | None = None) -> bytes | None:
     """Everything the child writes until it closes the pipe; None when it stalls."""
     chunks: list[bytes] = []
-    wait = first_wait
+    wait = STALL_SECONDS if first_wait is None else first_wait
     while True:
         ready, _, _ = select.select([fd], [], [], wait)
         if not ready:

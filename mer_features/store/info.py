@@ -20,7 +20,7 @@ FACTS: dict[str, str] = {
     "scaled": "rescaled by the level rule (clips/info 'level')",
     "saturated": "saturated by the level rule (clips/info 'level')",
     "dc_offset": "with a DC offset removed (clips/info 'dc_offset')",
-    "cut_short": "cut short: the file declares more than it holds (clips/info 'truncation')",
+    "cut_short": "cut short (the file declares more than it holds; clips/info 'truncation')",
     "truncated": "truncated to the encoder's input limit (clips/info 'truncated')",
     "windowed": "encoded whole in windows (clips/info 'windowed')",
 }
