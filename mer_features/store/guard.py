@@ -14,7 +14,7 @@ enters HDF5 for that file, so it stays responsive to SIGINT and SIGTERM.
 Fixed-size numeric data is not read here: HDF5's fletcher32 checksums and ``/clips/checksum``
 guard it when a reader reads it (:mod:`.checksums`). A file that passed is remembered by its
 (path, device, inode, size, mtime, ctime) for the life of the process, so opening it again
-costs nothing; any write to it makes it checked again. Files this process wrote itself (parts,
+costs nothing (and a damaged one is refused at once); any write to it makes it checked again. Files this process wrote itself (parts,
 merged stores) are remembered the same way (:func:`trust`), so a run does not check its own
 parts.
 
@@ -44,6 +44,7 @@ keeps it far below this."""
 
 _STRING_BLOCK = 4096  # variable-length strings read between two progress reports
 _checked: set[tuple] = set()
+_damaged: dict[tuple, str] = {}
 
 
 def _identity(path: Path) -> tuple:
@@ -62,15 +63,18 @@ def check_metadata(path: str | Path) -> None:
         return  # the caller reports a missing or unreadable file in its own words
     if key in _checked:
         return
-    if hasattr(os, "fork") and threading.active_count() == 1:
+    if key in _damaged:
+        verdict = _damaged[key]
+    elif hasattr(os, "fork") and threading.active_count() == 1:
         verdict = _run_forked(path)
     else:
         verdict = _run_spawned(path)
     if verdict is not None:
+        _damaged[key] = verdict  # a second reader of the same file is told at once
         raise StoreError(
             f"Store '{path}' is damaged: its HDF5 metadata {verdict}. Restore the file from a "
-            "backup, or move it away and re-run the same extraction to extract it again "
-            f"('mer-features verify {path}' gives the same verdict).")
+            "backup, or move it away (or pass --overwrite) and re-run the same extraction to "
+            f"extract it again ('mer-features verify {path}' gives the same verdict).")
     _checked.add(key)
 
 

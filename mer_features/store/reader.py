@@ -249,7 +249,8 @@ class FeatureStore:
         want = crc[:, self._crc_columns.index(f"clips/{column}")]
         bad = np.flatnonzero(string_crcs(values) != want)
         if len(bad):
-            names = [self.names[lo + j] if column != "name" else f"row {lo + j}" for j in bad]
+            names = [self.names[lo + j] if column != "name" and self.names[lo + j]
+                     else f"row {lo + j}" for j in bad]  # a name read as "" is no name
             raise self._damage_error(f"clips/{column}", names)
 
     def _locate(self, dataset: str, rows: tuple[int, int] | None) -> list[str]:
