@@ -199,7 +199,8 @@ def read_manifest_for(manifest: str | Path | Manifest, modality: str, *,
     ``(clip, reason)`` for those whose file is missing (only with ``skip_missing``).
     """
     if modality not in MODALITIES:
-        raise ManifestError(f"Unknown modality '{modality}'; expected one of {', '.join(MODALITIES)}.")
+        raise ManifestError(f"Unknown modality '{modality}'; expected one of "
+                            f"{', '.join(MODALITIES)}.")
     if isinstance(manifest, Manifest):
         parsed, problems, rows = manifest, _Problems(_source_of(manifest)), list(manifest)
     else:

@@ -14,9 +14,9 @@ enters HDF5 for that file, so it stays responsive to SIGINT and SIGTERM.
 Fixed-size numeric data is not read here: HDF5's fletcher32 checksums and ``/clips/checksum``
 guard it when a reader reads it (:mod:`.checksums`). A file that passed is remembered by its
 (path, device, inode, size, mtime, ctime) for the life of the process, so opening it again
-costs nothing (and a damaged one is refused at once); any write to it makes it checked again. Files this process wrote itself (parts,
-merged stores) are remembered the same way (:func:`trust`), so a run does not check its own
-parts.
+costs nothing (and a damaged one is refused at once); any write to it makes it checked again.
+Files this process wrote itself (parts, merged stores) are remembered the same way
+(:func:`trust`), so a run does not check its own parts.
 
 The child is forked when this process runs no other Python thread (fast: a few
 milliseconds); otherwise it is a fresh interpreter, since a fork taken while another thread
@@ -126,7 +126,8 @@ def _dataset(ds: object, ping: Callable[[], None]) -> None:
     ds.shape, ds.dtype, ds.chunks  # type: ignore[attr-defined]  # the object header
     if ds.chunks:  # type: ignore[attr-defined]
         ds.id.get_num_chunks()  # type: ignore[attr-defined]  # walks the chunk index
-    if h5py.check_string_dtype(ds.dtype) is not None and ds.dtype.kind == "O":  # type: ignore[attr-defined]
+    dtype = ds.dtype  # type: ignore[attr-defined]
+    if h5py.check_string_dtype(dtype) is not None and dtype.kind == "O":  # variable length
         n = ds.shape[0] if ds.shape else 0  # type: ignore[attr-defined]
         for lo in range(0, n, _STRING_BLOCK):
             ds[lo:lo + _STRING_BLOCK]  # type: ignore[index]  # vlen strings: global heaps
