@@ -153,7 +153,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         from mer_features.pipeline.distributed import barrier_then_merge
 
         barrier_then_merge(out, launch)
-    return EXIT_CLIP_FAILURES if summary.failed or summary.missing else 0
+    return EXIT_CLIP_FAILURES if summary.incomplete else 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -174,13 +174,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from mer_features.store import FeatureStore
+    from mer_features.store.info import describe_facts, store_report
 
-    with FeatureStore(args.store) as store:
-        info = store.summary()
+    info = store_report(args.store)  # the summary, data-quality facts, damaged clips
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
-        return 0
+        return _info_damage(info)
     status = ", ".join(f"{k} {v}" for k, v in info["status"].items() if v)
     print(f"store          {info['path']}")
     print(f"clips          {info['clips']} ({status or 'none'}); {info['labelled']} labelled")
@@ -203,19 +202,35 @@ def cmd_info(args: argparse.Namespace) -> int:
     if info["pending_parts"]:
         print(f"pending        {info['pending_parts']} part file(s) from an interrupted run; "
               "re-run the extraction to merge them")
+    for k, fact in enumerate(describe_facts(info["facts"])):
+        print(f"{'quality' if k == 0 else '':<15}{fact}")
+    print(f"checked        {info['checked']}: "
+          + (f"{len(info['damaged'])} damaged clip(s)" if info["damaged"] else "no damage"))
     if info["failures"]:
         print(f"failures       {len(info['failures'])}:")
         for f in info["failures"][:50]:
             print(f"  {f['name']}: {f['status']} at {f['stage']}: {f['reason']}")
         if len(info["failures"]) > 50:
             print(f"  ... and {len(info['failures']) - 50} more (use --json for all)")
-    return 0
+    return _info_damage(info)
+
+
+def _info_damage(info: dict) -> int:
+    """Exit 1 with one line when clips of the store are damaged, else 0."""
+    if not info["advice"]:
+        return 0
+    shown = ", ".join(info["damaged"][:5]) + (", ..." if len(info["damaged"]) > 5 else "")
+    what = (f"{len(info['damaged'])} clip(s) fail their checksums ({shown})" if info["damaged"]
+            else f"{info['damaged_chunks']} chunk checksum(s) fail")
+    sys.stdout.flush()
+    print(f"error: store '{info['path']}' is damaged: {what}; {info['advice']}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from mer_features.demo.corpus import write_demo
 
-    manifest = write_demo(args.out, n_clips=args.clips, seed=args.seed)
+    manifest = write_demo(args.out, n_clips=args.clips, seed=args.seed, overwrite=args.overwrite)
     print(manifest)
     return 0
 
@@ -229,9 +244,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     elif report["ok"]:
         print(f"{args.store}: ok ({report['clips']} clips, {report['frames']} frames)")
     else:
-        print(f"{args.store}: {len(report['problems'])} problem(s)")
+        print(f"{args.store}: {report['problem_count']} problem(s)")
         for line in report["problems"]:
             print(f"  - {line}")
+        if report["problem_count"] > len(report["problems"]):
+            print(f"  ... and {report['problem_count'] - len(report['problems'])} more")
+        if report["advice"]:
+            print(f"  {report['advice']}")
     return 0 if report["ok"] else 1
 
 
@@ -387,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=_int_at_least(6), default=60,
                    help="number of clips, at least 6: one per class (default 60)")
     p.add_argument("--seed", type=_int_at_least(0), default=0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a demo corpus of another size or seed in --out")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("verify", help="check a store's integrity",
@@ -488,11 +509,17 @@ def _interrupted_message(args: argparse.Namespace, error: BaseException | None,
                          interrupts: _Interrupts) -> str:
     name = interrupts.name()
     if isinstance(error, ExtractionInterrupted):
+        if not error.kept and not Path(error.store).exists():
+            return (f"interrupted ({name}) before any clip was finished: nothing was written "
+                    f"({error.store} was not created); run the same command again")
         return (f"interrupted ({name}): {error.kept} clips kept in {error.store}; run the same "
                 "command again to resume")
     if getattr(args, "command", None) == "extract":
         store = getattr(args, "store_path", None)
-        where = f" in {store}" if store else ""
+        if store is None or not Path(store).exists():
+            return (f"interrupted ({name}) before any clip was finished: nothing was written; "
+                    "run the same command again")
+        where = f" in {store}"
         return (f"interrupted ({name}): every finished clip is kept{where}; run the same command "
                 "again to resume")
     return f"interrupted ({name})"
@@ -518,6 +545,12 @@ def _os_error_message(e: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mer_features.console import quiet_third_party, safe_streams, utf8_mode
+
+    if argv is None:
+        utf8_mode()  # LC_ALL=C: restart in UTF-8 mode, so any file name and text works
+    safe_streams()  # and any text prints, whatever the locale
+    quiet_third_party()  # no "Loading weights" bars from transformers
     args = build_parser().parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     interrupts = _Interrupts()

@@ -31,9 +31,10 @@ import os
 import re
 import stat
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mer_features import EMOTIONS
 from mer_features.errors import ManifestError
@@ -148,16 +149,89 @@ _HINT = (
     f"'discrete' must be one of {', '.join(EMOTIONS)} or empty, 'valence' a number or empty."
 )
 
+NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+"""The numbers a manifest may hold: ASCII decimal digits with an optional sign, point and
+exponent (``-2.5``, ``3``, ``.5``, ``1e-1``). Python's ``float`` would also take ``0_5`` (as
+5.0), ``inf``, ``nan`` and non-ASCII digits; none of them is a valence."""
+
+NUMBER_RULE = ("write a decimal number such as -2.5, 3 or 1e-1 (ASCII digits, at most one "
+               "'.', no '_', no ',', no inf or nan)")
+
+
+def parse_number(text: str) -> float | None:
+    """``text`` (already stripped) as a finite float under :data:`NUMBER`, else None."""
+    if not NUMBER.fullmatch(text):
+        return None
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
+ROLES = {"name": "clip names", "video": "video paths", "audio": "audio paths",
+         "discrete": "labels", "valence": "labels", "split": "splits"}
+"""The columns that are not transcripts, and what they hold (for messages)."""
+
 
 def read_manifest(path: str | Path, *, check_files: bool = True,
                   classes: Sequence[str] | None = EMOTIONS) -> Manifest:
     """Read and validate a manifest CSV.
 
-    Checks the header, duplicate and empty names, labels, valence values and, when
-    ``check_files`` is true, that every named media file exists. All problems are reported in
-    one :class:`ManifestError`. ``classes``: the labels ``discrete`` may hold (MER's six by
-    default); None accepts any label (a corpus's own classes, e.g. RAVDESS's eight).
+    Checks the encoding, the header, duplicate and empty names, labels, valence values and,
+    when ``check_files`` is true, that every named media file exists. All problems of every
+    row are reported in one :class:`ManifestError`. ``classes``: the labels ``discrete`` may
+    hold (MER's six by default); None accepts any label (a corpus's own classes, e.g.
+    RAVDESS's eight).
     """
+    manifest, problems, _ = _read(path, check_files=check_files, classes=classes)
+    problems.raise_if_any(_HINT)
+    return _nonempty(manifest, problems.source)
+
+
+def read_manifest_for(manifest: str | Path | Manifest, modality: str, *,
+                      skip_missing: bool = False, text_column: str = "text",
+                      select: Callable[[str], bool] | None = None,
+                      ) -> tuple[Manifest, list[Clip], list[tuple[Clip, str]]]:
+    """Read a manifest for extracting ``modality``, reporting every problem in one pass.
+
+    The rows' problems (:func:`read_manifest`), a transcript column that cannot be used, and
+    the clips whose input file for ``modality`` is not a regular file (unless
+    ``skip_missing``) all go into one :class:`ManifestError`. Other modalities' files are not
+    looked at. ``select`` keeps the clips whose name it accepts (a shard); the rows are
+    validated whole either way.
+
+    Returns ``(manifest, usable, missing)``: the selected clips, those to process, and
+    ``(clip, reason)`` for those whose file is missing (only with ``skip_missing``).
+    """
+    if modality not in MODALITIES:
+        raise ManifestError(f"Unknown modality '{modality}'; expected one of "
+                            f"{', '.join(MODALITIES)}.")
+    if isinstance(manifest, Manifest):
+        parsed, problems, rows = manifest, _Problems(_source_of(manifest)), list(manifest)
+    else:
+        parsed, problems, rows = _read(manifest, check_files=False)
+    row_problems = len(problems.items)
+    unusable = _column_problem(parsed, modality, text_column)
+    if unusable:
+        if not row_problems:
+            raise ManifestError(f"{unusable[0].upper()}{unusable[1:]}.")
+        problems.add(None, None, unusable)
+        problems.raise_if_any(_HINT)
+    if modality == "text" and not row_problems:
+        check_transcripts(parsed, text_column)
+    chosen = [clip for clip in rows if select is None or select(clip.name)]
+    usable, missing = _media(chosen, modality, skip_missing, problems)
+    hints = [_HINT] if row_problems else []
+    if len(problems.items) > row_problems:
+        hints.append(_MISSING_HINT)
+    problems.raise_if_any(" ".join(hints))
+    manifest = _nonempty(parsed, problems.source)
+    if select is not None:
+        manifest = Manifest(manifest.path, [c for c in manifest if select(c.name)],
+                            manifest.columns)
+    return manifest, usable, missing
+
+
+def _read(path: str | Path, *, check_files: bool, classes: Sequence[str] | None = EMOTIONS
+          ) -> tuple[Manifest, _Problems, list[Clip]]:
     path = Path(path)
     problem = describe_non_file(path)
     if problem is not None:
@@ -171,19 +245,74 @@ def read_manifest(path: str | Path, *, check_files: bool = True,
     except OSError as e:
         raise ManifestError(f"Manifest '{path}' cannot be read ({e.strerror or e}); check its "
                             "permissions.") from e
+    encoding = _other_encoding(raw)
+    if encoding:
+        raise ManifestError(f"Manifest '{path}' is {encoding}, not UTF-8; save it as UTF-8 "
+                            "(in a spreadsheet: 'CSV UTF-8') and run again.")
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     # Undecodable bytes survive as lone surrogates, so a bad transcript fails its own clip
     # instead of the whole manifest; names, paths and labels must still be valid UTF-8.
     text = raw.decode("utf-8", errors="surrogateescape")
-    return parse_manifest(text, base_dir=path.parent, source=f"'{path}'", path=path,
-                          check_files=check_files, classes=classes)
+    return _parse(text, base_dir=path.parent, source=f"'{path}'", path=path,
+                  check_files=check_files, classes=classes)
+
+
+def _other_encoding(raw: bytes) -> str:
+    """'' for UTF-8 (or ASCII) bytes; else what they look like ("UTF-16 text ...")."""
+    for bom, name in ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+                      (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16")):
+        if raw.startswith(bom):
+            return f"{name} text (it starts with a {name} byte-order mark)"
+    head = raw[:4096]
+    if len(head) >= 4 and head.count(b"\x00") * 3 >= len(head):
+        return "UTF-16 or UTF-32 text (a third or more of its bytes are NUL)"
+    return ""
 
 
 def parse_manifest(text: str, *, base_dir: Path, source: str = "<text>",
                    path: Path | None = None, check_files: bool = True,
                    classes: Sequence[str] | None = EMOTIONS) -> Manifest:
     """Parse manifest CSV text; relative paths resolve against ``base_dir``."""
+    manifest, problems, _ = _parse(text, base_dir=base_dir, source=source, path=path,
+                                   check_files=check_files, classes=classes)
+    problems.raise_if_any(_HINT)
+    return _nonempty(manifest, source)
+
+
+def _nonempty(manifest: Manifest, source: str) -> Manifest:
+    if not manifest.clips:
+        raise ManifestError(f"Manifest {source} has a header but no clip rows; add one row per "
+                            "clip (see docs/manifests.md).")
+    return manifest
+
+
+def _records(reader: Any, problems: _Problems) -> Iterator[tuple[int, list[str]]]:
+    """``(first line, fields)`` of each CSV record after the header; a record the CSV reader
+    refuses (a field over its size limit) is a problem of its line, and reading goes on."""
+    while True:
+        line = reader.line_num + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            detail = str(e)
+            if "field limit" in detail:
+                detail = (f"a field is longer than the CSV reader's limit of "
+                          f"{csv.field_size_limit()} characters (a quote that is never closed "
+                          "makes the rest of the file one field); close the quote or shorten "
+                          "the field")
+            problems.add(line, None, f"cannot be read as CSV: {detail}")
+            continue
+        yield line, values
+
+
+def _parse(text: str, *, base_dir: Path, source: str, path: Path | None,
+           check_files: bool, classes: Sequence[str] | None = EMOTIONS
+           ) -> tuple[Manifest, _Problems, list[Clip]]:
+    """The manifest (its valid clips), its problems, and every row that names a clip (with
+    problems or not), every row checked whatever the others hold."""
     problems = _Problems(source)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
@@ -193,22 +322,14 @@ def parse_manifest(text: str, *, base_dir: Path, source: str = "<text>",
     except csv.Error as e:
         raise ManifestError(f"Manifest {source} is not a readable CSV file: {e}.") from e
     header = [h.strip() for h in header]
-    if "name" not in header:
-        problems.add(None, None, f"no 'name' column (columns found: {', '.join(header) or 'none'})")
-        problems.raise_if_any(_HINT)
-    dup_cols = sorted({h for h in header if header.count(h) > 1})
-    if dup_cols:
-        problems.add(None, None, f"column(s) {', '.join(dup_cols)} appear more than once")
-        problems.raise_if_any(_HINT)
+    _check_header(header, problems)
+    problems.raise_if_any(_HINT)
 
     clips: list[Clip] = []
+    rows: list[Clip] = []
     seen: dict[str, int] = {}
     seen_nfc: dict[str, tuple[str, int]] = {}
-    try:
-        rows = list(enumerate(reader, start=2))
-    except csv.Error as e:
-        raise ManifestError(f"Manifest {source} is not a readable CSV file: {e}.") from e
-    for line, values in rows:
+    for line, values in _records(reader, problems):
         if not any(v.strip() for v in values):
             continue  # blank lines are harmless
         if len(values) != len(header):
@@ -216,10 +337,10 @@ def parse_manifest(text: str, *, base_dir: Path, source: str = "<text>",
             continue
         row = dict(zip(header, values))
         name = row["name"].strip()
+        before = len(problems.items)
         if name in seen:
             problems.add(line, name, f"duplicate name (first used on line {seen[name]})")
-            continue
-        if name:
+        elif name:
             seen[name] = line
             nfc = unicodedata.normalize("NFC", name)
             if nfc in seen_nfc:
@@ -227,32 +348,51 @@ def parse_manifest(text: str, *, base_dir: Path, source: str = "<text>",
                 problems.add(line, ascii(name)[1:-1], f"name equals '{ascii(other)[1:-1]}' "
                              f"(line {other_line}) once Unicode-normalised (NFC): the two "
                              "spellings look the same but are different strings; rename one")
-                continue
-            seen_nfc[nfc] = (name, line)
+            else:
+                seen_nfc[nfc] = (name, line)
         clip = _parse_row(row, line, base_dir, problems, check_files, classes)
         if clip is not None:
-            clips.append(clip)
-    problems.raise_if_any(_HINT)
-    if not clips:
-        raise ManifestError(f"Manifest {source} has a header but no clip rows; add one row per "
-                            "clip (see docs/manifests.md).")
-    return Manifest(path=path, clips=clips, columns=header)
+            rows.append(clip)
+            if len(problems.items) == before:
+                clips.append(clip)
+    return Manifest(path=path, clips=clips, columns=header), problems, rows
+
+
+def _check_header(header: list[str], problems: _Problems) -> None:
+    """Empty, repeated or wrongly-cased column names; a missing 'name' column."""
+    empty = [str(i + 1) for i, h in enumerate(header) if not h]
+    if empty:
+        problems.add(None, None, f"column(s) {', '.join(empty)} of the header have no name; "
+                     "name them, or delete the empty column(s)")
+    dup_cols = sorted({h for h in header if h and header.count(h) > 1})
+    if dup_cols:
+        problems.add(None, None, f"column(s) {', '.join(dup_cols)} appear more than once")
+    for h in header:
+        known = next((c for c in COLUMNS if c == h.lower()), None)
+        if known is not None and h != known and known not in header:
+            problems.add(None, None, f"column '{h}' differs from the column '{known}' only in "
+                         "letter case, and column names are case-sensitive: rename it to "
+                         f"'{known}' (or to another name to keep it as an extra column)")
+    if "name" not in header and "name" not in (h.lower() for h in header):
+        problems.add(None, None, f"no 'name' column (columns found: {', '.join(header) or 'none'})")
 
 
 def _parse_row(row: dict[str, str], line: int, base_dir: Path, problems: _Problems,
                check_files: bool, classes: Sequence[str] | None = EMOTIONS) -> Clip | None:
+    """The row's clip, its problems added to ``problems`` (all of them: one problem does not
+    hide another); None when the row has no usable name."""
     invalid = {k for k, v in row.items() if not _is_utf8(v)}
     strict = invalid & {"name", "video", "audio", "discrete", "valence", "split"}
     if strict:
         problems.add(line, None, f"column(s) {', '.join(sorted(strict))} are not valid UTF-8")
-        return None
+        if "name" in strict:
+            return None
     row = {k: (v.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if k in invalid else v)
            for k, v in row.items()}
     name = row["name"].strip()
     if not name:
         problems.add(line, None, "empty name")
         return None
-    ok = True
     controls = [(c, _control_characters(row[c])) for c in PLAIN_COLUMNS if c in row]
     controls = [(c, found) for c, found in controls if found]
     if controls:
@@ -260,7 +400,8 @@ def _parse_row(row: dict[str, str], line: int, base_dir: Path, problems: _Proble
         problems.add(line, ascii(name)[1:-1], f"{shown}: names, labels and splits must be "
                      "printable text (a store, a CSV file or a file name cannot carry them "
                      "faithfully); remove them")
-        return None
+        if "name" in dict(controls):
+            return None
     paths: dict[str, Path | None] = {}
     for column in ("video", "audio"):
         value = row.get(column, "").strip()
@@ -270,42 +411,32 @@ def _parse_row(row: dict[str, str], line: int, base_dir: Path, problems: _Proble
         if "\x00" in value:
             problems.add(line, name, f"{column} path {ascii(value)} holds a NUL byte, which no "
                                      "file path can hold; fix the path")
-            ok = False
             paths[column] = None
             continue
-        resolved = Path(value).expanduser()
-        if not resolved.is_absolute():
-            resolved = base_dir / resolved
-        resolved = Path(*resolved.parts)  # normalise separators without resolving links
+        resolved = _file_path(value, base_dir)
         problem = describe_non_file(resolved) if check_files else None
         if problem is not None:
             problems.add(line, name, f"{column} file '{value}' {problem} (looked for '{resolved}')")
-            ok = False
         paths[column] = resolved
 
     discrete = row.get("discrete", "").strip().lower() or None
     if discrete is not None and classes is not None and discrete not in classes:
         problems.add(line, name, f"unknown discrete label '{row['discrete'].strip()}' "
                                  f"(expected one of {', '.join(classes)}, or empty)")
-        ok = False
+        discrete = None
 
     valence = None
     raw_valence = row.get("valence", "").strip()
     if raw_valence:
-        try:
-            valence = float(raw_valence)
-        except ValueError:
-            valence = math.nan
-        if not math.isfinite(valence):
-            problems.add(line, name, f"valence '{raw_valence}' is not a finite number")
-            ok = False
+        valence = parse_number(raw_valence)
+        if valence is None:
+            problems.add(line, name, f"valence '{raw_valence}' is not a finite number; "
+                                     f"{NUMBER_RULE}")
         elif not VALENCE_RANGE[0] <= valence <= VALENCE_RANGE[1]:
             problems.add(line, name, f"valence {raw_valence} is outside MER's scale "
                                      f"[{VALENCE_RANGE[0]:g}, {VALENCE_RANGE[1]:g}]; "
                                      f"{valence_hint()}")
-            ok = False
-    if not ok:
-        return None
+            valence = None
     text = row.get("text")
     extra = {k: v for k, v in row.items() if k not in COLUMNS}
     return Clip(
@@ -320,6 +451,18 @@ def _parse_row(row: dict[str, str], line: int, base_dir: Path, problems: _Proble
         line=line,
         invalid_utf8=frozenset(invalid),
     )
+
+
+def _file_path(value: str, base_dir: Path) -> Path:
+    """The path a manifest cell names, resolved against ``base_dir`` (without resolving links).
+
+    The cell is UTF-8 text, and file names are bytes: the path is built from the cell's UTF-8
+    bytes, so that it names the same file under any locale (under ``LC_ALL=C`` Python would
+    otherwise encode it as ASCII and fail on the first accented letter)."""
+    resolved = Path(os.fsdecode(value.encode("utf-8", "surrogateescape"))).expanduser()
+    if not resolved.is_absolute():
+        resolved = base_dir / resolved
+    return Path(*resolved.parts)  # normalise separators
 
 
 def valence_hint() -> str:
@@ -380,33 +523,62 @@ def _is_utf8(value: str) -> bool:
     return True
 
 
+_MISSING_HINT = ("Fix the paths, or pass --skip-missing to record the clips whose file is "
+                 "missing as missing and go on.")
+
+
 def check_modality(manifest: Manifest, modality: str, *, skip_missing: bool = False,
                    text_column: str = "text") -> tuple[list[Clip], list[tuple[Clip, str]]]:
-    """Check that the manifest can feed ``modality``.
+    """Check that a validated manifest can feed ``modality``.
 
     Returns ``(usable, missing)``: the clips to process, and ``(clip, reason)`` for clips whose
-    input file does not exist (only when ``skip_missing``; otherwise those raise).
+    input file does not exist (only when ``skip_missing``; otherwise those raise, all together).
     """
-    if modality not in MODALITIES:
-        raise ManifestError(f"Unknown modality '{modality}'; expected one of {', '.join(MODALITIES)}.")
-    source = f"'{manifest.path}'" if manifest.path else "<manifest>"
-    problems = _Problems(source)
+    _, usable, missing = read_manifest_for(manifest, modality, skip_missing=skip_missing,
+                                           text_column=text_column)
+    return usable, missing
+
+
+def _source_of(manifest: Manifest) -> str:
+    return f"'{manifest.path}'" if manifest.path else "<manifest>"
+
+
+def _column_problem(manifest: Manifest, modality: str, text_column: str) -> str:
+    """Why the manifest has no column ``modality`` can read ("" when it has one)."""
     needed = {"audio": ("video", "audio"), "video": ("video",), "text": (text_column,)}[modality]
     if not any(c in manifest.columns for c in needed):
-        raise ManifestError(
-            f"Manifest {source} has no {' or '.join(repr(c) for c in needed)} column, which the "
-            f"{modality} modality reads. Columns found: {', '.join(manifest.columns)}."
-        )
+        return (f"manifest {_source_of(manifest)} has no "
+                f"{' or '.join(repr(c) for c in needed)} column, which the {modality} modality "
+                f"reads. Columns found: {', '.join(manifest.columns)}")
+    if modality == "text" and text_column in ROLES:
+        others = _text_columns(manifest, text_column)
+        hint = (f"pick a transcript column with --text-column ({', '.join(others)})" if others
+                else "add a column with the transcripts and name it with --text-column")
+        return (f"column '{text_column}' of manifest {_source_of(manifest)} holds the "
+                f"{ROLES[text_column]}, not transcripts; {hint}")
+    return ""
+
+
+def _text_columns(manifest: Manifest, but: str) -> list[str]:
+    """The manifest's columns that may hold transcripts, other than ``but``."""
+    return [c for c in manifest.columns if c not in ROLES and c != but]
+
+
+def _media(clips: Sequence[Clip], modality: str, skip_missing: bool,
+           problems: _Problems) -> tuple[list[Clip], list[tuple[Clip, str]]]:
+    """Split ``clips`` into those whose input file for ``modality`` is a regular file and the
+    others, which are problems unless ``skip_missing``."""
     usable: list[Clip] = []
     missing: list[tuple[Clip, str]] = []
-    for clip in manifest:
+    needed = {"audio": "video or audio", "video": "video"}.get(modality)
+    for clip in clips:
         if modality == "text":
             usable.append(clip)
             continue
         media = clip.media_for(modality)
         problem = describe_non_file(media) if media is not None else None
         if media is None:
-            reason = f"no {' or '.join(needed)} file given"
+            reason = f"no {needed} file given"
         elif problem is not None:
             reason = f"file '{media}' {problem}"
         else:
@@ -416,9 +588,6 @@ def check_modality(manifest: Manifest, modality: str, *, skip_missing: bool = Fa
             missing.append((clip, reason))
         else:
             problems.add(clip.line, clip.name, reason)
-    problems.raise_if_any(
-        "Fix the paths, or pass --skip-missing to record these clips as missing and go on."
-    )
     return usable, missing
 
 
@@ -429,13 +598,10 @@ def check_transcripts(manifest: Manifest, column: str = "text") -> None:
         return  # check_modality names the missing column
     if any((clip.text_for(column) or "").strip() for clip in manifest):
         return
-    source = f"'{manifest.path}'" if manifest.path else "<manifest>"
-    others = [c for c in manifest.columns if c != column and c not in ("name", "video", "audio",
-                                                                        "discrete", "valence",
-                                                                        "split")]
+    others = _text_columns(manifest, column)
     hint = (f"pick the transcripts' column with --text-column ({', '.join(others)})" if others
             else "fill the column with the transcripts")
-    raise ManifestError(f"Column '{column}' of manifest {source} is empty in all "
+    raise ManifestError(f"Column '{column}' of manifest {_source_of(manifest)} is empty in all "
                         f"{len(manifest)} rows, so there is no text to encode; {hint}.")
 
 

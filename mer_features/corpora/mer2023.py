@@ -90,8 +90,9 @@ def build_mer2023_manifest(root: str | Path, out: str | Path, *, text_column: st
                  "english": texts.get(name, {}).get("english", "").strip()}
                 for name, label in labels.items()]
         write_manifest(out, rows, columns=(*COLUMNS, "chinese", "english"))
-        return out, {"train": len(rows), "without_transcript": sum(n not in texts for n in labels),
-                     "train_without_video": 0}
+        return out, {"train": len(rows), "train_without_video": 0,
+                     "without_transcript": sum(not r["text"] for r in rows),
+                     "text_column": text_column}
 
     rows = []
     counts = {s: 0 for s in SPLITS}
@@ -129,18 +130,17 @@ def build_mer2023_manifest(root: str | Path, out: str | Path, *, text_column: st
         raise ManifestError(f"No videos found under '{root}' in {', '.join(s + '/' for s in SPLITS)}. "
                             "Point --root at the folder that holds the release's split folders.")
     counts["train_without_video"] = sum(1 for n in labels if n not in seen)
+    counts["without_transcript"] = sum(not r["text"] for r in rows)
+    counts["text_column"] = text_column
     write_manifest(out, rows, columns=(*COLUMNS, "chinese", "english"))
     return out, counts
 
 
 def _on_valence_scale(text: str) -> bool:
-    from mer_features.corpora.manifest import VALENCE_RANGE
+    from mer_features.corpora.manifest import VALENCE_RANGE, parse_number
 
-    try:
-        value = float(text)
-    except ValueError:
-        return False
-    return VALENCE_RANGE[0] <= value <= VALENCE_RANGE[1]  # False for NaN
+    value = parse_number(text.strip())  # strict: '0_5', 'inf', 'nan' are not numbers
+    return value is not None and VALENCE_RANGE[0] <= value <= VALENCE_RANGE[1]
 
 
 def _relpath(path: Path, start: Path) -> str:
@@ -150,11 +150,15 @@ def _relpath(path: Path, start: Path) -> str:
 
 
 def _summary(path: Path, counts: dict[str, int]) -> tuple[str, list[str]]:
-    found = ", ".join(f"{s} {n}" for s, n in counts.items() if s != "train_without_video")
+    found = ", ".join(f"{s} {counts[s]}" for s in SPLITS if s in counts)
     notes = []
     if counts["train_without_video"]:
         notes.append(f"note: {counts['train_without_video']} labelled clip(s) of "
                      "train-label.csv have no video under train/ and were left out")
+    if counts["without_transcript"]:
+        notes.append(f"note: {counts['without_transcript']} clip(s) have no "
+                     f"{counts['text_column']} transcript (empty in transcription.csv, or not "
+                     "listed there); a text extraction stores them as 'empty'")
     return f"{path}: {found}", notes
 
 

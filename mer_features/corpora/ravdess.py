@@ -67,13 +67,23 @@ def build_ravdess_manifest(root: str | Path, out: str | Path, *, relative: bool 
     if not files:
         raise ManifestError(f"No .wav or .flac files under '{root}/Actor_*/'; point --root at "
                             "the folder that holds the Actor_NN folders.")
-    bad, rows = [], []
+    bad, misplaced, rows = [], [], []
+    first: dict[str, Path] = {}
+    twice: list[str] = []
     for path in files:
         try:
             fields = parse_name(path.stem)
         except ValueError:
             bad.append(str(path.relative_to(root)))
             continue
+        folder = _folder_actor(path.parent.name)
+        if folder is not None and folder != fields["actor"]:
+            misplaced.append(f"{path.relative_to(root)} (actor {fields['actor'][5:]})")
+            continue
+        if path.stem in first:  # the same clip as .wav and .flac
+            twice.append(f"{first[path.stem].relative_to(root)} and {path.relative_to(root)}")
+            continue
+        first[path.stem] = path
         audio = path.resolve()
         if relative:
             try:
@@ -88,6 +98,15 @@ def build_ravdess_manifest(root: str | Path, out: str | Path, *, relative: bool 
         shown = ", ".join(bad[:10])
         raise ManifestError(f"{len(bad)} file(s) under '{root}' are not named like RAVDESS clips "
                             f"(MM-VC-EE-II-SS-RR-AA): {shown}. Move them out of the Actor folders.")
+    if misplaced:
+        shown = ", ".join(misplaced[:10]) + (", ..." if len(misplaced) > 10 else "")
+        raise ManifestError(f"{len(misplaced)} file(s) under '{root}' sit in another actor's "
+                            f"folder than the actor code of their name (the last field): "
+                            f"{shown}. Move each into its actor's Actor_NN folder.")
+    if twice:
+        shown = "; ".join(twice[:10]) + (" ..." if len(twice) > 10 else "")
+        raise ManifestError(f"{len(twice)} RAVDESS clip(s) under '{root}' are there twice (one "
+                            f"name, two files): {shown}. Keep one file per clip.")
     texts = _statement_texts(root / "labels.csv")
     for row in rows:
         row["text"] = texts.get(row["statement"])
@@ -111,6 +130,12 @@ def _write_other_labels(out: Path, rows: list[dict], labels: str, label_map: obj
     classes = Counter(r["discrete"] for r in rows if r["discrete"] is not None)
     return out, {"clips": len(rows), "labels": labels, "classes": dict(sorted(classes.items())),
                  "unlabelled": sum(r["discrete"] is None for r in rows), "notes": notes}
+
+
+def _folder_actor(folder: str) -> str | None:
+    """``actor01`` for a folder ``Actor_01``; None for a folder name without a number."""
+    digits = folder.partition("_")[2]
+    return f"actor{int(digits):02d}" if digits.isdigit() else None
 
 
 def _statement_texts(labels: Path) -> dict[str, str]:

@@ -26,25 +26,41 @@ a user can act on. A damaged file gives the frames that decode:
   compared.
 
 In each case ``truncated`` is True and ``info`` says how many frames were declared and decoded.
+
+Time: at a constant frame rate, sampled frame k is source frame round(k * source_fps / fps),
+at i / source_fps seconds. A variable-frame-rate stream (a phone recording, a screen capture:
+more than 5% of its timestamps over half a frame away from i / average fps) is sampled by
+its frames' timestamps instead: at each time k / fps, the frame on screen then, timed by its own
+timestamp. The ffmpeg fallback for damaged files times frames by index.
 """
 
 from __future__ import annotations
 
 import math
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mer_features.decode.containers import mp4_declared
+from mer_features.console import quiet_native_stderr
 from mer_features.errors import ClipError
 
 VIDEO_DECODER = "decord-0.6|imageio-ffmpeg; frame i at i/fps; antialiased bilinear downscale"
-"""Names the decoding path; part of a fingerprint since another decoder gives other pixels."""
+"""Names the decoding path; part of a fingerprint since another decoder gives other pixels.
+Frames of a variable-frame-rate stream are sampled and timed by their timestamps (not i/fps);
+that changes nothing for a constant frame rate, so the name (and every existing store of
+constant-frame-rate clips) stays valid. A store extracted before that change holds its
+variable-frame-rate clips timed as i / average fps: extract those again (--overwrite)."""
 
 MAX_SIDE = 1280
 """Frames larger than this on their long side are downscaled to it (1080p -> 720p)."""
+
+VFR_SHARE = 0.05
+"""A stream is timed by its frames' timestamps when more than this share of them lie over half
+a frame away from i / average fps. A stray timestamp (the last frame of a cut file) leaves a
+constant-frame-rate stream timed as before."""
 
 _CHUNK_BYTES = 64 * 2**20  # native-size frames held at once by one get_batch call
 _CUT_TAIL = 3  # frames dropped at the end of a cut file decoded by ffmpeg
@@ -56,7 +72,9 @@ class DecodedVideo:
 
     ``frames`` is uint8 of shape (n, H, W, 3), RGB, display-oriented and possibly downscaled
     (see ``info['source_size']`` and ``info['scale']``); ``times`` (n,) float32 are the frames'
-    times in seconds (source frame i is at i / ``fps``); ``fps`` is the source frame rate;
+    times in seconds from the first frame (source frame i is at i / ``fps`` at a constant frame
+    rate; a variable-frame-rate stream's frames keep their own timestamps and
+    ``info['variable_frame_rate']`` is True); ``fps`` is the source's average frame rate;
     ``n_source_frames`` the number of frames the stream holds (those that decode, for a
     truncated file); ``truncated`` is True when the file holds fewer decodable frames than it
     declares or some frames failed to decode.
@@ -143,12 +161,13 @@ def load_frames(path: str | Path, fps: float, max_frames: int | None = None, *,
         raise ClipError("decode", f"file '{path.name}' is empty (0 bytes); the copy or download "
                                   "that made it probably failed")
     _refuse_non_video(path)
-    declared = _mp4_declared_frames(path)
+    declared = mp4_declared(path).video_frames
 
     import decord
 
     try:
-        reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
+        with quiet_native_stderr():  # ffmpeg's own lines ("moov atom not found") stay out
+            reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
     except (decord.DECORDError, RuntimeError) as e:
         message = _decord_message(e)
         if "cannot find video stream" in message:
@@ -168,7 +187,11 @@ def _load_with_decord(reader: Any, path: Path, fps: float, max_frames: int | Non
     if not source_fps > 0 or not math.isfinite(source_fps):
         raise ClipError("decode", f"'{path.name}' declares no usable frame rate ({source_fps}); "
                                   "re-encode it with a constant frame rate")
-    indices = sample_indices(n_frames, source_fps, fps, max_frames)
+    stamps = _variable_frame_times(reader, n_frames, source_fps)
+    if stamps is None:  # constant frame rate: frame i is at i / fps
+        indices = sample_indices(n_frames, source_fps, fps, max_frames)
+    else:
+        indices = sample_times(stamps, fps, max_frames)
     frames = _Frames(max_side)
     failed: list[int] = []
     start, chunk = 0, 4  # small until the frame size is known
@@ -185,7 +208,40 @@ def _load_with_decord(reader: Any, path: Path, fps: float, max_frames: int | Non
         # its row alignment (1x1, 2x2 pixels); ffmpeg decodes the latter and judges the former.
         return _load_with_ffmpeg(path, fps, max_frames, max_side, declared,
                                  f"decord read none of {len(failed)} sampled frames")
-    return frames.decoded(path, "decord", source_fps, fps, n_frames, declared, failed)
+    return frames.decoded(path, "decord", source_fps, fps, n_frames, declared, failed,
+                          stamps=stamps)
+
+
+def _variable_frame_times(reader: Any, n_frames: int, source_fps: float) -> np.ndarray | None:
+    """Each frame's presentation time in seconds from the first frame, float64 (n_frames,),
+    when the stream's frames are not evenly spaced at ``source_fps`` (variable frame rate:
+    more than :data:`VFR_SHARE` of them over half a frame away from i / fps); None for a
+    constant frame rate, and when the timestamps cannot be read."""
+    try:
+        with quiet_native_stderr():
+            stamps = np.asarray(reader.get_frame_timestamp(list(range(n_frames))))[:, 0]
+    except Exception:  # noqa: BLE001 - decord raises DECORDError, IndexError ... here
+        return None
+    stamps = stamps.astype(np.float64) - float(stamps[0])
+    if len(stamps) < 2 or not np.isfinite(stamps).all() or (np.diff(stamps) < 0).any():
+        return None
+    off = np.abs(stamps - np.arange(n_frames) / source_fps) > 0.5 / source_fps
+    if off.mean() <= VFR_SHARE:
+        return None
+    return stamps
+
+
+def sample_times(stamps: np.ndarray, fps: float, max_frames: int | None = None) -> np.ndarray:
+    """Source frame indices, int64 (n,), for sampling ``fps`` frames a second of a stream whose
+    frame ``i`` is shown from ``stamps[i]`` seconds on (variable frame rate): for each time
+    k / fps, the frame on screen then. ``max_frames`` as in :func:`sample_indices`."""
+    targets = np.arange(int(math.floor(stamps[-1] * fps + 1e-9)) + 1) / fps
+    grid = np.unique(np.searchsorted(stamps, targets + 1e-6, side="right") - 1)
+    grid = grid[grid >= 0].astype(np.int64)
+    if max_frames is not None and len(grid) > max_frames:
+        keep = ((np.arange(max_frames) + 0.5) * len(grid) / max_frames).astype(np.int64)
+        grid = grid[keep]
+    return grid
 
 
 def _read_batch(reader: Any, indices: np.ndarray,
@@ -194,7 +250,8 @@ def _read_batch(reader: Any, indices: np.ndarray,
     if len(indices) == 0:
         return []
     try:
-        frames = reader.get_batch([int(i) for i in indices]).asnumpy()
+        with quiet_native_stderr():
+            frames = reader.get_batch([int(i) for i in indices]).asnumpy()
     except Exception:  # decord raises DECORDError, RuntimeError, ... on damaged data
         if len(indices) == 1:
             failed.append(int(indices[0]))
@@ -280,14 +337,16 @@ class _Frames:
             self.items = [self.items[i] for i in keep]
 
     def decoded(self, path: Path, decoder: str, source_fps: float, fps: float, n_frames: int,
-                declared: int | None, failed: list[int]) -> DecodedVideo:
+                declared: int | None, failed: list[int],
+                stamps: np.ndarray | None = None) -> DecodedVideo:
         if not self.items:
             raise ClipError("decode", f"no complete frame of '{path.name}' decodes; the file is "
                                       "truncated or damaged; re-download or re-encode it")
         indices = np.array([i for i, _ in self.items], np.int64)
         frames = np.stack([f for _, f in self.items])
-        times = (indices / source_fps).astype(np.float32)
-        span = float(indices[-1] - indices[0]) / source_fps
+        seconds = indices / source_fps if stamps is None else stamps[indices]
+        times = seconds.astype(np.float32)
+        span = float(seconds[-1] - seconds[0])
         missing = declared - n_frames if declared is not None and declared > n_frames else 0
         info: dict[str, Any] = {
             "decoder": decoder,
@@ -298,13 +357,16 @@ class _Frames:
             "n_declared_frames": declared,
             "n_failed_frames": len(failed),
         }
+        if stamps is not None:
+            info["variable_frame_rate"] = True
         if missing or failed:
             parts = []
             if missing:
                 parts.append(f"the file declares {declared} frames but holds {n_frames}")
             if failed:
+                first = min(failed) / source_fps if stamps is None else stamps[min(failed)]
                 parts.append(f"{len(failed)} sampled frames failed to decode (the first at "
-                             f"{min(failed) / source_fps:.2f} s)")
+                             f"{first:.2f} s)")
             info["truncation"] = "; ".join(parts) + f"; {len(indices)} frames kept"
         return DecodedVideo(frames=frames, times=times, fps=source_fps, n_source_frames=n_frames,
                             truncated=bool(missing or failed), info=info)
@@ -399,80 +461,3 @@ def _unreadable_reason(path: Path, message: str, declared: int | None = None) ->
         return (f"'{path.name}' is not a video that ffmpeg can read (invalid data); check that "
                 "the file is a video and not damaged")
     return f"cannot decode '{path.name}': {message}"
-
-
-# --------------------------------------------------------------------------------------------
-# The frame count an MP4/MOV index declares
-# --------------------------------------------------------------------------------------------
-
-_MAX_MOOV_BYTES = 256 * 2**20
-
-
-def _mp4_declared_frames(path: Path) -> int | None:
-    """Samples in the first video track of an MP4/MOV file's index, or None when unknown.
-
-    Reads only box headers and the ``moov`` box; fragmented files (whose index is spread over
-    ``moof`` boxes) and other containers give None.
-    """
-    try:
-        with open(path, "rb") as f:
-            size = path.stat().st_size
-            offset = 0
-            while offset + 8 <= size:
-                f.seek(offset)
-                header = f.read(16)
-                box_size, kind = struct.unpack(">I4s", header[:8])
-                header_size = 8
-                if box_size == 1:
-                    box_size, header_size = struct.unpack(">Q", header[8:16])[0], 16
-                elif box_size == 0:
-                    box_size = size - offset
-                if box_size < header_size or not all(32 <= c < 127 for c in kind):
-                    return None  # not an ISO base media file (or a damaged one)
-                if offset == 0 and kind not in (b"ftyp", b"moov", b"mdat", b"free", b"skip",
-                                                 b"wide"):
-                    return None
-                if kind == b"moov":
-                    if box_size > _MAX_MOOV_BYTES or offset + box_size > size:
-                        return None
-                    f.seek(offset + header_size)
-                    return _video_samples(f.read(box_size - header_size))
-                offset += box_size
-    except (OSError, struct.error):
-        return None
-    return None
-
-
-def _video_samples(moov: bytes) -> int | None:
-    for trak in _children(moov, b"trak"):
-        mdia = next(_children(trak, b"mdia"), None)
-        if mdia is None:
-            continue
-        hdlr = next(_children(mdia, b"hdlr"), b"")
-        if hdlr[8:12] != b"vide":
-            continue
-        stbl = next((s for minf in _children(mdia, b"minf") for s in _children(minf, b"stbl")),
-                    b"")
-        for kind in (b"stsz", b"stz2"):
-            table = next(_children(stbl, kind), None)
-            if table is not None and len(table) >= 12:
-                count = struct.unpack(">I", table[8:12])[0]
-                return count or None  # 0 in a fragmented file
-    return None
-
-
-def _children(data: bytes, wanted: bytes):
-    """Payloads of the boxes of type ``wanted`` directly inside ``data``."""
-    offset = 0
-    while offset + 8 <= len(data):
-        size, kind = struct.unpack(">I4s", data[offset:offset + 8])
-        header = 8
-        if size == 1 and offset + 16 <= len(data):
-            size, header = struct.unpack(">Q", data[offset + 8:offset + 16])[0], 16
-        elif size == 0:
-            size = len(data) - offset
-        if size < header or offset + size > len(data):
-            return
-        if kind == wanted:
-            yield data[offset + header:offset + size]
-        offset += size

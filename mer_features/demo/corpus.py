@@ -119,7 +119,8 @@ _MAX_WORKERS = 8
 # --------------------------------------------------------------------------------------------
 
 
-def write_demo(out_dir, n_clips: int = 60, seed: int = 0) -> pathlib.Path:
+def write_demo(out_dir, n_clips: int = 60, seed: int = 0, *,
+               overwrite: bool = False) -> pathlib.Path:
     """Write the demo corpus into ``out_dir`` and return the path of its manifest.
 
     Parameters
@@ -133,6 +134,10 @@ def write_demo(out_dir, n_clips: int = 60, seed: int = 0) -> pathlib.Path:
         are as even as ``n_clips`` allows.
     seed : int
         Non-negative seed; the same ``(n_clips, seed)`` gives byte-identical files.
+    overwrite : bool
+        Replace a demo corpus written there with another seed or more clips; without it such a
+        corpus is refused (its clips would be deleted or changed, and stores extracted from it
+        would no longer match it). A corpus grown with the same seed keeps its clips.
 
     Returns
     -------
@@ -150,8 +155,9 @@ def write_demo(out_dir, n_clips: int = 60, seed: int = 0) -> pathlib.Path:
     TypeError
         ``n_clips`` or ``seed`` is not an integer.
     MerFeaturesError
-        ``out_dir`` (or its ``clips``) exists and is not a folder; ffmpeg is missing or fails
-        on a clip (the message names the clip and ends with ffmpeg's own error output).
+        ``out_dir`` (or its ``clips``) exists and is not a folder; it holds another demo corpus
+        and ``overwrite`` is false; ffmpeg is missing or fails on a clip (the message names
+        the clip and ends with ffmpeg's own error output).
     """
     n_clips = _as_int(n_clips, "n_clips")
     seed = _as_int(seed, "seed")
@@ -171,6 +177,8 @@ def write_demo(out_dir, n_clips: int = 60, seed: int = 0) -> pathlib.Path:
     manifest_path = out_dir / _MANIFEST
     if _is_complete(out_dir, n_clips, seed):
         return manifest_path
+    if not overwrite:
+        _refuse_other_corpus(out_dir, n_clips, seed)
 
     clips_dir = out_dir / _CLIPS
     clips_dir.mkdir(parents=True, exist_ok=True)
@@ -322,7 +330,7 @@ def _plan(n_clips: int, seed: int) -> list[_ClipPlan]:
         valence = _VALENCE_MEAN[emotion] + rng.normal(0.0, _VALENCE_SD)
         valence = round(float(np.clip(valence, -5.0, 5.0)), 2)
         text = _sentence(emotion, _rng(seed, i, _PART_TEXT))
-        plan.append(_ClipPlan(i, f"demo_{i:04d}", emotion, n_frames, text, valence, splits[i]))
+        plan.append(_ClipPlan(i, _clip_name(i), emotion, n_frames, text, valence, splits[i]))
     return plan
 
 
@@ -408,6 +416,39 @@ def _csv_text(rows: list[dict[str, str]]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
+
+
+def _refuse_other_corpus(out_dir: pathlib.Path, n_clips: int, seed: int) -> None:
+    """Raise when writing (n_clips, seed) would delete or change clips of the demo corpus in
+    ``out_dir``: one stamped with another seed, or clips beyond the first ``n_clips``.
+    Growing a corpus (same seed, more clips) keeps every clip it has."""
+    try:
+        stamp = json.loads((out_dir / _STAMP).read_text(encoding="utf-8"))
+        old_n, old_seed = int(stamp["n_clips"]), int(stamp["seed"])
+    except (OSError, ValueError, TypeError, KeyError):
+        old_n = old_seed = None
+    wanted = {f"{clip}.mp4" for clip in _names(n_clips)}
+    clips = out_dir / _CLIPS
+    doomed = sorted(p.name for p in clips.iterdir() if _CLIP_RE.match(p.name)
+                    and p.name not in wanted) if clips.is_dir() else []
+    if old_n is not None and (old_seed != seed or doomed):
+        what = f"a demo corpus of {old_n} clips (seed {old_seed})"
+    elif doomed:
+        what = f"{len(doomed)} demo clip(s) beyond the first {n_clips} ({doomed[0]}, ...)"
+    else:
+        return  # the same corpus, grown or finished: its clips stay as they are
+    change = (f"writing {n_clips} clips would delete {len(doomed)} of its clips" if doomed
+              else f"writing seed {seed} would change its clips")
+    raise MerFeaturesError(f"'{out_dir}' holds {what}; {change}. Pass --overwrite to replace "
+                           "it, or give another --out.")
+
+
+def _names(n_clips: int) -> list[str]:
+    return [_clip_name(i) for i in range(n_clips)]
+
+
+def _clip_name(index: int) -> str:
+    return f"demo_{index:04d}"
 
 
 def _is_complete(out_dir: pathlib.Path, n_clips: int, seed: int) -> bool:

@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mer_features.corpora.manifest import (Manifest, check_modality, check_transcripts,
-                                           read_manifest)
+from mer_features.corpora.manifest import Manifest, read_manifest_for
 from mer_features.errors import (ClipFailedError, EncoderError, ExtractionInterrupted,
                                  WorkerDiedError)
 from mer_features.fingerprint import fingerprint_fields
@@ -52,16 +51,38 @@ class ExtractSummary:
     windowed: int = 0
     """Inputs longer than the encoder's window, encoded in windows whole (e5), not truncated."""
     dropped: int = 0
+    failed_before: int = 0
+    """Clips stored as failed by an earlier run, not tried again (``retry_failed`` would)."""
+    facts: dict[str, int] = field(default_factory=dict)
+    """Data-quality facts of this run's clips (:data:`mer_features.store.info.FACTS`)."""
     seconds: float = 0.0
     failures: list[tuple[str, str, str]] = field(default_factory=list)
 
+    @property
+    def incomplete(self) -> bool:
+        """Whether the store holds failed or missing clips of this manifest (exit 3)."""
+        return bool(self.failed or self.failed_before or self.missing)
+
+    def count_facts(self, info: Mapping[str, Any]) -> None:
+        from mer_features.store.info import clip_facts
+
+        for fact in clip_facts(info):
+            self.facts[fact] = self.facts.get(fact, 0) + 1
+
     def line(self) -> str:
+        from mer_features.store.info import FACTS
+
         rate = self.done / self.seconds if self.seconds > 0 else 0.0
+        failed = self.failed + self.failed_before
+        before = (f" ({self.failed_before} stored by an earlier run; --retry-failed tries them "
+                  "again)" if self.failed_before else "")
         empty = f", {self.empty} empty" if self.empty else ""
         dropped = f", {self.dropped} dropped (not in the manifest)" if self.dropped else ""
+        facts = "".join(f", {n} {FACTS[k].split(' (')[0]}" for k, n in self.facts.items())
         return (f"{self.modality}/{self.encoder}: {self.total} clips - {self.done} extracted, "
-                f"{self.skipped} already stored, {self.failed} failed, {self.missing} missing"
-                f"{empty}{dropped} - {self.seconds:.1f} s ({rate:.1f} clips/s) -> {self.store}")
+                f"{self.skipped} already stored, {failed} failed{before}, {self.missing} missing"
+                f"{empty}{dropped}{facts} - {self.seconds:.1f} s ({rate:.1f} clips/s) -> "
+                f"{self.store}")
 
 
 def default_store_path(manifest: str, modality: str, encoder: str | None) -> Path:
@@ -214,15 +235,10 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
         from mer_features.noise.spec import parse_noise
 
         noise = parse_noise(noise)
-    if not isinstance(manifest, Manifest):
-        manifest = read_manifest(manifest, check_files=False)
-    if modality == "text":  # on the whole manifest: a shard may hold only empty transcripts
-        check_transcripts(manifest, text_column)
-    if shard is not None:
-        manifest = Manifest(manifest.path, [c for c in manifest if shard.holds(c.name)],
-                            manifest.columns)
-    usable, missing = check_modality(manifest, modality, skip_missing=skip_missing,
-                                     text_column=text_column)
+    # every problem of the manifest at once: rows, the transcript column, missing files
+    manifest, usable, missing = read_manifest_for(
+        manifest, modality, skip_missing=skip_missing, text_column=text_column,
+        select=shard.holds if shard is not None else None)
 
     enc = create_encoder(modality, encoder or DEFAULT_ENCODERS[modality], encoder_options)
     if workers is not None:  # an encoder with its own thread pool (e5) takes its threads from it
@@ -279,6 +295,7 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
         for clip, input_hash in zip(usable, hashes):
             if writer.is_done(clip.name, input_hash, retry_failed=retry_failed):
                 summary.skipped += 1
+                summary.failed_before += writer.done[clip.name][1] == "failed"
                 continue
             settled = kind.precheck(clip)
             if settled is None:

@@ -49,12 +49,11 @@ class _Decoded:
 def run(todo: list[Work], enc: Any, kind: Stage, writer: StoreWriter,
          summary: ExtractSummary, *, batch_size: int, batch_seconds: float, workers: int,
          fail_fast: bool, progress: bool | None, log: Callable[[str], None]) -> None:
-    from tqdm.auto import tqdm
+    from mer_features.console import progress as progress_display
 
     todo.sort(key=lambda w: (-_size(w.clip.media_for(kind.name)), w.clip.name))
-    bar = tqdm(total=len(todo), unit="clip", desc=f"{kind.name}/{enc.describe()}",
-               disable=(not progress) if progress is not None else None, dynamic_ncols=True,
-               smoothing=0.1)
+    # a bar on a terminal, a line every 30 s in a log (SLURM), nothing with --no-progress
+    bar = progress_display(len(todo), f"{kind.name}/{enc.describe()}", progress)
     shown = 0
 
     def record(decoded: _Decoded, result: Any, item: Any = None) -> None:
@@ -88,6 +87,7 @@ def run(todo: list[Work], enc: Any, kind: Stage, writer: StoreWriter,
             info = {**decoded.info, **result.info}
             summary.truncated += bool(info.get("truncated"))
             summary.windowed += bool(info.get("windowed"))
+            summary.count_facts(info)  # level rule, DC offset, cut files: in the summary line
             writer.add(ClipRecord(name=decoded.name, utterance=result.utterance,
                                   frames=result.frames, frame_times=result.frame_times,
                                   frame_extras=extras, input_hash=decoded.input_hash,

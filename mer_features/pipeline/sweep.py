@@ -113,7 +113,7 @@ def sweep(manifest: str | Path, levels: str | Sequence[str], *, modality: str = 
                           noise=level.spec, seed=seed, log=log, **extract_options)
         log(summary.line())
         result.summaries[level.level] = summary
-        if summary.failed or summary.missing:
+        if summary.incomplete:
             result.incomplete.append(level.level)
         if level.spec is not None:
             spec = canonical(level.spec)

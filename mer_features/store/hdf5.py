@@ -22,6 +22,7 @@ from mer_features.errors import StoreError
 from mer_features.files import atomic_path
 from mer_features.store.checksums import (CHECKSUM, CLIP_CHUNK, STR_COLUMNS, checksum_columns,
                                           little_endian, row_crcs, string_crcs)
+from mer_features.store.guard import trust
 from mer_features.store.schema import BLOCK, STATUSES, ClipRecord, StoreHeader
 
 _STR = h5py.string_dtype("utf-8")
@@ -251,3 +252,4 @@ def write_store_file(path: Path, header: StoreHeader, n: int, rows: Iterable[Cli
     path = Path(path)
     with atomic_path(path) as tmp:
         _write_store(tmp, header, n, rows)
+    trust(path)  # written whole by this process: readers need not walk its metadata again

@@ -19,6 +19,7 @@ from mer_features.errors import StoreError, first_line
 from mer_features.store.checksums import (CHECKSUM, OPTIONAL_COLUMNS, STR_COLUMNS, Checker,
                                           Damage, damaged_names, decode, little_endian,
                                           read_strings, string_crcs)
+from mer_features.store.guard import check_metadata
 from mer_features.store.schema import SCHEMA_VERSION, STATUSES, ClipRecord
 
 
@@ -248,7 +249,8 @@ class FeatureStore:
         want = crc[:, self._crc_columns.index(f"clips/{column}")]
         bad = np.flatnonzero(string_crcs(values) != want)
         if len(bad):
-            names = [self.names[lo + j] if column != "name" else f"row {lo + j}" for j in bad]
+            names = [self.names[lo + j] if column != "name" and self.names[lo + j]
+                     else f"row {lo + j}" for j in bad]  # a name read as "" is no name
             raise self._damage_error(f"clips/{column}", names)
 
     def _locate(self, dataset: str, rows: tuple[int, int] | None) -> list[str]:
@@ -340,6 +342,7 @@ class FeatureStore:
 
 
 def _open_h5(path: Path) -> h5py.File:
+    check_metadata(path)  # bounded: a damaged file can make HDF5 loop forever
     try:
         return h5py.File(path, "r")
     except OSError as e:

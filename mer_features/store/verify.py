@@ -24,22 +24,28 @@ def verify_store(path: str | Path, *, max_problems: int = 50) -> dict[str, Any]:
     tile the frame table exactly; every utterance vector, frame and frame time is finite; clips
     that are not ``ok`` hold zero vectors and no frames; no unmerged parts are waiting. Returns
     ``{"path", "clips", "frames", "ok": bool, "problems": [...], "damaged": [clip names],
-    "checksums": bool, "notes": [...]}``.
+    "checksums": bool, "notes": [...], "advice": what to do about damage ("" when none)}``;
+    each entry of ``problems`` is one problem (the advice is not one of them), the first
+    ``max_problems`` of ``"problem_count"``.
     """
     problems: list[str] = []
     notes: list[str] = []
+    advice = ""
+
+    count = 0
 
     def problem(text: str) -> None:
+        nonlocal count
+        count += 1
         if len(problems) < max_problems:
             problems.append(text)
-        elif len(problems) == max_problems:
-            problems.append("... more problems not listed")
 
     try:
         store = FeatureStore(path, check=False)
     except StoreError as e:
         return {"path": str(path), "clips": 0, "frames": 0, "ok": False, "problems": [str(e)],
-                "damaged": [], "checksums": False, "notes": notes}
+                "damaged": [], "checksums": False, "notes": notes, "advice": "",
+                "problem_count": 1}
     damaged: list[str] = []
     total = 0
     with store:
@@ -60,13 +66,13 @@ def verify_store(path: str | Path, *, max_problems: int = 50) -> dict[str, Any]:
                 damaged.append(names[i] if "clips/name" not in damage.rows[i] else f"row {i}")
                 problem(f"{shown}: checksum mismatch in /{', /'.join(damage.rows[i])}")
             if damage.rows:
-                problem(f"{len(damage.rows)} damaged clip(s): re-run the same extraction into "
-                        "this store to extract them again")
+                advice = (f"{len(damage.rows)} damaged clip(s): re-run the same extraction into "
+                          "this store to extract them again")
             elif damage.bad_chunks:
                 where = ", ".join(f"/{d}" for d in damage.bad_chunks)
                 problem(f"{sum(damage.bad_chunks.values())} chunk checksum(s) in {where} are "
-                        "damaged although every clip's data matches its CRC; re-run the same "
-                        "extraction into this store to rewrite it")
+                        "damaged although every clip's data matches its CRC")
+                advice = "re-run the same extraction into this store to rewrite it"
         else:
             notes.append("no checksums: written before mer_features added them (format 1); the "
                          "next extraction run into this store adds them")
@@ -81,7 +87,7 @@ def verify_store(path: str | Path, *, max_problems: int = 50) -> dict[str, Any]:
                     "extraction")
     return {"path": str(path), "clips": n, "frames": int(total), "ok": not problems,
             "problems": problems, "damaged": damaged, "checksums": store.checksummed,
-            "notes": notes}
+            "notes": notes, "advice": advice, "problem_count": count}
 
 
 def _check_contents(store: FeatureStore, names: list[str], damaged: set[int], problem: Any) -> int:

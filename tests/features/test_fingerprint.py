@@ -48,7 +48,10 @@ def test_one_function_builds_every_field():
 
 @pytest.mark.slow
 def test_a_store_written_before_the_decoder_joined_is_reused_and_restamped(audio_corpus: Path,
-                                                                           tmp_path: Path):
+                                                                           tmp_path: Path,
+                                                                           monkeypatch):
+    # as when the decoder joined the fingerprint, its value then being the one ADDED_FIELDS fills
+    monkeypatch.setattr("mer_features.decode.audio.AUDIO_DECODER", ADDED_FIELDS[0][2])
     out = tmp_path / "a.h5"
     extract(audio_corpus, out, workers=0, progress=False)
     with FeatureStore(out) as store:
@@ -75,8 +78,12 @@ def test_added_fields_fill_only_what_is_missing():
     assert with_added_fields(old) == {"modality": "audio", "preprocessing": {
         "sample_rate": 16000, "decoder": "soundfile+soxr_hq|decord"}}
     assert old == {"modality": "audio", "preprocessing": {"sample_rate": 16000}}  # a copy
-    new = {"modality": "audio", "preprocessing": {"sample_rate": 16000, "decoder": AUDIO_DECODER}}
+    new = {"modality": "audio", "preprocessing": {"sample_rate": 16000,
+                                                  "decoder": "soundfile+soxr_hq|decord"}}
     assert same_features(old, new) and same_features(new, old)
+    # the decoder has changed since (DC offsets removed): stores without the field differ
+    current = {**new, "preprocessing": {"sample_rate": 16000, "decoder": AUDIO_DECODER}}
+    assert not same_features(old, current)
     assert not same_features(old, {**new, "preprocessing": {"sample_rate": 16000,
                                                              "decoder": "other"}})
     text = {"modality": "text", "preprocessing": {"max_length": 128}}

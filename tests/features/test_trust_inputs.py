@@ -97,6 +97,19 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     n = int.from_bytes(raw[at + 4:at + 8], "little")  # the data chunk claims 10x its bytes
     (root / "lying.wav").write_bytes(raw[:at + 4] + (n * 10).to_bytes(4, "little") + raw[at + 8:])
     sf.write(root / "new\nline.wav", voiced(1.0, seed=5), 16000)
+    for suffix in ("wav", "flac"):  # a copy or download stopped half way
+        sf.write(root / f"whole.{suffix}", voiced(2.0, seed=6), 16000)
+        whole = (root / f"whole.{suffix}").read_bytes()
+        (root / f"half.{suffix}").write_bytes(whole[:len(whole) // 2])
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=s=64x64:d=4:r=8", "-f", "lavfi", "-i",
+            "sine=frequency=220:duration=4:sample_rate=16000", "-c:v", "libx264", "-pix_fmt",
+            "yuv420p", "-c:a", "aac", "-movflags", "+faststart", str(root / "whole.mp4"))
+    whole = (root / "whole.mp4").read_bytes()  # the index first, so a cut keeps it
+    (root / "cut.mp4").write_bytes(whole[:len(whole) * 2 // 5])
+    speech = voiced(1.0, seed=7)  # the same speech, and 0.4 above the zero line
+    sf.write(root / "speech.wav", speech, 16000, subtype="FLOAT")
+    sf.write(root / "offset.wav", speech + np.float32(0.4), 16000, subtype="FLOAT")
+    sf.write(root / "flat.wav", np.full(16000, 0.3, np.float32), 16000)
     (root / "sub.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
     _ffmpeg("-i", str(root / "sub.srt"), "-c:s", "mov_text", str(root / "subtitles only.mp4"))
     for size in ("1x1", "2x2", "17x13", "4000x60"):
@@ -268,6 +281,62 @@ def _mer2023_valence_7(c: Ctx) -> list[str]:
     return ["manifest", "mer2023", "--root", str(root), "--out", str(c.tmp / "m.csv")]
 
 
+def _every_problem_of_every_row(c: Ctx) -> list[str]:
+    good = c.media / "good.wav"
+    return c.extract(c.raw(f"name,audio,discrete,valence\n"
+                           f"a,{good},happy,0_5\n"        # line 2: valence with an underscore
+                           f"a,{good},joyful,1\n"         # line 3: a duplicate AND a bad label
+                           f"b,{c.tmp / 'gone.wav'},sad,\n"))  # line 4: a missing file
+
+
+def _quoted_newline_then_bad_label(c: Ctx) -> list[str]:
+    good = c.media / "good.wav"
+    return c.extract(c.raw(f'name,audio,text,discrete\na,{good},"two\nlines",happy\n'
+                           f"b,{good},x,joyful\n"))  # the second row starts on line 4
+
+
+def _field_over_the_csv_limit(c: Ctx) -> list[str]:
+    good = c.media / "good.wav"
+    return c.extract(c.raw(f"name,audio,text,discrete\na,{good},{'x' * 200_000},happy\n"
+                           f"b,{good},fine,joyful\n"))
+
+
+def _stored_failure_rerun(c: Ctx) -> list[str]:
+    manifest = c.manifest([{"name": "good", "audio": str(c.media / "good.wav")},
+                           {"name": "empty", "audio": str(c.media / "zero.wav")}])
+    capture = c.capsys  # type: ignore[attr-defined]
+    assert main(c.extract(manifest)) == 3  # the first run records the failure
+    capture.readouterr()
+    return c.extract(manifest)  # the re-run: nothing to do, yet the store holds a failure
+
+
+def _check_rerun_counts_stored_failures(c: Ctx, out: str, err: str) -> None:
+    assert "0 extracted, 2 already stored, 1 failed (1 stored by an earlier run; " \
+           "--retry-failed tries them again)" in out, out
+
+
+def _interrupted_before_any_clip(c: Ctx) -> list[str]:
+    def stop(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM while the encoder loads: no store yet
+
+    c.monkeypatch.setattr("mer_features.pipeline.extract", stop)
+    return c.extract(c.good())
+
+
+def _interrupted_with_empty_store(c: Ctx) -> list[str]:
+    from mer_features.errors import ExtractionInterrupted
+
+    def stop(manifest: object, out: object, **kwargs: object) -> None:
+        raise ExtractionInterrupted(out, kept=0, extracted=0)
+
+    c.monkeypatch.setattr("mer_features.pipeline.extract", stop)
+    return c.extract(c.good())
+
+
+def _check_nothing_created(c: Ctx, out: str, err: str) -> None:
+    assert not (c.tmp / "s.h5").exists() and "kept in" not in err
+
+
 def _garbage_launcher_env(c: Ctx) -> list[str]:
     c.monkeypatch.setenv("WORLD_SIZE", "four")
     return c.extract(c.good())
@@ -380,6 +449,52 @@ CASES = [
         [{"name": "z", "audio": "/dev/zero"}])), 1, ("is not a regular file (a character device)",),
         hangs_possible=True),
     Case("manifest-row-broken-symlink", _broken_link_row, 1, ("is a broken symbolic link",)),
+    Case("manifest-every-problem-of-every-row", _every_problem_of_every_row, 1,
+         ("has 4 problem(s)", "line 2 (clip 'a'): valence '0_5' is not a finite number",
+          "line 3 (clip 'a'): duplicate name (first used on line 2)",
+          "line 3 (clip 'a'): unknown discrete label 'joyful'",
+          "line 4 (clip 'b'): file", "gone.wav' not found", "--skip-missing")),
+    *[Case(f"manifest-valence-{label}", lambda c, v=value: c.extract(c.raw(
+        f"name,audio,valence\na,{c.media / 'good.wav'},{v}\n")), 1,
+        (f"valence '{value.strip(chr(34))}' is not a finite number; write a decimal number "
+         "such as -2.5",))
+      for label, value in [("underscore", "0_5"), ("inf", "inf"), ("nan", "NaN"),
+                           ("hex", "0x1"), ("arabic-digit", "\u0665"), ("comma", '"1,5"')]],
+    Case("manifest-capitalised-headers", lambda c: c.extract(c.raw(
+        f"name,audio,Discrete,Valence,Split\na,{c.media / 'good.wav'},happy,1,train\n")), 1,
+        ("has 3 problem(s)", "header: column 'Discrete' differs from the column 'discrete' only "
+         "in letter case", "rename it to 'discrete'", "column 'Split'")),
+    Case("manifest-capitalised-name-header", lambda c: c.extract(c.raw(
+        f"Name,audio\na,{c.media / 'good.wav'}\n")), 1, ("column 'Name' differs from the "
+                                                          "column 'name' only in letter case",)),
+    Case("manifest-utf16-with-bom", lambda c: c.extract(c.raw(
+        f"name,audio\na,{c.media / 'good.wav'}\n".encode("utf-16"))), 1,
+        ("is UTF-16 text (it starts with a UTF-16 byte-order mark), not UTF-8; save it as UTF-8",)),
+    Case("manifest-utf16-without-bom", lambda c: c.extract(c.raw(
+        f"name,audio\na,{c.media / 'good.wav'}\n".encode("utf-16-le"))), 1,
+        ("bytes are NUL", "save it as UTF-8")),
+    Case("manifest-quoted-newline-line-numbers", _quoted_newline_then_bad_label, 1,
+         ("has 1 problem(s)", "line 4 (clip 'b'): unknown discrete label 'joyful'")),
+    Case("manifest-empty-header-names", lambda c: c.extract(c.raw(
+        f"name,,audio,\na,x,{c.media / 'good.wav'},\n")), 1,
+        ("header: column(s) 2, 4 of the header have no name",)),
+    Case("manifest-field-over-the-csv-limit", _field_over_the_csv_limit, 1,
+         ("has 2 problem(s)", "line 2: cannot be read as CSV: a field is longer than the CSV "
+          "reader's limit of 131072 characters", "line 3 (clip 'b'): unknown discrete label")),
+    Case("text-column-is-the-name-column", lambda c: c.extract(c.raw(
+        f"name,audio,text,english\na,{c.media / 'good.wav'},hi,hello\n"), "--text-column",
+        "name", modality="text"), 1,
+        ("Column 'name' of manifest", "holds the clip names, not transcripts; pick a "
+         "transcript column with --text-column (text, english)",)),
+    # --- a re-run and interruptions -----------------------------------------------------------
+    Case("rerun-over-stored-failures-exits-3", _stored_failure_rerun, 3, (),
+         check=_check_rerun_counts_stored_failures),
+    Case("interrupted-before-any-clip", _interrupted_before_any_clip, 130,
+         ("interrupted (SIGINT) before any clip was finished: nothing was written",),
+         check=_check_nothing_created),
+    Case("interrupted-with-no-store-file", _interrupted_with_empty_store, 130,
+         ("interrupted (SIGINT) before any clip was finished: nothing was written (",
+          "s.h5 was not created)"), check=_check_nothing_created),
     # --- noise specs -------------------------------------------------------------------------
     *[Case(f"noise-{label}", _noise(spec), 1, (NOISE_USAGE, words)) for label, spec, words in [
         ("snr-text", "snr=abc", "snr takes a finite number"),
@@ -447,6 +562,7 @@ def _run_main(args: list[str], capsys: pytest.CaptureFixture, guard: bool) -> tu
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_hostile_command(case: Case, media: Path, tmp_path: Path, monkeypatch, capsys):
     ctx = Ctx(tmp_path, media, monkeypatch)
+    ctx.capsys = capsys  # type: ignore[attr-defined]
     args = case.build(ctx)
     capsys.readouterr()
     code, out, err = _run_main(args, capsys, case.hangs_possible)
@@ -499,8 +615,24 @@ def _short(rec) -> None:
     assert rec.duration < 2.0  # what the file holds, not the 10 s its header claims
 
 
+def _cut(*words: str) -> Callable[[object], None]:
+    def check(rec) -> None:
+        for w in words:
+            assert w in rec.info["truncation"], rec.info
+        assert "the file was cut short" in rec.info["truncation"]
+    return check
+
+
+def _dc_removed(rec) -> None:
+    assert rec.info["dc_offset"] == pytest.approx(0.4, abs=1e-3)
+
+
 def _faces_found(rec) -> None:
     assert rec.info["face_fraction"] > 0 and rec.frame_extras["has_face"].any()
+
+
+def _no_flags(rec) -> None:
+    assert not {"truncation", "dc_offset", "level"} & set(rec.info), rec.info
 
 
 TOO_SMALL = "too small to hold a face: the detector finds faces of at least 20 pixels"
@@ -511,7 +643,21 @@ MEDIA_CASES = [
               ("egemaps needs at least 0.1 s of audio",)),
     MediaCase("audio-8khz-mono", "audio", _audio("8k.wav"), "ok"),
     MediaCase("audio-96khz-8-channels", "audio", _audio("96k8ch.wav"), "ok"),
-    MediaCase("audio-lying-wav-header", "audio", _audio("lying.wav"), "ok", check=_short),
+    MediaCase("audio-lying-wav-header", "audio", _audio("lying.wav"), "ok",
+              check=lambda rec: (_short(rec), _cut("the WAV header declares")(rec))),
+    MediaCase("audio-wav-cut-in-half", "audio", _audio("half.wav"), "ok",
+              check=_cut("the WAV header declares 64000 bytes of audio (2.00 s)", "(1.00 s)")),
+    MediaCase("audio-flac-cut-in-half", "audio", _audio("half.flac"), "ok",
+              check=_cut("the file declares 2.00 s of audio")),
+    MediaCase("audio-mp4-cut-short", "audio", _video("cut.mp4"), "ok",
+              check=_cut("the file declares 4.0")),
+    MediaCase("audio-mp4-whole", "audio", _video("whole.mp4"), "ok",
+              check=lambda rec: _no_flags(rec)),
+    MediaCase("audio-dc-offset", "audio", _audio("offset.wav"), "ok", check=_dc_removed),
+    MediaCase("audio-speech-without-offset", "audio", _audio("speech.wav"), "ok",
+              check=lambda rec: _no_flags(rec)),
+    MediaCase("audio-flat-line", "audio", _audio("flat.wav"), "failed", "decode",
+              ("the audio track is a flat line (every sample is 0.3",)),
     MediaCase("audio-newline-in-file-name", "audio", _audio("new\nline.wav"), "ok"),
     MediaCase("audio-path-with-dotdot", "audio",
               lambda m: {"audio": f"../{m.name}/good2.wav"}, "ok"),
@@ -555,6 +701,21 @@ def media_runs(media: Path, tmp_path_factory: pytest.TempPathFactory):
             assert len(store) == len(cases)
         runs[modality] = (code, records, out)
     return runs
+
+
+@pytest.mark.slow
+def test_a_dc_offset_does_not_change_the_features(media_runs):
+    """The same speech 0.4 above the zero line: its eGeMAPS vector equals the clean one's,
+    where before it was stored ok with features far off."""
+    import opensmile
+
+    _, records, _ = media_runs["audio"]
+    offset, clean = records["audio-dc-offset"], records["audio-speech-without-offset"]
+    np.testing.assert_allclose(offset.utterance, clean.utterance, rtol=1e-2, atol=1e-3)
+    smile = opensmile.Smile(opensmile.FeatureSet.eGeMAPSv02)  # what the offset did before
+    before = smile.process_signal(voiced(1.0, seed=7) + np.float32(0.4), 16000).to_numpy()[0]
+    far = np.abs(before - clean.utterance) > 0.1 * np.abs(clean.utterance) + 1e-3
+    assert far.sum() > 10
 
 
 @pytest.mark.slow

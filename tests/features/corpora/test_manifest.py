@@ -106,3 +106,61 @@ def test_write_then_read_round_trip(tmp_path: Path):
     path = write_manifest(tmp_path / "sub" / "m.csv", rows)
     clip = read_manifest(path).clips[0]
     assert (clip.text, clip.discrete, clip.valence) == ('quote " and, comma', "sad", -1.25)
+
+
+def test_one_pass_reports_rows_transcripts_and_missing_files_together(tmp_path: Path):
+    """A duplicate name does not hide the bad label on its row, and the clips whose file is
+    missing come in the same message as the rows' problems (not in a second run), cut at 20
+    lines with a count of the rest."""
+    from mer_features.corpora.manifest import read_manifest_for
+
+    (tmp_path / "a.wav").write_bytes(b"x")
+    rows = "".join(f"m{i},m{i}.wav,,\n" for i in range(45))
+    text = "name,audio,discrete,valence\na,a.wav,happy,1\na,a.wav,joyful,1\n" + rows
+    (tmp_path / "m.csv").write_text(text, encoding="utf-8")
+    with pytest.raises(ManifestError) as info:
+        read_manifest_for(tmp_path / "m.csv", "audio")
+    message = str(info.value)
+    assert "has 47 problem(s)" in message and "... and 27 more problem(s)" in message
+    assert "line 3 (clip 'a'): duplicate name (first used on line 2)" in message
+    assert "line 3 (clip 'a'): unknown discrete label 'joyful'" in message
+    assert "line 4 (clip 'm0'): file" in message and "Fix these rows" in message
+    assert "--skip-missing" in message
+    # with --skip-missing only the rows' problems remain
+    with pytest.raises(ManifestError) as info:
+        read_manifest_for(tmp_path / "m.csv", "audio", skip_missing=True)
+    assert "has 2 problem(s)" in str(info.value) and "--skip-missing" not in str(info.value)
+
+
+@pytest.mark.parametrize("value, number", [("-2.5", -2.5), ("3", 3.0), (".5", 0.5),
+                                           ("+1e-1", 0.1), ("5.", 5.0)])
+def test_numbers_that_parse(value: str, number: float):
+    from mer_features.corpora.manifest import parse_number
+
+    assert parse_number(value) == number
+
+
+@pytest.mark.parametrize("value", ["0_5", "inf", "-Infinity", "nan", "0x1", "1,5", "\u0665",
+                                   "1e999", "", "1 2", "e3", "."])
+def test_numbers_that_do_not(value: str):
+    from mer_features.corpora.manifest import parse_number
+
+    assert parse_number(value) is None
+
+
+def test_a_capitalised_extra_column_is_fine_when_the_real_one_is_there(tmp_path: Path):
+    m = parse_manifest("name,split,Split\na,train,fold1\n", base_dir=tmp_path)
+    assert m.clips[0].split == "train" and m.clips[0].extra == {"Split": "fold1"}
+
+
+def test_a_shard_is_validated_whole_and_selected(tmp_path: Path):
+    from mer_features.corpora.manifest import read_manifest_for
+
+    for name in "abc":
+        (tmp_path / f"{name}.wav").write_bytes(b"x")
+    (tmp_path / "m.csv").write_text("name,audio\na,a.wav\nb,b.wav\nc,c.wav\nd,d.wav\n")
+    with pytest.raises(ManifestError, match="line 5 \\(clip 'd'\\)"):
+        read_manifest_for(tmp_path / "m.csv", "audio")  # d's file is missing
+    manifest, usable, missing = read_manifest_for(tmp_path / "m.csv", "audio",
+                                                  select=lambda n: n in "ab")
+    assert manifest.names == ["a", "b"] and [c.name for c in usable] == ["a", "b"]

@@ -95,4 +95,26 @@ def test_text_only_needs_no_videos(tmp_path: Path):
     assert len(clips) == 3373
     assert all(c.video is None and c.audio is None for c in clips)
     assert sum(not (c.text or "").strip() for c in clips) == 163  # the empty transcripts
+    assert counts["without_transcript"] == 163  # what the summary prints: the true count
     assert {c.discrete for c in clips} == {"neutral", "angry", "happy", "sad", "worried", "surprise"}
+
+
+@pytest.mark.shared_data
+def test_the_summary_counts_empty_transcripts(tmp_path: Path, capsys):
+    real = shared_data("mer2023")
+    assert main(["manifest", "mer2023", "--root", str(real), "--out", str(tmp_path / "t.csv"),
+                 "--text-only"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip().endswith("train 3373")
+    assert "note: 163 clip(s) have no english transcript" in err
+
+
+@pytest.mark.parametrize("valence", ["0_5", "inf", "nan", "0x1", "\u0665", "1,5", "7"])
+def test_label_valence_is_parsed_strictly(tmp_path: Path, valence: str):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "a.mp4").write_bytes(b"placeholder")
+    (tmp_path / "train-label.csv").write_text(f'name,discrete,valence\na,sad,"{valence}"\n',
+                                             encoding="utf-8")
+    (tmp_path / "transcription.csv").write_text("name,chinese,english\na,,hi\n")
+    with pytest.raises(ManifestError, match="not numbers in \\[-5, 5\\]"):
+        build_mer2023_manifest(tmp_path, tmp_path / "m.csv")

@@ -96,3 +96,24 @@ def test_the_real_corpus_with_its_own_classes(tmp_path: Path, capsys):
     build_ravdess_manifest(root, mer6[0], labels="mer6")
     build_ravdess_manifest(root, mer6[1])
     assert mer6[0].read_bytes() == mer6[1].read_bytes()
+
+
+@pytest.mark.parametrize("files, words", [
+    # a file whose actor code disagrees with its folder would give a second row of one name
+    ({"Actor_01": ["03-01-05-01-01-01-02"], "Actor_02": ["03-01-05-01-01-01-02"]},
+     ("1 file(s)", "Actor_01/03-01-05-01-01-01-02.wav (actor 02)", "another actor's folder")),
+    ({"Actor_01": ["03-01-05-01-01-01-01.wav", "03-01-05-01-01-01-01.flac"]},
+     ("1 RAVDESS clip(s)", "are there twice", "Keep one file per clip")),
+], ids=["actor-code-disagrees-with-folder", "same-clip-as-wav-and-flac"])
+def test_a_name_is_never_written_twice(tmp_path: Path, files: dict, words: tuple):
+    root = tmp_path / "r"
+    for folder, names in files.items():
+        (root / folder).mkdir(parents=True)
+        for name in names:
+            file = name if "." in name else f"{name}.wav"
+            sf.write(root / folder / file, np.zeros(1600, np.float32), 16000)
+    with pytest.raises(ManifestError) as info:
+        build_ravdess_manifest(root, tmp_path / "m.csv")
+    for w in words:
+        assert w in str(info.value)
+    assert not (tmp_path / "m.csv").exists()

@@ -103,6 +103,49 @@ def test_sample_indices():
         assert grid == set(sample_indices(500, source_fps, fps).tolist())
 
 
+VFR_STAMPS = np.r_[np.arange(10) * 0.2, 2.0 + np.arange(50) * 0.04]
+"""A stream at 5 fps for 2 s, then 25 fps: frame i shown from VFR_STAMPS[i] seconds on."""
+
+
+@pytest.fixture(scope="module")
+def vfr(tmp_path_factory) -> Path:
+    """A variable-frame-rate H.264 clip whose frame i is grey level 4 * i."""
+    path = tmp_path_factory.mktemp("vfr") / "vfr.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x64:r=25:d=2.4,format=gray,geq=lum='N*4'",
+           "-vf", "setpts='if(lt(N,10),N*0.2,2+(N-10)*0.04)/TB'", "-fps_mode", "vfr",
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-video_track_timescale", "1000", path)
+    return path
+
+
+@pytest.mark.parametrize("fps,max_frames", [(5, None), (4, None), (5, 8)])
+def test_variable_frame_rate_frames_are_sampled_and_timed_by_their_timestamps(vfr, fps,
+                                                                              max_frames):
+    video = load_frames(vfr, fps=fps, max_frames=max_frames)
+    indices = video.info["indices"]
+    assert video.info["variable_frame_rate"] and video.fps == pytest.approx(60 / 4.32, rel=0.1)
+    np.testing.assert_allclose(video.times, VFR_STAMPS[indices], atol=1e-3)
+    # at each time k / fps, the frame on screen then
+    on_screen = [int(np.searchsorted(VFR_STAMPS, k / fps + 1e-6, side="right") - 1)
+                 for k in range(int(VFR_STAMPS[-1] * fps) + 1)]
+    expected = np.unique(on_screen)
+    if max_frames is not None:
+        expected = expected[((np.arange(max_frames) + 0.5) * len(expected) / max_frames)
+                            .astype(int)]
+    np.testing.assert_array_equal(indices, expected)
+    # and the pixels are those frames' (frame i is grey level 4 * i)
+    np.testing.assert_allclose(video.frames[..., 0].mean(axis=(1, 2)), 4 * indices, atol=3)
+    # index / average fps, as frames were timed before, is up to a second off
+    assert np.max(np.abs(indices / video.fps - VFR_STAMPS[indices])) > 0.5
+
+
+def test_constant_frame_rate_timing_is_unchanged(testsrc):
+    video = load_frames(testsrc, fps=5)
+    assert "variable_frame_rate" not in video.info
+    np.testing.assert_array_equal(video.times,
+                                  (video.info["indices"] / 25.0).astype(np.float32))
+    np.testing.assert_array_equal(video.info["indices"], sample_indices(50, 25.0, 5))
+
+
 @pytest.mark.slow
 def test_bad_arguments_are_value_errors(clips):
     for kwargs in ({"fps": 0}, {"fps": float("nan")}, {"fps": 5, "max_frames": 0}):

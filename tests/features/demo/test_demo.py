@@ -21,6 +21,7 @@ import pytest
 from mer_features import EMOTIONS
 from mer_features.demo import corpus as demo
 from mer_features.demo import FPS, FRAME_SIZE, SAMPLE_RATE, write_demo
+from mer_features.cli import main
 from mer_features.errors import MerFeaturesError
 
 N_LEARN = 36  # 6 clips a class: the smallest corpus where 5-fold CV means something
@@ -214,8 +215,20 @@ def test_incomplete_or_other_corpus_is_rewritten(six, tmp_path):
     (out / "clips" / "keep_me.txt").write_text("a user's file")
     # Left by a killed run (no process has this pid): cleaned up.
     (out / "clips" / ".demo_0001.mp4.tmp-999999999").write_bytes(b"half a clip")
-    # Fewer clips: the stale demo_0006 goes, the user's file stays, the rest matches.
-    manifest = write_demo(out, n_clips=6, seed=7)
+    # Fewer clips would delete demo_0006, another seed would change every clip: refused,
+    # nothing touched, unless asked to overwrite.
+    before = _snapshot(out)
+    for n_clips, seed, words in ((6, 7, "writing 6 clips would delete 1 of its clips"),
+                                 (7, 8, "writing seed 8 would change its clips")):
+        with pytest.raises(MerFeaturesError, match=words) as info:
+            write_demo(out, n_clips=n_clips, seed=seed)
+        assert "holds a demo corpus of 7 clips (seed 7)" in str(info.value)
+        assert "--overwrite" in str(info.value) and "\n" not in str(info.value)
+    assert _snapshot(out) == before
+    assert main(["demo", "--out", str(out), "--clips", "6", "--seed", "7"]) == 1
+    assert _snapshot(out) == before
+    # The stale demo_0006 goes, the user's file stays, the rest matches.
+    manifest = write_demo(out, n_clips=6, seed=7, overwrite=True)
     snap = _snapshot(out)
     assert snap.pop("clips/keep_me.txt") == b"a user's file"
     assert snap == reference

@@ -11,6 +11,7 @@ Run: ``.venv/bin/python -m pytest -q tests/features/store/test_trust_store.py``.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import subprocess
@@ -509,6 +510,43 @@ def case_verify_names_every_damaged_clip(t: Trial) -> None:
     assert "2 damaged clip(s)" in out
 
 
+def case_verify_counts_problems_not_its_advice(t: Trial) -> None:
+    write_records(t.out, ["a", "b", "c"])
+    flip_cell(t.out, "utterance", 1)
+    code, out, _ = t.cli("verify", str(t.out))
+    assert code == 1 and f"{t.out}: 1 problem(s)" in out  # one damaged clip: one problem
+    assert out.strip().splitlines()[-1].strip().startswith("1 damaged clip(s): re-run")
+    report = verify_store(t.out)
+    assert report["problem_count"] == len(report["problems"]) == 1
+    assert "re-run the same extraction" in report["advice"]
+
+
+def case_info_names_damaged_clips_and_exits_1(t: Trial) -> None:
+    """info used to exit 0 and show nothing on a store with a flipped bit in one clip."""
+    write_records(t.out, ["a", "b", "c"])
+    code, out, err = t.cli("info", str(t.out))
+    assert code == 0 and err == "" and "checked        all cells: no damage" in out
+    flip_cell(t.out, "frames/data", 7)  # clip b's frames, which info itself never reads
+    code, out, err = t.cli("info", str(t.out))
+    assert code == 1 and "checked        all cells: 1 damaged clip(s)" in out
+    one_error_line(err, f"store '{t.out}' is damaged: 1 clip(s) fail their checksums (b)",
+                   "re-run the same extraction", "mer-features verify")
+    code, out, err = t.cli("info", "--json", str(t.out))
+    assert code == 1 and json.loads(out)["damaged"] == ["b"]
+
+
+def case_info_and_summary_count_level_rule_clips(t: Trial) -> None:
+    """Clips the level rule changed are counted where users look: the summary line and info."""
+    loud = voiced(0.5, 150, seed=9, amplitude=0.9)
+    loud = np.clip(loud * 3, -1, 1).astype(np.float32)  # a clipped 16-bit recording ...
+    sf.write(t.tmp / "clips" / "loud.wav", loud, 48000, subtype="PCM_16")  # ... resampled
+    rows = [*t.rows, {"name": "loud", "audio": "clips/loud.wav"}]
+    code, out, _ = t.extract(manifest=t.manifest_of(rows, "loud.csv"))
+    assert code == 0 and ", 1 saturated by the level rule - " in out, out
+    code, out, _ = t.cli("info", str(t.out))
+    assert code == 0 and "1 clip(s) saturated by the level rule (clips/info 'level')" in out
+
+
 def case_format1_store_read_and_upgraded(t: Trial) -> None:
     """A store written before checksums opens, reads, and gains them on the next write."""
     write_records(t.out, ["a", "b"])
@@ -722,6 +760,9 @@ CASES: list[Callable[[Trial], None]] = [
     case_flip_rerun_reextracts,
     case_flip_in_chunk_sum_only,
     case_verify_names_every_damaged_clip,
+    case_verify_counts_problems_not_its_advice,
+    case_info_names_damaged_clips_and_exits_1,
+    case_info_and_summary_count_level_rule_clips,
     case_format1_store_read_and_upgraded,
     case_merge_refuses_a_damaged_shard,
     case_parts_deleted_by_api,
