@@ -31,7 +31,7 @@ import os
 import re
 import stat
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,8 +43,6 @@ COLUMNS = ("name", "video", "audio", "text", "discrete", "valence", "split")
 """The columns the toolkit understands, in the order it writes them."""
 
 MAX_LISTED_PROBLEMS = 20
-
-MODALITIES = ("audio", "video", "text")
 
 VALENCE_RANGE = (-5.0, 5.0)
 """MER 2023's valence scale; manifests must use it (see :func:`valence_hint`)."""
@@ -81,14 +79,6 @@ class Clip:
     def audio_source(self) -> Path | None:
         """The file to read audio from: the ``audio`` column, else the video's audio track."""
         return self.audio if self.audio is not None else self.video
-
-    def media_for(self, modality: str) -> Path | None:
-        """The file that holds this clip's input for ``modality`` (None for text)."""
-        if modality == "audio":
-            return self.audio_source
-        if modality == "video":
-            return self.video
-        return None
 
 
 @dataclass
@@ -377,35 +367,33 @@ def _is_utf8(value: str) -> bool:
     return True
 
 
-def check_modality(manifest: Manifest, modality: str, *, skip_missing: bool = False,
-                   text_column: str = "text") -> tuple[list[Clip], list[tuple[Clip, str]]]:
-    """Check that the manifest can feed ``modality``.
+def check_inputs(manifest: Manifest, modality: str, columns: Sequence[str],
+                 media: Callable[[Clip], Path | None] | None, *,
+                 skip_missing: bool = False) -> tuple[list[Clip], list[tuple[Clip, str]]]:
+    """Check that the manifest can feed ``modality``, which reads ``columns`` (any one will do)
+    and, when ``media`` is given, the file ``media(clip)`` of each clip.
 
     Returns ``(usable, missing)``: the clips to process, and ``(clip, reason)`` for clips whose
     input file does not exist (only when ``skip_missing``; otherwise those raise).
     """
-    if modality not in MODALITIES:
-        raise ManifestError(f"Unknown modality '{modality}'; expected one of {', '.join(MODALITIES)}.")
     source = f"'{manifest.path}'" if manifest.path else "<manifest>"
     problems = _Problems(source)
-    needed = {"audio": ("video", "audio"), "video": ("video",), "text": (text_column,)}[modality]
-    if not any(c in manifest.columns for c in needed):
+    if not any(c in manifest.columns for c in columns):
         raise ManifestError(
-            f"Manifest {source} has no {' or '.join(repr(c) for c in needed)} column, which the "
+            f"Manifest {source} has no {' or '.join(repr(c) for c in columns)} column, which the "
             f"{modality} modality reads. Columns found: {', '.join(manifest.columns)}."
         )
+    if media is None:
+        return list(manifest), []
     usable: list[Clip] = []
     missing: list[tuple[Clip, str]] = []
     for clip in manifest:
-        if modality == "text":
-            usable.append(clip)
-            continue
-        media = clip.media_for(modality)
-        problem = describe_non_file(media) if media is not None else None
-        if media is None:
-            reason = f"no {' or '.join(needed)} file given"
+        path = media(clip)
+        problem = describe_non_file(path) if path is not None else None
+        if path is None:
+            reason = f"no {' or '.join(columns)} file given"
         elif problem is not None:
-            reason = f"file '{media}' {problem}"
+            reason = f"file '{path}' {problem}"
         else:
             usable.append(clip)
             continue
@@ -414,7 +402,7 @@ def check_modality(manifest: Manifest, modality: str, *, skip_missing: bool = Fa
         else:
             problems.add(clip.line, clip.name, reason)
     problems.raise_if_any(
-        "Fix the paths, or pass --skip-missing to record these clips as missing and go on."
+        "Fix the paths, or pass `skip_missing` to record these clips as missing and go on."
     )
     return usable, missing
 
@@ -423,14 +411,14 @@ def check_transcripts(manifest: Manifest, column: str = "text") -> None:
     """Refuse a text extraction whose transcript column is empty in every row: the store would
     hold nothing but ``empty`` clips, which is almost always the wrong column."""
     if column not in manifest.columns or not manifest.clips:
-        return  # check_modality names the missing column
+        return  # check_inputs names the missing column
     if any((clip.text_for(column) or "").strip() for clip in manifest):
         return
     source = f"'{manifest.path}'" if manifest.path else "<manifest>"
     others = [c for c in manifest.columns if c != column and c not in ("name", "video", "audio",
                                                                         "discrete", "valence",
                                                                         "split")]
-    hint = (f"pick the transcripts' column with --text-column ({', '.join(others)})" if others
+    hint = (f"pick the transcripts' column with `text_column` ({', '.join(others)})" if others
             else "fill the column with the transcripts")
     raise ManifestError(f"Column '{column}' of manifest {source} is empty in all "
                         f"{len(manifest)} rows, so there is no text to encode; {hint}.")

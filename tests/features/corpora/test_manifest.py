@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from mer_features.errors import ManifestError
-from mer_features.corpora.manifest import (check_modality, parse_manifest, read_manifest,
+from mer_features.corpora.manifest import (check_inputs, parse_manifest, read_manifest,
                                            write_manifest)
 
 
@@ -88,15 +88,16 @@ def test_missing_manifest_file(tmp_path: Path):
         read_manifest(tmp_path / "nope.csv")
 
 
-def test_check_modality_requires_a_media_column_and_can_skip_missing(tmp_path: Path):
+def test_check_inputs_requires_a_media_column_and_can_skip_missing(tmp_path: Path):
     (tmp_path / "a.wav").write_bytes(b"x")
     m = parse_manifest("name,text\na,hi\n", base_dir=tmp_path)
+    columns, media = ("video", "audio"), lambda clip: clip.audio_source
     with pytest.raises(ManifestError, match="no 'video' or 'audio' column"):
-        check_modality(m, "audio")
+        check_inputs(m, "audio", columns, media)
     m = parse_manifest("name,audio\na,a.wav\nb,b.wav\nc,\n", base_dir=tmp_path, check_files=False)
-    with pytest.raises(ManifestError, match="--skip-missing"):
-        check_modality(m, "audio")
-    usable, missing = check_modality(m, "audio", skip_missing=True)
+    with pytest.raises(ManifestError, match="`skip_missing`"):
+        check_inputs(m, "audio", columns, media)
+    usable, missing = check_inputs(m, "audio", columns, media, skip_missing=True)
     assert [c.name for c in usable] == ["a"]
     assert [(c.name, r.split(" ")[0]) for c, r in missing] == [("b", "file"), ("c", "no")]
 
