@@ -20,9 +20,7 @@ import argparse
 import contextlib
 import io
 import json
-import math
 import os
-import re
 import signal
 import sys
 from collections.abc import Callable, Iterator

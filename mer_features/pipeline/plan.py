@@ -184,7 +184,7 @@ def plan_extraction(options: ExtractOptions) -> ExtractionPlan:
                              options.encoder_options)
     except EncoderError as e:
         raise ParameterError(str(e), "encoder_options") from None
-    if options.workers is not None:  # an encoder with its own thread pool (e5) takes its threads from it
+    if options.workers is not None:  # an encoder with its own thread pool (e5) takes them
         enc.threads = max(1, options.workers)
     if options.storage_dtype == "float16" and not enc.float16_safe:
         raise ParameterError(f"Encoder '{enc.describe()}' gives values beyond float16's range "
