@@ -109,6 +109,9 @@ def execute(plan: ExtractionPlan, *, log: Callable[[str], None] | None = None) -
     summary = ExtractSummary(store=Path(out), modality=options.modality, encoder=enc.describe(),
                              total=len(manifest))
 
+    if options.noise is not None and stage.noise is None:
+        log(f"note: no key of the noise spec '{options.noise.text or options.noise}' acts on "
+            f"{options.modality}; its features are extracted clean")
     writer = StoreWriter(out, plan.header, overwrite=options.overwrite,
                          part_clips=options.commit_every)
     try:

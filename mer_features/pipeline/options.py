@@ -271,41 +271,40 @@ class SweepOptions:
 def extract_options(**keywords: Any) -> ExtractOptions:
     """:class:`ExtractOptions` from keywords: its own fields; a modality's name with that
     modality's options (``video=VideoOptions(fps=2)``); or fields of the modality's options
-    (``fps=2``, ``text_column="chinese"``). An option of another modality than ``modality`` is
-    a ParameterError (it would do nothing); an unknown keyword a TypeError."""
+    (``fps=2``, ``text_column="chinese"``). Options of another modality than ``modality`` are
+    checked, then left out (they act on that modality only: one command line can serve every
+    modality); an unknown keyword is a TypeError."""
     own = {f.name for f in fields(ExtractOptions)}
     common = {k: v for k, v in keywords.items() if k in own}
     modality = common.get("modality", "audio")
     stage = get_stage(modality)
-    chosen: dict[str, Any] = {}
+    given: dict[Any, dict[str, Any]] = {}
     for key, value in keywords.items():
         if key in own:
             continue
-        if key in known_modalities():
-            if value is None:
-                continue
-            if key != modality:
-                raise ParameterError(f"`{key}` options were given for a {modality} extraction; "
-                                     f"they act on {key} only. Drop them, or set `modality` to "
-                                     f"{key}.", key)
-            common["modality_options"] = value
+        if key in known_modalities():  # video=VideoOptions(...)
+            options_class = get_stage(key).Options
+            if value is not None and not isinstance(value, options_class):
+                raise ParameterError(f"`{key}` must be a {options_class.__name__}; got "
+                                     f"{type(value).__name__}.", key)
+            if key == modality and value is not None:
+                common["modality_options"] = value
             continue
         owner = next((s for s in stages() if key in {f.name for f in fields(s.Options)}), None)
         if owner is None:
             raise TypeError(f"unexpected keyword argument '{key}': options are the fields of "
                             "ExtractOptions and of the modalities' options")
+        given.setdefault(owner, {})[key] = value
+    for owner, values in given.items():
         if owner is not stage:
-            raise ParameterError(f"`{key}` is an option of the {owner.name} modality; this "
-                                 f"extraction reads {modality}. Drop it, or set `modality` to "
-                                 f"{owner.name}.", key)
-        chosen[key] = value
-    if chosen:
+            owner.Options(**values)  # checked, though this extraction does not read them
+            continue
         base = common.get("modality_options") or stage.Options()
         if not isinstance(base, stage.Options):
             raise ParameterError(f"`modality_options` of the {modality} modality must be a "
                                  f"{stage.Options.__name__}; got {type(base).__name__}.",
                                  "modality_options")
-        common["modality_options"] = replace(base, **chosen)
+        common["modality_options"] = replace(base, **values)
     return ExtractOptions(**common)
 
 

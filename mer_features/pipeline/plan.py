@@ -195,7 +195,11 @@ def plan_extraction(options: ExtractOptions) -> ExtractionPlan:
     if options.dtype == "fp16" and device == "cpu" and enc.uses_dtype:
         raise ParameterError("fp16 needs a GPU; on the CPU set `dtype` to bf16, fp32 or auto.",
                              "dtype")
-    stored = _stored_fields(out, options.overwrite)
+    # The existing store's fields are read when they decide something: its compute dtype
+    # (dtype auto), or its noise spec (a spec with keys of the other side: see legacy_identity).
+    other_side = stage.noise is not None and stage.noise != options.noise
+    stored = (_stored_fields(out, options.overwrite)
+              if (options.dtype == "auto" and enc.uses_dtype) or other_side else None)
     dtype, choice = options.dtype, None
     if dtype == "auto":  # an existing store goes on in its own dtype, so a run never mixes two
         dtype = "fp32" if not enc.uses_dtype else (stored or {}).get("compute_dtype", "auto")
@@ -211,7 +215,7 @@ def plan_extraction(options: ExtractOptions) -> ExtractionPlan:
 
     fields = store_identity(enc, stage, dtype=dtype, storage_dtype=options.storage_dtype)
     legacy = False
-    if stored is not None and options.noise is not None and not same_features(stored, fields):
+    if stored is not None and other_side and not same_features(stored, fields):
         older = legacy_identity(fields, options.noise)
         if older is not None and same_features(stored, older):
             fields, legacy = older, True

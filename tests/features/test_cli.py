@@ -148,8 +148,7 @@ def test_usage_errors_name_the_unknown_flag_first(argv, words, capsys):
     (["--noise", "snr=x"], "argument --noise: Noise spec 'snr=x': bad value 'x'"),
     (["--encoder", "wav2vec9"], "argument --encoder: Unknown audio encoder 'wav2vec9'"),
     (["-o", "a=1", "-o", "a=2"], "Encoder option 'a' is given twice in --option"),
-    (["--fps", "2"], "--fps is an option of the video modality; this extraction reads "
-                     "audio. Drop it, or set --modality to video."),
+    (["--fps", "0"], "--fps must be a number in (0, 60]; got 0.0."),  # checked, for audio too
     (["-o", "nope=1"], "argument --option: Encoder 'egemaps' has no option(s) nope"),
 ])
 def test_values_out_of_range_exit_2_naming_the_flag(extra, words, tmp_path: Path, capsys):

@@ -307,7 +307,6 @@ CASES = [
     Case("shard-garbage", _arg("--shard", "a/b"), 2, ("--shard must look like I/N",)),
     Case("option-without-equals", _arg("-o", "bad"), 2, ("'bad' must look like KEY=VALUE",)),
     Case("device-garbage", _arg("--device", "cuda:x"), 2, ("--device must be auto, cpu",)),
-    Case("flag-of-another-modality", _arg("--fps", "2"), 2, ("--fps is an option of the video",)),
     Case("corrupt-seed-negative", lambda c: ["corrupt", "--manifest", c.good(), "--noise", "snr=5",
                                              "--seed", "-2", "--out", str(c.tmp / "o")], 2,
          ("--seed",)),

@@ -13,7 +13,7 @@ import pytest
 from mer_features.cli import build_parser, main
 from mer_features.encoders import base as encoders_base
 from mer_features.encoders.base import Encoded, Encoder, OutputSpec
-from mer_features.errors import MerFeaturesError
+from mer_features.errors import MerFeaturesError, ParameterError
 from mer_features.modalities import base as modalities_base
 from mer_features.modalities import (AudioStage, Stage, TextStage, VideoStage, get_stage,
                                      known_modalities, register_stage)
@@ -68,6 +68,10 @@ def test_a_second_modality_of_one_name_or_a_shared_option_is_refused(monkeypatch
 @dataclasses.dataclass(frozen=True)
 class PulseOptions:
     pulse_column: str = option("pulse", "--pulse-column", "pulse: the manifest column of beats")
+
+    def __post_init__(self) -> None:
+        if not self.pulse_column:
+            raise ParameterError("`pulse_column` must name a manifest column.", "pulse_column")
 
 
 class PulseStage(Stage):
@@ -149,6 +153,13 @@ def test_a_fourth_modality_is_one_registered_stage(pulse, tmp_path: Path, capsys
     with FeatureStore(other) as store:
         assert store.utterances()[:, 0].tolist() == [70, 75]
         assert store.fields["noise"] is None  # no noise key has the pulse side
-    assert main(["extract", "--modality", "audio", "--manifest", str(manifest), "--out",
-                 str(tmp_path / "x.h5"), "--pulse-column", "beats"]) == 2
-    assert "--pulse-column is an option of the pulse modality" in capsys.readouterr().err
+    assert main(["extract", "--modality", "text", "--manifest", str(manifest), "--out",
+                 str(tmp_path / "x.h5"), "--pulse-column", "", "--text-column", "beats"]) == 2
+    assert "--pulse-column must name a manifest column" in capsys.readouterr().err
+
+
+def test_options_of_another_modality_are_checked_then_ignored(pulse, tmp_path: Path):
+    from mer_features.pipeline import extract_options
+
+    options = extract_options(manifest="m.csv", modality="text", pulse_column="beats")
+    assert options.modality_options.text_column == "text"

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import write_manifest
 from mer_features.errors import MerFeaturesError, ParameterError
-from mer_features.modalities import TextOptions, VideoOptions
+from mer_features.modalities import NoOptions, TextOptions, VideoOptions
 from mer_features.noise import NoiseSpecError, parse_noise
 from mer_features.pipeline import ExtractOptions, extract_options, plan_extraction
 from mer_features.pipeline.distributed import Shard
@@ -90,12 +90,14 @@ def test_keywords_reach_the_modality_options():
     assert options.modality_options == VideoOptions(fps=1.0, max_frames=8)
     options = extract_options(manifest="m.csv", modality="text", text_column="english")
     assert options.modality_options.text_column == "english"
-    with pytest.raises(ParameterError, match="`fps` is an option of the video modality; this "
-                       "extraction reads audio") as caught:
-        extract_options(manifest="m.csv", fps=2)
+    # another modality's options are checked, then left out: one call serves every modality
+    assert extract_options(manifest="m.csv", fps=2, text_column="x",
+                           video=VideoOptions()).modality_options == NoOptions()
+    with pytest.raises(ParameterError, match="`fps` must be a number in") as caught:
+        extract_options(manifest="m.csv", fps=0)
     assert caught.value.parameter == "fps"
-    with pytest.raises(ParameterError, match="`video` options were given for a text"):
-        extract_options(manifest="m.csv", modality="text", video=VideoOptions())
+    with pytest.raises(ParameterError, match="`video` must be a VideoOptions; got TextOptions"):
+        extract_options(manifest="m.csv", modality="text", video=TextOptions())
     with pytest.raises(TypeError, match="unexpected keyword argument 'fsp'"):
         extract_options(manifest="m.csv", fsp=2)
 
