@@ -8,7 +8,7 @@ the same synthetic speech-like clips (16 kHz, 3-6 s, like MER clips):
   last four layers (as benchmarks/bench_audio.py does it, minus librosa decoding);
 * the toolkit's audio encoder (``mer_features.encoders.hf_audio``) fed one clip at a time, fp32;
 * the same encoder fed the pipeline's batches (clips sorted by length and cut by the
-  scheduler's own rule, ``auto_batch_size`` clips and ``batch_seconds`` of padded audio at
+  scheduler's own rule, the audio stage's ``default_batch_size`` clips and ``batch_seconds`` of padded audio at
   most), in fp32, bf16 and fp16;
 * when soundfile is importable (carried as wheels on the device machine): the whole pipeline,
   ``mer_features.pipeline.extract`` from WAV files into an HDF5 store, in each dtype, timed
@@ -27,7 +27,6 @@ Without a CUDA GPU the full run is refused (exit 2) unless --allow-cpu is given.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 import tempfile
@@ -83,11 +82,12 @@ def make_clips(n: int, seed: int = 0) -> list:
 
 def pipeline_batches(clips: list, device: str, dtype: str) -> list[list]:
     """The clips grouped as the pipeline's scheduler groups them on this device and dtype."""
-    from mer_features.pipeline import auto_batch_size, extract
+    from mer_features.modalities import AudioStage
+    from mer_features.pipeline import ExtractOptions
     from mer_features.pipeline.scheduler import _cut
 
-    batch_size = auto_batch_size(device, dtype)
-    batch_seconds = inspect.signature(extract).parameters["batch_seconds"].default
+    batch_size = AudioStage.default_batch_size(device, dtype)
+    batch_seconds = ExtractOptions.__dataclass_fields__["batch_seconds"].default
     window = [SimpleNamespace(length=c.duration, item=c) for c in clips]
     return [[d.item for d in b] for b in _cut(window, batch_size, batch_seconds)]
 

@@ -3,7 +3,8 @@
 The package is laid out like its pipeline: :mod:`.corpora` (manifests and corpus importers)
 -> :mod:`.decode` (audio, video frames, face tracks) -> :mod:`.noise` (corruption before the
 encoder) -> :mod:`.encoders` -> :mod:`.store` (the HDF5 feature store), tied together by
-:mod:`.pipeline`; :mod:`.demo` writes a synthetic corpus. The Python API::
+:mod:`.pipeline`, with what differs per modality in :mod:`.modalities`; :mod:`.demo` writes a
+synthetic corpus. The Python API::
 
     from mer_features import extract, FeatureStore, write_demo
 
@@ -48,6 +49,7 @@ _EXPORTS = {
     "OutputSpec": "mer_features.encoders",
     "Encoded": "mer_features.encoders",
     "create_encoder": "mer_features.encoders",
+    "parse_encoder_spec": "mer_features.encoders",
     "known_encoders": "mer_features.encoders",
     "register_encoder": "mer_features.encoders",
     # store
@@ -57,10 +59,19 @@ _EXPORTS = {
     "ClipRecord": "mer_features.store",
     "merge_stores": "mer_features.store",
     "verify_store": "mer_features.store",
+    # modalities
+    "Stage": "mer_features.modalities",
+    "register_stage": "mer_features.modalities",
+    "known_modalities": "mer_features.modalities",
+    "TextOptions": "mer_features.modalities",
+    "VideoOptions": "mer_features.modalities",
     # pipeline
     "extract": "mer_features.pipeline",
+    "ExtractOptions": "mer_features.pipeline",
+    "ExtractionPlan": "mer_features.pipeline",
+    "plan_extraction": "mer_features.pipeline",
+    "execute": "mer_features.pipeline",
     "ExtractSummary": "mer_features.pipeline",
-    "VideoOptions": "mer_features.pipeline",
     "sweep": "mer_features.pipeline.sweep",
     "SweepResult": "mer_features.pipeline.sweep",
     # demo
@@ -71,6 +82,7 @@ _EXPORTS = {
     "StoreError": "mer_features.errors",
     "FingerprintMismatchError": "mer_features.errors",
     "EncoderError": "mer_features.errors",
+    "ParameterError": "mer_features.errors",
     "ClipError": "mer_features.errors",
     "NoiseSpecError": "mer_features.noise",
 }

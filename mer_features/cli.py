@@ -1,9 +1,14 @@
 """``mer-features``: the command line. Each command parses arguments and calls one library
-function; heavy imports happen inside the commands so ``--help`` is instant.
+function; heavy imports happen inside the commands so ``--help`` is instant. The options of
+``extract`` and ``sweep`` are generated from :class:`~mer_features.pipeline.options.
+ExtractOptions` and the modalities' options (:mod:`mer_features.options`).
 
 Exit codes: 0 all clips stored; 3 the run completed but some clips failed or were missing
-(recorded in the store); 1 an error stopped the command (one line, ``error: ...``); 2 bad
-arguments (argparse's usage message); 130 interrupted by SIGINT (Ctrl-C) and 143 by SIGTERM
+(recorded in the store); 1 an error stopped the command while it worked (one line,
+``error: ...``); 2 bad arguments, found before any work: the usage and one line naming the flag
+(an unknown or misspelt flag, a missing required one, a value that is not a number or not a
+choice, a value the options refuse: out of range, a noise spec that does not parse, fp16 on a
+CPU); 130 interrupted by SIGINT (Ctrl-C) and 143 by SIGTERM
 (SLURM's time limit, ``docker stop``), both keeping every finished clip; 141 the reader of
 stdout went away (``mer-features info STORE | head -1``). No command ends in a traceback
 unless ``--debug`` is given.
@@ -15,19 +20,21 @@ import argparse
 import contextlib
 import io
 import json
-import math
 import os
-import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from mer_features import __version__
-from mer_features.errors import ExtractionInterrupted, MerFeaturesError
+from mer_features.errors import ExtractionInterrupted, MerFeaturesError, ParameterError
+from mer_features.options import ArgumentParser, add_options, given, with_flags
 
 EXIT_CLIP_FAILURES = 3
 EXIT_ERROR = 1
+EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process killed by SIGPIPE
 SIGNAL_EXIT = {signal.SIGINT: 128 + signal.SIGINT, signal.SIGTERM: 128 + signal.SIGTERM}
 
@@ -52,102 +59,42 @@ def _int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def _float_in(low: float, high: float = math.inf, *,
-              low_open: bool = False) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-        too_low = value <= low if low_open else value < low
-        if math.isnan(value) or too_low or value > high:
-            bounds = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}"
-                                                             if high < math.inf else "")
-            raise argparse.ArgumentTypeError(f"must be a number {bounds}, got '{text}'")
-        return value
+def _extract_options(args: argparse.Namespace) -> Any:
+    """The :class:`~mer_features.pipeline.options.ExtractOptions` of the command line (the
+    options ``extract`` and ``sweep`` share, and the modality's own)."""
+    from mer_features.modalities import stages
+    from mer_features.pipeline.options import ExtractOptions, extract_options
 
-    parse.__name__ = "number"
-    return parse
+    modality_fields: dict[str, Any] = {}
+    for stage in stages():
+        modality_fields.update(given(args, stage.Options))
+    return extract_options(**given(args, ExtractOptions), **modality_fields)
 
 
-def _shard_arg(text: str):
-    from mer_features.pipeline.distributed import parse_shard
+def _flags() -> dict[str, str]:
+    """Parameter name -> flag, for every generated option (how errors name them)."""
+    from mer_features.modalities import stages
+    from mer_features.options import flag_map
+    from mer_features.pipeline.options import ExtractOptions, SweepOptions
 
-    try:
-        return parse_shard(text)
-    except MerFeaturesError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _device_arg(text: str) -> str:
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
-        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got '{text}'")
-    return text
-
-
-def _option_arg(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"'{text}' must look like KEY=VALUE, e.g. "
-                                         "-o chunk_seconds=20")
-    return key.strip(), value
-
-
-def _parse_options(pairs: list[tuple[str, str] | str]) -> dict[str, str]:
-    options: dict[str, str] = {}
-    for pair in pairs:
-        key, value = pair if isinstance(pair, tuple) else _split_option(pair)
-        key = key.replace("-", "_")
-        if key in options and options[key] != value:
-            raise MerFeaturesError(f"Encoder option '{key}' is given twice ({options[key]!r} and "
-                                   f"{value!r}); give it once.")
-        options[key] = value
-    return options
-
-
-def _split_option(pair: str) -> tuple[str, str]:
-    try:
-        return _option_arg(pair)
-    except argparse.ArgumentTypeError as e:
-        raise MerFeaturesError(f"Encoder option {e}.") from None
-
-
-def _extract_options(args: argparse.Namespace) -> dict:
-    """The keyword arguments of :func:`mer_features.pipeline.extract` that ``extract`` and
-    ``sweep`` share."""
-    from mer_features.pipeline import VideoOptions
-
-    options = _parse_options(args.option)
-    if args.layer:
-        options["layer"] = args.layer
-    return dict(
-        encoder_options=options, device=args.device, dtype=args.dtype,
-        compute_path=args.compute_path,
-        storage_dtype=args.storage_dtype, batch_size=args.batch_size,
-        batch_seconds=args.batch_seconds, workers=args.workers, overwrite=args.overwrite,
-        fail_fast=args.fail_fast, skip_missing=args.skip_missing,
-        retry_failed=args.retry_failed, commit_every=args.commit_every, prune=args.prune,
-        progress=False if args.no_progress else None, text_column=args.text_column,
-        video=VideoOptions(fps=args.fps, max_frames=args.max_frames, face_size=args.face_size,
-                           margin=args.face_margin))
+    return flag_map(ExtractOptions, SweepOptions, *(s.Options for s in stages()))
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from mer_features.pipeline import default_store_path, extract
-    from mer_features.pipeline.distributed import bind_device, detect_launch, parse_shard
+    from dataclasses import replace
+
+    from mer_features.pipeline import default_store_path, execute, plan_extraction
+    from mer_features.pipeline.distributed import bind_device, detect_launch
 
     options = _extract_options(args)
-    out = Path(args.out) if args.out else default_store_path(args.manifest, args.modality, args.encoder)
-    launch = None if args.shard else detect_launch()
-    shard = args.shard if args.shard else (launch.shard if launch else None)
-    if isinstance(shard, str):
-        shard = parse_shard(shard)
-    store = shard.store_path(out) if launch is not None else out
+    out = Path(options.out) if options.out is not None else default_store_path(
+        options.manifest, options.modality, options.encoder)
+    launch = None if options.shard is not None else detect_launch()
+    if launch is not None:  # torchrun or a SLURM array: this process's shard, its own store
+        options = replace(options, shard=launch.shard, device=bind_device(options.device, launch))
+    store = launch.shard.store_path(out) if launch is not None else out
     args.store_path = store  # for the message if the run is interrupted
-    if launch is not None:
-        options["device"] = bind_device(args.device, launch)
-    summary = extract(args.manifest, store, modality=args.modality, encoder=args.encoder,
-                      shard=shard, noise=args.noise, seed=args.seed, **options)
+    summary = execute(plan_extraction(replace(options, out=store)))
     print(summary.line())
     if launch is not None and launch.launcher == "torchrun":
         from mer_features.pipeline.distributed import barrier_then_merge
@@ -157,14 +104,15 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from mer_features.pipeline.sweep import sweep
+    from mer_features.pipeline.options import SweepOptions
+    from mer_features.pipeline.sweep import run_sweep
 
+    options = _extract_options(args)
+    sweep_options = SweepOptions(**given(args, SweepOptions))
     # stdout carries one line, the clean store's path (the Makefile reads it): what extraction
     # prints along the way (failed clips) goes to stderr with the progress.
     with contextlib.redirect_stdout(sys.stderr):
-        result = sweep(args.manifest, args.levels, modality=args.modality, prefix=args.prefix,
-                       source=args.source, seed=args.seed, encoder=args.encoder,
-                       **_extract_options(args))
+        result = run_sweep(options, sweep_options)
     if result.incomplete:
         print(f"note: the stores of level(s) {', '.join(result.incomplete)} hold failed or "
               f"missing clips ('mer-features info STORE' lists them); sweep file: {result.path}",
@@ -285,95 +233,27 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 
 
 def _add_extract_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
-    """The options of ``extract``; ``sweep`` takes the same, with --levels, --prefix and
-    --source in place of --out, --noise and --shard."""
-    p.add_argument("--modality", required=True, choices=["audio", "text", "video"])
-    p.add_argument("--manifest", required=True, help="manifest CSV")
+    """The options of ``extract``, from :class:`ExtractOptions` and each modality's options;
+    ``sweep`` takes the same, with --levels, --prefix and --source (:class:`SweepOptions`) in
+    place of --out, --noise and --shard."""
+    from mer_features.modalities import stages
+    from mer_features.pipeline.options import ExtractOptions
+
+    first = ("modality", "manifest")
+    add_options(p, ExtractOptions, only=first)
     if sweep:
-        p.add_argument("--levels", required=True, metavar="LEVELS",
-                       help="space-separated noise levels, clean among them: clean, an SNR in dB "
-                       "(20), SNR:SOURCE (10:pink), an SNR range drawn per clip "
-                       "LOW:HIGH[:SOURCE] (5:10, 5:10:pink), blurF (blur4) or a --noise spec "
-                       "(jpeg=30)")
-        p.add_argument("--prefix", metavar="STORE_PREFIX",
-                       help="stores are PREFIX.h5 (clean) and PREFIX-<level>.h5, the sweep file "
-                       "PREFIX.sweep.json (default: features/<corpus>-<modality>-<encoder>)")
-    else:
-        p.add_argument("--out", help="store path (default: "
-                       "features/<corpus>-<modality>-<encoder>.h5)")
-    p.add_argument("--encoder", help="encoder spec. audio: egemaps (default), compare, "
-                   "hf:<folder or hub id>; text: e5 (default, multilingual, offline), minilm "
-                   "(English), hf:...; video: fer (default), hf:... (image models per face "
-                   "frame, VideoMAE per 16-frame window)")
-    p.add_argument("--layer", choices=["last", "mean-last-4", "all"],
-                   help="hf encoders: which hidden layers to keep (default mean-last-4)")
-    p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
-                   type=_option_arg,
-                   help="encoder option, e.g. -o chunk_seconds=20 (repeatable)")
-    p.add_argument("--text-column", default="text",
-                   help="text: manifest column holding the transcripts (default text)")
-    p.add_argument("--fps", type=_float_in(0, 60, low_open=True), default=4.0,
-                   help="video: frames sampled per second, in (0, 60] (default 4)")
-    p.add_argument("--max-frames", type=_int_at_least(1), default=64,
-                   help="video: at most this many frames per clip, spread uniformly (default 64)")
-    p.add_argument("--face-size", type=_int_at_least(16, 1024), default=160,
-                   help="video: side of the aligned face crops in pixels, 16-1024 (default 160)")
-    p.add_argument("--face-margin", type=_float_in(0, 10), default=0.0,
-                   help="video: crop side = (1 + margin) x the face box, margin in [0, 10] "
-                   "(default 0: tight, as FER2013's faces)")
-    if sweep:
-        p.add_argument("--source", default="white",
-                       help="the noise of bare SNR levels: white (default), pink, babble or a "
-                       "folder of audio files")
-    else:
-        p.add_argument("--noise", metavar="SPEC",
-                       help="corrupt the decoded media before the encoder, e.g. "
-                       "'snr=5:10,source=pink' or 'blur=1|2|4' (see docs/noise.md)")
-    p.add_argument("--seed", type=_int_at_least(0), default=0,
-                   help="seed of the per-clip noise draws (default 0)")
-    if not sweep:
-        p.add_argument("--shard", metavar="I/N", type=_shard_arg,
-                       help="extract only shard I of N (stable by clip name); under torchrun or "
-                       "a SLURM array the shard is taken from the launcher")
-    p.add_argument("--device", default="auto", type=_device_arg,
-                   help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16", "auto"],
-                   help="compute dtype for neural encoders (fp16 needs a GPU; bf16 pays only "
-                   "with AMX/AVX512-BF16 or a GPU, and warns with its measured cost elsewhere); "
-                   "auto: the fastest on this machine within cosine 0.999 of fp32 (measured "
-                   "once, cached; recorded in the store)")
-    p.add_argument("--compute-path", default="auto", choices=["auto", "fast", "stock"],
-                   help="implementation of neural encoders: auto (the fastest, measured once "
-                   "per machine and cached), or force the CPU fast path or the stock modules "
-                   "(same numbers to ~1e-6)")
-    p.add_argument("--storage-dtype", default="float32", choices=["float32", "float16"],
-                   help="dtype of the stored arrays")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=None,
-                   help="max clips per encoder call (default: 1 on CPU in fp32, 8 on CPU in "
-                   "bf16, 32 on a GPU)")
-    p.add_argument("--batch-seconds", type=_float_in(0, low_open=True), default=160.0,
-                   help="max padded seconds per encoder call")
-    p.add_argument("--workers", type=_int_at_least(0, 256), default=None,
-                   help="decoding processes, 0-256 (0: decode in the main process); default: 0 "
-                        "for a neural audio encoder on the CPU, else one per core (at most 8). "
-                        "Text with e5: its CPU threads (default: every core)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace a store made with another configuration")
-    p.add_argument("--fail-fast", action="store_true", help="stop at the first failed clip")
-    p.add_argument("--skip-missing", action="store_true",
-                   help="record clips whose files do not exist as missing instead of refusing")
-    p.add_argument("--retry-failed", action="store_true", help="try failed clips again")
-    p.add_argument("--prune", action="store_true",
-                   help="drop the clips of an existing store that the manifest (or shard) does "
-                   "not list; without it such a store is refused")
-    p.add_argument("--commit-every", type=_int_at_least(1), default=256, metavar="N",
-                   help="write finished clips to disk at least every N clips (default 256); a "
-                   "killed run loses at most N clips of work")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        from mer_features.pipeline.options import SweepOptions
+
+        add_options(p, SweepOptions)
+    add_options(p, ExtractOptions, skip=first + (("out", "noise", "shard") if sweep else ()))
+    for stage in stages():
+        if any(f.metadata.get("flag") for f in fields(stage.Options)):
+            add_options(p.add_argument_group(f"{stage.name} options (--modality {stage.name} "
+                                             "only)"), stage.Options)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="mer-features",
         description="Batched, fingerprinted feature extraction for multimodal emotion recognition.")
     parser.add_argument("--version", action="version", version=f"mer-features {__version__}")
@@ -397,15 +277,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("info", help="describe a feature store")
-    p.add_argument("store")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("store", help="the store file (.h5)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("demo", help="write the synthetic demo corpus and its manifest")
-    p.add_argument("--out", required=True, help="folder to write into")
+    p.add_argument("--out", required=True, help="folder to write into (required)")
     p.add_argument("--clips", type=_int_at_least(6), default=60,
                    help="number of clips, at least 6: one per class (default 60)")
-    p.add_argument("--seed", type=_int_at_least(0), default=0)
+    p.add_argument("--seed", type=_int_at_least(0), default=0,
+                   help="seed of the synthetic clips, >= 0 (default 0)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a demo corpus of another size or seed in --out")
     p.set_defaults(func=cmd_demo)
@@ -413,26 +294,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="check a store's integrity",
                        description="Read every clip of a store and report what is wrong "
                        "(exit 1 when anything is).")
-    p.add_argument("store")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("store", help="the store file (.h5)")
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable output (JSON: ok, clips, frames, problems)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("merge", help="merge shard stores into one store",
                        description="Merge shard stores of one extraction. Refuses shards with "
                        "different fingerprints or overlapping clips.")
-    p.add_argument("--out", required=True)
-    p.add_argument("shards", nargs="+")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--out", required=True, help="the merged store to write (required)")
+    p.add_argument("shards", nargs="+", help="the shard stores")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("corrupt", help="write corrupted copies of a manifest's clips",
                        description="Write corrupted copies of every clip (the same per-clip draws "
                        "as extract --noise) and a manifest for them.")
-    p.add_argument("--manifest", required=True)
-    p.add_argument("--noise", required=True, metavar="SPEC")
-    p.add_argument("--seed", type=_int_at_least(0), default=0)
+    p.add_argument("--manifest", required=True,
+                   help="manifest CSV of the clips to corrupt (required)")
+    p.add_argument("--noise", required=True, metavar="SPEC",
+                   help="noise spec, as for extract --noise, e.g. 'snr=5:10,source=pink' or "
+                   "'blur=2' (see docs/noise.md) (required)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0,
+                   help="seed of the per-clip noise draws, >= 0 (default 0)")
     p.add_argument("--out", required=True, help="folder for the copies and their manifest (a "
-                   "folder of its own: never the corpus's folder or the source manifest's)")
+                   "folder of its own: never the corpus's folder or the source manifest's) "
+                   "(required)")
     p.set_defaults(func=cmd_corrupt)
 
     p = sub.add_parser("manifest", help="build a manifest from a corpus's release layout")
@@ -441,27 +328,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     for corpus in known_corpora().values():
         m = msub.add_parser(corpus.name, help=corpus.help)
-        m.add_argument("--root", required=True, help=corpus.root_help)
-        m.add_argument("--out", required=True, help="manifest CSV to write")
+        m.add_argument("--root", required=True, help=f"{corpus.root_help} (required)")
+        m.add_argument("--out", required=True, help="manifest CSV to write (required)")
         for option in corpus.options:
             if option.switch:
                 m.add_argument(option.flag, action="store_true", help=option.help)
             else:
+                shown = ("" if "default" in option.help or "required" in option.help
+                         else " (default: none)" if option.default is None
+                         else f" (default {option.default})")
                 m.add_argument(option.flag, default=option.default, choices=option.choices,
-                               help=option.help)
+                               required=option.required, help=option.help + shown)
         m.set_defaults(func=cmd_manifest)
     _add_debug_everywhere(parser)
     return parser
 
 
 def _add_debug_everywhere(parser: argparse.ArgumentParser) -> None:
-    """``--debug`` is accepted after the command too (``mer-features extract ... --debug``)."""
+    """``--debug`` is accepted after the command too (``mer-features extract ... --debug``);
+    each command knows its parser (a ParameterError is reported with its usage)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 if not any("--debug" in a.option_strings for a in sub._actions):
                     sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                                      help="show the Python traceback of an error")
+                sub.set_defaults(command_parser=sub)
                 _add_debug_everywhere(sub)
 
 
@@ -568,6 +460,17 @@ def main(argv: list[str] | None = None) -> int:
             return _report(e, args, interrupts, debug)
 
 
+def _flag_message(e: ParameterError) -> str:
+    """A ParameterError's message as the command line says it: its parameters named by their
+    flags, the flag put first (as argparse does) when the message does not name it."""
+    flags = _flags()
+    message = with_flags(str(e), flags)
+    flag = flags.get(e.parameter or "")
+    if flag and flag not in message:
+        message = f"argument {flag}: {message}"
+    return message
+
+
 def _report(e: BaseException, args: argparse.Namespace, interrupts: _Interrupts,
             debug: bool) -> int:
     """Print one line for ``e`` on stderr (or re-raise it with --debug); the exit code."""
@@ -580,8 +483,15 @@ def _report(e: BaseException, args: argparse.Namespace, interrupts: _Interrupts,
         return interrupts.exit_code()
     if debug:
         raise e
+    if isinstance(e, ParameterError):  # a bad argument, as argparse reports one
+        parser = getattr(args, "command_parser", None)
+        if parser is not None:
+            parser.print_usage(sys.stderr)
+        prog = parser.prog if parser is not None else "mer-features"
+        print(f"{prog}: error: {_flag_message(e)}", file=sys.stderr)
+        return EXIT_USAGE
     if isinstance(e, MerFeaturesError):
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {with_flags(str(e), _flags())}", file=sys.stderr)
     elif isinstance(e, MemoryError):
         print("error: out of memory; use a smaller --batch-size or --batch-seconds, or fewer "
               "--workers", file=sys.stderr)

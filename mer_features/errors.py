@@ -9,6 +9,23 @@ class MerFeaturesError(Exception):
     """Root of every error raised on purpose by mer_features."""
 
 
+class ParameterError(MerFeaturesError, ValueError):
+    """An option has a value out of its range, of the wrong type, or that does not fit the
+    others (fp16 on a CPU), found before any work.
+
+    The message names the Python parameter in backticks (``\`seed\` must be an integer >= 0;
+    got -1.``); ``parameter`` is its name. The command line shows the same message with the
+    flag in place of the parameter (:func:`mer_features.options.with_flags`).
+    """
+
+    def __init__(self, message: str, parameter: str | None = None):
+        super().__init__(message)
+        self.parameter = parameter
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.parameter))
+
+
 class ManifestError(MerFeaturesError, ValueError):
     """A manifest is missing, malformed, or names clips that cannot be used."""
 

@@ -1,17 +1,17 @@
 """Cache keys: what makes two feature arrays interchangeable.
 
 A store's fingerprint is a hash of explicit fields (encoder name and version, weights identity,
-resolved configuration, preprocessing, noise, dtypes, schema version), never of pickled code;
-:func:`fingerprint_fields` is the one place that puts them together. Each clip additionally
-records the content hash of its input, so an edited media file or transcript is re-extracted
-while untouched clips are reused. Batch size, worker count and progress flags never enter a
-fingerprint.
+resolved configuration, preprocessing, noise, dtypes, schema version), never of pickled code.
+This module only hashes: :func:`mer_features.pipeline.plan.store_identity` is the one place
+that puts a store's fields together (from the encoder's and the modality's declarations).
+Each clip additionally records the content hash of its input, so an edited media file or
+transcript is re-extracted while untouched clips are reused. Batch size, worker count and
+progress flags never enter a fingerprint.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import json
 import os
@@ -41,62 +41,6 @@ def _default(value: Any) -> Any:
 def fingerprint(fields: Mapping[str, Any]) -> str:
     """A 32-hex-digit hash of ``fields`` (a JSON-able mapping)."""
     return hashlib.sha256(canonical_json(fields).encode("utf-8")).hexdigest()[:32]
-
-
-def fingerprint_fields(encoder: Any, stage: Any, *, dtype: str,
-                       storage_dtype: str) -> dict[str, Any]:
-    """Every field of a store's fingerprint, for ``encoder`` fed by ``stage``.
-
-    ``encoder`` declares its name, version, weights identity, resolved config and the input
-    preparation it needs (:class:`~mer_features.encoders.base.Encoder`); ``stage``
-    (:mod:`mer_features.pipeline.stages`) holds the modality's decoding options and the noise
-    acting on it. Added here: the decoders' identities (audio and video), the face tracker's
-    rules, the canonical noise spec and seed, the compute dtype (when it changes the output),
-    the storage dtype and the store's schema version. Fields added to this list after stores
-    were written are listed in :data:`ADDED_FIELDS`.
-    """
-    from mer_features.noise.spec import canonical
-    from mer_features.store.schema import SCHEMA_VERSION
-
-    preprocessing = dict(encoder.preprocessing())
-    preprocessing.update(_stage_fields(stage))
-    noise = stage.noise
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "modality": encoder.modality,
-        "encoder": encoder.name,
-        "encoder_version": encoder.version,
-        "weights": encoder.weights_identity(),
-        "config": dataclasses.asdict(encoder.config),
-        "preprocessing": preprocessing,
-        "noise": {"spec": canonical(noise), "seed": int(stage.seed)} if noise is not None else None,
-        "compute_dtype": dtype if encoder.uses_dtype else "fp32",
-        "storage_dtype": storage_dtype,
-    }
-
-
-def _stage_fields(stage: Any) -> dict[str, Any]:
-    """The modality's preprocessing: what the stage decodes with, and how."""
-    if stage.name == "audio":
-        from mer_features.decode.audio import AUDIO_DECODER
-
-        return {"decoder": AUDIO_DECODER}
-    if stage.name == "text":
-        return {"text_column": stage.text_column}
-    if stage.name == "video":
-        from importlib.metadata import version
-
-        from mer_features.decode.faces import ALIGNMENT, FACE_DETECTOR
-        from mer_features.decode.video import VIDEO_DECODER
-
-        tracker = stage.face_tracker()
-        return {"fps": stage.options.fps, "max_frames": stage.options.max_frames,
-                "decoder": VIDEO_DECODER, "face_detector": FACE_DETECTOR,
-                "face_detector_version": version("facenet-pytorch"),
-                "face_size": tracker.face_size, "margin": tracker.margin,
-                "min_face_size": tracker.min_face_size, "thresholds": list(tracker.thresholds),
-                "alignment": ALIGNMENT}
-    return {}
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,8 +5,9 @@
 * Every ``mer-features``/``mer-heads`` command line in the README and docs names a real
   sub-command and real options; every option of every command appears in its ``--help`` block
   of docs/cli.md (``.venv/bin/python docs/generate_cli.py`` refreshes the blocks).
-* The registries (encoders and their options, noise keys, heads, corpus importers) and the
-  store's attributes, datasets, added fingerprint fields and hash-cache sentence are documented.
+* The registries (encoders and their options, noise keys, heads, corpus importers, modalities)
+  and the store's attributes, datasets, added fingerprint fields and hash-cache sentence are
+  documented.
 * Every relative link between the README and docs pages resolves, anchors included.
 """
 
@@ -222,6 +223,11 @@ def test_registries_are_documented() -> None:
     problems += [f"manifests.md/corpora.md: corpus importer `{c}` is not described"
                  for c in known_corpora()
                  if f"### `{c}`" not in manifests]
+    from mer_features.modalities import known_modalities
+
+    api = read(DOCS / "python-api.md")
+    problems += [f"python-api.md: modality `{m}` is not described" for m in known_modalities()
+                 if f"| `{m}` |" not in api]
     assert not problems, "\n".join(problems)
 
 

@@ -34,11 +34,12 @@ The CLI's help is generated from these modules, so they import the manifest modu
 anything heavier) inside their functions: ``mer-features --help`` stays instant."""
 
 
-class CorpusOption(namedtuple("CorpusOption", "flag help default choices switch",
-                              defaults=(None, None, False))):
+class CorpusOption(namedtuple("CorpusOption", "flag help default choices switch required",
+                              defaults=(None, None, False, False))):
     """One option of an importer: ``flag`` (``--text-column``) on the command line, ``dest``
     (``text_column``) in Python, with its ``help``, ``default`` and ``choices``; ``switch``
-    for a flag without a value (False unless given)."""
+    for a flag without a value (False unless given); ``required`` for one without which the
+    importer cannot run."""
 
     __slots__ = ()
 

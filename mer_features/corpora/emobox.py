@@ -405,7 +405,7 @@ CORPUS = Corpus(
     summary=_summary,
     options=(
         CorpusOption("--data", "EmoBox data/<corpus> folder: <corpus>.jsonl, label_map.json, "
-                     "fold_K/ (required)"),
+                     "fold_K/ (required)", required=True),
         CorpusOption("--audio-ext", "also accept this extension for a missing 'wav' file (flac "
                      "for a corpus converted to FLAC)"),
         SKIP_MISSING_OPTION,

@@ -45,8 +45,6 @@ COLUMNS = ("name", "video", "audio", "text", "discrete", "valence", "split")
 
 MAX_LISTED_PROBLEMS = 20
 
-MODALITIES = ("audio", "video", "text")
-
 VALENCE_RANGE = (-5.0, 5.0)
 """MER 2023's valence scale; manifests must use it (see :func:`valence_hint`)."""
 
@@ -82,14 +80,6 @@ class Clip:
     def audio_source(self) -> Path | None:
         """The file to read audio from: the ``audio`` column, else the video's audio track."""
         return self.audio if self.audio is not None else self.video
-
-    def media_for(self, modality: str) -> Path | None:
-        """The file that holds this clip's input for ``modality`` (None for text)."""
-        if modality == "audio":
-            return self.audio_source
-        if modality == "video":
-            return self.video
-        return None
 
 
 @dataclass
@@ -186,39 +176,44 @@ def read_manifest(path: str | Path, *, check_files: bool = True,
     return _nonempty(manifest, problems.source)
 
 
-def read_manifest_for(manifest: str | Path | Manifest, modality: str, *,
-                      skip_missing: bool = False, text_column: str = "text",
+def read_manifest_for(manifest: str | Path | Manifest, modality: str, columns: Sequence[str],
+                      media: Callable[[Clip], Path | None] | None, *,
+                      skip_missing: bool = False,
+                      column_problem: Callable[[Manifest], str] | None = None,
+                      corpus_check: Callable[[Manifest], None] | None = None,
                       select: Callable[[str], bool] | None = None,
+                      classes: Sequence[str] | None = EMOTIONS,
                       ) -> tuple[Manifest, list[Clip], list[tuple[Clip, str]]]:
     """Read a manifest for extracting ``modality``, reporting every problem in one pass.
 
-    The rows' problems (:func:`read_manifest`), a transcript column that cannot be used, and
-    the clips whose input file for ``modality`` is not a regular file (unless
-    ``skip_missing``) all go into one :class:`ManifestError`. Other modalities' files are not
-    looked at. ``select`` keeps the clips whose name it accepts (a shard); the rows are
-    validated whole either way.
+    ``modality`` reads ``columns`` (any one will do) and, when ``media`` is given, the file
+    ``media(clip)`` of each clip; ``column_problem(manifest)`` says why a column that exists
+    cannot be used ("" when it can) and ``corpus_check(manifest)`` checks the whole manifest
+    (a modality's stage gives both: :meth:`mer_features.modalities.Stage.read_manifest`).
+    The rows' problems (:func:`read_manifest`), a column that cannot be used, and the clips
+    whose input file is not a regular file (unless ``skip_missing``) all go into one
+    :class:`ManifestError`. Other modalities' files are not looked at. ``select`` keeps the
+    clips whose name it accepts (a shard); the rows are validated whole either way.
 
     Returns ``(manifest, usable, missing)``: the selected clips, those to process, and
     ``(clip, reason)`` for those whose file is missing (only with ``skip_missing``).
     """
-    if modality not in MODALITIES:
-        raise ManifestError(f"Unknown modality '{modality}'; expected one of "
-                            f"{', '.join(MODALITIES)}.")
     if isinstance(manifest, Manifest):
         parsed, problems, rows = manifest, _Problems(_source_of(manifest)), list(manifest)
     else:
-        parsed, problems, rows = _read(manifest, check_files=False)
+        parsed, problems, rows = _read(manifest, check_files=False, classes=classes)
     row_problems = len(problems.items)
-    unusable = _column_problem(parsed, modality, text_column)
+    unusable = (_column_problem(parsed, modality, columns)
+                or (column_problem(parsed) if column_problem is not None else ""))
     if unusable:
         if not row_problems:
             raise ManifestError(f"{unusable[0].upper()}{unusable[1:]}.")
         problems.add(None, None, unusable)
         problems.raise_if_any(_HINT)
-    if modality == "text" and not row_problems:
-        check_transcripts(parsed, text_column)
+    if corpus_check is not None and not row_problems:
+        corpus_check(parsed)
     chosen = [clip for clip in rows if select is None or select(clip.name)]
-    usable, missing = _media(chosen, modality, skip_missing, problems)
+    usable, missing = _media(chosen, columns, media, skip_missing, problems)
     hints = [_HINT] if row_problems else []
     if len(problems.items) > row_problems:
         hints.append(_MISSING_HINT)
@@ -523,19 +518,21 @@ def _is_utf8(value: str) -> bool:
     return True
 
 
-_MISSING_HINT = ("Fix the paths, or pass --skip-missing to record the clips whose file is "
+_MISSING_HINT = ("Fix the paths, or pass `skip_missing` to record the clips whose file is "
                  "missing as missing and go on.")
 
 
-def check_modality(manifest: Manifest, modality: str, *, skip_missing: bool = False,
-                   text_column: str = "text") -> tuple[list[Clip], list[tuple[Clip, str]]]:
-    """Check that a validated manifest can feed ``modality``.
+def check_inputs(manifest: Manifest, modality: str, columns: Sequence[str],
+                 media: Callable[[Clip], Path | None] | None, *,
+                 skip_missing: bool = False) -> tuple[list[Clip], list[tuple[Clip, str]]]:
+    """Check that a validated manifest can feed ``modality``, which reads ``columns`` (any one
+    will do) and, when ``media`` is given, the file ``media(clip)`` of each clip.
 
     Returns ``(usable, missing)``: the clips to process, and ``(clip, reason)`` for clips whose
     input file does not exist (only when ``skip_missing``; otherwise those raise, all together).
     """
-    _, usable, missing = read_manifest_for(manifest, modality, skip_missing=skip_missing,
-                                           text_column=text_column)
+    _, usable, missing = read_manifest_for(manifest, modality, columns, media,
+                                           skip_missing=skip_missing)
     return usable, missing
 
 
@@ -543,20 +540,25 @@ def _source_of(manifest: Manifest) -> str:
     return f"'{manifest.path}'" if manifest.path else "<manifest>"
 
 
-def _column_problem(manifest: Manifest, modality: str, text_column: str) -> str:
+def _column_problem(manifest: Manifest, modality: str, columns: Sequence[str]) -> str:
     """Why the manifest has no column ``modality`` can read ("" when it has one)."""
-    needed = {"audio": ("video", "audio"), "video": ("video",), "text": (text_column,)}[modality]
-    if not any(c in manifest.columns for c in needed):
+    if not any(c in manifest.columns for c in columns):
         return (f"manifest {_source_of(manifest)} has no "
-                f"{' or '.join(repr(c) for c in needed)} column, which the {modality} modality "
+                f"{' or '.join(repr(c) for c in columns)} column, which the {modality} modality "
                 f"reads. Columns found: {', '.join(manifest.columns)}")
-    if modality == "text" and text_column in ROLES:
-        others = _text_columns(manifest, text_column)
-        hint = (f"pick a transcript column with --text-column ({', '.join(others)})" if others
-                else "add a column with the transcripts and name it with --text-column")
-        return (f"column '{text_column}' of manifest {_source_of(manifest)} holds the "
-                f"{ROLES[text_column]}, not transcripts; {hint}")
     return ""
+
+
+def transcript_column_problem(manifest: Manifest, column: str) -> str:
+    """Why ``column`` cannot hold transcripts because it is one of the manifest's own columns
+    (names, paths, labels, splits); "" when it may."""
+    if column not in ROLES:
+        return ""
+    others = _text_columns(manifest, column)
+    hint = (f"pick a transcript column with `text_column` ({', '.join(others)})" if others
+            else "add a column with the transcripts and name it with `text_column`")
+    return (f"column '{column}' of manifest {_source_of(manifest)} holds the "
+            f"{ROLES[column]}, not transcripts; {hint}")
 
 
 def _text_columns(manifest: Manifest, but: str) -> list[str]:
@@ -564,23 +566,23 @@ def _text_columns(manifest: Manifest, but: str) -> list[str]:
     return [c for c in manifest.columns if c not in ROLES and c != but]
 
 
-def _media(clips: Sequence[Clip], modality: str, skip_missing: bool,
+def _media(clips: Sequence[Clip], columns: Sequence[str],
+           media: Callable[[Clip], Path | None] | None, skip_missing: bool,
            problems: _Problems) -> tuple[list[Clip], list[tuple[Clip, str]]]:
-    """Split ``clips`` into those whose input file for ``modality`` is a regular file and the
-    others, which are problems unless ``skip_missing``."""
+    """Split ``clips`` into those whose input file ``media(clip)`` is a regular file and the
+    others, which are problems unless ``skip_missing`` (every clip is usable without
+    ``media``: its input is in the manifest)."""
+    if media is None:
+        return list(clips), []
     usable: list[Clip] = []
     missing: list[tuple[Clip, str]] = []
-    needed = {"audio": "video or audio", "video": "video"}.get(modality)
     for clip in clips:
-        if modality == "text":
-            usable.append(clip)
-            continue
-        media = clip.media_for(modality)
-        problem = describe_non_file(media) if media is not None else None
-        if media is None:
-            reason = f"no {needed} file given"
+        path = media(clip)
+        problem = describe_non_file(path) if path is not None else None
+        if path is None:
+            reason = f"no {' or '.join(columns)} file given"
         elif problem is not None:
-            reason = f"file '{media}' {problem}"
+            reason = f"file '{path}' {problem}"
         else:
             usable.append(clip)
             continue
@@ -595,11 +597,11 @@ def check_transcripts(manifest: Manifest, column: str = "text") -> None:
     """Refuse a text extraction whose transcript column is empty in every row: the store would
     hold nothing but ``empty`` clips, which is almost always the wrong column."""
     if column not in manifest.columns or not manifest.clips:
-        return  # check_modality names the missing column
+        return  # check_inputs names the missing column
     if any((clip.text_for(column) or "").strip() for clip in manifest):
         return
     others = _text_columns(manifest, column)
-    hint = (f"pick the transcripts' column with --text-column ({', '.join(others)})" if others
+    hint = (f"pick the transcripts' column with `text_column` ({', '.join(others)})" if others
             else "fill the column with the transcripts")
     raise ManifestError(f"Column '{column}' of manifest {_source_of(manifest)} is empty in all "
                         f"{len(manifest)} rows, so there is no text to encode; {hint}.")

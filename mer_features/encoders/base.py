@@ -128,25 +128,76 @@ def known_encoders(modality: str | None = None) -> list[str]:
                   for (mod, name), cls in _REGISTRY.items() if modality in (None, mod))
 
 
+@dataclass(frozen=True)
+class EncoderSpec:
+    """A parsed encoder spec: ``name`` and the ``argument`` after ':' ("" when none), e.g.
+    ``hf:/models/hubert-base`` -> ("hf", "/models/hubert-base")."""
+
+    name: str
+    argument: str = ""
+
+    @property
+    def text(self) -> str:
+        return f"{self.name}:{self.argument}" if self.argument else self.name
+
+    @property
+    def short(self) -> str:
+        """The name with the last part of the argument's path: ``hf:hubert-base``."""
+        tail = self.argument.rstrip("/").rsplit("/", 1)[-1] if self.argument else ""
+        return f"{self.name}:{tail}" if tail else self.name
+
+    @property
+    def slug(self) -> str:
+        """For file names: ``hf-hubert-base``, characters other than letters, digits, '.',
+        '_' and '-' replaced by '_'."""
+        import re
+
+        tail = self.argument.rstrip("/").rsplit("/", 1)[-1] if self.argument else ""
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", self.name + (f"-{tail}" if tail else ""))
+
+
+def parse_encoder_spec(spec: str, modality: str | None = None) -> EncoderSpec:
+    """The one reader of encoder specs (``egemaps``, ``hf:/models/hubert-base``).
+
+    With ``modality``, the name must be an encoder registered for it, with an argument exactly
+    when it takes one; an EncoderError lists the known encoders otherwise.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise EncoderError(f"An encoder spec must be a name such as 'egemaps' or 'hf:<path or "
+                           f"id>'; got {spec!r}.")
+    name, _, argument = spec.partition(":")
+    parsed = EncoderSpec(name, argument)
+    if modality is not None:
+        encoder_class(modality, parsed)
+    return parsed
+
+
+def encoder_class(modality: str, spec: EncoderSpec) -> type[Encoder]:
+    """The registered class of ``spec`` for ``modality`` (see :func:`parse_encoder_spec`)."""
+    cls = _REGISTRY.get((modality, spec.name))
+    if cls is None:
+        raise EncoderError(
+            f"Unknown {modality} encoder '{spec.text}'. Known {modality} encoders: "
+            f"{', '.join(known_encoders(modality)) or 'none'}."
+        )
+    if cls.spec_argument and not spec.argument:
+        raise EncoderError(f"Encoder '{spec.name}' needs an argument: "
+                           f"'{spec.name}:<path or hub id>'.")
+    if not cls.spec_argument and spec.argument:
+        raise EncoderError(f"Encoder '{spec.name}' takes no ':' argument (got '{spec.text}').")
+    return cls
+
+
 def create_encoder(modality: str, spec: str, options: Mapping[str, Any] | None = None) -> Encoder:
     """Build an encoder from a spec such as ``egemaps`` or ``hf:/models/hubert-base``.
 
     ``options`` set config fields; strings are converted to the field's type.
     """
-    name, _, argument = spec.partition(":")
-    cls = _REGISTRY.get((modality, name))
-    if cls is None:
-        raise EncoderError(
-            f"Unknown {modality} encoder '{spec}'. Known {modality} encoders: "
-            f"{', '.join(known_encoders(modality)) or 'none'}."
-        )
+    parsed = parse_encoder_spec(spec)
+    cls = encoder_class(modality, parsed)
     values: dict[str, Any] = dict(options or {})
     if cls.spec_argument:
-        if not argument:
-            raise EncoderError(f"Encoder '{name}' needs an argument: '{name}:<path or hub id>'.")
-        values[cls.spec_argument] = argument
-    elif argument:
-        raise EncoderError(f"Encoder '{name}' takes no ':' argument (got '{spec}').")
+        values[cls.spec_argument] = parsed.argument
     return cls(_make_config(cls, values))
 
 

@@ -33,12 +33,6 @@ from mer_features import autotune
 from mer_features.errors import EncoderError
 
 IMPLS = ("auto", "fast", "stock")
-PROBE_SECONDS = 1.5
-PROBE_CLIPS = 2
-PROBE_TEXTS = ("I can't believe you did that again, after everything we talked about.",
-               "Fine.", "Honestly, this is the best news I've heard all year!",
-               "We waited for hours and nobody came to tell us what was going on.")
-PROBE_FRAMES = 8
 SLOWER = 1.1
 """bf16 more than this many times fp32's time gets a warning (``--dtype bf16``)."""
 
@@ -124,39 +118,19 @@ def choose_path(enc: Any, device: str, dtype: str, *, impl: str = "auto",
 
 
 def probe_size(enc: Any) -> dict[str, Any]:
-    """The probe's size, part of the cache key."""
-    if enc.modality == "audio":
-        return {"clips": PROBE_CLIPS, "seconds": PROBE_SECONDS}
-    if enc.modality == "text":
-        return {"texts": len(PROBE_TEXTS)}
-    return {"frames": PROBE_FRAMES}
+    """The probe's size, part of the cache key (its modality's :meth:`~mer_features.
+    modalities.Stage.probe_size`)."""
+    from mer_features.modalities import get_stage
+
+    return get_stage(enc.modality).probe_size()
 
 
 def probe_inputs(enc: Any) -> list[Any]:
-    """Short synthetic inputs of ``enc``'s modality: the same on every run, so that timings
-    compare across runs."""
-    from mer_features.decode.inputs import AudioInput, FaceInput, TextInput
+    """Short synthetic inputs of ``enc``'s modality (two 1.5 s clips, a few sentences, a short
+    face track): the same on every run, so that timings compare across runs."""
+    from mer_features.modalities import get_stage
 
-    rng = np.random.default_rng(0)
-    if enc.modality == "audio":
-        rate = int(getattr(enc.config, "sample_rate", 16000))
-        items = []
-        for i in range(PROBE_CLIPS):
-            n = int(PROBE_SECONDS * rate) - i * rate // 10  # unequal lengths: padding is real
-            t = np.arange(n) / rate
-            f0 = 110.0 + 40.0 * i
-            wave = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
-            wave = 0.1 * wave * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.standard_normal(n)
-            items.append(AudioInput(f"probe{i}", wave.astype(np.float32), rate))
-        return items
-    if enc.modality == "text":
-        return [TextInput(f"probe{i}", text) for i, text in enumerate(PROBE_TEXTS)]
-    size = 160
-    faces = rng.integers(0, 256, (PROBE_FRAMES, size, size, 3), dtype=np.uint8)
-    return [FaceInput("probe", faces, np.ones(PROBE_FRAMES, bool),
-                      np.arange(PROBE_FRAMES, dtype=np.float32) / 4,
-                      np.tile(np.array([0, 0, size, size], np.float32), (PROBE_FRAMES, 1)),
-                      np.ones(PROBE_FRAMES, np.float32), fps=4.0)]
+    return get_stage(enc.modality).probe_inputs(enc)
 
 
 def encoder_probe(enc: Any, device: str) -> Callable[[str], tuple[float, np.ndarray]]:

@@ -11,8 +11,8 @@ shards; they are recorded in the store (``clips/info['noise']``).
 """
 
 from mer_features.noise.spec import (Level, NoiseKey, NoiseSpec, NoiseSpecError, canonical,
-                                     clip_rng, describe_noise, noise_keys, parse_level,
-                                     parse_noise, register_noise_key)
+                                     clip_rng, describe_noise, level_help, noise_keys,
+                                     parse_level, parse_noise, register_noise_key)
 from mer_features.noise import audio as _audio  # registers snr, source (first: canonical order)
 from mer_features.noise import video as _video  # registers blur, scale, jpeg
 from mer_features.noise.audio import (AUDIO_SUFFIXES, GENERATED_SOURCES, NoiseFolder,
@@ -22,6 +22,6 @@ from mer_features.noise.video import corrupt_frames, jpeg, pyramid_blur, rescale
 
 __all__ = ["AUDIO_SUFFIXES", "GENERATED_SOURCES", "Level", "NoiseFolder", "NoiseKey",
            "NoiseSpec", "NoiseSpecError", "canonical", "clip_rng", "corrupt_audio",
-           "corrupt_frames", "describe_noise", "is_generated", "jpeg", "mix_at_snr",
+           "corrupt_frames", "describe_noise", "is_generated", "jpeg", "level_help", "mix_at_snr",
            "noise_keys", "open_folder", "parse_level", "parse_noise", "pink_noise", "power",
            "pyramid_blur", "register_noise_key", "rescale", "snr_db"]

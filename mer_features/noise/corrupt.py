@@ -158,7 +158,8 @@ def _corrupt_clip(clip: Clip, spec: NoiseSpec, seed: int, out: Path, folder: Noi
         target = out / "clips" / f"{stem}.wav"
         waveform, rate = _read_audio_file(clip.audio)
         if spec.has_audio:
-            waveform, draws["audio"] = corrupt_audio(clip.name, waveform, rate, spec, seed,
+            waveform, draws["audio"] = corrupt_audio(clip.name, waveform, rate,
+                                                     spec.restricted("audio"), seed,
                                                      babble_sources=others, folder=folder)
         with atomic_path(target) as tmp:
             _write_wav(tmp, waveform, rate)
@@ -223,8 +224,9 @@ def _corrupt_video(clip: Clip, spec: NoiseSpec, seed: int, target: Path, audio_n
             pass  # a video without a usable audio track is copied without one
         if waveform is not None:
             if audio_noise:
-                waveform, draws["audio"] = corrupt_audio(clip.name, waveform, VIDEO_AUDIO_RATE, spec,
-                                                         seed, babble_sources=others, folder=folder)
+                waveform, draws["audio"] = corrupt_audio(clip.name, waveform, VIDEO_AUDIO_RATE,
+                                                         spec.restricted("audio"), seed,
+                                                         babble_sources=others, folder=folder)
             _write_wav(wav, waveform, VIDEO_AUDIO_RATE)
             audio_in = ["-i", str(wav), "-map", "0:v", "-map", "1:a", "-c:a", "aac", "-b:a", "192k"]
         with atomic_path(target) as tmp:
@@ -243,7 +245,8 @@ def _corrupt_video(clip: Clip, spec: NoiseSpec, seed: int, target: Path, audio_n
                         draws["truncated_at_frame"] = start
                         break
                     if spec.has_video:
-                        frames, drawn = corrupt_frames(clip.name, frames, spec, seed)
+                        frames, drawn = corrupt_frames(clip.name, frames,
+                                                       spec.restricted("video"), seed)
                         draws["video"] = drawn
                     proc.stdin.write(np.ascontiguousarray(frames).tobytes())
             finally:

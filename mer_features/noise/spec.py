@@ -30,13 +30,17 @@ from typing import Any
 
 import numpy as np
 
-from mer_features.errors import MerFeaturesError
+from mer_features.errors import ParameterError
 
 SIDES = ("audio", "video")
 
 
-class NoiseSpecError(MerFeaturesError, ValueError):
-    """A noise spec that does not parse, or a noise folder that cannot be used."""
+class NoiseSpecError(ParameterError):
+    """A noise spec that does not parse, or a noise folder that cannot be used; ``parameter``
+    is the option that gave it (``noise``, or ``levels`` for a sweep level)."""
+
+    def __init__(self, message: str, parameter: str | None = "noise"):
+        super().__init__(message, parameter)
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,19 @@ class NoiseSpec:
     def has_video(self) -> bool:
         return self.acts_on("video")
 
+    def restricted(self, side: str | None) -> NoiseSpec | None:
+        """The spec of the keys acting on ``side`` only (None when none does, or for no side):
+        what a modality's store records and what its random draws depend on, so that a key
+        of the other side changes neither."""
+        if side is None:
+            return None
+        values = {name: value for name, value in self.values.items() if _KEYS[name].side == side}
+        if not values:
+            return None
+        spec = NoiseSpec(values)
+        spec.text = canonical(spec)
+        return spec
+
     def applied(self, side: str) -> Iterator[tuple[NoiseKey, Any]]:
         """(key, value) of the keys of ``side`` that act by themselves, in order."""
         for name, value in self.values.items():
@@ -154,13 +171,14 @@ class NoiseSpec:
                 yield key, value
 
 
-def parse_noise(text: str) -> NoiseSpec:
-    """Parse a spec such as ``snr=5:10,source=pink`` or ``blur=1|2|4,jpeg=40``.
+def parse_noise(text: str, *, check: bool = True) -> NoiseSpec:
+    """Parse a spec such as ``snr=5:10,source=pink`` or ``blur=1|2|4,jpeg=40``: the one
+    grammar of noise specs.
 
     Raises :class:`NoiseSpecError` naming the part at fault and the rule it breaks for an
     unknown, repeated or empty key, a value out of range (an infinite or NaN SNR, a blur factor
-    outside 1, 2, 4, 8, a scale outside (0, 1], a JPEG quality outside 1-100), and a noise folder
-    that cannot be used.
+    outside 1, 2, 4, 8, a scale outside (0, 1], a JPEG quality outside 1-100), and (unless
+    ``check`` is False: a spec read back from a store) a noise folder that cannot be used.
     """
     values: dict[str, Any] = {}
     for part in (p.strip() for p in text.split(",")):
@@ -194,7 +212,7 @@ def parse_noise(text: str) -> NoiseSpec:
         raise NoiseSpecError(f"Noise spec '{text}' corrupts nothing. {usage()}")
     spec = NoiseSpec(values, text)
     for name, value in spec.values.items():
-        if _KEYS[name].check is not None:
+        if check and _KEYS[name].check is not None:
             _KEYS[name].check(value)
     return spec
 
@@ -216,27 +234,28 @@ def describe_noise(spec: str, modality: str | None = None) -> dict[str, Any]:
     """What a canonical noise spec (``snr=10,source=pink``, ``blur=1|2|4``) does, for labels.
 
     Returns ``label`` (``10 dB pink``, ``blur 1|2|4``), ``snr_db`` (middle of the SNR range or
-    None) and ``source`` (None without additive noise). Reads the spec as :func:`canonical`
-    writes it, without checking it (a store's noise folder may be gone). A store records the
-    whole spec it was extracted with; with ``modality``, only the keys acting on it count
-    (snr and source on audio; blur, scale and jpeg on video; none on text). A spec the
-    toolkit does not write (an SNR that is not a number) is labelled by its text.
+    None) and ``source`` (None without additive noise). The spec is read with
+    :func:`parse_noise` (the one grammar), without checking a noise folder (a store's may be
+    gone). A store records the spec it was extracted with; with ``modality``, only the keys
+    acting on it count (snr and source on audio; blur, scale and jpeg on video; none on text).
+    A spec that does not parse, or has no key for ``modality``, is labelled by its text.
     """
-    values = {}
-    for part in spec.split(","):
-        name, _, value = part.partition("=")
-        if name.strip():
-            values[name.strip()] = value.strip()
+    plain = {"label": spec, "snr_db": None, "source": None}
+    try:
+        parsed: NoiseSpec | None = parse_noise(spec, check=False)
+    except NoiseSpecError:
+        return plain
     if modality is not None:
-        values = {k: v for k, v in values.items() if k in _KEYS and _KEYS[k].side == modality}
-    result: dict[str, Any] = {"label": spec, "snr_db": None, "source": None}
-    parts = []
-    for key in noise_keys():
-        if key.name in values and key.describe is not None:
-            try:
-                parts.append(key.describe(values, result))
-            except ValueError:
-                return {"label": spec, "snr_db": None, "source": None}
+        parsed = parsed.restricted(modality if modality in SIDES else None)
+    if parsed is None:
+        return plain
+    texts = {name: _KEYS[name].text(value) for name, value in parsed.values.items()}
+    result: dict[str, Any] = dict(plain)
+    try:
+        parts = [key.describe(texts, result) for key in noise_keys()
+                 if key.name in texts and key.describe is not None]
+    except ValueError:  # a key whose label cannot be made from its value
+        return plain
     result["label"] = " + ".join(parts) or spec
     return result
 

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mer_features.errors import MerFeaturesError
+from mer_features.errors import MerFeaturesError, ParameterError
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,8 @@ class Shard:
 
     def __post_init__(self) -> None:
         if not (self.count >= 1 and 0 <= self.index < self.count):
-            raise MerFeaturesError(f"Shard {self.index}/{self.count} does not exist; use I/N with "
-                                   "0 <= I < N.")
+            raise ParameterError(f"Shard {self.index}/{self.count} does not exist: `shard` "
+                                 "must be I/N with 0 <= I < N.", "shard")
 
     def holds(self, name: str) -> bool:
         return shard_of(name, self.count) == self.index
@@ -45,9 +45,11 @@ def shard_of(name: str, count: int) -> int:
 def parse_shard(text: str) -> Shard:
     index, sep, count = text.partition("/")
     try:
-        return Shard(int(index), int(count))
+        index_count = int(index), int(count)
     except ValueError:
-        raise MerFeaturesError(f"--shard must look like I/N (e.g. 0/4); got '{text}'.") from None
+        raise ParameterError(f"`shard` must look like I/N (e.g. 0/4); got '{text}'.",
+                             "shard") from None
+    return Shard(*index_count)
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,8 @@ def _env_int(name: str, default: int) -> int:
         return int(text)
     except ValueError:
         raise MerFeaturesError(f"Environment variable {name}={text!r} is not an integer; the "
-                               "launcher (torchrun, SLURM) sets it, so unset it or fix it, or pass "
-                               "--shard I/N.") from None
+                               "launcher (torchrun, SLURM) sets it, so unset it or fix it, or give "
+                               "`shard` I/N.") from None
 
 
 def detect_launch() -> Launch | None:

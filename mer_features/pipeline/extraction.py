@@ -1,37 +1,32 @@
 """Extraction: manifest rows -> decoded media -> batches -> (faces) -> encoder -> store.
 
-:func:`extract` checks its arguments and the manifest, builds the encoder, the modality's
-stage (:mod:`.stages`) and the store header, settles what needs no decoding (stored clips,
+:func:`extract` is :func:`execute` of :func:`~mer_features.pipeline.plan.plan_extraction`:
+the plan checks the options and the manifest and decides the encoder, the modality's stage
+(:mod:`mer_features.modalities`), the device, dtype, workers, batch size and the store
+header; :func:`execute` opens the store, settles what needs no decoding (stored clips,
 missing files, empty transcripts), and hands the rest to :mod:`.scheduler`, which decodes,
 batches and encodes them.
 
 A clip that fails (cannot be decoded, no audio track, too short) is recorded in the store with
-its stage and reason, and the run goes on; ``fail_fast`` stops at the first failure instead,
-keeping what was already written.
+its stage and reason (:func:`~mer_features.pipeline.scheduler.record_failure`), and the run
+goes on; ``fail_fast`` stops at the first failure instead, keeping what was already written.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import re
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mer_features.corpora.manifest import Manifest, read_manifest_for
-from mer_features.errors import (ClipFailedError, EncoderError, ExtractionInterrupted,
-                                 WorkerDiedError)
-from mer_features.fingerprint import fingerprint_fields
-from mer_features.pipeline.scheduler import Work, run
-from mer_features.pipeline.stages import Stage, VideoOptions, make_stage
-from mer_features.store import ClipRecord, StoreHeader, StoreWriter
-
-DTYPES = ("fp32", "bf16", "fp16", "auto")
-STORAGE_DTYPES = ("float32", "float16")
+from mer_features.errors import ClipFailedError, ExtractionInterrupted, WorkerDiedError
+from mer_features.pipeline.options import extract_options
+from mer_features.pipeline.plan import ExtractionPlan, plan_extraction
+from mer_features.pipeline.scheduler import Work, record_failure, run
+from mer_features.store import ClipRecord, StoreWriter
 
 
 @dataclass
@@ -85,245 +80,112 @@ class ExtractSummary:
                 f"{self.store}")
 
 
-def default_store_path(manifest: str, modality: str, encoder: str | None) -> Path:
-    """``features/<corpus>-<modality>-<encoder>.h5``, the corpus named after the manifest's folder."""
-    from mer_features.encoders import DEFAULT_ENCODERS
-
-    corpus = Path(manifest).resolve().parent.name or "corpus"
-    spec = encoder or DEFAULT_ENCODERS.get(modality, "default")
-    name, _, arg = spec.partition(":")
-    slug = name + ("-" + Path(arg.rstrip("/")).name if arg else "")
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", slug)
-    return Path("features") / f"{corpus}-{modality}-{slug}.h5"
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``."""
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise EncoderError(f"Device '{device}' was asked for but no CUDA GPU is visible; "
-                               "use --device cpu or auto.")
-    elif device != "cpu":
-        raise EncoderError(f"Unknown device '{device}'; use auto, cpu, cuda or cuda:N.")
-    return device
-
-
-def auto_workers(device: str, modality: str, encoder_in_workers: bool) -> int:
-    """Decoding processes when none are given.
-
-    A neural audio encoder on the CPU already keeps every core busy; decoding beside it (a few
-    percent of the work) only takes cores from it, so clips are decoded in this process
-    (measured with HuBERT-base on a 2-core CPU, benchmarks/bench_audio.py: about 5% faster than
-    two workers). Video on the CPU tracks faces in the workers, one detector per core;
-    openSMILE runs in the workers; on a GPU the workers keep it fed.
-    """
-    if device == "cpu" and modality == "audio" and not encoder_in_workers:
-        return 0
-    return max(1, min(os.cpu_count() or 1, 8))
-
-
-def auto_batch_size(device: str, dtype: str, modality: str = "audio") -> int:
-    """Clips per encoder call when none is given.
-
-    Measured with HuBERT-base on a 2-core AVX-512/AMX CPU (benchmarks/bench_audio.py): in fp32,
-    batches are no faster than one clip at a time (the same matrix-product efficiency, larger
-    activations, padding), while in bf16 batches of 8 are about 15% faster (fewer, larger
-    bf16 products). GPUs need large batches to be busy. Text encoders cut their own batches by
-    token count, and video batches feed the face detector frames from several clips at once.
-    """
-    if modality == "text":
-        return 256 if device.startswith("cuda") else 64
-    if modality == "video":
-        return 16 if device.startswith("cuda") else 4
-    if device.startswith("cuda"):
-        return 32
-    return 8 if dtype == "bf16" else 1
-
-
-def _stored_dtype(out: str | Path, overwrite: bool) -> str:
-    """The compute dtype of an existing store at ``out`` (``--dtype auto`` goes on in it, so a
-    resumed run never mixes two), or "auto" when there is none to go on with."""
-    path = Path(out)
-    if overwrite or not path.is_file():
-        return "auto"
-    try:
-        from mer_features.store import FeatureStore
-
-        with FeatureStore(path, check=False) as store:
-            stored = store.fields.get("compute_dtype")
-    except Exception:  # noqa: BLE001 - the writer reports an unusable store itself
-        return "auto"
-    return stored if stored in ("fp32", "bf16", "fp16") else "auto"
-
-
-def build_header(encoder: Any, stage: Stage, *, storage_dtype: str, dtype: str) -> StoreHeader:
-    """The store header: shapes from the encoder, fingerprint fields from
-    :func:`~mer_features.fingerprint.fingerprint_fields`."""
-    spec = encoder.output_spec()
-    return StoreHeader(modality=encoder.modality, encoder=encoder.describe(),
-                       encoder_version=encoder.version,
-                       fields=fingerprint_fields(encoder, stage, dtype=dtype,
-                                                 storage_dtype=storage_dtype),
-                       utterance_shape=tuple(spec.utterance_shape), frame_dim=spec.frame_dim,
-                       frame_rate=spec.frame_rate, storage_dtype=storage_dtype,
-                       frame_extras=stage.frame_extras())
-
-
-def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str = "audio",
-            encoder: str | None = None, encoder_options: Mapping[str, Any] | None = None,
-            device: str = "auto", dtype: str = "fp32", storage_dtype: str = "float32",
-            batch_size: int | None = None, batch_seconds: float = 160.0, workers: int | None = None,
-            overwrite: bool = False, fail_fast: bool = False, skip_missing: bool = False,
-            retry_failed: bool = False, commit_every: int = 256, progress: bool | None = None,
-            text_column: str = "text", video: VideoOptions | None = None,
-            noise: Any = None, seed: int = 0, shard: Any = None, prune: bool = False,
-            compute_path: str = "auto",
-            log: Callable[[str], None] | None = None) -> ExtractSummary:
+def extract(manifest: Any, out: Any = None, *, log: Callable[[str], None] | None = None,
+            **options: Any) -> ExtractSummary:
     """Extract one modality's features for every clip of a manifest into a store.
 
     Clips already in the store from the same input are skipped, so a re-run (or a run after a
-    crash) only does what is left. Returns an :class:`ExtractSummary`.
+    crash) only does what is left. Returns an :class:`ExtractSummary`. ``log`` receives the
+    run's warnings and notes (default: stderr).
 
-    Parameters
-    ----------
+    The options are the fields of :class:`~mer_features.pipeline.options.ExtractOptions`
+    (their defaults, bounds and help are there) and those of the modality's own options, by
+    keyword: ``modality="text", text_column="english"``, ``modality="video", fps=2`` or
+    ``video=VideoOptions(fps=2, max_frames=32)``. Among them:
+
+    modality : "audio" (default), "text" or "video" (:func:`mer_features.modalities.
+        known_modalities`).
+    encoder, encoder_options : an encoder spec (default: the modality's) and its options.
     dtype : compute dtype of neural encoders: "fp32", "bf16", "fp16" (GPUs) or "auto" (the
         fastest on this machine within cosine 0.999 of fp32, measured once and cached; an
         existing store goes on in its own dtype). Which implementation computes it (the CPU
         fast path or the stock modules) is measured too (:mod:`mer_features.encoders.tuning`);
-        ``--dtype bf16`` on a CPU that emulates bf16 warns with the measured cost.
+        bf16 on a CPU that emulates it warns with the measured cost.
     compute_path : "auto" (measured), or "fast" / "stock" to force the implementation.
-    batch_size : at most this many clips per encoder call; None picks one for the device and
-        dtype (:func:`auto_batch_size`).
-    batch_seconds : at most this much padded audio (clips x longest clip) per encoder call.
-    workers : decoding processes (0 decodes in this process); None: :func:`auto_workers`.
+    batch_size : at most this many clips per encoder call; None: the modality's default for
+        the device and dtype.
+    batch_seconds : at most this much padded input (clips x longest clip) per encoder call.
+    workers : decoding processes (0 decodes in this process); None: the modality's default.
     storage_dtype : "float32", or "float16" to halve the store's size.
     commit_every : finished clips are written to disk (a part file) at least every this many
         clips; a killed run loses at most this many clips' work.
-    text_column : text modality: the manifest column holding the transcripts.
-    video : video modality: frame rate, frame cap and face crop options.
     noise, seed : a noise spec (text or :class:`mer_features.noise.NoiseSpec`) applied to the
-        decoded media before the encoder, with per-clip draws fixed by (seed, clip, spec).
-    shard : a :class:`mer_features.pipeline.distributed.Shard`: only the manifest's clips of
-        that shard.
+        decoded media before the encoder, with per-clip draws fixed by (seed, clip, the spec's
+        keys of this modality).
+    shard : ``"I/N"`` or a :class:`mer_features.pipeline.distributed.Shard`: only the
+        manifest's clips of that shard.
     prune : drop the clips of an existing store that the manifest (or shard) does not list;
         without it such a store is refused before any work, naming them.
     """
-    from mer_features.encoders import DEFAULT_ENCODERS, create_encoder
+    return execute(plan_extraction(extract_options(manifest=manifest, out=out, **options)),
+                   log=log)
 
+
+def execute(plan: ExtractionPlan, *, log: Callable[[str], None] | None = None) -> ExtractSummary:
+    """Run an :class:`~mer_features.pipeline.plan.ExtractionPlan`: open its store, record the
+    missing and settled clips, extract the others, close the store. Returns the summary."""
     log = log or (lambda message: print(message, file=sys.stderr))
     started = time.perf_counter()
-    if dtype not in DTYPES:
-        raise EncoderError(f"dtype must be one of {', '.join(DTYPES)}; got '{dtype}'.")
-    if storage_dtype not in STORAGE_DTYPES:
-        raise EncoderError(f"storage dtype must be one of {', '.join(STORAGE_DTYPES)}; got '{storage_dtype}'.")
-    for what, value, ok in (("batch_size", batch_size, batch_size is None or batch_size >= 1),
-                            ("batch_seconds", batch_seconds, batch_seconds > 0),  # False for NaN
-                            ("workers", workers, workers is None or workers >= 0),
-                            ("commit_every", commit_every, commit_every >= 1),
-                            ("seed", seed, seed >= 0)):
-        if not ok:
-            bound = {"batch_seconds": "> 0", "workers": ">= 0", "seed": ">= 0"}.get(what, ">= 1")
-            raise EncoderError(f"{what} must be {bound}; got {value!r}. Pass "
-                               f"--{what.replace('_', '-')} a value in range.")
-    if isinstance(noise, str):  # a bad spec or noise folder is refused before anything else
-        from mer_features.noise.spec import parse_noise
-
-        noise = parse_noise(noise)
-    # every problem of the manifest at once: rows, the transcript column, missing files
-    manifest, usable, missing = read_manifest_for(
-        manifest, modality, skip_missing=skip_missing, text_column=text_column,
-        select=shard.holds if shard is not None else None)
-
-    enc = create_encoder(modality, encoder or DEFAULT_ENCODERS[modality], encoder_options)
-    if workers is not None:  # an encoder with its own thread pool (e5) takes its threads from it
-        enc.threads = max(1, workers)
-    if storage_dtype == "float16" and not enc.float16_safe:
-        raise EncoderError(f"Encoder '{enc.describe()}' gives values beyond float16's range "
-                           "(+-65504), which a float16 store would hold as inf; use "
-                           "--storage-dtype float32.")
-    device = (resolve_device(device) if (enc.uses_dtype or not enc.runs_in_workers)
-              and not enc.cpu_only else "cpu")
-    if dtype == "fp16" and device == "cpu" and enc.uses_dtype:
-        raise EncoderError("fp16 needs a GPU; on the CPU use --dtype bf16, fp32 or auto.")
-    from mer_features.encoders.tuning import IMPLS, choose_path
-
-    if compute_path not in IMPLS:
-        raise EncoderError(f"compute path must be one of {', '.join(IMPLS)}; got "
-                           f"'{compute_path}'.")
-    choice = None
-    if dtype == "auto":
-        dtype = "fp32" if not enc.uses_dtype else _stored_dtype(out, overwrite)
-    if dtype == "auto":  # the store's dtype decides, so measure now
-        choice = choose_path(enc, device, "auto", impl=compute_path)
-        dtype = choice.dtype
-    if workers is None:
-        workers = auto_workers(device, modality, enc.runs_in_workers)
-    kind = make_stage(modality, text_column=text_column, video=video, device=device,
-                      noise=noise, seed=seed,
-                      babble=[c.audio_source for c in usable] if modality == "audio" else (),
-                      workers=workers)
-    header = build_header(enc, kind, storage_dtype=storage_dtype, dtype=dtype)
-    if batch_size is None:
-        batch_size = auto_batch_size(device, dtype, modality)
-    summary = ExtractSummary(store=Path(out), modality=modality, encoder=enc.describe(),
+    options, enc, stage, out = plan.options, plan.encoder, plan.stage, plan.store
+    manifest, shard = plan.manifest, options.shard
+    summary = ExtractSummary(store=Path(out), modality=options.modality, encoder=enc.describe(),
                              total=len(manifest))
 
-    writer = StoreWriter(out, header, overwrite=overwrite, part_clips=commit_every)
+    if options.noise is not None and stage.noise is None:
+        log(f"note: no key of the noise spec '{options.noise.text or options.noise}' acts on "
+            f"{options.modality}; its features are extracted clean")
+    writer = StoreWriter(out, plan.header, overwrite=options.overwrite,
+                         part_clips=options.commit_every)
     try:
         scope = f"manifest '{manifest.path}'" + (f" (shard {shard.index}/{shard.count})"
                                                  if shard is not None else "")
-        summary.dropped = writer.restrict_to([c.name for c in manifest], prune=prune, source=scope)
+        summary.dropped = writer.restrict_to([c.name for c in manifest], prune=options.prune,
+                                             source=scope)
         if writer.damaged:
             log(f"warning: {len(writer.damaged)} clip(s) of '{out}' fail their checksums (the "
                 f"file was damaged on disk: {', '.join(writer.damaged[:5])}"
                 f"{', ...' if len(writer.damaged) > 5 else ''}); they are extracted again")
         writer.set_labels({c.name: (c.discrete or "", math.nan if c.valence is None else c.valence,
                                     c.split or "", c.extra) for c in manifest})
-        for clip, reason in missing:
+        for clip, reason in plan.missing:
             if not writer.is_done(clip.name, "missing"):
                 writer.add(ClipRecord(name=clip.name, status="missing", stage="input",
                                       reason=reason, input_hash="missing"))
             summary.missing += 1
-        hashes = kind.input_hashes(usable)
+        hashes = stage.input_hashes(plan.usable)
         todo = []
-        for clip, input_hash in zip(usable, hashes):
-            if writer.is_done(clip.name, input_hash, retry_failed=retry_failed):
+        for clip, input_hash in zip(plan.usable, hashes):
+            if writer.is_done(clip.name, input_hash, retry_failed=options.retry_failed):
                 summary.skipped += 1
                 summary.failed_before += writer.done[clip.name][1] == "failed"
                 continue
-            settled = kind.precheck(clip)
+            settled = stage.precheck(clip)
             if settled is None:
                 todo.append(Work(clip, input_hash))
-                continue
-            writer.add(ClipRecord(name=clip.name, status=settled.status, stage=settled.stage,
-                                  reason=settled.reason, input_hash=input_hash))
-            if settled.status == "empty":
+            elif settled.status == "empty":
+                writer.add(ClipRecord(name=clip.name, status="empty", stage=settled.stage,
+                                      reason=settled.reason, input_hash=input_hash))
                 summary.empty += 1
             else:
-                summary.failed += 1
-                summary.failures.append((clip.name, settled.stage, settled.reason))
-                if fail_fast:
-                    raise ClipFailedError(f"Clip '{clip.name}' failed at stage '{settled.stage}': "
-                                          f"{settled.reason}. Stopped because of --fail-fast.")
+                record_failure(writer, summary, clip.name, input_hash, settled.stage,
+                               settled.reason, fail_fast=options.fail_fast)
         if todo:
             if not enc.runs_in_workers:
-                choice = choice or choose_path(enc, device, dtype, impl=compute_path)
+                from mer_features.encoders.tuning import choose_path
+
+                choice = plan.choice or choose_path(enc, plan.device, plan.dtype,
+                                                    impl=options.compute_path)
                 if choice.warning:
                     log(f"warning: {choice.warning}")
                 if choice.measurement is not None and not choice.measurement.cached:
                     log(f"compute path for {enc.describe()}: {choice.impl}-{choice.dtype}, "
                         f"measured once on this machine ({choice.measurement.table()})")
                 enc.impl = choice.impl
-                enc.load(device, dtype)
-            run(todo, enc, kind, writer, summary, batch_size=batch_size,
-                 batch_seconds=batch_seconds, workers=workers if kind.uses_workers else 0,
-                 fail_fast=fail_fast, progress=progress, log=log)
+                enc.load(plan.device, plan.dtype)
+            run(todo, enc, stage, writer, summary, batch_size=plan.batch_size,
+                batch_seconds=options.batch_seconds,
+                workers=plan.workers if stage.uses_workers else 0,
+                fail_fast=options.fail_fast, progress=options.progress, log=log)
         if summary.truncated:
             log(f"warning: {summary.truncated} input(s) were longer than the encoder's limit and "
                 "were truncated (clips/info has 'truncated': true)")
@@ -343,7 +205,7 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
             raise WorkerDiedError(
                 f"A decoding worker process died ({' '.join(str(e).split())}). Every finished "
                 "clip is kept; run the same command again to resume. If it happens again, a "
-                "file crashes the decoder: run with --workers 0 to find it."
+                "file crashes the decoder: set `workers` to 0 to find it."
             ) from e
         raise
     except BaseException:

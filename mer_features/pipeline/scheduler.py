@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from mer_features.corpora.manifest import Clip
 from mer_features.errors import ClipError, ClipFailedError
-from mer_features.pipeline.stages import Stage
+from mer_features.modalities import Stage
 from mer_features.store import ClipRecord, StoreWriter
 
 if TYPE_CHECKING:
@@ -46,12 +46,28 @@ class _Decoded:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def record_failure(writer: StoreWriter, summary: ExtractSummary, name: str, input_hash: str,
+                   stage: str, reason: str, *, fail_fast: bool, duration: float = math.nan,
+                   info: dict[str, Any] | None = None) -> None:
+    """The one place a clip's failure is recorded: in the store (status ``failed`` with its
+    stage and reason), in the run's summary and, with ``fail_fast``, as the ClipFailedError
+    that stops the run (the clips done before it are kept)."""
+    writer.add(ClipRecord(name=name, status="failed", stage=stage, reason=reason,
+                          input_hash=input_hash, duration=duration, info=info or {}))
+    summary.failed += 1
+    summary.failures.append((name, stage, reason))
+    if fail_fast:
+        raise ClipFailedError(f"Clip '{name}' failed at stage '{stage}': {reason}. Stopped at "
+                              "the first failed clip (`fail_fast`); the clips done before it "
+                              "are kept in the store.")
+
+
 def run(todo: list[Work], enc: Any, kind: Stage, writer: StoreWriter,
          summary: ExtractSummary, *, batch_size: int, batch_seconds: float, workers: int,
          fail_fast: bool, progress: bool | None, log: Callable[[str], None]) -> None:
     from mer_features.console import progress as progress_display
 
-    todo.sort(key=lambda w: (-_size(w.clip.media_for(kind.name)), w.clip.name))
+    todo.sort(key=lambda w: (-_size(kind.media(w.clip)), w.clip.name))
     # a bar on a terminal, a line every 30 s in a log (SLURM), nothing with --no-progress
     bar = progress_display(len(todo), f"{kind.name}/{enc.describe()}", progress)
     shown = 0
@@ -68,16 +84,9 @@ def run(todo: list[Work], enc: Any, kind: Stage, writer: StoreWriter,
             if problem is not None:
                 result = ClipError("store", problem)
         if isinstance(result, ClipError):
-            rec = ClipRecord(name=decoded.name, status="failed", stage=result.stage,
-                             reason=result.reason, input_hash=decoded.input_hash,
-                             duration=decoded.length or math.nan, info=decoded.info)
-            writer.add(rec)
-            summary.failed += 1
-            summary.failures.append((decoded.name, result.stage, result.reason))
-            if fail_fast:
-                raise ClipFailedError(
-                    f"Clip '{decoded.name}' failed at stage '{result.stage}': {result.reason}. "
-                    "Stopped because of --fail-fast; clips done so far are kept in the store.")
+            record_failure(writer, summary, decoded.name, decoded.input_hash, result.stage,
+                           result.reason, fail_fast=fail_fast,
+                           duration=decoded.length or math.nan, info=decoded.info)
             if shown < 10:
                 bar.write(f"failed: clip '{decoded.name}' at {result.stage}: {result.reason}")
                 shown += 1

@@ -81,11 +81,11 @@ class LeaderboardResult(ReportResult):
 def display_names(stores: Sequence[tuple[str, str]]) -> list[str]:
     """``ENCODER:STEM`` for each (encoder, path) pair, unique (``#2``, ``#3`` ... on repeats).
     An ``hf:`` encoder is shortened to ``hf:`` + its last path part."""
+    from mer_features.encoders.base import parse_encoder_spec
+
     names: list[str] = []
     for encoder, path in stores:
-        if encoder.startswith("hf:"):
-            encoder = "hf:" + encoder[3:].rstrip("/").rsplit("/", 1)[-1]
-        base = f"{encoder}:{Path(path).name.removesuffix('.h5')}"
+        base = f"{parse_encoder_spec(encoder).short}:{Path(path).name.removesuffix('.h5')}"
         name, i = base, 1
         while name in names:
             i += 1

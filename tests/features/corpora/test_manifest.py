@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from mer_features.errors import ManifestError
-from mer_features.corpora.manifest import (check_modality, parse_manifest, read_manifest,
+from mer_features.corpora.manifest import (check_inputs, parse_manifest, read_manifest,
                                            write_manifest)
 
 
@@ -88,15 +88,16 @@ def test_missing_manifest_file(tmp_path: Path):
         read_manifest(tmp_path / "nope.csv")
 
 
-def test_check_modality_requires_a_media_column_and_can_skip_missing(tmp_path: Path):
+def test_check_inputs_requires_a_media_column_and_can_skip_missing(tmp_path: Path):
     (tmp_path / "a.wav").write_bytes(b"x")
     m = parse_manifest("name,text\na,hi\n", base_dir=tmp_path)
+    columns, media = ("video", "audio"), lambda clip: clip.audio_source
     with pytest.raises(ManifestError, match="no 'video' or 'audio' column"):
-        check_modality(m, "audio")
+        check_inputs(m, "audio", columns, media)
     m = parse_manifest("name,audio\na,a.wav\nb,b.wav\nc,\n", base_dir=tmp_path, check_files=False)
-    with pytest.raises(ManifestError, match="--skip-missing"):
-        check_modality(m, "audio")
-    usable, missing = check_modality(m, "audio", skip_missing=True)
+    with pytest.raises(ManifestError, match="`skip_missing`"):
+        check_inputs(m, "audio", columns, media)
+    usable, missing = check_inputs(m, "audio", columns, media, skip_missing=True)
     assert [c.name for c in usable] == ["a"]
     assert [(c.name, r.split(" ")[0]) for c, r in missing] == [("b", "file"), ("c", "no")]
 
@@ -112,24 +113,25 @@ def test_one_pass_reports_rows_transcripts_and_missing_files_together(tmp_path: 
     """A duplicate name does not hide the bad label on its row, and the clips whose file is
     missing come in the same message as the rows' problems (not in a second run), cut at 20
     lines with a count of the rest."""
-    from mer_features.corpora.manifest import read_manifest_for
+    from mer_features.modalities import get_stage
 
+    read_manifest_for = get_stage("audio")().read_manifest
     (tmp_path / "a.wav").write_bytes(b"x")
     rows = "".join(f"m{i},m{i}.wav,,\n" for i in range(45))
     text = "name,audio,discrete,valence\na,a.wav,happy,1\na,a.wav,joyful,1\n" + rows
     (tmp_path / "m.csv").write_text(text, encoding="utf-8")
     with pytest.raises(ManifestError) as info:
-        read_manifest_for(tmp_path / "m.csv", "audio")
+        read_manifest_for(tmp_path / "m.csv")
     message = str(info.value)
     assert "has 47 problem(s)" in message and "... and 27 more problem(s)" in message
     assert "line 3 (clip 'a'): duplicate name (first used on line 2)" in message
     assert "line 3 (clip 'a'): unknown discrete label 'joyful'" in message
     assert "line 4 (clip 'm0'): file" in message and "Fix these rows" in message
-    assert "--skip-missing" in message
+    assert "`skip_missing`" in message  # the library names the parameter; the CLI, its flag
     # with --skip-missing only the rows' problems remain
     with pytest.raises(ManifestError) as info:
-        read_manifest_for(tmp_path / "m.csv", "audio", skip_missing=True)
-    assert "has 2 problem(s)" in str(info.value) and "--skip-missing" not in str(info.value)
+        read_manifest_for(tmp_path / "m.csv", skip_missing=True)
+    assert "has 2 problem(s)" in str(info.value) and "skip_missing" not in str(info.value)
 
 
 @pytest.mark.parametrize("value, number", [("-2.5", -2.5), ("3", 3.0), (".5", 0.5),
@@ -154,13 +156,14 @@ def test_a_capitalised_extra_column_is_fine_when_the_real_one_is_there(tmp_path:
 
 
 def test_a_shard_is_validated_whole_and_selected(tmp_path: Path):
-    from mer_features.corpora.manifest import read_manifest_for
+    from mer_features.modalities import get_stage
 
+    read_manifest_for = get_stage("audio")().read_manifest
     for name in "abc":
         (tmp_path / f"{name}.wav").write_bytes(b"x")
     (tmp_path / "m.csv").write_text("name,audio\na,a.wav\nb,b.wav\nc,c.wav\nd,d.wav\n")
     with pytest.raises(ManifestError, match="line 5 \\(clip 'd'\\)"):
-        read_manifest_for(tmp_path / "m.csv", "audio")  # d's file is missing
-    manifest, usable, missing = read_manifest_for(tmp_path / "m.csv", "audio",
+        read_manifest_for(tmp_path / "m.csv")  # d's file is missing
+    manifest, usable, missing = read_manifest_for(tmp_path / "m.csv",
                                                   select=lambda n: n in "ab")
     assert manifest.names == ["a", "b"] and [c.name for c in usable] == ["a", "b"]

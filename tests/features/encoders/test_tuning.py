@@ -9,7 +9,7 @@ import pytest
 
 from mer_features import autotune
 from mer_features.encoders import create_encoder, tuning
-from mer_features.errors import EncoderError
+from mer_features.errors import EncoderError, ParameterError
 from mer_features.store import FeatureStore
 
 MACHINE = {"cpu": "Test CPU", "cpu_flags": "00", "flags_shown": ["avx2"], "torch": "2.x",
@@ -170,5 +170,5 @@ def test_compute_path_is_checked(tmp_path: Path, audio_corpus: Path):
         main(["extract", "--modality", "audio", "--manifest", str(audio_corpus), "--out",
               str(tmp_path / "x.h5"), "--compute-path", "quick", "--no-progress"])
     assert exit_.value.code == 2
-    with pytest.raises(EncoderError, match="compute path must be one of"):
+    with pytest.raises(ParameterError, match="`compute_path` must be one of auto, fast, stock"):
         extract(audio_corpus, tmp_path / "y.h5", compute_path="quick", progress=False)

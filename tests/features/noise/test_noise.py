@@ -131,6 +131,12 @@ def test_corrupted_copies_use_the_pipelines_draws(tmp_path: Path, audio_corpus: 
         clean = clean.mean(axis=1)
         assert abs(snr_db(clean, noisy - clean) - draws["snr_db"]) < 0.1
         assert (clip.discrete, clip.valence) == (orig.discrete, orig.valence)
+    # a video key does not change the audio draws (as in extract --noise)
+    both = tmp_path / "both"
+    assert main(["corrupt", "--manifest", str(audio_corpus), "--noise",
+                 "snr=5:10,source=pink,blur=2", "--seed", "3", "--out", str(both)]) == 0
+    for a, b in zip(copies, read_manifest(both / "manifest.csv")):
+        np.testing.assert_array_equal(sf.read(a.audio)[0], sf.read(b.audio)[0])
 
     demo = write_demo(tmp_path / "demo", n_clips=6)
     vout = tmp_path / "vnoisy"

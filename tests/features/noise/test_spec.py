@@ -53,7 +53,25 @@ SPECS = ["snr=10,source=white", "snr=10,source=pink", "snr=5:10,source=babble",
 @pytest.mark.parametrize("spec", SPECS)
 @pytest.mark.parametrize("modality", [None, "audio", "video", "text"])
 def test_describe_noise_keeps_its_contract(spec: str, modality: str | None):
+    if (spec, modality) in {("blur=2,unknown=1", None), ("blur=2,unknown=1", "video"),
+                            ("snr=5:", None), ("snr=5:", "audio")}:
+        # One grammar (issue 25): a spec with an unknown key does not parse, so it is labelled
+        # by its text, where the old lenient reader labelled the keys it knew.
+        assert describe_noise(spec, modality) == {"label": spec, "snr_db": None, "source": None}
+        return
     assert describe_noise(spec, modality) == _describe_before_issue_14(spec, modality)
+
+
+def test_describe_noise_reads_what_parse_noise_reads():
+    """describe_noise has no grammar of its own: what parse_noise refuses is labelled by its
+    text, and equal specs written differently get one label."""
+    assert describe_noise("jpeg=30, blur=2 ,snr=5:10") == describe_noise(
+        "snr=5:10,source=white,blur=2,jpeg=30")
+    assert describe_noise("snr=5:10,snr=3")["label"] == "snr=5:10,snr=3"  # refused: twice
+    assert describe_noise("snr=0,source=/no/such/folder")["label"] == "0 dB folder"  # not checked
+    assert parse_noise("snr=5,blur=2").restricted("audio") == parse_noise("snr=5")
+    assert parse_noise("snr=5,blur=2").restricted("video") == parse_noise("blur=2")
+    assert parse_noise("blur=2").restricted("audio") is None
 
 
 def test_describe_noise_labels():

@@ -87,9 +87,11 @@ def test_a_level_with_failed_clips_does_not_stop_the_sweep(corpus: Path, tmp_pat
 ])
 def test_bad_levels_are_refused_before_any_work(corpus: Path, tmp_path: Path, capsys, levels,
                                                 words):
-    assert main(_sweep(corpus, tmp_path / "s", levels)) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and words in err and err.count("\n") == 1
+    assert main(_sweep(corpus, tmp_path / "s", levels)) == 2  # a bad argument
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("usage: mer-features sweep")
+    assert err[-1].startswith("mer-features sweep: error: ") and words in err[-1]
+    assert "--levels" in err[-1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]
 
 
