@@ -40,7 +40,7 @@ from mer_heads.folds import (check_given_folds, draw_folds, plan_of, speaker_lik
 from mer_heads.heads import Head, get_head, known_heads
 from mer_heads.heads.layers import check_learned, layer_counts
 from mer_heads.metrics import Scores, score
-from mer_heads.runtime import PREDICT_CHUNK
+from mer_heads.runtime import PREDICT_CHUNK, threads_session
 
 if TYPE_CHECKING:
     from mer_heads.data.dataset import MultimodalData
@@ -81,6 +81,7 @@ class CrossValidatedHead(BaseEstimator):
     precision : ``fp32``, ``bf16`` (matrix products in bfloat16, fp32 weights and sums) or
         ``auto`` (bf16 where the hardware computes it natively: AMX/AVX512-BF16 CPUs, CUDA).
     device : ``cpu``, ``cuda[:N]`` or ``auto``.
+    threads : CPU threads (torch and BLAS) of every fit and prediction (:mod:`mer_heads.runtime`).
 
     Attributes set by ``fit`` (F = folds x seeds models, n = training clips)
     -------------------------------------------------------------------------
@@ -116,7 +117,8 @@ class CrossValidatedHead(BaseEstimator):
                  batch_size: int | None = _DEFAULT.batch_size,
                  valence_weight: float = _DEFAULT.valence_weight,
                  modality_dropout: float = _DEFAULT.modality_dropout, C: float = _DEFAULT.C,
-                 precision: str = _DEFAULT.precision, device: str = _DEFAULT.device):
+                 precision: str = _DEFAULT.precision, device: str = _DEFAULT.device,
+                 threads: int = _DEFAULT.threads):
         self.model = model
         self.folds = folds
         self.groups = groups
@@ -133,6 +135,7 @@ class CrossValidatedHead(BaseEstimator):
         self.C = C
         self.precision = precision
         self.device = device
+        self.threads = threads
 
     @classmethod
     def from_config(cls, config: HeadConfig | dict[str, Any] | None = None
@@ -248,7 +251,8 @@ class CrossValidatedHead(BaseEstimator):
             fold_labels = np.tile(labels, (k, 1))
             fold_labels[:, pseudo_rows] = pseudo_labels
             fold_labels = np.tile(fold_labels, (1, 1 + len(copies)))
-        val_proba, val_valence = head.fit(self, stacked, train_rows, val_rows, fold_labels)
+        with threads_session(self.threads):
+            val_proba, val_valence = head.fit(self, stacked, train_rows, val_rows, fold_labels)
         self._score(data, train, fold, val_rows, val_proba, val_valence)
         return self
 
@@ -407,7 +411,8 @@ class CrossValidatedHead(BaseEstimator):
                 ) -> Iterator[tuple[int, MultimodalData, Any]]:
         """(start, the clips of ``data`` at ``rows[start:start + chunk]``, the head's predict
         function) per chunk, inside one predictor session (the stack on its device)."""
-        with get_head(self.model).predictor(self, data, min(len(rows), 512)) as predict:
+        with threads_session(self.threads), \
+                get_head(self.model).predictor(self, data, min(len(rows), 512)) as predict:
             for start in range(0, len(rows), chunk):
                 yield start, data.subset(rows[start:start + chunk]), predict
 
@@ -481,7 +486,8 @@ class CrossValidatedHead(BaseEstimator):
                             f"({listed(lacking)}).")
         data = X.subset(np.array([where[n] for n in self.train_names_], np.int64))
         own = [np.flatnonzero(self.fold_ == f) for f in self.model_folds_]
-        with get_head(self.model).predictor(self, data, self.batch_size_) as predict:
+        with threads_session(self.threads), \
+                get_head(self.model).predictor(self, data, self.batch_size_) as predict:
             probas, valences = predict(data, own)
         n = len(data)
         proba, valence = np.zeros((n, len(EMOTIONS))), np.zeros(n)

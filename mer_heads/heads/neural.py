@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from mer_heads.errors import DataError
 from mer_heads.heads.registry import NEURAL, Head
-from mer_heads.runtime import (StackShape, compute_dtype, resolve_device, resolve_precision,
-                               threads_for, torch_session)
+from mer_heads.runtime import compute_dtype, resolve_device, resolve_precision, torch_session
 
 if TYPE_CHECKING:
     import numpy as np
@@ -87,10 +86,8 @@ class NeuralHead(Head):
         n_models, widths = len(est.model_folds_), input_widths(data)
         est.batch_size_ = est.batch_size or auto_batch_size(
             max(len(r) for r in train_rows), n_models * sum(widths), est.epochs)
-        with torch_session(device, threads_for(n_models, est.batch_size_, widths, est.hidden)):
-            est.precision_ = resolve_precision(est.precision, device, StackShape(
-                n_models, tuple(data.dims), est.model, est.hidden, est.batch_size_,
-                tuple(w // d for w, d in zip(widths, data.dims)) if data.input == "frames" else ()))
+        with torch_session(device, est.threads):
+            est.precision_ = resolve_precision(est.precision, device)
             tensors = DeviceData(data, est.standardizer_, device, compute_dtype(est.precision_),
                                  fold_labels)
             module = StackedHead(n_models, data.dims, model=est.model, input=data.input,
@@ -123,7 +120,7 @@ class NeuralHead(Head):
     def predictor(self, est: CrossValidatedHead, data: MultimodalData, batch: int
                   ) -> Iterator[Predict]:
         """The fitted stack on its device in the run's compute dtype, inside a torch session
-        with the threads for ``batch`` clips of ``data`` per model. Yields
+        with the run's threads (``batch``: clips per model per call). Yields
         ``predict(part, rows=None, *, mean=False, valence=True)``: for the clips of ``part``
         (a subset of ``data``), every model's outputs on its own ``rows[f]`` (F arrays of
         row indices; None: every clip), as F float64 arrays (n_f, 6) and (n_f,); with
@@ -137,7 +134,6 @@ class NeuralHead(Head):
         dtype = compute_dtype(est.precision_)
         module = est.stack_.to(device)
         module.set_compute_dtype(dtype)
-        threads = threads_for(len(est.model_folds_), batch, input_widths(data), est.hidden)
         folds = torch.as_tensor(est.model_folds_, dtype=torch.int64).to(device)
 
         def predict(part: MultimodalData, rows: list[np.ndarray] | None = None, *,
@@ -157,7 +153,7 @@ class NeuralHead(Head):
                     [val[f, :n] for f, n in enumerate(lengths)])
 
         try:
-            with torch_session(device, threads):
+            with torch_session(device, est.threads):
                 yield predict
         finally:
             est.stack_ = module.to(torch.device("cpu"))
