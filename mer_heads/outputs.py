@@ -19,8 +19,10 @@ Nothing is lost (issue 22):
   written everything is the new folder swapped with ``--out`` in one atomic rename
   (``renameat2(RENAME_EXCHANGE)``; two renames where the kernel or file system lacks it, with
   :func:`recover` finishing or undoing them at the next command). Files in ``--out`` that are
-  not the command's (another command's result, a user's notes) are moved over first, so a kill
-  at any moment leaves the old result or the new one, never a mix and never neither.
+  not the command's (another command's result, a user's notes) are hard-linked into the new
+  folder first, so a kill at any moment leaves the old result or the new one, never a mix and
+  never neither. A folder that holds other files and no earlier result (a data folder given as
+  ``--out``) is written into in place, file by file, and none of its files is moved.
 * A file ``--out`` (``predict``) replaces only what the command itself writes: a prediction
   file made by mer-heads (:func:`is_prediction_file`), never a store, a manifest or a label file.
 """
@@ -252,13 +254,27 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def _carry(stage: _Stage) -> None:
-    """Move the output folder's entries that are not this command's into the staging folder
-    (each a rename; the journal first, so :func:`recover` can move them back)."""
+    """Give the staging folder the output folder's entries that are not this command's: as
+    hard links (the originals stay where they are until the swap), or, where the file system
+    has none, moved one by one after a journal that lets :func:`recover` move them back."""
     names = sorted(e.name for e in os.scandir(stage.final)
                    if e.name not in stage.owned and not (stage.staging / e.name).exists()
                    and not e.name.startswith(".write-test-"))
     if not names:
         return
+    try:
+        for name in names:
+            source, target = stage.final / name, stage.staging / name
+            if source.is_dir() and not source.is_symlink():
+                shutil.copytree(source, target, symlinks=True, copy_function=os.link)
+            else:
+                os.link(source, target, follow_symlinks=False)
+        return
+    except OSError:
+        for name in names:
+            shutil.rmtree(stage.staging / name, ignore_errors=True)
+            if (stage.staging / name).is_symlink() or (stage.staging / name).exists():
+                (stage.staging / name).unlink()
     (stage.staging / JOURNAL).write_text("\n".join(names) + "\n", encoding="utf-8")
     for name in names:
         os.rename(stage.final / name, stage.staging / name)
@@ -345,6 +361,14 @@ def _can_stage(final: Path) -> bool:
             and cwd != final and final not in cwd.parents)
 
 
+def _holds_only_results(final: Path, marker: str) -> bool:
+    """Whether ``final`` is new, empty or holds an earlier result of the command (``marker``):
+    a folder of other files (a data folder given as --out) is written into in place, its files
+    never moved."""
+    return not final.is_dir() or (final / marker).exists() or not any(
+        not e.name.startswith((".write-test-", ".mer-heads.lock")) for e in os.scandir(final))
+
+
 @contextmanager
 def output_folder(out: str | Path, *, marker: str, overwrite: bool, what: str
                   ) -> Iterator[Path]:
@@ -358,24 +382,24 @@ def output_folder(out: str | Path, *, marker: str, overwrite: bool, what: str
     out = Path(out)
     created = prepare_out_dir(out, marker=marker, overwrite=overwrite, what=what)
     final = Path(os.path.realpath(out))  # a symbolic link to a folder: swap the folder
-    stage = None
-    token = None
     try:
         with lock_folder(final):
             recover(final)
             if (out / marker).exists() and not overwrite:  # another command finished meanwhile
                 prepare_out_dir(out, marker=marker, overwrite=overwrite, what=what)
-            if _can_stage(final):
-                staging = final.with_name(f".{final.name}.new-{os.getpid()}")
-                try:
-                    staging.mkdir()
-                except OSError as e:
-                    raise OutputError(f"Cannot write beside --out '{out}' ('{staging}'): "
-                                      f"{os_reason(e)}. Give a folder you can write to.") from e
-                stage = _Stage(final, staging, Path(os.path.abspath(out)))
-                token = _STAGES.set((*_STAGES.get(), stage))
-            yield out
-            if stage is not None:
+            if not (_can_stage(final) and _holds_only_results(final, marker)):
+                yield out
+                return
+            staging = final.with_name(f".{final.name}.new-{os.getpid()}")
+            try:
+                staging.mkdir()
+            except OSError as e:
+                raise OutputError(f"Cannot write beside --out '{out}' ('{staging}'): "
+                                  f"{os_reason(e)}. Give a folder you can write to.") from e
+            stage = _Stage(final, staging, Path(os.path.abspath(out)))
+            token = _STAGES.set((*_STAGES.get(), stage))
+            try:
+                yield out
                 _STAGES.reset(token)
                 token = None
                 try:
@@ -383,16 +407,17 @@ def output_folder(out: str | Path, *, marker: str, overwrite: bool, what: str
                 except OSError as e:
                     raise OutputError(f"Cannot put the new {what} into --out '{out}': "
                                       f"{os_reason(e)}; the earlier content of the folder is "
-                                      "unchanged.") from e
+                                      "kept.") from e
+            finally:
+                if token is not None:
+                    _STAGES.reset(token)
+                if staging.exists():
+                    shutil.rmtree(staging, ignore_errors=True)
+                recover(final)  # a swap that failed half-way is undone
     except BaseException:
-        if stage is not None:
-            shutil.rmtree(stage.staging, ignore_errors=True)
         if created:
             remove_if_empty(out)
         raise
-    finally:
-        if token is not None:
-            _STAGES.reset(token)
 
 
 def remove_if_empty(folder: Path) -> None:

@@ -1178,3 +1178,30 @@ def test_predict_replaces_its_own_prediction_file(world, tmp_path) -> None:
     predict_run(world["run"], out)  # a file it wrote is replaced
     assert out.read_bytes() == first
     assert not is_prediction_file(world["truth"])  # MER 2023's label format: short valences
+
+
+def test_a_swap_that_fails_half_way_keeps_the_earlier_run(world, tmp_path, monkeypatch) -> None:
+    """Without RENAME_EXCHANGE the swap takes two renames; when the second fails, the earlier
+    run goes back in place, and the error says so."""
+    from mer_heads import outputs
+    from mer_heads.errors import OutputError
+
+    out = tmp_path / "run"
+    fit_run([world["few"]], out, model="logreg", folds=3, seed=1)
+    before = (out / "run.json").read_bytes()
+    real = os.rename
+    calls = []
+
+    def second_fails(a, b):
+        calls.append((a, b))
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(a, b)
+
+    monkeypatch.setattr(outputs, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(outputs.os, "rename", second_fails)
+    with pytest.raises(OutputError, match=r"Cannot put the new run into --out .*No space left "
+                                          r"on device; the earlier content of the folder is kept"):
+        fit_run([world["few"]], out, model="logreg", folds=3, seed=2, overwrite=True)
+    assert (out / "run.json").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
