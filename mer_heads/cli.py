@@ -322,8 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stores to predict, one per modality in the run's order (default: the "
                    "run's training stores)")
     p.add_argument("--out", required=True, help="CSV to write; an existing file is replaced "
-                   "only if it is a prediction file mer-heads wrote (never a store, manifest or "
-                   "label file)")
+                   "only if it is a prediction file that predict wrote (never a store, a "
+                   "manifest or a label file)")
     p.add_argument("--join", default="exact", choices=DataConfig.__dataclass_fields__[
         "join"].metadata["choices"], help="exact: stores must hold the same clips; inner: use "
         "the common ones (default exact)")
