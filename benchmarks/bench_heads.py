@@ -181,7 +181,8 @@ def main() -> int:
         s = score(data.labels, proba.argmax(1), data.valence, valence)
         return {"f1": s.f1, "mse": s.mse, "metric": s.metric}
 
-    params = dict(folds=5, epochs=args.epochs, precision=args.precision)
+    params = dict(folds=5, epochs=args.epochs, precision=args.precision,
+                  threads=torch.get_num_threads())  # each fit sets its own threads
     if args.batch_size:
         params["batch_size"] = args.batch_size
     start = time.perf_counter()

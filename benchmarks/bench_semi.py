@@ -116,7 +116,8 @@ def main() -> int:
           f"{rss_data:.2f} GB; threshold {args.threshold}, 1 round, 5 folds x {args.epochs} "
           f"epochs, {torch.get_num_threads()} torch thread(s)", flush=True)
 
-    params = dict(folds=5, epochs=args.epochs, precision=args.precision, seed=0)
+    params = dict(folds=5, epochs=args.epochs, precision=args.precision, seed=0,
+                  threads=torch.get_num_threads())  # each fit sets its own threads
     settings = SemiSettings("threshold", rounds=1, threshold=args.threshold)
     start = time.perf_counter()
     result = fit_semi(data, settings, params)

@@ -1,23 +1,63 @@
 """``mer-heads``: the command line. Each command parses arguments and calls one library function;
 torch and scikit-learn are imported inside the commands so ``--help`` is instant.
 
-Exit codes: 0 done; 1 an error stopped the command (one line on stderr: what is wrong and what
-to do; an unexpected one says "internal error", and ``--debug`` shows its traceback); 2 bad
-arguments; 130 interrupted; 141 the output pipe was closed (``mer-heads ... | head``).
+Exit codes: 0 done; 2 the command line is wrong, found before any file is read (argparse's
+usage and one error line: an unknown or misspelt option, named first with the option it
+resembles; a missing option; a value of the wrong type, out of range, or contradicting
+another option, as the settings classes of :mod:`mer_heads.config` refuse them); 1 an error
+found afterwards (one line on stderr: what is wrong and what to do; an unexpected one says
+"internal error", and ``--debug`` shows its traceback); 130 interrupted; 141 the output pipe
+was closed (``mer-heads ... | head``).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import re
 import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from mer_heads import __version__
 from mer_heads.config import DataConfig, HeadConfig, SemiSettings, cli_help, parameter_flag
 from mer_heads.errors import MerHeadsError, ParameterError
 from mer_heads.heads import heads_using
+
+
+INTEGER = re.compile(r"[+-]?[0-9]+")
+NEGATIVE_NUMBER = re.compile(r"-[0-9]+|-[0-9]*\.[0-9]+")
+"""A token argparse takes as a value, not an option (its own rule, for parsers without options
+that look like negative numbers)."""
+
+
+def _int(text: str) -> int:
+    """argparse type: an integer in plain digits (``1_000``, ``2.0`` and `` 3`` are refused,
+    though Python's int() takes some of them)."""
+    if not INTEGER.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"must be an integer; got {text!r}")
+    return int(text)
+
+
+def _float(text: str) -> float:
+    """argparse type: a decimal number (``1e-3``, ``.5``; ``inf`` and ``nan`` pass, so that the
+    option's range says why they are refused). ``0_5`` is refused, not read as 5."""
+    from mer_heads.data.labels import parse_number
+
+    try:
+        return parse_number(text, finite=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number; got {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (the range is said in the usage error)."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}")
+    return value
 
 
 def add_options(parser, cls: type, only: tuple[str, ...] | None = None) -> None:
@@ -29,7 +69,7 @@ def add_options(parser, cls: type, only: tuple[str, ...] | None = None) -> None:
         if not meta.get("flag") or (only is not None and f.name not in only):
             continue
         choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
-        kind = {"int": int, "float": float}.get(str(f.type).split(" |")[0])
+        kind = {"int": _int, "float": _float}.get(str(f.type).split(" |")[0])
         parser.add_argument(meta["flag"], dest=f.name, type=kind, choices=choices,
                             metavar=meta["metavar"], default=argparse.SUPPRESS,
                             help=cli_help(f, heads_using))
@@ -40,15 +80,14 @@ def _given(args: argparse.Namespace, cls: type) -> dict:
 
 
 def _configs(args: argparse.Namespace) -> dict:
-    """The head's and the loading's settings of a command's arguments."""
-    return dict(head=HeadConfig(**_given(args, HeadConfig)),
-                loading=DataConfig(**_given(args, DataConfig)))
+    """The head's and the loading's settings of a command's arguments (checked: a value out of
+    range raises :class:`ParameterError`, which :func:`parse_args` turns into exit 2)."""
+    from mer_heads.heads.layers import check_learned
 
-
-def _set_threads(args: argparse.Namespace) -> None:
-    from mer_heads.runtime import set_threads
-
-    set_threads(getattr(args, "threads", None))
+    head, loading = (HeadConfig(**_given(args, HeadConfig)),
+                     DataConfig(**_given(args, DataConfig)))
+    check_learned(head.model, loading.layers)
+    return dict(head=head, loading=loading)
 
 
 def _semi_settings(args: argparse.Namespace) -> SemiSettings | None:
@@ -63,6 +102,47 @@ def _semi_settings(args: argparse.Namespace) -> SemiSettings | None:
                                  "or drop the option.")
         return None
     return SemiSettings(**given)
+
+
+def _sweep_values(strategy: str, text: str) -> list[float]:
+    """--values of ``semi-sweep``: comma-separated numbers, each a valid threshold (a quantile
+    for class-quantile), as :class:`SemiSettings` checks it; a bad one names --values."""
+    words = [w.strip() for w in text.split(",")]
+    values = []
+    for word in words:
+        try:
+            values.append(_float(word))
+        except argparse.ArgumentTypeError:
+            raise ParameterError(f"--values must be comma-separated numbers, e.g. 0.5,0.7,0.9; "
+                                 f"got {word!r} in {text!r}.") from None
+    if len(set(values)) < len(values):
+        raise ParameterError(f"--values lists a value twice ({text}); give each once.")
+    quantile = strategy == "class-quantile"
+    for value in values:
+        try:
+            SemiSettings(strategy=strategy, **{"quantile" if quantile else "threshold": value})
+        except ParameterError:
+            what, bounds = (("a class quantile", "[0, 1]") if quantile else
+                            ("a confidence threshold", "(0, 1]"))
+            raise ParameterError(f"--values: {value:g} is not {what} in {bounds} (--semi "
+                                 f"{strategy}); give values in {bounds}, e.g. "
+                                 "0.5,0.7,0.9.") from None
+    return values
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Everything a command's options alone decide, checked before any file is read."""
+    settings: dict[str, Any] = {}
+    if getattr(args, "head_options", False):
+        settings.update(_configs(args))
+    if args.command == "fit":
+        settings["semi"] = _semi_settings(args)
+    if args.command == "semi-sweep":
+        settings["values"] = _sweep_values(args.semi, args.values)
+        semi = _given(args, SemiSettings)
+        SemiSettings(strategy=args.semi, **semi)  # --hide-labels, --semi-rounds ... in range
+        settings["semi"] = semi
+    return settings
 
 
 def _print_notes(notes: list[str]) -> None:
@@ -83,12 +163,11 @@ def _print_report(result: Any, paths: list[Path], seconds: float | None = None) 
 def cmd_fit(args: argparse.Namespace) -> int:
     from mer_heads.experiments.fit import fit_run
 
-    semi = _semi_settings(args)
-    configs = _configs(args)
-    _set_threads(args)
-    result = fit_run(args.features, args.out, train_split=args.train_split,
-                     test_split=args.test_split, semi=semi, augment=args.augment or (),
-                     overwrite=args.overwrite, **configs)
+    settings = args.settings
+    result = fit_run(args.features, args.out, settings["head"], settings["loading"],
+                     train_split=args.train_split, test_split=args.test_split,
+                     semi=settings["semi"], augment=args.augment or (),
+                     overwrite=args.overwrite)
     print(result.table())
     _print_notes(result.metrics["notes"])
     print(f"{result.run_dir}: metrics.json, report.md, confusion.png, models/ "
@@ -129,10 +208,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_ablate(args: argparse.Namespace) -> int:
     from mer_heads.experiments.ablation import ablate
 
-    configs = _configs(args)
-    _set_threads(args)
     result = ablate(args.features, args.out, train_split=args.train_split,
-                    overwrite=args.overwrite, **configs)
+                    overwrite=args.overwrite, **args.settings)
     _print_report(result, [result.csv_path, result.markdown_path], result.seconds)
     return 0
 
@@ -140,12 +217,10 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 def cmd_robustness(args: argparse.Namespace) -> int:
     from mer_heads.experiments.robustness import robustness
 
-    configs = _configs(args)
-    _set_threads(args)
     result = robustness(args.features or [], args.condition or [], args.out, sweep=args.sweep,
                         augment=args.augment or (), sets=args.sets,
                         train_split=args.train_split, test_split=args.test_split,
-                        overwrite=args.overwrite, **configs)
+                        overwrite=args.overwrite, **args.settings)
     _print_report(result, [result.csv_path, result.markdown_path, result.json_path,
                            result.png_path], result.seconds)
     return 0
@@ -154,11 +229,9 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from mer_heads.experiments.leaderboard import leaderboard
 
-    configs = _configs(args)
-    _set_threads(args)
     result = leaderboard(args.features, args.out, seeds=args.seeds, top_n=args.top_n,
                          fusion=args.fusion, train_split=args.train_split,
-                         overwrite=args.overwrite, **configs)
+                         overwrite=args.overwrite, **args.settings)
     _print_report(result, [result.markdown_path, result.csv_path, result.json_path,
                            result.png_path], result.seconds)
     return 0
@@ -167,13 +240,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def cmd_semi_sweep(args: argparse.Namespace) -> int:
     from mer_heads.experiments.semi_sweep import semi_sweep
 
-    configs = _configs(args)
-    semi = _given(args, SemiSettings)
-    _set_threads(args)
-    result = semi_sweep(args.features, args.out, strategy=args.semi, values=args.values,
-                        hide_labels=semi.get("hide_labels"), rounds=semi.get("rounds", 1),
-                        teacher=semi.get("teacher", "fold"), train_split=args.train_split,
-                        overwrite=args.overwrite, **configs)
+    settings = dict(args.settings)
+    semi = settings.pop("semi")
+    result = semi_sweep(args.features, args.out, strategy=args.semi,
+                        values=settings.pop("values"), hide_labels=semi.get("hide_labels"),
+                        rounds=semi.get("rounds", 1), teacher=semi.get("teacher", "fold"),
+                        train_split=args.train_split, overwrite=args.overwrite, **settings)
     _print_report(result, [result.markdown_path, result.csv_path, result.json_path,
                            result.png_path], result.seconds)
     return 0
@@ -189,17 +261,6 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (the range is said in the usage error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}")
-    return value
-
-
 def _add_head_arguments(p: argparse.ArgumentParser, features_required: bool = True,
                         skip: tuple[str, ...] = ()) -> None:
     p.add_argument("--features", action="append", required=features_required,
@@ -210,11 +271,10 @@ def _add_head_arguments(p: argparse.ArgumentParser, features_required: bool = Tr
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier result in --out (otherwise refused)")
     add_options(p, DataConfig)
-    p.add_argument("--train-split", help="train on clips of this split only")
+    p.add_argument("--train-split", help="train on clips of this split only (default: every "
+                   "split)")
     add_options(p, HeadConfig, tuple(f.name for f in fields(HeadConfig) if f.name not in skip))
-    p.add_argument("--threads", type=_positive_int, default=None,
-                   help="CPU threads for torch (default: torch's, i.e. all cores; small runs "
-                   "use one). On a machine shared with other jobs, 1 is often faster")
+    p.set_defaults(head_options=True)
 
 
 def _add_augment(p: argparse.ArgumentParser, more: str = "") -> None:
@@ -222,22 +282,34 @@ def _add_augment(p: argparse.ArgumentParser, more: str = "") -> None:
                    help="multi-condition training: a corrupted copy of the --features store "
                    "KEY (`mer-features extract --noise SPEC --seed N`, same clips and encoder); "
                    "each fold also trains on its training clips' copies, never a held-out "
-                   "clip's. Repeat for several copies (5-10 dB white, pink, babble, blur)" + more)
+                   "clip's. Repeat for several copies (5-10 dB white, pink, babble, blur)" + more
+                   + " (default: none)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse without abbreviations: ``--feature`` is not taken for ``--features``, so an
+    option added later can never change what an old command line means."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mer-heads",
         description="Fusion and multi-task heads on cached features, with the MER 2023 protocol.")
+    parser.add_argument("--version", action="version", version=f"mer-heads {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error instead of one line")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("fit", help="cross-validate a head and write a run directory",
                        description="K-fold cross-validation with the best epoch per fold; writes "
                        "RUN_DIR/metrics.json, the models, report.md and confusion.png.")
     _add_head_arguments(p)
-    p.add_argument("--test-split", help="also predict (and score, if labelled) this split")
+    p.add_argument("--test-split", help="also predict (and score, if labelled) this split "
+                   "(default: none)")
     _add_augment(p)
     add_options(p.add_argument_group("semi-supervised (MER-SEMI): pseudo-label unlabelled "
                                      "clips"), SemiSettings)
@@ -249,7 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", action="append", metavar="[KEY=]STORE",
                    help="stores to predict, one per modality in the run's order (default: the "
                    "run's training stores)")
-    p.add_argument("--out", required=True, help="CSV to write (replaced if it exists)")
+    p.add_argument("--out", required=True, help="CSV to write; an existing file is replaced "
+                   "only if it is a prediction file that predict wrote (never a store, a "
+                   "manifest or a label file)")
     p.add_argument("--join", default="exact", choices=DataConfig.__dataclass_fields__[
         "join"].metadata["choices"], help="exact: stores must hold the same clips; inner: use "
         "the common ones (default exact)")
@@ -282,16 +356,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--condition", action="append", nargs="+", metavar="[LABEL] KEY=STORE",
                    help="one corrupted version of the data: an optional label (default: from "
                    "the stores' noise spec, e.g. '10 dB pink') and the corrupted store of each "
-                   "modality it changes; the others keep their clean store. Repeat per level")
+                   "modality it changes; the others keep their clean store. Repeat per level "
+                   "(default: none; give --condition or --sweep)")
     p.add_argument("--sweep", metavar="FILE",
                    help="the JSON file `mer-features sweep` writes: each of its levels is a "
                    "condition (labelled as the file says), and its clean store is the swept "
-                   "modality's unless --features names that modality")
+                   "modality's unless --features names that modality (default: none)")
     p.add_argument("--sets", default="all", choices=["all", "minimal"],
                    help="modality sets: every combination (default), or each modality alone "
                    "and all together")
     p.add_argument("--test-split", help="score the fold ensemble on this split instead of "
-                   "held-out folds")
+                   "held-out folds (default: none, the held-out folds)")
     _add_augment(p, "; a multi-condition head per modality set is scored beside each "
                  "clean-trained one (their noise draws must differ from every condition's)")
     p.set_defaults(func=cmd_robustness)
@@ -346,10 +421,11 @@ def _add_research_commands(sub) -> None:
                        "overlap; a violin/box figure. Writes OUT/describe.md, .csv, .json, "
                        ".png.")
     p.add_argument("--features", action="append", metavar="[KEY=]STORE",
-                   help="take the labels of these stores (repeatable; joined by clip name)")
-    p.add_argument("--manifest", help="take the labels of this manifest CSV")
+                   help="take the labels of these stores (repeatable; joined by clip name) "
+                   "(default: none; give one of --features, --manifest, --labels)")
+    p.add_argument("--manifest", help="take the labels of this manifest CSV (default: none)")
     p.add_argument("--labels", help="take the labels of this name,discrete,valence CSV (MER "
-                   "2023 train-label.csv)")
+                   "2023 train-label.csv) (default: none)")
     p.add_argument("--join", default="exact", choices=DataConfig.__dataclass_fields__[
         "join"].metadata["choices"], help="with several --features: exact (same clips) or "
         "inner (the common ones) (default exact)")
@@ -363,8 +439,95 @@ def _one_line(message: str) -> str:
     return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
 
 
+def error_text(e: BaseException) -> str:
+    """The one line an error of the library is shown as (after ``error: `` at exit 1, or in
+    argparse's usage error at exit 2)."""
+    return _one_line(e)
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def _takes_value(action: argparse.Action) -> bool:
+    return action.nargs is None or action.nargs == 1
+
+
+def _unknown_options(parser: argparse.ArgumentParser, tokens: list[str]) -> list[str]:
+    """The option-like tokens of ``tokens`` that ``parser`` does not know, in order. A token in
+    the value slot of an option that takes one value is left to argparse (``--lr -inf``:
+    "expected one argument"), as are negative numbers and anything after ``--``."""
+    known = parser._option_string_actions
+    unknown: list[str] = []
+    skip_next = False
+    for token in tokens:
+        if skip_next:
+            skip_next = False
+            continue
+        if token == "--":
+            break
+        if not token.startswith("-") or token == "-" or NEGATIVE_NUMBER.fullmatch(token):
+            continue
+        name = token.split("=", 1)[0] if token.startswith("--") else token
+        if name in known:
+            skip_next = "=" not in token and _takes_value(known[name])
+        elif not token.startswith("--") and token[:2] in known:
+            continue  # a short option with its value attached: -C0.5
+        else:
+            unknown.append(name)
+    return unknown
+
+
+def _refuse_unknown_options(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Name a misspelt or unknown option (with the option it resembles) before argparse would
+    complain about something else, such as a required option it hides (``--feature x.h5``
+    says so, not "required: --features")."""
+    if "-h" in argv or "--help" in argv:
+        return
+    commands = _subparsers(parser).choices
+    at = next((i for i, token in enumerate(argv) if not token.startswith("-")), len(argv))
+    scopes = [(parser, argv[:at])]
+    if at < len(argv):
+        command = argv[at]
+        if command not in commands:
+            close = difflib.get_close_matches(command, list(commands), n=1)
+            parser.error(f"unknown command {command!r}"
+                         + (f"; did you mean {close[0]!r}?" if close else "")
+                         + f" (choose from {', '.join(commands)})")
+        scopes.append((commands[command], argv[at + 1:]))
+    for scope, tokens in scopes:
+        unknown = _unknown_options(scope, tokens)
+        if unknown:
+            options = [o for o in scope._option_string_actions
+                       if scope._option_string_actions[o].help != argparse.SUPPRESS]
+            hints = []
+            for name in unknown:
+                close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+                hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+            scope.error(f"unrecognized argument{'s' if len(unknown) > 1 else ''}: "
+                        f"{', '.join(hints)}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The parsed command line, with ``args.settings`` (:func:`_settings`) built and checked.
+    Anything wrong with the command line itself exits 2 with argparse's usage and one line:
+    an unknown option (named first), a missing one, a value of the wrong type, or a value the
+    settings classes refuse (out of range, contradicting another option)."""
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    _refuse_unknown_options(parser, argv)
+    args = parser.parse_args(argv)
+    try:
+        args.settings = _settings(args)
+    except ParameterError as e:
+        if e.parameter:  # the library names parameters; the command line, its flags
+            e = e.with_flag(parameter_flag(e.parameter))
+        _subparsers(parser).choices[args.command].error(error_text(e))
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
@@ -388,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, (MerHeadsError, MerFeaturesError)):
             if isinstance(e, ParameterError) and e.parameter:  # the library names parameters
                 e = e.with_flag(parameter_flag(e.parameter))
-            print(f"error: {_one_line(e)}", file=sys.stderr)
+            print(f"error: {error_text(e)}", file=sys.stderr)
         elif isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
             print(f"error: out of memory ({type(e).__name__}: {_one_line(e)[:200]}); lower "
                   "--hidden, --seeds, --batch-size or --max-frames, or use fewer clips",

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mer_heads.errors import ParameterError
-from mer_heads.runtime import DEVICE_PATTERN, PRECISIONS, PREDICT_CHUNK
+from mer_heads.runtime import (DEFAULT_PRECISION, DEFAULT_THREADS, DEVICE_PATTERN, PRECISIONS,
+                              PREDICT_CHUNK)
 
 INPUTS = ("utterance", "frames")
 JOINS = ("exact", "inner")
@@ -128,10 +129,18 @@ class HeadConfig:
         "probability per step (never all of a clip's modalities; none at evaluation), in [0, 1)",
         metavar="P")
     C: float = option(1.0, "-C", "inverse regularisation of {heads}, > 0")
-    precision: str = option("auto", "--precision", "bf16: matrix products in bfloat16; auto: "
-                            "the faster of fp32 and bf16 on a short probe of the run's stack "
-                            "(measured once per machine, cached)", choices=PRECISIONS)
+    precision: str = option(
+        DEFAULT_PRECISION, "--precision", "precision of the matrix products of {heads}: fp32; "
+        "bf16 (bfloat16 products, fp32 weights and sums: fast with AMX/AVX512-BF16 or a GPU, "
+        "emulated and slow elsewhere); auto: bf16 where the device computes it natively, else "
+        "fp32, decided from the device alone (never timed). Recorded in metrics.json",
+        choices=PRECISIONS)
     device: str = option("cpu", "--device", "cpu, cuda, cuda:N or auto; the device of {heads}")
+    threads: int = option(
+        DEFAULT_THREADS, "--threads", "CPU threads of every head (torch, and the BLAS of "
+        "numpy/scikit-learn): a fixed number, never the machine's core count, so a result does "
+        "not depend on the machine or its load; more can be faster on a quiet machine and may "
+        "change the last digits (docs/heads.md). Recorded in metrics.json")
 
     def __post_init__(self) -> None:
         known = _known_heads()
@@ -141,7 +150,7 @@ class HeadConfig:
             raise _bad("precision", f"one of {', '.join(PRECISIONS)}",
                        self.precision)
         for name, low in (("folds", 2), ("epochs", 1), ("seeds", 1), ("hidden", 1),
-                          ("batch_size", 1), ("seed", 0)):
+                          ("batch_size", 1), ("seed", 0), ("threads", 1)):
             value = getattr(self, name)
             if name == "batch_size" and value is None:
                 continue
@@ -197,7 +206,9 @@ class DataConfig:
     """How feature stores become one dataset (see :func:`mer_heads.data.load_dataset`)."""
 
     manifest: str | Path | None = option(None, "--manifest", "take labels and splits from this "
-                                         "CSV instead of the stores", default_text="")
+                                         "CSV instead of the stores",
+                                         default_text="the labels the stores copied at "
+                                         "extraction")
     input: str = option("utterance", "--input", "utterance vectors, or frame matrices with a "
                         "temporal head", choices=INPUTS)
     join: str = option("exact", "--join", "exact: stores must hold the same clips; inner: use "

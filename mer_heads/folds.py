@@ -66,10 +66,10 @@ def check_groups(groups: np.ndarray, n_folds: int, column: str, names: list[str]
         raise DataError(
             f"--folds {n_folds} needs at least {n_folds} groups of --groups {column}, one per "
             f"held-out fold; the labelled training clips{' ' + context if context else ''} "
-            f"have {len(distinct)} ({listed(distinct)}): lower --folds to "
-            f"{max(2, len(distinct))}" + (" or add clips of other groups." if len(distinct) >= 2
-                                          else "; one group cannot be cross-validated: add "
-                                          "clips of other groups or drop --groups."))
+            f"have {len(distinct)} ({listed(distinct)}): "
+            + (f"lower --folds to {len(distinct)} or add clips of other groups."
+               if len(distinct) >= 2 else "one group cannot be cross-validated: add clips of "
+               "other groups or drop --groups."))
 
 
 def stratified_folds(labels: np.ndarray, n_folds: int, seed: int, context: str = ""

@@ -42,7 +42,7 @@ from mer_heads.folds import (FoldPlan, check_given_folds, draw_folds, plan_of, s
 from mer_heads.heads import Head, get_head, known_heads
 from mer_heads.heads.layers import check_learned, layer_counts
 from mer_heads.metrics import Scores, score
-from mer_heads.runtime import PREDICT_CHUNK
+from mer_heads.runtime import PREDICT_CHUNK, threads_session
 from mer_heads.state import FittedState
 
 if TYPE_CHECKING:
@@ -84,6 +84,7 @@ class CrossValidatedHead(BaseEstimator):
     precision : ``fp32``, ``bf16`` (matrix products in bfloat16, fp32 weights and sums) or
         ``auto`` (bf16 where the hardware computes it natively: AMX/AVX512-BF16 CPUs, CUDA).
     device : ``cpu``, ``cuda[:N]`` or ``auto``.
+    threads : CPU threads (torch and BLAS) of every fit and prediction (:mod:`mer_heads.runtime`).
 
     Attributes set by ``fit`` (F = folds x seeds models, n = training clips)
     -------------------------------------------------------------------------
@@ -126,7 +127,8 @@ class CrossValidatedHead(BaseEstimator):
                  batch_size: int | None = _DEFAULT.batch_size,
                  valence_weight: float = _DEFAULT.valence_weight,
                  modality_dropout: float = _DEFAULT.modality_dropout, C: float = _DEFAULT.C,
-                 precision: str = _DEFAULT.precision, device: str = _DEFAULT.device):
+                 precision: str = _DEFAULT.precision, device: str = _DEFAULT.device,
+                 threads: int = _DEFAULT.threads):
         self.model = model
         self.folds = folds
         self.groups = groups
@@ -143,6 +145,7 @@ class CrossValidatedHead(BaseEstimator):
         self.C = C
         self.precision = precision
         self.device = device
+        self.threads = threads
 
     @classmethod
     def from_config(cls, config: HeadConfig | dict[str, Any] | None = None
@@ -257,7 +260,8 @@ class CrossValidatedHead(BaseEstimator):
             fold_labels = np.tile(labels, (k, 1))
             fold_labels[:, pseudo_rows] = pseudo_labels
             fold_labels = np.tile(fold_labels, (1, 1 + len(copies)))
-        trained = head.fit(config, state, stacked, train_rows, val_rows, fold_labels)
+        with threads_session(config.threads):
+            trained = head.fit(config, state, stacked, train_rows, val_rows, fold_labels)
         state = replace(state, models=trained.models, precision=trained.precision)
         oof_proba, oof_valence, model_scores, cv_scores = self._score(
             data, train, val_rows, trained.val_proba, trained.val_valence, has_valence)
@@ -461,8 +465,9 @@ class CrossValidatedHead(BaseEstimator):
                 ) -> Iterator[tuple[int, MultimodalData, Any]]:
         """(start, the clips of ``data`` at ``rows[start:start + chunk]``, the head's predict
         function) per chunk, inside one predictor session (the stack on its device)."""
-        with get_head(self.model).predictor(self.config, self.state_, data,
-                                            min(len(rows), 512)) as predict:
+        with threads_session(self.threads), \
+                get_head(self.model).predictor(self.config, self.state_, data,
+                                               min(len(rows), 512)) as predict:
             for start in range(0, len(rows), chunk):
                 yield start, data.subset(rows[start:start + chunk]), predict
 
@@ -536,8 +541,9 @@ class CrossValidatedHead(BaseEstimator):
                             f"({listed(lacking)}).")
         data = X.subset(np.array([where[n] for n in self.train_names_], np.int64))
         own = [np.flatnonzero(self.fold_ == f) for f in self.model_folds_]
-        with get_head(self.model).predictor(self.config, self.state_, data,
-                                            self.batch_size_) as predict:
+        with threads_session(self.threads), \
+                get_head(self.model).predictor(self.config, self.state_, data,
+                                               self.batch_size_) as predict:
             probas, valences = predict(data, own)
         n = len(data)
         proba, valence = np.zeros((n, len(EMOTIONS))), np.zeros(n)

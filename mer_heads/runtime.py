@@ -1,34 +1,43 @@
-"""Where and how the neural heads compute: device, precision, CPU threads, torch's global state.
+"""Where and how the heads compute: device, precision, CPU threads, torch's global state.
 
-Apart from the precision, none of this changes what a head learns on a given device; it picks
-the device and keeps torch's process-wide settings (threads, deterministic kernels) inside the
-call that needs them. ``--precision auto`` is measured, not assumed (:func:`resolve_precision`):
-a few training steps of the run's own stack are timed in fp32 and in bf16 on this machine
-(once; cached with the extractor's compute paths, :mod:`mer_features.autotune`), and bf16 is
-used only where it is faster and its outputs keep cosine 0.999 to fp32's. A CPU without AMX or
-AVX512-BF16 emulates bf16 (its probe steps took 5-48x fp32's on an AVX2-only AMD EPYC), so
-there auto is fp32.
-torch is imported inside the functions, so importing this module is free.
+Everything here that can change a number is explicit and recorded (:func:`record`, written into
+``metrics.json`` and ``report.md``), and nothing is chosen by timing or by the machine's load:
+
+* precision: ``fp32`` by default on every device; ``bf16`` only when asked for; ``auto``
+  resolves from the device alone (:func:`resolve_precision`: bf16 where the device computes it
+  natively, never timed). A timing probe would pick bf16 on a quiet machine and fp32 on a busy
+  one, and the two train different models.
+* threads: a fixed number (:data:`DEFAULT_THREADS` unless ``threads=``/``--threads``), never the
+  machine's core count. torch's intra-op threads and the BLAS/OpenMP pools that numpy, scipy
+  and scikit-learn use are set to it inside every fit and prediction (:func:`threads_session`).
+  On an AMD EPYC (AVX2, 2 cores) the heads' matrix products gave the same bits at 1 and 2
+  threads, but a torch sum of more than 32,768 numbers and OpenBLAS inside ``logreg`` did not
+  (docs/heads.md, "Precision and threads").
+
+torch and threadpoolctl are imported inside the functions, so importing this module is free.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import time
-from dataclasses import dataclass
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from mer_heads.errors import ParameterError
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
+DEFAULT_PRECISION = "fp32"
+DEFAULT_THREADS = 1
+"""CPU threads of a fit when none is given: one, whatever the machine. On the shared 2-core EPYC
+a fit at 2 threads ran 4-9x slower than at 1 under load (docs/heads.md), and a number that
+followed the core count would make the same command differ between machines."""
 DEVICE_PATTERN = re.compile(r"cpu|auto|cuda(:\d+)?")
 PREDICT_CHUNK = 4096
 """Clips predicted at a time: memory grows with the chunk, not with the number of clips."""
-SMALL_STEP_MACS = 1 << 24
-"""Below this many multiply-adds per training step, torch runs on one thread: tiny products
-gain nothing from a second thread, and on a busy machine its barrier waits cost more than the
-product itself (measured 6x slower on 2 shared cores)."""
 
 
 def resolve_device(device: str):
@@ -54,8 +63,8 @@ def resolve_device(device: str):
 
 
 def native_bf16(device) -> bool:
-    """Whether ``device`` has bfloat16 matrix instructions (a CUDA GPU that supports bf16; a CPU
-    with AMX or AVX512-BF16). Only a hint: ``--precision auto`` measures instead."""
+    """Whether ``device`` has bfloat16 matrix instructions: a CUDA GPU that supports bf16, or a
+    CPU with AMX-BF16 or AVX512-BF16 (read from /proc/cpuinfo's flags, not measured)."""
     import torch
 
     if device.type == "cuda":
@@ -67,119 +76,17 @@ def native_bf16(device) -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-@dataclass(frozen=True)
-class StackShape:
-    """What a precision probe builds: the run's stack of ``n_models`` heads of kind ``model``
-    over modalities of widths ``dims`` (per frame, with ``frames`` frames per clip for frame
-    input; 0 for utterances), ``hidden`` wide, trained on ``batch`` clips per step."""
-
-    n_models: int
-    dims: tuple[int, ...]
-    model: str = "attention"
-    hidden: int = 128
-    batch: int = 512
-    frames: tuple[int, ...] = ()
-
-    def probe(self) -> StackShape:
-        """The probe's (smaller) shape: at most 5 models and 256 clips per step, 64 frames;
-        time grows linearly in each, so the faster precision stays the faster one."""
-        return StackShape(min(self.n_models, PROBE_MODELS), self.dims, self.model, self.hidden,
-                          min(self.batch, PROBE_BATCH), tuple(min(t, 64) for t in self.frames))
-
-
-PROBE_MODELS, PROBE_BATCH, PROBE_STEPS = 5, 256, 2
-
-
-def resolve_precision(precision: str, device, shape: StackShape | None = None, *,
-                      cache=True, probe=None) -> str:
-    """``fp32`` or ``bf16``. ``auto`` times a short probe of the stack ``shape`` in both
-    (:func:`precision_probe`; cached per machine, torch version and shape) and takes the
-    faster one whose outputs keep cosine :data:`mer_features.autotune.MIN_COSINE` to fp32's
-    (bf16 only when at least 10% faster, :data:`mer_features.autotune.DTYPE_MARGIN`).
-    Without a shape, ``auto`` is bf16 where the device has bf16 instructions. ``cache`` and
-    ``probe`` go to :func:`mer_features.autotune.measure` (tests inject them)."""
+def resolve_precision(precision: str, device) -> str:
+    """``fp32`` or ``bf16``: an explicit precision as it is; ``auto`` is bf16 where ``device``
+    computes bf16 natively (:func:`native_bf16`) and fp32 elsewhere. Decided from the device's
+    type and flags only, never by timing, so the same command on the same machine always
+    resolves the same way."""
+    if precision not in PRECISIONS:
+        raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}; got "
+                             f"{precision!r} (--precision).")
     if precision != "auto":
         return precision
-    if shape is None:
-        return "bf16" if native_bf16(device) else "fp32"
-    best = measure_precision(device, shape, cache=cache, probe=probe).choose(("fp32", "bf16"))
-    return "fp32" if best is None else best.dtype  # neither ran: fp32, and the fit reports why
-
-
-def measure_precision(device, shape: StackShape, *, cache=True, probe=None, machine=None):
-    """The :class:`mer_features.autotune.Measurement` of ``stack-fp32`` and ``stack-bf16``."""
-    import dataclasses
-
-    from mer_features import autotune
-
-    small = shape.probe()
-    fields = {"what": "mer_heads stack training step", **dataclasses.asdict(small),
-              "steps": PROBE_STEPS}
-    return autotune.measure(fields, ["stack-fp32", "stack-bf16"],
-                            probe or precision_probe(small, device), device=str(device),
-                            machine=machine, cache=cache)
-
-
-def precision_probe(shape: StackShape, device):
-    """``probe(path)`` for :func:`mer_features.autotune.measure`: PROBE_STEPS training steps
-    (forward, loss, backward, fused Adam) of a freshly initialised stack of ``shape`` on random
-    standardised inputs, in that path's precision; returns (seconds, outputs) where outputs
-    are each model's logits and valence on the probe clips before training, one row per
-    model (the same weights in both precisions)."""
-    import torch
-
-    from mer_heads.heads.stack import StackedHead
-
-    gen = torch.Generator().manual_seed(0)
-    f, b = shape.n_models, shape.batch
-    frame_input = bool(shape.frames)
-    if frame_input:
-        inputs = [torch.randn(f, b, t, d, generator=gen) for d, t in zip(shape.dims, shape.frames)]
-        masks = [torch.ones(f, b, t, dtype=torch.bool) for t in shape.frames]
-    else:
-        inputs = [torch.randn(f, b, d, generator=gen) for d in shape.dims]
-        masks = None
-    present = torch.ones(f, b, len(shape.dims), dtype=torch.bool)
-    labels = torch.randint(0, 6, (f * b,), generator=gen)
-    target = torch.randn(f, b, generator=gen)
-
-    def probe(path: str):
-        dtype = torch.bfloat16 if path.endswith("bf16") else torch.float32
-        torch.manual_seed(0)
-        module = StackedHead(f, list(shape.dims), model=shape.model,
-                             input="frames" if frame_input else "utterance", hidden=shape.hidden)
-        module.reset_parameters(torch.Generator().manual_seed(0))
-        module.set_compute_dtype(dtype)
-        module.to(device)
-        xs = [x.to(device, dtype) for x in inputs]
-        ms = None if masks is None else [m.to(device) for m in masks]
-        pres, lab, tgt = present.to(device), labels.to(device), target.to(device)
-        with torch.no_grad():
-            module.eval()
-            logits, valence = module(xs, pres, ms)
-            outputs = torch.cat([logits.float().reshape(f, -1), valence.float().reshape(f, -1)], 1)
-        module.train()
-        adam = torch.optim.Adam(module.parameters(), lr=1e-3, fused=device.type in ("cpu", "cuda"))
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(PROBE_STEPS):
-            logits, valence = module(xs, pres, ms)
-            loss = (torch.nn.functional.cross_entropy(logits.float().reshape(f * b, -1), lab)
-                    + (valence.float() - tgt).square().mean())
-            adam.zero_grad(set_to_none=True)
-            loss.backward()
-            adam.step()
-        _sync(device)
-        return time.perf_counter() - start, outputs.cpu().numpy()
-
-    return probe
-
-
-def _sync(device) -> None:
-    if device.type == "cuda":
-        import torch
-
-        torch.cuda.synchronize(device)
+    return "bf16" if native_bf16(device) else "fp32"
 
 
 def compute_dtype(precision: str):
@@ -189,23 +96,41 @@ def compute_dtype(precision: str):
     return torch.bfloat16 if precision == "bf16" else torch.float32
 
 
-def threads_for(n_models: int, batch_size: int, dims: list[int], hidden: int) -> int | None:
-    """1 for small stacks, else None (torch's default)."""
-    macs = n_models * batch_size * sum(dims) * 2 * hidden
-    return 1 if macs < SMALL_STEP_MACS else None
+def check_threads(threads: Any) -> int:
+    """``threads`` as an int >= 1 (:class:`ParameterError` otherwise)."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ParameterError(f"threads must be an integer >= 1; got {threads!r} (--threads).")
+    return threads
 
 
-def set_threads(threads: int | None) -> None:
-    """Set torch's CPU thread count for the process (``--threads``); None leaves torch's."""
-    if threads:
-        import torch
+@contextmanager
+def threads_session(threads: int) -> Iterator[int]:
+    """Inside the block, torch's intra-op threads (once torch is imported: the neural heads'
+    :class:`torch_session` sets them again) and every BLAS/OpenMP pool loaded in the process
+    (OpenBLAS, MKL, OpenMP: numpy, scipy, scikit-learn) use exactly ``threads``; the previous
+    settings are restored after. Yields ``threads``."""
+    from threadpoolctl import threadpool_limits
 
-        torch.set_num_threads(threads)
+    threads = check_threads(threads)
+    torch = sys.modules.get("torch")  # importing torch for a scikit-learn head costs seconds
+    before = torch.get_num_threads() if torch is not None else None
+    try:
+        with threadpool_limits(limits=threads):
+            if torch is not None:
+                torch.set_num_threads(threads)
+                if torch.get_num_threads() != threads:  # what record() writes must be true
+                    raise RuntimeError(f"torch runs {torch.get_num_threads()} threads after "
+                                       f"set_num_threads({threads})")
+            yield threads
+    finally:
+        if torch is not None and before is not None:
+            torch.set_num_threads(before)
 
 
 class torch_session:
-    """Deterministic kernels and a thread count inside the block; the global settings are
-    restored after, so a library call leaves torch as it found it.
+    """Deterministic kernels on a GPU, and fp32 matrix products in full fp32 (no TF32), inside
+    the block; the global settings are restored after, so a library call leaves torch as it
+    found it. Threads: :func:`threads_session`.
 
     On a CPU every kernel the heads use is deterministic already; asking torch to enforce it
     costs a 2-second import of its compiler stack, so that is only done for GPUs, where
@@ -214,27 +139,42 @@ class torch_session:
 
     def __init__(self, device, threads: int | None = None):
         self.cuda = device.type == "cuda"
-        self.threads = None if self.cuda else threads
+        self.threads = threads
 
     def __enter__(self) -> None:
         import torch
 
-        self._threads = torch.get_num_threads()
+        self._session = None
+        if self.threads is not None:
+            self._session = threads_session(self.threads)
+            self._session.__enter__()
+        self._matmul = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
         if self.cuda:
             self._deterministic = torch.are_deterministic_algorithms_enabled()
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
-        if self.threads:
-            torch.set_num_threads(self.threads)
 
     def __exit__(self, *exc: object) -> None:
         import torch
 
         if self.cuda:
             torch.use_deterministic_algorithms(self._deterministic)
-        torch.set_num_threads(self._threads)
+        torch.set_float32_matmul_precision(self._matmul)
+        if self._session is not None:
+            self._session.__exit__(*exc)
 
 
-__all__ = ["DEVICE_PATTERN", "PRECISIONS", "PREDICT_CHUNK", "StackShape", "compute_dtype",
-           "measure_precision", "native_bf16", "precision_probe", "resolve_device",
-           "resolve_precision", "set_threads", "threads_for", "torch_session"]
+def record(device: str, precision: str, threads: int) -> dict[str, Any]:
+    """What a fit computed with, for ``metrics.json`` (``runtime``) and ``report.md``: the device,
+    the resolved precision, the CPU threads (torch and BLAS) and the torch version. With the
+    run's params these make a result repeatable; none of them is a time."""
+    import torch
+
+    return {"device": str(device), "precision": precision, "threads": int(threads),
+            "torch": torch.__version__}
+
+
+__all__ = ["DEFAULT_PRECISION", "DEFAULT_THREADS", "DEVICE_PATTERN", "PRECISIONS",
+           "PREDICT_CHUNK", "check_threads", "compute_dtype", "native_bf16", "record",
+           "resolve_device", "resolve_precision", "threads_session", "torch_session"]

@@ -20,8 +20,8 @@ import numpy as np
 from mer_features import EMOTIONS
 from mer_features.errors import MerFeaturesError
 from mer_features.fingerprint import known_fingerprints
-from mer_features.store import FeatureStore, StoreError
-from mer_heads.config import DataConfig
+from mer_features.store import FeatureStore, StoreError, parts_dir, pending_parts
+from mer_heads.config import DataConfig, split_options
 from mer_heads.data.labels import (normalise_label, outside_valence_scale, read_label_table,
                                    unknown_labels, valence_hint)
 from mer_heads.errors import (SHOWN, DataError, LabelError, MerHeadsError, ParameterError,
@@ -273,9 +273,11 @@ def load_dataset(stores: Sequence[str | Path | tuple[str, str | Path]],
                 opened.append(FeatureStore(path))
             except StoreError as e:
                 raise DataError(f"Cannot read feature store '{path}': {e}") from e
+            _refuse_unfinished(path)
         keys = _modality_keys(specs, opened)
         names = _joined_names(opened, config.join)
-        notes: list[str] = []
+        notes = [note for note in [_left_out(opened, names) if config.join == "inner" else ""]
+                 if note]
         extra, conflicts = guard_read(opened, lambda: _store_extra(opened, names))
         if config.manifest is not None:
             discrete, valence, split = _manifest_labels(config.manifest, names, notes, extra)
@@ -418,6 +420,28 @@ def _modality_keys(specs: list[tuple[str | None, Path]], stores: list[FeatureSto
                             f"--features {key}2={store.path}.")
         seen[key] = store.path
     return keys
+
+
+def _refuse_unfinished(path: Path) -> None:
+    """A store whose extraction left part files (``STORE.parts/``: it is running, or was
+    interrupted) does not hold every clip yet: refused, not read as if complete."""
+    parts = pending_parts(path)
+    if parts:
+        raise DataError(f"Store '{path}' has {len(parts)} part file(s) of an unfinished "
+                        f"extraction in '{parts_dir(Path(path))}' (still running, or "
+                        "interrupted): it does not hold every clip yet. Let the extraction "
+                        "finish, or re-run the same `mer-features extract` command to complete "
+                        "it; then run this again.")
+
+
+def _left_out(stores: list[FeatureStore], names: list[str]) -> str:
+    """The note of an inner join: how many clips of each store it left out ("" if none)."""
+    dropped = [(len(s) - len(names), s.path) for s in stores]
+    if not any(n for n, _ in dropped):
+        return ""
+    return (f"the inner join (--join inner) kept the {len(names)} clips common to all stores "
+            "and left out "
+            + ", ".join(f"{n} of '{path}'" for n, path in dropped if n))
 
 
 def _joined_names(stores: list[FeatureStore], join: str) -> list[str]:

@@ -4,12 +4,19 @@ All three are CSV files with a ``name`` column, a ``discrete`` column (one of th
 or empty for an unlabelled clip) and optionally ``valence`` (a number, or empty) and ``split``.
 Other columns (a manifest's ``actor``, ``speaker``, ...) are kept as text in
 :attr:`LabelTable.extra`. Problems are collected and reported together, with line numbers.
+
+Strict, as the manifest reader of mer_features is: column names are case-sensitive, and a
+header cell that differs from a known column only in letter case (``Discrete``) is refused
+with its name, never kept as an extra column beside a missing label column. A number is
+decimal digits with an optional sign, point and exponent (:func:`parse_number`): Python's
+``float()`` would also read ``0_5`` as 5.0 and ``١٢`` as 12.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +66,19 @@ def unknown_labels(discrete: np.ndarray) -> np.ndarray:
     return np.array([i for i, d in enumerate(discrete) if d not in known], dtype=np.int64)
 
 
+NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+NON_FINITE = re.compile(r"[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
+
+
+def parse_number(text: str, *, finite: bool = True) -> float:
+    """``text`` as a float if it is written as a decimal number (``-1.5``, ``.5``, ``2e-3``);
+    ``ValueError`` otherwise (``0_5``, ``1,5``, `` 5``, non-ASCII digits). ``inf``/``nan`` (any
+    case, signed) are a ``ValueError`` too unless ``finite`` is False."""
+    if NUMBER.fullmatch(text) or (not finite and NON_FINITE.fullmatch(text)):
+        return float(text)
+    raise ValueError(f"not a{' finite' if NON_FINITE.fullmatch(text) else ''} number: {text!r}")
+
+
 VALENCE_SCALE = (-5.0, 5.0)
 """The MER 2023 valence scale: labels outside it are refused (they come from another scale)."""
 
@@ -106,6 +126,16 @@ def read_label_table(path: str | Path, *, what: str = "label file",
         raise LabelError(f"The {what} '{path}' names column(s) {', '.join(repeated)} more than "
                          "once in its header; which one is meant cannot be known. Rename or "
                          "remove the extra column(s).")
+    cased = [(h, h.lower()) for h in header if h.lower() in KNOWN_COLUMNS and h not in
+             KNOWN_COLUMNS]
+    if cased:
+        shown = ", ".join(f"'{h}'" for h, _ in cased)
+        raise LabelError(f"The {what} '{path}' has column(s) {shown} in its header, which differ "
+                         "from the known column(s) "
+                         f"{', '.join(repr(k) for _, k in cased)} only in letter case; column "
+                         "names are case-sensitive. Rename them to "
+                         f"{', '.join(k for _, k in cased)} (or to other names to keep them as "
+                         "extra columns).")
     lacking = [c for c in ("name", "discrete") if c not in header]
     if lacking:
         raise LabelError(f"The {what} '{path}' lacks column(s) {', '.join(lacking)}; it has "
@@ -141,16 +171,22 @@ def read_label_table(path: str | Path, *, what: str = "label file",
             problems.append(f"line {line}: discrete label '{cell(row, 'discrete')}' of '{name}' "
                             f"is not one of {', '.join(EMOTIONS)}")
         raw = cell(row, "valence").strip() if has_valence else ""
-        try:
-            value = float(raw) if raw else math.nan
-        except ValueError:
-            problems.append(f"line {line}: valence '{raw}' of '{name}' is not a number")
-            value = math.nan
-        if raw and not math.isfinite(value):
+        value = math.nan
+        if raw and NON_FINITE.fullmatch(raw):
             problems.append(f"line {line}: valence '{raw}' of '{name}' is not a finite number "
                             "(leave the cell empty when there is none)")
-            value = math.nan
-        elif not predictions and raw and not low <= value <= high:
+        elif raw:
+            try:
+                value = parse_number(raw)
+            except ValueError:
+                problems.append(f"line {line}: valence '{raw}' of '{name}' is not a number "
+                                "(write it with digits and a decimal point, e.g. -1.5)")
+            else:
+                if not math.isfinite(value):  # 1e999
+                    problems.append(f"line {line}: valence '{raw}' of '{name}' is not a finite "
+                                    "number")
+                    value = math.nan
+        if not predictions and math.isfinite(value) and not low <= value <= high:
             problems.append(f"line {line}: valence {value:g} of '{name}' is outside the MER "
                             "scale [-5, 5]")
             rescale = True

@@ -33,6 +33,7 @@ from mer_heads.protocol import CrossValidatedHead
 from mer_heads.reports.run import (confusion_figure, layer_weights_figure, markdown_report,
                                    summary_table)
 from mer_heads.rundir import RUN_FILE, RUN_OUTPUTS, check_fingerprints, load_run, save_run
+from mer_heads.runtime import record
 
 
 
@@ -178,6 +179,7 @@ def build_metrics(est: CrossValidatedHead, data: MultimodalData, train_data: Mul
         "model": est.model,
         "params": est.get_params(),
         "precision": est.precision_,
+        "runtime": record(est.device_, est.precision_, est.threads),
         "batch_size_used": int(est.batch_size_),
         "input": est.input_,
         "has_valence": est.has_valence_,
@@ -274,7 +276,8 @@ def predict_run(run: str | Path, out: str | Path,
     check_fingerprints(info, data.modalities)
     names, proba, valence, imputed = _predict(est, data)
     path = write_submission(out, names, proba, valence)
-    result = PredictResult(path, len(names), [n for n, i in zip(names, imputed) if i])
+    result = PredictResult(path, len(names), [n for n, i in zip(names, imputed) if i],
+                           notes=list(data.notes))  # e.g. a --normalize-by group of one clip
     if result.imputed:
         prior = EMOTIONS[int(np.argmax(est.prior_))]
         result.notes.append(

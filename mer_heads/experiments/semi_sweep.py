@@ -29,6 +29,7 @@ import numpy as np
 from mer_features import EMOTIONS
 from mer_heads.config import DataConfig, HeadConfig, SemiSettings, split_options
 from mer_heads.data.dataset import load_dataset, split_rows
+from mer_heads.data.labels import parse_number
 from mer_heads.errors import DataError, ParameterError
 from mer_heads.experiments.semi import fit_semi, hide_training_labels
 from mer_heads.heads import get_head
@@ -61,7 +62,7 @@ def parse_values(text: str | Sequence[float]) -> list[float]:
         values = []
         for w in words:
             try:
-                values.append(float(w))
+                values.append(parse_number(w, finite=False))  # not 0_5, as float() would
             except ValueError:
                 raise ParameterError(f"values must be comma-separated numbers, e.g. "
                                      f"0.5,0.7,0.9; got {w!r} in {text!r}.", "values") from None

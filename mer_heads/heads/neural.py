@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from mer_heads.errors import DataError
 from mer_heads.heads.registry import NEURAL, Head
-from mer_heads.runtime import (StackShape, compute_dtype, resolve_device, resolve_precision,
-                               threads_for, torch_session)
+from mer_heads.runtime import compute_dtype, resolve_device, resolve_precision, torch_session
 from mer_heads.state import TrainedModels
 
 if TYPE_CHECKING:
@@ -85,10 +84,8 @@ class NeuralHead(Head):
         n_models, widths = state.n_models, input_widths(data)
         batch_size = config.batch_size or auto_batch_size(
             max(len(r) for r in train_rows), n_models * sum(widths), config.epochs)
-        with torch_session(device, threads_for(n_models, batch_size, widths, config.hidden)):
-            precision = resolve_precision(config.precision, device, StackShape(
-                n_models, tuple(data.dims), config.model, config.hidden, batch_size,
-                tuple(w // d for w, d in zip(widths, data.dims)) if data.input == "frames" else ()))
+        with torch_session(device, config.threads):
+            precision = resolve_precision(config.precision, device)
             tensors = DeviceData(data, state.standardizer, device, compute_dtype(precision),
                                  fold_labels)
             module = StackedHead(n_models, data.dims, model=config.model, input=data.input,
@@ -122,7 +119,7 @@ class NeuralHead(Head):
     def predictor(self, config: HeadConfig, state: FittedState, data: MultimodalData,
                   batch: int) -> Iterator[Predict]:
         """The fitted stack on its device in the run's compute dtype, inside a torch session
-        with the threads for ``batch`` clips of ``data`` per model. Yields
+        with the run's threads (``batch``: clips per model per call). Yields
         ``predict(part, rows=None, *, mean=False, valence=True)``: for the clips of ``part``
         (a subset of ``data``), every model's outputs on its own ``rows[f]`` (F arrays of
         row indices; None: every clip), as F float64 arrays (n_f, 6) and (n_f,); with
@@ -136,7 +133,6 @@ class NeuralHead(Head):
         dtype = compute_dtype(state.precision)
         module = state.models.to(device)
         module.set_compute_dtype(dtype)
-        threads = threads_for(state.n_models, batch, input_widths(data), config.hidden)
         folds = torch.as_tensor(state.model_folds, dtype=torch.int64).to(device)
 
         def predict(part: MultimodalData, rows: list[np.ndarray] | None = None, *,
@@ -156,7 +152,7 @@ class NeuralHead(Head):
                     [val[f, :n] for f, n in enumerate(lengths)])
 
         try:
-            with torch_session(device, threads):
+            with torch_session(device, config.threads):
                 yield predict
         finally:
             module.to(torch.device("cpu"))  # in place: the state's stack is this module

@@ -201,6 +201,10 @@ def markdown_report(metrics: dict[str, Any], *, seconds: float | None = None,
     for k in sorted(p):
         out.append(f"| {k} | {p[k]} |")
     out.append(f"| precision used | {metrics['precision']} |")
+    if metrics.get("runtime"):
+        r = metrics["runtime"]
+        out.append(f"| computed on | {r['device']}, {r['threads']} CPU thread(s), "
+                   f"torch {r['torch']} |")
     if metrics.get("batch_size_used"):
         out.append(f"| batch size used | {metrics['batch_size_used']} |")
     if seconds is not None:

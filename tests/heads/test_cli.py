@@ -11,6 +11,7 @@ of the result.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -18,6 +19,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -192,6 +194,26 @@ def world(stores, tmp_path_factory) -> dict[str, str]:
          "conditions": [{"level": "5", "spec": "snr=5,source=white", "label": "five",
                          "store": "noisy.h5"}]}))
     p["run"] = fit_run([p["audio"], p["text"]], d / "run", model="logreg", folds=3).run_dir
+    # issue 22: strict numbers and headers, stores being written, joins, lonely groups
+    p["pred_underscore"] = write_csv(d / "pred_underscore.csv", table(
+        [(n, c, "0_5" if i == 2 else v) for i, (n, c, v) in enumerate(PRED)]))
+    p["pred_huge"] = write_csv(d / "pred_huge.csv", table(
+        [(n, c, "1e999" if i == 3 else v) for i, (n, c, v) in enumerate(PRED)]))
+    p["pred_fullwidth"] = write_csv(d / "pred_fullwidth.csv", table(
+        [(n, c, "\uff11.\uff15" if i == 4 else v) for i, (n, c, v) in enumerate(PRED)]))
+    p["truth_caps"] = write_csv(d / "truth_caps.csv", table(TRUTH, "Name,Discrete,Valence"))
+    p["manifest_caps"] = write_csv(d / "manifest_caps.csv", table(
+        clips, "name,Discrete,valence,Split"))
+    names, y, valence = counted(six)
+    p["join_all"] = write_store(d / "join_all.h5", "audio", names, y, valence, dim=6,
+                                frame_dim=2, seed=1)
+    p["join_part"] = write_store(d / "join_part.h5", "text", names[4:], y[4:], valence[4:],
+                                 dim=5, frame_dim=2, seed=2)
+    p["one_actor"] = write_store(d / "one_actor.h5", "audio", names, y, valence, dim=6,
+                                 frame_dim=2, seed=1, extra={"actor": ["actor0"] * len(names)})
+    p["lonely_actor"] = write_csv(d / "lonely_actor.csv", table(
+        [(n, "", "actor9" if i == 0 else f"actor{i % 4}") for i, n in enumerate(svm_names)],
+        "name,discrete,actor"))
     return {k: str(v) for k, v in p.items()}
 
 
@@ -328,6 +350,40 @@ def predicted_with_the_manifests_groups(w, tmp, out, err) -> None:
 
 
 
+def joined_with_a_count(w, tmp, out, err) -> None:  # issue 22
+    note = ("the inner join (--join inner) kept the 44 clips common to all stores and left out "
+            f"4 of '{w['join_all']}'")
+    assert f"note: {note}" in err
+    assert note in json.loads((tmp / "out" / "metrics.json").read_text())["notes"]
+    assert note in (tmp / "out" / "report.md").read_text()
+
+
+def lonely_group_noted(w, tmp, out, err) -> None:  # issue 22
+    assert "note: 1 'actor' group(s) have one clip (actor9): normalised within itself, that " \
+           "clip's features are all zero" in err
+    assert len(list(csv.DictReader(open(tmp / "p.csv", encoding="utf-8")))) == 44
+
+
+def pending_parts(tmp: Path, w: dict[str, str]) -> dict[str, str]:
+    """A copy of a store with a part file of an extraction that has not finished."""
+    store = tmp / "writing.h5"
+    shutil.copy(w["few"], store)
+    (tmp / "writing.h5.parts").mkdir()
+    shutil.copy(w["few"], tmp / "writing.h5.parts" / "part-000001.h5")
+    return {"writing": str(store)}
+
+
+def not_ours(name: str, content: bytes | None = None) -> Callable:
+    """A file at {tmp}/NAME that predict --out must not replace (a store's bytes if None)."""
+    def setup(tmp: Path, w: dict[str, str]) -> dict[str, str]:
+        if content is None:
+            shutil.copy(w["audio"], tmp / name)
+        else:
+            (tmp / name).write_bytes(content)
+        return {"target": str(tmp / name)}
+    return setup
+
+
 def ranked_and_fused(w, tmp, out, err) -> None:  # issue 17
     report = json.loads((tmp / "out" / "leaderboard.json").read_text())
     assert [(r["section"], r["name"]) for r in report["rows"]] == [
@@ -357,6 +413,8 @@ class Case:
     check: Callable | None = None
     needs_no_gpu: bool = False
     slow: bool = False
+    absent: tuple[str, ...] = ()
+    """Words the error line must not hold (a wrong flag, impossible advice)."""
 
 
 def E(name: str, argv: str, *words: str, rc: int = 1, **kw) -> Case:
@@ -366,38 +424,41 @@ def E(name: str, argv: str, *words: str, rc: int = 1, **kw) -> Case:
 A = "fit --features {audio} --out {out} " + FIT
 CASES = [
     # ---- every numeric hyper-parameter out of range: one line naming flag, value and range
-    E("lr-inf", A + " --lr inf", "lr must be a finite number > 0", "got inf", "(--lr)"),
-    E("lr-nan", A + " --lr nan", "lr must be a finite number > 0", "got nan", "(--lr)"),
-    E("lr-zero", A + " --lr 0", "lr must be a finite number > 0", "got 0.0"),
-    E("lr-negative", A + " --lr -0.1", "lr must be a finite number > 0", "got -0.1"),
+    E("lr-inf", A + " --lr inf", "lr must be a finite number > 0", "got inf", "(--lr)", rc=2),
+    E("lr-nan", A + " --lr nan", "lr must be a finite number > 0", "got nan", "(--lr)", rc=2),
+    E("lr-zero", A + " --lr 0", "lr must be a finite number > 0", "got 0.0", rc=2),
+    E("lr-negative", A + " --lr -0.1", "lr must be a finite number > 0", "got -0.1", rc=2),
     E("lr-diverges", A + " --lr 1e9", "Training diverged", "3 of 3 fold models", "Lower --lr"),
     E("valence-weight-nan", A + " --valence-weight nan", "valence_weight must be a finite "
-      "number >= 0", "(--valence-weight)"),
-    E("valence-weight-inf", A + " --valence-weight inf", "valence_weight", "got inf"),
-    E("valence-weight-negative", A + " --valence-weight -1", "valence_weight", ">= 0"),
-    E("C-zero", A + " --model logreg -C 0", "C must be a finite number > 0", "got 0.0", "(-C)"),
-    E("C-negative", A + " --model svm -C -2", "C must be a finite number > 0", "got -2.0"),
-    E("C-nan", A + " --model logreg -C nan", "C must be a finite number > 0", "got nan"),
+      "number >= 0", "(--valence-weight)", rc=2),
+    E("valence-weight-inf", A + " --valence-weight inf", "valence_weight", "got inf", rc=2),
+    E("valence-weight-negative", A + " --valence-weight -1", "valence_weight", ">= 0", rc=2),
+    E("C-zero", A + " --model logreg -C 0", "C must be a finite number > 0", "got 0.0", "(-C)",
+      rc=2),
+    E("C-negative", A + " --model svm -C -2", "C must be a finite number > 0", "got -2.0", rc=2),
+    E("C-nan", A + " --model logreg -C nan", "C must be a finite number > 0", "got nan", rc=2),
     E("weight-decay-negative", A + " --weight-decay=-1e-5", "weight_decay must be a finite "
-      "number >= 0", "(--weight-decay)"),
-    E("threads-negative", A + " --threads -1", "argument --threads: must be an integer >= 1",
-      "'-1'", rc=2),
-    E("threads-zero", A + " --threads 0", "argument --threads", ">= 1", rc=2),
-    E("folds-one", A + " --folds 1", "folds must be an integer >= 2", "got 1", "(--folds)"),
-    E("folds-zero", A + " --folds 0", "folds must be an integer >= 2", "got 0"),
-    E("epochs-zero", A + " --epochs 0", "epochs must be an integer >= 1", "(--epochs)"),
-    E("seeds-zero", A + " --seeds 0", "seeds must be an integer >= 1", "(--seeds)"),
-    E("seed-negative", A + " --seed -1", "seed must be an integer >= 0", "(--seed)"),
-    E("hidden-zero", A + " --hidden 0", "hidden must be an integer >= 1", "(--hidden)"),
-    E("dropout-one", A + " --dropout 1", "dropout must be a number in [0, 1)", "got 1.0"),
-    E("dropout-negative", A + " --dropout -0.1", "dropout must be a number in [0, 1)"),
-    E("dropout-nan", A + " --dropout nan", "dropout must be a number in [0, 1)", "got nan"),
+      "number >= 0", "(--weight-decay)", rc=2),
+    E("threads-negative", A + " --threads -1", "threads must be an integer >= 1", "got -1",
+      "(--threads)", rc=2),
+    E("threads-zero", A + " --threads 0", "threads must be an integer >= 1", "got 0", rc=2),
+    E("threads-not-an-integer", A + " --threads 1.5", "argument --threads: must be an integer",
+      "'1.5'", rc=2),
+    E("folds-one", A + " --folds 1", "folds must be an integer >= 2", "got 1", "(--folds)", rc=2),
+    E("folds-zero", A + " --folds 0", "folds must be an integer >= 2", "got 0", rc=2),
+    E("epochs-zero", A + " --epochs 0", "epochs must be an integer >= 1", "(--epochs)", rc=2),
+    E("seeds-zero", A + " --seeds 0", "seeds must be an integer >= 1", "(--seeds)", rc=2),
+    E("seed-negative", A + " --seed -1", "seed must be an integer >= 0", "(--seed)", rc=2),
+    E("hidden-zero", A + " --hidden 0", "hidden must be an integer >= 1", "(--hidden)", rc=2),
+    E("dropout-one", A + " --dropout 1", "dropout must be a number in [0, 1)", "got 1.0", rc=2),
+    E("dropout-negative", A + " --dropout -0.1", "dropout must be a number in [0, 1)", rc=2),
+    E("dropout-nan", A + " --dropout nan", "dropout must be a number in [0, 1)", "got nan", rc=2),
     E("batch-size-zero", A + " --batch-size 0", "batch_size must be an integer >= 1",
-      "(--batch-size)"),
+      "(--batch-size)", rc=2),
     E("max-frames-zero", A + " --max-frames 0", "max_frames must be an integer >= 1",
-      "(--max-frames)"),
+      "(--max-frames)", rc=2),
     E("device-unknown", A + " --device tpu", "device must be cpu, cuda, cuda:N or auto",
-      "'tpu'"),
+      "'tpu'", rc=2),
     E("device-cuda-without-gpu", A + " --device cuda", "torch sees no GPU", "--device cpu",
       needs_no_gpu=True),
     E("model-unknown", A + " --model transformer", "argument --model: invalid choice", rc=2),
@@ -405,23 +466,23 @@ CASES = [
       rc=2),
     # ---- semi-supervised options
     E("semi-unknown", A + " --semi co-training", "strategy must be one of none, threshold",
-      "'co-training' (--semi)"),
+      "'co-training' (--semi)", rc=2),
     E("semi-teacher-unknown", A + " --semi threshold --semi-teacher oracle",
-      "teacher must be one of fold, ensemble", "(--semi-teacher)"),
+      "teacher must be one of fold, ensemble", "(--semi-teacher)", rc=2),
     E("semi-threshold-zero", A + " --semi threshold --semi-threshold 0",
-      "threshold must be in (0, 1]", "(--semi-threshold)"),
+      "threshold must be in (0, 1]", "(--semi-threshold)", rc=2),
     E("semi-threshold-above-one", A + " --semi threshold --semi-threshold 1.5",
-      "threshold must be in (0, 1]", "1.5"),
+      "threshold must be in (0, 1]", "1.5", rc=2),
     E("semi-quantile-negative", A + " --semi class-quantile --semi-quantile -1",
-      "quantile must be in [0, 1]", "(--semi-quantile)"),
+      "quantile must be in [0, 1]", "(--semi-quantile)", rc=2),
     E("semi-rounds-zero", A + " --semi threshold --semi-rounds 0",
-      "rounds must be an integer >= 1", "(--semi-rounds)"),
+      "rounds must be an integer >= 1", "(--semi-rounds)", rc=2),
     E("semi-option-without-semi", A + " --semi-threshold 0.9",
-      "--semi-threshold only act(s) with --semi STRATEGY"),
+      "--semi-threshold only act(s) with --semi STRATEGY", rc=2),
     E("hide-labels-zero", A + " --hide-labels 0", "fraction of labels to hide must be in "
-      "(0, 1)", "(--hide-labels)"),
-    E("hide-labels-one", A + " --hide-labels 1", "must be in (0, 1)", "got 1.0"),
-    E("hide-labels-above-one", A + " --hide-labels 1.5", "must be in (0, 1)", "got 1.5"),
+      "(0, 1)", "(--hide-labels)", rc=2),
+    E("hide-labels-one", A + " --hide-labels 1", "must be in (0, 1)", "got 1.0", rc=2),
+    E("hide-labels-above-one", A + " --hide-labels 1.5", "must be in (0, 1)", "got 1.5", rc=2),
     E("semi-without-pool", A + " --semi threshold", "needs unlabelled clips", "--hide-labels"),
     E("input-frames-with-logreg", A + " --input frames --model logreg",
       "takes utterance vectors", "input='utterance'", "(--input)"),
@@ -524,8 +585,8 @@ CASES = [
          check=replaced_earlier_run),
     E("predict-out-is-a-folder", "predict --run {run} --out {out}", "--out", "is a folder",
       setup=folder),
-    E("predict-out-is-a-store", "predict --run {run} --out {audio}", "is one of the command's "
-      "inputs"),
+    E("predict-out-is-a-store", "predict --run {run} --out {audio}", "exists and is not a "
+      "prediction file written by mer-heads", "it is not replaced"),
     E("predict-features-other-order", "predict --run {run} --features {text} --features "
       "{audio} --out {tmp}/p.csv", "trained on modalities ['audio', 'text']"),
     E("predict-join-unknown", "predict --run {run} --join outer --out {tmp}/p.csv",
@@ -547,7 +608,7 @@ CASES = [
     E("ablate-train-split", "ablate --features {audio} --features {text} --out {out} "
       "--train-split dev " + FIT, "No clip has split 'dev' (--train-split)"),
     E("ablate-lr-inf", "ablate --features {audio} --features {text} --out {out} --lr inf",
-      "lr must be a finite number > 0"),
+      "lr must be a finite number > 0", rc=2),
     E("robustness-no-condition", "robustness --features {audio} --out {out}",
       "No condition given"),
     E("robustness-condition-label-only", "robustness --features {audio} --out {out} "
@@ -564,7 +625,7 @@ CASES = [
       "--condition audio={noisy} --test-split dev " + FIT, "No clip has split 'dev' "
       "(--test-split)"),
     E("robustness-lr-nan", "robustness --features {audio} --out {out} --condition "
-      "audio={noisy} --lr nan", "lr must be a finite number > 0"),
+      "audio={noisy} --lr nan", "lr must be a finite number > 0", rc=2),
     Case("robustness-sweep-file", "robustness --sweep {sweep} --out {out} --model logreg "
          "--folds 3", 0, check=swept_like_the_file),
     E("robustness-sweep-missing", "robustness --sweep {tmp}/gone.json --out {out}",
@@ -575,9 +636,9 @@ CASES = [
     E("groups-unknown-column", A + " --groups actor", "--groups actor: the clips have no column "
       "'actor'", "re-run the extraction", "--manifest"),
     E("groups-empty", A + " --groups ''", "groups must be the name of a manifest column",
-      "(--groups)"),
+      "(--groups)", rc=2),
     E("groups-control-character", A + " --groups 'ac\ttor'", "groups must be the name of a "
-      "manifest column"),
+      "manifest column", rc=2),
     E("groups-fewer-than-folds", "fit --features {grouped} --out {out} --model logreg --folds 5 "
       "--groups actor", "--folds 5 needs at least 5 groups of --groups actor", "have 4",
       "lower --folds to 4"),
@@ -592,15 +653,15 @@ CASES = [
       "logreg --folds 3 --normalize-by actor", "--normalize-by actor: 1 clip(s) have no "
       "'actor' value (c003)"),
     E("normalize-by-empty", A + " --normalize-by ''", "normalize_by must be the name of a "
-      "manifest column", "(--normalize-by)"),
+      "manifest column", "(--normalize-by)", rc=2),
     E("modality-dropout-one", A + " --modality-dropout 1", "modality_dropout must be a number "
-      "in [0, 1)", "got 1.0", "(--modality-dropout)"),
+      "in [0, 1)", "got 1.0", "(--modality-dropout)", rc=2),
     E("modality-dropout-negative", A + " --modality-dropout -0.2", "modality_dropout must be a "
-      "number in [0, 1)"),
-    E("modality-dropout-nan", A + " --modality-dropout nan", "modality_dropout", "got nan"),
+      "number in [0, 1)", rc=2),
+    E("modality-dropout-nan", A + " --modality-dropout nan", "modality_dropout", "got nan", rc=2),
     E("modality-dropout-sklearn", A + " --model logreg --modality-dropout 0.2",
       "modality_dropout masks modalities inside the neural heads", "logreg",
-      "(--modality-dropout)"),
+      "(--modality-dropout)", rc=2),
     E("augment-clean-store", A + " --augment audio={audio}", "records no noise spec"),
     E("augment-unknown-modality", A + " --augment video={noisy}", "--augment", "names modality "
       "'video'", "not among the clean --features"),
@@ -642,27 +703,75 @@ CASES = [
       "gone.h5' does not exist"),
     E("leaderboard-learned-layers-sklearn", "leaderboard --features {audio} --out {out} --model "
       "logreg --layers learned", "layers='learned' learns layer weights inside the neural heads",
-      "(--layers)"),
+      "(--layers)", rc=2),
     E("fit-learned-layers-sklearn", A + " --model svm --layers learned", "the scikit-learn model "
-      "'svm' has no such step"),
+      "'svm' has no such step", rc=2),
     E("fit-learned-layers-frames", A + " --layers learned --input frames", "frame matrices have "
-      "no layers"),
+      "no layers", rc=2),
     E("semi-sweep-values-not-numbers", "semi-sweep --features {audio} --out {out} --semi "
-      "threshold --values 0.5,abc", "values must be comma-separated numbers", "'abc'",
-      "(--values)"),
+      "threshold --values 0.5,abc", "--values must be comma-separated numbers", "'abc'", rc=2),
     E("semi-sweep-value-twice", "semi-sweep --features {audio} --out {out} --semi threshold "
-      "--values 0.5,0.5", "lists a value twice"),
+      "--values 0.5,0.5", "lists a value twice", rc=2),
     E("semi-sweep-threshold-zero", "semi-sweep --features {audio} --out {out} --semi threshold "
-      "--values 0,0.5", "confidence threshold must be in (0, 1]", "got 0.0"),
+      "--values 0,0.5", "--values: 0 is not a confidence threshold in (0, 1]",
+      "(--semi threshold)", rc=2, absent=("--semi-threshold",)),
     E("semi-sweep-quantile-above-one", "semi-sweep --features {audio} --out {out} --semi "
-      "class-quantile --values 1.2", "class quantile must be in [0, 1]"),
+      "class-quantile --values 1.2", "--values: 1.2 is not a class quantile in [0, 1]", rc=2),
     E("semi-sweep-strategy-none", "semi-sweep --features {audio} --out {out} --semi none "
       "--values 0.5", "argument --semi: invalid choice", rc=2),
     E("semi-sweep-hide-everything", "semi-sweep --features {audio} --out {out} --semi threshold "
-      "--values 0.5 --hide-labels 1", "labels to hide must be in (0, 1)"),
+      "--values 0.5 --hide-labels 1", "labels to hide must be in (0, 1)", rc=2),
     E("semi-sweep-no-pool", "semi-sweep --features {audio} --out {out} --semi weak-reinforce "
       "--values 0.8 --semi-rounds 1 --semi-teacher fold " + FIT + " --model logreg",
       "needs unlabelled clips", "--hide-labels"),
+    # ---- issue 22: the command line
+    E("misspelt-option-named-first", "fit --featrues {audio}", "unrecognized argument: "
+      "--featrues (did you mean --features?)", rc=2),
+    E("prefix-of-an-option", "fit --feature {audio} --out {out}", "unrecognized argument: "
+      "--feature (did you mean --features?)", rc=2),
+    E("prefix-of-folds", A + " --fold 3", "--fold (did you mean --folds?)", rc=2),
+    E("unknown-options-all-named", A + " --lrr 0.1 --bogus", "unrecognized arguments: --lrr "
+      "(did you mean --lr?), --bogus", rc=2),
+    E("unknown-command", "fitt --features {audio}", "unknown command 'fitt'; did you mean "
+      "'fit'?", rc=2),
+    E("lr-with-underscore", A + " --lr 1_0", "argument --lr: must be a number; got '1_0'", rc=2),
+    E("folds-with-underscore", A + " --folds 1_0", "argument --folds: must be an integer; got "
+      "'1_0'", rc=2),
+    E("semi-sweep-values-underscore", "semi-sweep --features {audio} --out {out} --semi "
+      "threshold --values 0_5", "--values must be comma-separated numbers", "'0_5'", rc=2),
+    # ---- issue 22: strict numbers and headers in label files
+    E("evaluate-valence-with-underscore", "evaluate --pred {pred_underscore} --labels {truth}",
+      "valence '0_5' of 't02' is not a number"),
+    E("evaluate-valence-overflows", "evaluate --pred {pred_huge} --labels {truth}",
+      "valence '1e999' of 't03' is not a finite number"),
+    E("evaluate-valence-fullwidth-digits", "evaluate --pred {pred_fullwidth} --labels {truth}",
+      "of 't04' is not a number"),
+    E("evaluate-capitalised-header", "evaluate --pred {pred} --labels {truth_caps}",
+      "has column(s) 'Name', 'Discrete', 'Valence'", "only in letter case",
+      "Rename them to name, discrete, valence"),
+    E("manifest-capitalised-header", A + " --manifest {manifest_caps}", "'Discrete', 'Split'",
+      "only in letter case"),
+    # ---- issue 22: nothing lost, nothing silent
+    E("predict-out-is-a-copy-of-a-store", "predict --run {run} --out {target}",
+      "exists and is not a prediction file written by mer-heads", setup=not_ours("copy.csv")),
+    E("predict-out-is-a-manifest", "predict --run {run} --out {target}", "is not a prediction "
+      "file", setup=not_ours("m.csv", b"name,video,discrete\nx,x.mp4,sad\n")),
+    E("predict-out-is-a-label-file", "predict --run {run} --out {target}", "is not a "
+      "prediction file", setup=not_ours("train-label.csv", b"name,discrete,valence\n"
+                                        b"a,sad,-2.5\n")),
+    E("predict-out-is-empty", "predict --run {run} --out {target}", "is not a prediction file",
+      setup=not_ours("empty.csv", b"")),
+    E("store-being-written", "fit --features {writing} --out {out} --model logreg",
+      "has 1 part file(s) of an unfinished extraction", "writing.h5.parts",
+      "re-run the same `mer-features extract` command", setup=pending_parts),
+    Case("join-inner-counts-what-it-left-out", "fit --features {join_all} --features "
+         "{join_part} --join inner --out {out} --model logreg --folds 2", 0,
+         check=joined_with_a_count),
+    Case("predict-normalized-group-of-one", "predict --run {grouped_run} --features {svm} "
+         "--manifest {lonely_actor} --out {tmp}/p.csv", 0, check=lonely_group_noted),
+    E("groups-one-group-at-two-folds", "fit --features {one_actor} --out {out} --model logreg "
+      "--folds 2 --groups actor", "have 1 (actor0): one group cannot be cross-validated",
+      absent=("lower --folds",)),
     Case("describe-labels-like-numpy", "describe --labels {truth} --out {out}", 0,
          check=described_like_numpy),
     E("describe-two-sources", "describe --labels {truth} --manifest {truth} --out {out}",
@@ -723,6 +832,8 @@ def test_adversarial(case: Case, world: dict[str, str], tmp_path: Path, capsys) 
     assert "Traceback" not in err
     for words in case.words:
         assert words in line, f"{words!r} not in {line!r}"
+    for words in case.absent:
+        assert words not in line, f"{words!r} in {line!r}"
     leftovers = [p for p in tmp_path.rglob("*") if ".tmp-" in p.name or ".write-test" in p.name]
     assert not leftovers
     if case.rc and not case.setup:
@@ -886,3 +997,214 @@ def test_semi_never_adds_a_class_the_fold_has_no_labelled_clip_of(tmp_path, monk
     added = result.rounds[1]["added"]
     assert added["surprise"] == 0 and added["happy"] == 5  # half the pool, in every fold
     assert (result.selected[0] != EMOTIONS.index("surprise")).all()
+
+
+# --------------------------------------------------------------------------------------------
+# issue 22: the command line's surface, exit codes, and outputs that are never lost
+
+
+def test_version(capsys) -> None:
+    from mer_heads import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == f"mer-heads {__version__}\n"
+
+
+def test_every_option_has_help_and_shows_its_default() -> None:
+    """--help is the reference a user reads: every option says what it does, and every option
+    that takes a value and may be left out says what happens then."""
+    from mer_heads.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    lacking = []
+    for name, command in [("", parser), *commands.items()]:
+        for action in command._actions:
+            if not action.option_strings or action.help == argparse.SUPPRESS:
+                continue
+            flag = f"{name} {action.option_strings[0]}".strip()
+            if not action.help:
+                lacking.append(f"{flag}: no help")
+            elif (action.nargs != 0 and not action.required and "default" not in action.help
+                  and action.dest not in ("help", "version")):
+                lacking.append(f"{flag}: no default shown")
+    assert lacking == []
+
+
+def test_no_parser_takes_abbreviations() -> None:
+    from mer_heads.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    assert not parser.allow_abbrev and not any(c.allow_abbrev for c in commands.values())
+
+
+def test_a_locked_out_folder_refuses_a_second_command_at_once(world, tmp_path, capsys) -> None:
+    from mer_heads.outputs import lock_folder
+
+    out = tmp_path / "run"
+    with lock_folder(out):
+        rc = main(["fit", "--features", world["few"], "--out", str(out), "--model", "logreg"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith(f"error: --out '{out}' is being written by another "
+                                      f"mer-heads command (pid {os.getpid()}")
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # lock file removed, no --out
+
+
+@pytest.mark.slow
+def test_two_fits_into_one_new_out_at_once(world, tmp_path) -> None:
+    """The second of two concurrent fits into one new --out fails at once, naming the first;
+    the first finishes and its result is complete."""
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "mer_heads.cli", "fit", "--features", world["audio"],
+            "--out", str(out), *shlex.split(FIT)]
+    slow = [*argv, "--epochs", "1000"]  # still training when the second one starts
+    first = subprocess.Popen(slow, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lock = tmp_path / ".run.lock"
+    for _ in range(600):
+        if lock.exists() and lock.read_text().strip() or first.poll() is not None:
+            break
+        time.sleep(0.05)
+    second = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    _, first_err = first.communicate(timeout=600)
+    assert first.returncode == 0, first_err
+    assert second.returncode == 1
+    assert second.stderr.startswith(f"error: --out '{out}' is being written by another "
+                                    f"mer-heads command (pid {first.pid}")
+    assert json.loads((out / "run.json").read_text())["model"] == "attention"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+KILLER = """
+import os, signal, sys
+from mer_heads import outputs
+from mer_heads.experiments.fit import fit_run
+
+kill_at, exchange = int(sys.argv[1]), sys.argv[2] == "exchange"
+steps = []
+
+def step(kind, fn):
+    def wrapped(*args, **kwargs):
+        steps.append(kind)
+        if len(steps) == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return fn(*args, **kwargs)
+    return wrapped
+
+os.replace = step("write", os.replace)   # every file written into the staging folder
+os.rename = step("rename", os.rename)    # carrying a user's file, the two-rename swap
+outputs._exchange = step("exchange", outputs._exchange if exchange else lambda a, b: False)
+outputs.shutil.rmtree = step("rmtree", outputs.shutil.rmtree)
+fit_run([sys.argv[3]], sys.argv[4], model="logreg", folds=3, seed=7, overwrite=True)
+print(" ".join(steps))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("swap", ["exchange", "two-renames"])
+def test_a_kill_at_any_step_of_overwrite_leaves_the_old_run_or_the_new(world, tmp_path,
+                                                                       swap) -> None:
+    """SIGKILL while `fit --overwrite` writes its first and its last file, and at every step of
+    the swap (carrying a user's file over, the rename(s), removing the old run): the folder
+    then holds the old run or the new one, complete (after the next command's recovery where
+    the swap takes two renames), and the user's file in it survives."""
+    from mer_heads.outputs import recover
+    from mer_heads.rundir import load_run
+
+    out = tmp_path / "run"
+    fit_run([world["few"]], out, model="logreg", folds=3, seed=1)
+    old = (out / "run.json").read_bytes()
+    (out / "notes.txt").write_text("mine\n")
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+
+    def fit_killed_at(step: int) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), str(step), swap, world["few"],
+                               str(out)], capture_output=True, text=True, timeout=600)
+
+    steps = fit_killed_at(0).stdout.split()  # the steps of an overwrite, in order
+    writes = [i + 1 for i, kind in enumerate(steps) if kind == "write"]
+    assert len(writes) >= 5 and steps[len(writes):][-1] == "rmtree"
+    fit_run([world["few"]], out, model="logreg", folds=3, seed=1, overwrite=True)
+    # every step of the swap, and (once) the first and the last file of the new run
+    points = [*([writes[0], writes[-1]] if swap == "exchange" else []),
+              *range(len(writes) + 1, len(steps) + 1)]
+    outcomes = []
+    for kill_at in points:
+        proc = fit_killed_at(kill_at)
+        assert proc.returncode == -9, proc.stderr
+        if swap == "exchange":  # nothing to recover: the swap is one atomic rename
+            assert (out / "run.json").is_file(), kill_at
+        recover(out)
+        info = (out / "run.json").read_bytes()
+        new = json.loads(info)["params"]["seed"] == 7
+        assert new or info == old, kill_at
+        load_run(out)  # complete: every file of the run reads back
+        assert (out / "notes.txt").read_text() == "mine\n", kill_at
+        left = sorted(p.name for p in tmp_path.iterdir() if p.name != ".run.lock")
+        assert left == ["killer.py", "run"], (kill_at, left)  # the lock file of a killed fit
+        outcomes.append("new" if new else "old")              # goes with the next command
+        if new:  # killed after the swap: start the next try from an old run again
+            fit_run([world["few"]], out, model="logreg", folds=3, seed=1, overwrite=True)
+            assert (out / "run.json").read_bytes() == old
+    assert "old" in outcomes and outcomes[-1] == "new", outcomes
+
+
+def test_a_failed_overwrite_leaves_the_earlier_run_untouched(world, tmp_path,
+                                                              monkeypatch) -> None:
+    import mer_heads.experiments.fit as fit
+
+    out = tmp_path / "run"
+    fit_run([world["few"]], out, model="logreg", folds=3, seed=1)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fit, "markdown_report", broken)
+    with pytest.raises(OSError):
+        fit_run([world["few"]], out, model="logreg", folds=3, seed=2, overwrite=True)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_predict_replaces_its_own_prediction_file(world, tmp_path) -> None:
+    from mer_heads.experiments.fit import predict_run
+    from mer_heads.outputs import is_prediction_file
+
+    out = tmp_path / "p.csv"
+    predict_run(world["run"], out)
+    first = out.read_bytes()
+    assert is_prediction_file(out)
+    out.write_bytes(first.replace(b"clip0000,", b"renamed,", 1))  # still of its kind
+    predict_run(world["run"], out)  # a file it wrote is replaced
+    assert out.read_bytes() == first
+    assert not is_prediction_file(world["truth"])  # MER 2023's label format: short valences
+
+
+def test_a_swap_that_fails_half_way_keeps_the_earlier_run(world, tmp_path, monkeypatch) -> None:
+    """Without RENAME_EXCHANGE the swap takes two renames; when the second fails, the earlier
+    run goes back in place, and the error says so."""
+    from mer_heads import outputs
+    from mer_heads.errors import OutputError
+
+    out = tmp_path / "run"
+    fit_run([world["few"]], out, model="logreg", folds=3, seed=1)
+    before = (out / "run.json").read_bytes()
+    real = os.rename
+    calls = []
+
+    def second_fails(a, b):
+        calls.append((a, b))
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(a, b)
+
+    monkeypatch.setattr(outputs, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(outputs.os, "rename", second_fails)
+    with pytest.raises(OutputError, match=r"Cannot put the new run into --out .*No space left "
+                                          r"on device; the earlier content of the folder is kept"):
+        fit_run([world["few"]], out, model="logreg", folds=3, seed=2, overwrite=True)
+    assert (out / "run.json").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

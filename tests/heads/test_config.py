@@ -46,7 +46,8 @@ def test_estimator_signature_is_the_config():
     ({"lr": float("nan")}, "lr must be a finite number > 0; got nan.", "--lr"),
     ({"C": 0}, "C must be a finite number > 0; got 0.", "-C"),
     ({"dropout": 1.0}, "dropout must be a number in [0, 1); got 1.0.", "--dropout"),
-    ({"precision": "fp8"}, "precision must be one of auto, fp32, bf16", "--precision"),
+    ({"precision": "fp8"}, "precision must be one of fp32, bf16, auto", "--precision"),
+    ({"threads": 0}, "threads must be an integer >= 1; got 0.", "--threads"),
     ({"device": "tpu"}, "device must be cpu, cuda, cuda:N or auto; got 'tpu'.", "--device"),
 ])
 def test_a_config_out_of_range_cannot_be_made(change, words, flag):

@@ -226,13 +226,14 @@ def test_cli_hide_labels_reports_pseudo_label_accuracy(semi_stores, tmp_path, ca
 
 def test_cli_semi_errors_are_clear(semi_stores, tmp_path, capsys):
     base = ["fit", *_features(semi_stores), *FIT_ARGS, "--out", str(tmp_path / "x")]
-    assert main([*base, "--semi", "mixmatch"]) == 1
-    assert "strategy must be one of none, threshold, class-quantile, weak-reinforce" in \
-        capsys.readouterr().err
-    assert main([*base, "--semi", "threshold", "--semi-threshold", "1.2"]) == 1
-    assert "(0, 1]" in capsys.readouterr().err
-    assert main([*base, "--hide-labels", "0"]) == 1
-    assert "--hide-labels" in capsys.readouterr().err
+    for argv, words in (
+            ([*base, "--semi", "mixmatch"],
+             "strategy must be one of none, threshold, class-quantile, weak-reinforce"),
+            ([*base, "--semi", "threshold", "--semi-threshold", "1.2"], "(0, 1]"),
+            ([*base, "--hide-labels", "0"], "--hide-labels")):
+        with pytest.raises(SystemExit) as exit_:  # a wrong command line: exit 2, before any work
+            main(argv)
+        assert exit_.value.code == 2 and words in capsys.readouterr().err
     names, y, valence = clip_labels(40)
     only_labelled = write_store(tmp_path / "l.h5", "audio", names, y, valence, dim=4,
                                 frame_dim=2, seed=0)
