@@ -70,7 +70,7 @@ def fingerprint_fields(encoder: Any, stage: Any, *, dtype: str,
         "config": dataclasses.asdict(encoder.config),
         "preprocessing": preprocessing,
         "noise": {"spec": canonical(noise), "seed": int(stage.seed)} if noise is not None else None,
-        "compute_dtype": dtype if encoder.uses_dtype else "fp32",
+        "compute_dtype": encoder.compute_dtype(dtype),
         "storage_dtype": storage_dtype,
     }
 

@@ -6,7 +6,8 @@ a spec such as ``egemaps`` or ``hf:/models/hubert-base``.
 
 from mer_features.encoders.base import (Encoded, Encoder, OutputSpec, create_encoder,
                                         known_encoders, register_encoder)
-from mer_features.encoders import e5, fer, hf_audio, hf_vision, opensmile, text  # noqa: F401  (registration)
+from mer_features.encoders import (e5, fer, hf_audio, hf_vision, opensmile, text,  # noqa: F401
+                                   whisper)  # (registration)
 
 DEFAULT_ENCODERS = {"audio": "egemaps", "text": "e5", "video": "fer"}
 

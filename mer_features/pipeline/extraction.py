@@ -233,6 +233,7 @@ def extract(manifest: str | Path | Manifest, out: str | Path, *, modality: str =
                            "--storage-dtype float32.")
     device = (resolve_device(device) if (enc.uses_dtype or not enc.runs_in_workers)
               and not enc.cpu_only else "cpu")
+    enc.device = device  # before the header: an encoder's compute precision may depend on it
     if dtype == "fp16" and device == "cpu" and enc.uses_dtype:
         raise EncoderError("fp16 needs a GPU; on the CPU use --dtype bf16, fp32 or auto.")
     from mer_features.encoders.tuning import IMPLS, choose_path
