@@ -32,7 +32,8 @@ from mer_features.encoders.hf_common import (autocast, check_layer, check_model_
                                              half_linear_weights, hidden_shapes, load_config,
                                              load_model, resolve_model_dir, select_layers,
                                              shape_fields, weights_identity)
-from mer_features.errors import ClipError
+from mer_features.encoders.hf_whisper import WHISPER_TYPES, HFWhisperEncoder, model_type
+from mer_features.errors import ClipError, EncoderError
 
 _CPU_FAST_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
 """Compute dtypes with the unfolded CPU feature encoder, by torch dtype name."""
@@ -69,11 +70,23 @@ class HFAudioEncoder(Encoder):
     """The CPU fast path where it applies (fp32/bf16 on a CPU, plain convolutions); the
     pipeline measures whether it beats ``stock`` on the machine at hand."""
 
+    @classmethod
+    def family(cls, values: Any) -> type[Encoder]:
+        """Whisper checkpoints and Qwen2-Audio's tower take :class:`HFWhisperEncoder`."""
+        model = values.get("model")
+        if isinstance(model, str) and model_type(resolve_model_dir(model)[0]) in WHISPER_TYPES:
+            return HFWhisperEncoder
+        return cls
+
     def __init__(self, config: HFAudioConfig):
         super().__init__(config)
         self._dir, self._origin = resolve_model_dir(config.model)
         self._hf_config = load_config(self._dir)
-        check_model_type(self._hf_config, SUPPORTED_TYPES, config.model, "hf audio encoder takes")
+        check_model_type(self._hf_config, SUPPORTED_TYPES + WHISPER_TYPES, config.model,
+                         "hf audio encoder takes")
+        if self._hf_config.model_type in WHISPER_TYPES:
+            raise EncoderError(f"'{config.model}' is a Whisper-family model: build its encoder "
+                               "with create_encoder('audio', 'hf:...'), which picks its class.")
         strides = list(self._hf_config.conv_stride)
         kernels = list(self._hf_config.conv_kernel)
         self.hop = int(np.prod(strides))
