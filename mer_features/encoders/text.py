@@ -107,11 +107,13 @@ class HFTextEncoder(Encoder):
     @classmethod
     def family(cls, values: Any) -> type[Encoder]:
         """Decoder-only LLMs (Llama, Mistral, Qwen2, Gemma, ...) take :class:`HFLLMEncoder`."""
-        model = values.get("model")
-        if (cls is HFTextEncoder and isinstance(model, str)
-                and is_causal_lm(read_config_json(resolve_model_dir(model)[0]))):
-            return HFLLMEncoder
-        return cls
+        if cls is not HFTextEncoder:
+            return cls
+        try:
+            folder = resolve_model_dir(values["model"])[0]
+        except (EncoderError, KeyError, TypeError, AttributeError):
+            return cls  # building it says what is wrong, after the options are checked
+        return HFLLMEncoder if is_causal_lm(read_config_json(folder)) else cls
 
     def __init__(self, config: Any):
         super().__init__(config)
