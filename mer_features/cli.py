@@ -288,7 +288,8 @@ def _add_extract_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -
                    "(encoders and decoder-only LLMs); video: fer (default), hf:... (image "
                    "models per face frame, VideoMAE per 16-frame window)")
     p.add_argument("--layer", choices=["last", "mean-last-4", "all"],
-                   help="hf encoders: which hidden layers to keep (default mean-last-4)")
+                   help="hf encoders: which hidden layers to keep (default mean-last-4; last "
+                   "for Whisper checkpoints)")
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
                    type=_option_arg,
                    help="encoder option, e.g. -o chunk_seconds=20 (repeatable)")
