@@ -179,6 +179,10 @@ class HFWhisperEncoder(Encoder):
         for i, pieces in per_item.items():
             pieces.sort(key=lambda p: p[0])
             encoded = assemble([(s, f) for s, f, _ in pieces], self.config.pooling)
+            if isinstance(encoded, ClipError):
+                results[i] = ClipError("encode", "the encoder gave non-finite values; try "
+                                       "--dtype bf16 or fp32")
+                continue
             if self.pooled:
                 encoded.frame_times = self._pooled_times(pieces)
             if pieces[0][2] is not None:  # layer=all: pool every layer over the clip
@@ -222,11 +226,14 @@ class HFWhisperEncoder(Encoder):
                 raise EncoderError(f"A window of {x.shape[1]} frames exceeds the encoder's "
                                    f"{tower.embed_positions.weight.shape[0]} positions.")
             x = x + tower.embed_positions.weight[: x.shape[1]].to(x.dtype)
+            keep = {"last": 1, "mean-last-4": 4}.get(self.config.layer)  # None: every state
             states = [x]
             for layer in tower.layers:
                 result = layer(x, None)
                 x = result[0] if isinstance(result, tuple) else result
                 states.append(x)
+                if keep is not None:
+                    del states[:-keep]  # large-v3 has 33 states: keep only what is pooled
             if self.pooled:
                 states = [tower.avg_pooler(s.permute(0, 2, 1)).permute(0, 2, 1) for s in states]
             states[-1] = tower.layer_norm(states[-1])

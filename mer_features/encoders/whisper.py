@@ -244,11 +244,15 @@ def check_audio(item: AudioInput, encoder: str) -> str | None:
     return too_short(len(item.waveform))
 
 
-def assemble(pieces: list[tuple[int, np.ndarray]], pooling: str) -> Encoded:
+def assemble(pieces: list[tuple[int, np.ndarray]], pooling: str) -> Encoded | ClipError:
     """One clip's Encoded from its windows' (start sample, frames (n, dim)): the frames in
-    time order, their centre times, and the utterance vector pooled over all of them."""
+    time order, their centre times, and the utterance vector pooled over all of them; a
+    ClipError when the encoder gave non-finite values (an fp16 overflow)."""
     pieces.sort(key=lambda p: p[0])
     frames = np.concatenate([f for _, f in pieces]).astype(np.float32)
+    if not np.isfinite(frames).all():
+        return ClipError("encode", "the encoder gave non-finite values; in fp16 try "
+                         "-o compute_type=bf16 or fp32")
     times = np.concatenate([frame_times(start, len(f)) for start, f in pieces])
     info = {"windows": len(pieces)} if len(pieces) > 1 else {}
     return Encoded(utterance=pool(frames, pooling), frames=frames, frame_times=times, info=info)

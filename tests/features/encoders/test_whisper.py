@@ -166,6 +166,10 @@ def test_short_and_wrong_rate_clips_fail_alone(encoders):
     assert isinstance(short, ClipError) and "0.010 s long" in str(short) and "0.025 s" in str(short)
     assert isinstance(rate, ClipError) and "8000 Hz" in str(rate)
     assert not isinstance(ok, ClipError) and ok.frames.shape == (50, 384)
+    broken = voiced(1.0)
+    broken[100] = np.nan  # the decoder never gives this; the encoder's guard still holds
+    (bad,) = enc.encode_batch([AudioInput("nan", broken, RATE)])
+    assert isinstance(bad, ClipError) and "non-finite" in str(bad)
 
 
 # configuration and fingerprint --------------------------------------------------------------
