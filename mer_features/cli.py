@@ -282,8 +282,8 @@ def _add_extract_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -
     else:
         p.add_argument("--out", help="store path (default: "
                        "features/<corpus>-<modality>-<encoder>.h5)")
-    p.add_argument("--encoder", help="encoder spec. audio: egemaps (default), compare, "
-                   "whisper (Whisper tiny.en, offline), hf:<folder or hub id[@revision]>; "
+    p.add_argument("--encoder", help="encoder spec. audio: whisper (default: Whisper "
+                   "tiny.en, offline), egemaps, compare, hf:<folder or hub id[@revision]>; "
                    "text: e5 (default, multilingual, offline), minilm (English), hf:... "
                    "(encoders and decoder-only LLMs); video: fer (default), hf:... (image "
                    "models per face frame, VideoMAE per 16-frame window)")

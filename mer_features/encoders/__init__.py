@@ -9,7 +9,7 @@ from mer_features.encoders.base import (Encoded, Encoder, OutputSpec, create_enc
 from mer_features.encoders import (e5, fer, hf_audio, hf_vision, opensmile, text,  # noqa: F401
                                    whisper)  # (registration)
 
-DEFAULT_ENCODERS = {"audio": "egemaps", "text": "e5", "video": "fer"}
+DEFAULT_ENCODERS = {"audio": "whisper", "text": "e5", "video": "fer"}
 
 __all__ = ["Encoded", "Encoder", "OutputSpec", "create_encoder", "known_encoders",
            "register_encoder", "DEFAULT_ENCODERS"]

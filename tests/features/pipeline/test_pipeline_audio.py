@@ -14,6 +14,7 @@ from mer_features.store import FeatureStore
 
 
 def run(manifest, out, **kw):
+    kw.setdefault("encoder", "egemaps")
     kw.setdefault("workers", 0)
     kw.setdefault("progress", False)
     return extract(manifest, out, modality="audio", **kw)
