@@ -7,7 +7,8 @@ a spec such as ``egemaps`` or ``hf:/models/hubert-base``.
 from mer_features.encoders.base import (Encoded, Encoder, EncoderSpec, OutputSpec,
                                         create_encoder, known_encoders, parse_encoder_spec,
                                         register_encoder)
-from mer_features.encoders import e5, fer, hf_audio, hf_vision, opensmile, text  # noqa: F401  (registration)
+from mer_features.encoders import (e5, fer, hf_audio, hf_vision, opensmile, text,  # noqa: F401
+                                   whisper)  # (registration)
 
 from mer_features.modalities import stages as _stages  # noqa: E402
 

@@ -86,6 +86,19 @@ class Encoder:
         arg = getattr(self.config, self.spec_argument) if self.spec_argument else None
         return f"{self.name}:{arg}" if arg else self.name
 
+    @classmethod
+    def family(cls, values: Mapping[str, Any]) -> type[Encoder]:
+        """The class that builds an encoder from these option ``values`` (the spec argument
+        included): ``cls`` itself, or a subclass with its own ``Config`` for a family of models
+        (``hf:`` picks one by the checkpoint's model type)."""
+        return cls
+
+    def compute_dtype(self, dtype: str) -> str:
+        """The compute precision a store records (its fingerprint's ``compute_dtype``) for a
+        run in ``dtype`` on :attr:`device`: ``dtype`` where it changes the output
+        (:attr:`uses_dtype`), else fp32; an encoder with its own precision option says which."""
+        return dtype if self.uses_dtype else "fp32"
+
     def impls(self, device: str) -> tuple[str, ...]:
         """The implementations this encoder can compute with on ``device`` (see :attr:`impl`)."""
         return ("stock",)
@@ -198,6 +211,7 @@ def create_encoder(modality: str, spec: str, options: Mapping[str, Any] | None =
     values: dict[str, Any] = dict(options or {})
     if cls.spec_argument:
         values[cls.spec_argument] = parsed.argument
+    cls = cls.family(values)
     return cls(_make_config(cls, values))
 
 

@@ -2,7 +2,9 @@
 
 ``hf:<folder or hub id>`` loads any such checkpoint. Frames are the chosen layer's vectors (50 per
 second for the usual 320-sample stride); the utterance vector is their mean over the clip's own
-frames, never over padding.
+frames, never over padding. A Whisper checkpoint or Qwen2-Audio goes to
+:mod:`mer_features.encoders.hf_whisper` instead (:meth:`HFAudioEncoder.family` reads the
+checkpoint's model type), with its own options.
 
 Padding must not change a clip's features, or a clip's vector would depend on its batch-mates:
 
@@ -32,7 +34,8 @@ from mer_features.encoders.hf_common import (autocast, check_layer, check_model_
                                              half_linear_weights, hidden_shapes, load_config,
                                              load_model, resolve_model_dir, select_layers,
                                              shape_fields, weights_identity)
-from mer_features.errors import ClipError
+from mer_features.encoders.hf_whisper import WHISPER_TYPES, HFWhisperEncoder, model_type
+from mer_features.errors import ClipError, EncoderError
 
 _CPU_FAST_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
 """Compute dtypes with the unfolded CPU feature encoder, by torch dtype name."""
@@ -69,11 +72,24 @@ class HFAudioEncoder(Encoder):
     """The CPU fast path where it applies (fp32/bf16 on a CPU, plain convolutions); the
     pipeline measures whether it beats ``stock`` on the machine at hand."""
 
+    @classmethod
+    def family(cls, values: Any) -> type[Encoder]:
+        """Whisper checkpoints and Qwen2-Audio's tower take :class:`HFWhisperEncoder`."""
+        try:
+            folder = resolve_model_dir(values["model"])[0]
+        except (EncoderError, KeyError, TypeError, AttributeError):
+            return cls  # building it says what is wrong, after the options are checked
+        return HFWhisperEncoder if model_type(folder) in WHISPER_TYPES else cls
+
     def __init__(self, config: HFAudioConfig):
         super().__init__(config)
         self._dir, self._origin = resolve_model_dir(config.model)
         self._hf_config = load_config(self._dir)
-        check_model_type(self._hf_config, SUPPORTED_TYPES, config.model, "hf audio encoder takes")
+        check_model_type(self._hf_config, SUPPORTED_TYPES + WHISPER_TYPES, config.model,
+                         "hf audio encoder takes")
+        if self._hf_config.model_type in WHISPER_TYPES:
+            raise EncoderError(f"'{config.model}' is a Whisper-family model: build its encoder "
+                               "with create_encoder('audio', 'hf:...'), which picks its class.")
         strides = list(self._hf_config.conv_stride)
         kernels = list(self._hf_config.conv_kernel)
         self.hop = int(np.prod(strides))

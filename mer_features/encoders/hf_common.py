@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,14 +12,20 @@ from mer_features.fingerprint import file_hashes
 
 LAYER_CHOICES = ("last", "mean-last-4", "all")
 _WEIGHT_PATTERNS = ("*.json", "*.safetensors", "*.bin", "*.model", "*.txt", "*.pt")
+_HUB_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*$")
+_RESOLVED: dict[tuple[Any, ...], tuple[Path, dict[str, Any]]] = {}
+"""Hub ids resolved by this process (an ``hf:`` spec is resolved when its class is picked and
+again when the encoder is built): one look-up at the hub per run."""
 
 
 def resolve_model_dir(model: str) -> tuple[Path, dict[str, Any]]:
     """Local folder holding the checkpoint, and where it came from.
 
-    ``model`` is a local folder (as written by ``save_pretrained``) or a hub id, which is
-    fetched into the Hugging Face cache once; offline, a hub id that is not cached fails with
-    a message saying to pass a local folder.
+    ``model`` is a local folder (as written by ``save_pretrained``) or a hub id,
+    ``org/name`` or ``org/name@revision`` (a branch, tag or commit), looked up in the Hugging
+    Face cache (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``)
+    and fetched into it when the hub is reachable; with ``HF_HUB_OFFLINE=1`` the cache alone is
+    read. The origin names the repository and the commit the revision resolved to.
     """
     path = Path(model).expanduser()
     if path.is_dir():
@@ -25,20 +33,83 @@ def resolve_model_dir(model: str) -> tuple[Path, dict[str, Any]]:
             raise EncoderError(f"'{model}' is a folder but holds no config.json; give a folder "
                                "written by save_pretrained, or a hub id.")
         return path.resolve(), {"source": "local"}
-    if path.exists() or model.startswith((".", "/", "~")):
+    repo, _, revision = model.partition("@")
+    if (path.exists() or model.startswith((".", "/", "~")) or not _HUB_ID.match(repo)
+            or (revision == "" and "@" in model)):
         raise EncoderError(f"Model '{model}' is not a folder. Give a checkpoint folder (written by "
-                           "save_pretrained) or a hub id such as 'facebook/hubert-base-ls960'.")
-    try:
-        from huggingface_hub import snapshot_download
+                           "save_pretrained) or a hub id such as 'facebook/hubert-base-ls960' "
+                           "(optionally '@revision').")
+    key = (repo, revision or None, str(hub_cache_dir()), _endpoint(), hub_offline())
+    if key not in _RESOLVED:
+        _RESOLVED[key] = _hub_snapshot(repo, revision or None)
+    return _RESOLVED[key]
 
-        local = snapshot_download(model, allow_patterns=list(_WEIGHT_PATTERNS))
-    except Exception as e:  # network errors come in many types
-        raise EncoderError(
-            f"Cannot fetch model '{model}' from the Hugging Face hub ({type(e).__name__}: {e}). "
-            "Without network access, download it elsewhere and pass its local folder."
-        ) from e
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment at each call (as the hub's own
+    tools do at start-up)."""
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(name):
+            return Path(os.environ[name]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) forbids reaching the hub."""
+    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+               for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _endpoint() -> str | None:
+    return os.environ.get("HF_ENDPOINT") or None
+
+
+def download_patterns(files: list[str]) -> list[str]:
+    """What to fetch of a hub repository holding ``files``: configs, tokenizer files, code
+    (run only with trust_remote_code) and the weights, safetensors alone when there are any
+    (many repositories hold each checkpoint twice, as safetensors and as .bin)."""
+    patterns = ["*.json", "*.model", "*.txt", "*.tiktoken", "*.py", "*.safetensors"]
+    if not any(f.endswith(".safetensors") for f in files):
+        patterns += ["*.bin", "*.pt"]
+    return patterns
+
+
+def _hub_snapshot(repo: str, revision: str | None) -> tuple[Path, dict[str, Any]]:
+    from huggingface_hub import snapshot_download
+
+    cache, endpoint, offline = hub_cache_dir(), _endpoint(), hub_offline()
+    common = {"repo_id": repo, "revision": revision, "cache_dir": str(cache)}
+    reason = "HF_HUB_OFFLINE is set"
+    local = None
+    if not offline:
+        try:
+            from huggingface_hub import HfApi
+
+            files = HfApi(endpoint=endpoint).list_repo_files(repo, revision=revision)
+            local = snapshot_download(**common, endpoint=endpoint,
+                                      allow_patterns=download_patterns(files))
+        except Exception as e:  # noqa: BLE001 - network and hub errors come in many types
+            reason = f"the hub answered {type(e).__name__}: {' '.join(str(e).split())[:160]}"
+    if local is None:
+        try:
+            local = snapshot_download(**common, local_files_only=True)
+        except Exception as e:  # noqa: BLE001 - LocalEntryNotFoundError and kin
+            fetch = f"hf download {repo}" + (f" --revision {revision}" if revision else "")
+            raise EncoderError(
+                f"Model '{repo}{'@' + revision if revision else ''}' is neither in the Hugging "
+                f"Face cache ({cache}) nor reachable ({reason}). Fetch it where the hub is "
+                f"reachable ('{fetch}', then copy the cache), or pass a local folder written by "
+                "save_pretrained.") from e
     local_path = Path(local)
-    return local_path, {"source": "hub", "repo": model, "revision": local_path.name}
+    if not (local_path / "config.json").is_file():
+        raise EncoderError(f"The cached snapshot of '{repo}' ({local_path}) holds no "
+                           "config.json; fetch it again, or pass a local folder.")
+    origin: dict[str, Any] = {"source": "hub", "repo": repo, "revision": local_path.name}
+    if revision and revision != local_path.name:
+        origin["requested"] = revision
+    return local_path, origin
 
 
 def weights_identity(model_dir: Path, origin: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""openSMILE feature sets: eGeMAPSv02 (the default audio encoder) and ComParE 2016.
+"""openSMILE feature sets: eGeMAPSv02 (`egemaps`) and ComParE 2016 (`compare`).
 
 Frames are the set's low-level descriptors (10 ms hop); the utterance vector is the set's
 functionals (88 for eGeMAPSv02, 6373 for ComParE). openSMILE runs on the CPU, one clip at a time,

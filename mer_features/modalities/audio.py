@@ -19,7 +19,7 @@ PROBE_CLIPS = 2
 @register_stage
 class AudioStage(Stage):
     name = "audio"
-    default_encoder = "egemaps"
+    default_encoder = "whisper"
     noise_side = "audio"
     batch_sizes = {"cpu": 1, "cpu bf16": 8, "gpu": 32}
     """Measured with HuBERT-base on a 2-core AVX-512/AMX CPU (benchmarks/bench_audio.py): in

@@ -88,7 +88,7 @@ class ExtractOptions:
     encoder: str | None = option(None, "--encoder", _encoder_help, default_text=_per_modality(
         lambda s: s.default_encoder))
     layer: str | None = option(None, "--layer", "hf encoders: which hidden layers to keep",
-                               choices=LAYERS, default_text="the encoder's: mean-last-4")
+                               choices=LAYERS, default_text="the encoder's: mean-last-4; last for Whisper checkpoints")
     encoder_options: Mapping[str, Any] = option(
         flag=("-o", "--option"), help="encoder option, e.g. -o chunk_seconds=20 (repeatable)",
         default_factory=dict, metavar="KEY=VALUE", parse=_option_pair, append=True,
@@ -148,7 +148,7 @@ class ExtractOptions:
             from mer_features.encoders.base import parse_encoder_spec
 
             if not isinstance(self.encoder, str):
-                raise ParameterError(f"`encoder` must be an encoder spec such as 'egemaps'; got "
+                raise ParameterError(f"`encoder` must be an encoder spec such as 'whisper'; got "
                                      f"{self.encoder!r}.", "encoder")
             try:
                 parse_encoder_spec(self.encoder, self.modality)

@@ -109,7 +109,7 @@ def store_identity(encoder: Any, stage: Stage, *, dtype: str,
         "config": dataclasses.asdict(encoder.config),
         "preprocessing": preprocessing,
         "noise": {"spec": canonical(noise), "seed": int(stage.seed)} if noise is not None else None,
-        "compute_dtype": dtype if encoder.uses_dtype else "fp32",
+        "compute_dtype": encoder.compute_dtype(dtype),
         "storage_dtype": storage_dtype,
     }
 
@@ -188,6 +188,7 @@ def plan_extraction(options: ExtractOptions) -> ExtractionPlan:
                              "`storage_dtype` to float32.", "storage_dtype")
     device = (resolve_device(options.device) if (enc.uses_dtype or not enc.runs_in_workers)
               and not enc.cpu_only else "cpu")
+    enc.device = device  # before the header: an encoder's compute precision may depend on it
     if options.dtype == "fp16" and device == "cpu" and enc.uses_dtype:
         raise ParameterError("fp16 needs a GPU; on the CPU set `dtype` to bf16, fp32 or auto.",
                              "dtype")

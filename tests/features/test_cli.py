@@ -25,7 +25,8 @@ def test_extract_info_and_exit_codes(audio_corpus: Path, tmp_path: Path, capsys)
     assert "8 extracted" in capsys.readouterr().out
     assert main(["info", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["clips"] == 8 and info["encoder"] == "egemaps" and info["utterance_shape"] == [88]
+    # the default audio encoder: whisper (tiny.en, mean and std of 384-d states)
+    assert info["clips"] == 8 and info["encoder"] == "whisper" and info["utterance_shape"] == [768]
     assert info["fingerprint_fields"]["preprocessing"]["sample_rate"] == 16000
     assert main(["info", str(out)]) == 0
     assert "fingerprint" in capsys.readouterr().out
@@ -40,7 +41,7 @@ def test_extract_info_and_exit_codes(audio_corpus: Path, tmp_path: Path, capsys)
 
 
 def test_default_store_name():
-    assert default_store_path("data/demo/manifest.csv", "audio", None) == Path("features/demo-audio-egemaps.h5")
+    assert default_store_path("data/demo/manifest.csv", "audio", None) == Path("features/demo-audio-whisper.h5")
     assert default_store_path("x/ravdess/m.csv", "audio", "hf:/models/hubert-base/") == \
         Path("features/ravdess-audio-hf-hubert-base.h5")
 
@@ -149,7 +150,7 @@ def test_usage_errors_name_the_unknown_flag_first(argv, words, capsys):
     (["--encoder", "wav2vec9"], "argument --encoder: Unknown audio encoder 'wav2vec9'"),
     (["-o", "a=1", "-o", "a=2"], "Encoder option 'a' is given twice in --option"),
     (["--fps", "0"], "--fps must be a number in (0, 60]; got 0.0."),  # checked, for audio too
-    (["-o", "nope=1"], "argument --option: Encoder 'egemaps' has no option(s) nope"),
+    (["-o", "nope=1"], "argument --option: Encoder 'whisper' has no option(s) nope"),
 ])
 def test_values_out_of_range_exit_2_naming_the_flag(extra, words, tmp_path: Path, capsys):
     """The exit-code rule: a value refused before any work is a bad argument (2), reported as

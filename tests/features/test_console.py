@@ -85,7 +85,7 @@ def test_an_extraction_logged_to_a_file_gets_progress_lines(tmp_path: Path, caps
         rows.append({"name": f"c{i}", "audio": f"c{i}.wav"})
     manifest = write_manifest(tmp_path / "m.csv", rows)
     args = ["extract", "--modality", "audio", "--manifest", str(manifest), "--out",
-            str(tmp_path / "s.h5"), "--workers", "0"]
+            str(tmp_path / "s.h5"), "--workers", "0", "--encoder", "egemaps"]
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "audio/egemaps: 1/3 clips (33.3%)" in err and "ETA" in err

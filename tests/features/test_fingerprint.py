@@ -131,13 +131,13 @@ def test_a_store_written_before_the_decoder_joined_is_reused_and_restamped(audio
     # as when the decoder joined the fingerprint, its value then being the one ADDED_FIELDS fills
     monkeypatch.setattr("mer_features.decode.audio.AUDIO_DECODER", ADDED_FIELDS[0][2])
     out = tmp_path / "a.h5"
-    extract(audio_corpus, out, workers=0, progress=False)
+    extract(audio_corpus, out, encoder="egemaps", workers=0, progress=False)
     with FeatureStore(out) as store:
         current, utterances = store.fingerprint, store.utterances()
     old = _restamp(out, lambda fields: fields["preprocessing"].pop("decoder"))
     assert old != current
 
-    summary = extract(audio_corpus, out, workers=0, progress=False)
+    summary = extract(audio_corpus, out, encoder="egemaps", workers=0, progress=False)
     assert (summary.done, summary.skipped) == (0, 8)  # nothing extracted again
     with FeatureStore(out) as store:
         assert store.fingerprint == current  # re-stamped with the full fields
@@ -147,7 +147,7 @@ def test_a_store_written_before_the_decoder_joined_is_reused_and_restamped(audio
     # Another decoder is another configuration, with or without the re-stamp.
     _restamp(out, lambda fields: fields["preprocessing"].update(decoder="ffmpeg-5|resampy"))
     with pytest.raises(FingerprintMismatchError, match="preprocessing.decoder"):
-        extract(audio_corpus, out, workers=0, progress=False)
+        extract(audio_corpus, out, encoder="egemaps", workers=0, progress=False)
 
 
 def test_added_fields_fill_only_what_is_missing():

@@ -139,8 +139,10 @@ class Ctx:
         return self.manifest([{"name": name, "audio": str(self.media / "good.wav")}])
 
     def extract(self, manifest: str, *extra: str, modality: str = "audio") -> list[str]:
+        encoder = ["--encoder", "egemaps"] if modality == "audio" else []
         return ["extract", "--modality", modality, "--manifest", manifest,
-                "--out", str(self.tmp / "s.h5"), "--no-progress", "--workers", "0", *extra]
+                "--out", str(self.tmp / "s.h5"), "--no-progress", "--workers", "0", *encoder,
+                *extra]
 
 
 @dataclass(frozen=True)

@@ -254,7 +254,8 @@ def test_bad_model_specs(tmp_path: Path, tiny_bert: Path):
     config = GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=64, bos_token_id=0,
                         eos_token_id=0)
     GPT2Model(config).save_pretrained(tmp_path / "gpt2")
-    with pytest.raises(EncoderError, match="'gpt2' model; the hf text encoder takes encoder-only"):
+    with pytest.raises(EncoderError, match="'gpt2' model; the hf text encoder takes "
+                       "decoder-only LLMs \\(llama.*\\) and encoder-only"):
         create_encoder("text", f"hf:{tmp_path / 'gpt2'}")
     no_tokenizer = tmp_path / "no-tokenizer"
     no_tokenizer.mkdir()

@@ -33,12 +33,13 @@ def test_shards_are_stable_and_cover_every_clip():
 def test_merged_shards_equal_the_single_process_store(tmp_path: Path):
     manifest = make_corpus(tmp_path, n=24)
     single = tmp_path / "single.h5"
-    extract(manifest, single, workers=0, progress=False)
+    extract(manifest, single, encoder="egemaps", workers=0, progress=False)
     shards = []
     for i in range(3):
         shards.append(tmp_path / f"s{i}.h5")
         assert main(["extract", "--modality", "audio", "--manifest", str(manifest), "--out",
-                     str(shards[-1]), "--shard", f"{i}/3", "--workers", "0", "--no-progress"]) == 0
+                     str(shards[-1]), "--shard", f"{i}/3", "--workers", "0", "--no-progress",
+                     "--encoder", "egemaps"]) == 0
     sizes = [len(FeatureStore(s)) for s in shards]
     assert sum(sizes) == 24 and min(sizes) > 0
     assert main(["merge", "--out", str(tmp_path / "merged.h5"), *map(str, shards)]) == 0
@@ -48,7 +49,8 @@ def test_merged_shards_equal_the_single_process_store(tmp_path: Path):
     with pytest.raises(StoreError, match="exists; pass --overwrite"):
         merge_stores(tmp_path / "merged.h5", shards)
     other = tmp_path / "other.h5"
-    extract(manifest, other, workers=0, progress=False, storage_dtype="float16", shard=Shard(0, 3))
+    extract(manifest, other, encoder="egemaps", workers=0, progress=False,
+            storage_dtype="float16", shard=Shard(0, 3))
     with pytest.raises(FingerprintMismatchError, match="storage_dtype"):
         merge_stores(tmp_path / "mixed.h5", [shards[1], other])
 
@@ -57,14 +59,14 @@ def test_merged_shards_equal_the_single_process_store(tmp_path: Path):
 def test_torchrun_two_processes_on_cpu(tmp_path: Path):
     manifest = make_corpus(tmp_path, n=16)
     single = tmp_path / "single.h5"
-    extract(manifest, single, workers=0, progress=False)
+    extract(manifest, single, encoder="egemaps", workers=0, progress=False)
     out = tmp_path / "dist.h5"
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [str(torchrun), "--nproc-per-node", "2", "--master-port", "29517", "-m", "mer_features.cli",
          "extract", "--modality", "audio", "--manifest", str(manifest), "--out", str(out),
-         "--workers", "0", "--no-progress"],
+         "--encoder", "egemaps", "--workers", "0", "--no-progress"],
         capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert not list(tmp_path.glob("dist.shard-*"))

@@ -51,8 +51,9 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_cli(manifest: Path, out: Path, modality: str, *extra: str) -> tuple[int, dict]:
+    encoder = ["--encoder", "egemaps"] if modality == "audio" else []
     code = main(["extract", "--modality", modality, "--manifest", str(manifest), "--out", str(out),
-                 "--no-progress", "--workers", "2", *extra])
+                 "--no-progress", "--workers", "2", *encoder, *extra])
     with FeatureStore(out) as store:
         status = dict(zip(store.names, store.status))
         reasons = {n: (s, st, r) for n, s, st, r in store.failures()}
@@ -91,7 +92,7 @@ def test_audio_faults(media: Path, tmp_path: Path, capsys):
     # --fail-fast stops at the first bad clip, keeping the good ones done before it
     code = main(["extract", "--modality", "audio", "--manifest", str(manifest), "--out",
                  str(tmp_path / "ff.h5"), "--no-progress", "--workers", "0", "--fail-fast",
-                 "--batch-size", "1"])
+                 "--batch-size", "1", "--encoder", "egemaps"])
     assert code == 1
     assert "--fail-fast" in capsys.readouterr().err
 
@@ -163,7 +164,7 @@ def test_missing_files_refused_unless_skipped(media: Path, tmp_path: Path, capsy
             {"name": "gone", "audio": str(media / "gone.wav")}]
     manifest = write_manifest(tmp_path / "m.csv", rows)
     assert main(["extract", "--modality", "audio", "--manifest", str(manifest), "--out",
-                 str(tmp_path / "m.h5"), "--no-progress"]) == 1
+                 str(tmp_path / "m.h5"), "--no-progress", "--encoder", "egemaps"]) == 1
     assert "gone.wav' not found" in capsys.readouterr().err and not (tmp_path / "m.h5").exists()
     code, got = run_cli(manifest, tmp_path / "m.h5", "audio", "--skip-missing")
     assert code == 3 and got["status"] == {"good": "ok", "gone": "missing"}
@@ -176,7 +177,8 @@ def test_two_writers_are_refused(media: Path, tmp_path: Path):
     rows = [{"name": f"c{i}", "audio": str(media / "long.flac")} for i in range(3)]
     manifest = write_manifest(tmp_path / "m.csv", rows)
     cmd = [sys.executable, "-m", "mer_features.cli", "extract", "--modality", "audio", "--manifest",
-           str(manifest), "--out", str(tmp_path / "x.h5"), "--no-progress", "--workers", "0"]
+           str(manifest), "--out", str(tmp_path / "x.h5"), "--no-progress", "--workers", "0",
+           "--encoder", "egemaps"]
     first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     import time
 

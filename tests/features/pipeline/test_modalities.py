@@ -25,7 +25,7 @@ def test_the_three_modalities_declare_what_differs():
     assert known_modalities() == ("audio", "text", "video")
     assert [get_stage(m) for m in known_modalities()] == [AudioStage, TextStage, VideoStage]
     assert [(s.noise_side, s.default_encoder) for s in (AudioStage, TextStage, VideoStage)] == [
-        ("audio", "egemaps"), (None, "e5"), ("video", "fer")]
+        ("audio", "whisper"), (None, "e5"), ("video", "fer")]
     assert AudioStage.default_batch_size("cpu", "fp32") == 1
     assert AudioStage.default_batch_size("cpu", "bf16") == 8
     assert AudioStage.default_batch_size("cuda:0", "bf16") == 32

@@ -113,7 +113,7 @@ def test_options_are_frozen_and_replace_revalidates():
 def test_the_plan_decides_without_touching_the_store(audio_corpus: Path, tmp_path: Path):
     out = tmp_path / "a.h5"
     plan = plan_extraction(ExtractOptions(manifest=audio_corpus, out=out, noise="snr=5,blur=2",
-                                          device="cpu"))
+                                          device="cpu", encoder="egemaps"))
     assert not out.exists()
     assert plan.encoder.describe() == "egemaps" and plan.device == "cpu"
     assert plan.batch_size == 1 and plan.workers >= 1  # openSMILE runs in the workers

@@ -14,6 +14,7 @@ from mer_features.store import FeatureStore
 
 
 def run(manifest, out, **kw):
+    kw.setdefault("encoder", "egemaps")
     kw.setdefault("workers", 0)
     kw.setdefault("progress", False)
     return extract(manifest, out, modality="audio", **kw)
@@ -138,7 +139,7 @@ def test_fingerprint_follows_config_not_batch_size(audio_corpus: Path, tmp_path:
 
 
 def test_unknown_encoder_lists_the_known_ones(audio_corpus: Path, tmp_path: Path, tiny_hubert: Path):
-    with pytest.raises(ParameterError, match="Known audio encoders: compare, egemaps, hf:<path or id>"):
+    with pytest.raises(ParameterError, match="Known audio encoders: compare, egemaps, hf:<path or id>, whisper"):
         run(audio_corpus, tmp_path / "x.h5", encoder="wav2vec9")
     with pytest.raises(ParameterError, match="fp16 needs a GPU"):
         run(audio_corpus, tmp_path / "x.h5", encoder=f"hf:{tiny_hubert}", dtype="fp16",

@@ -28,7 +28,8 @@ def corpus(tmp_path: Path) -> Path:
 
 def _sweep(manifest: Path, prefix: Path, levels: str, *extra: str) -> list[str]:
     return ["sweep", "--modality", "audio", "--manifest", str(manifest), "--levels", levels,
-            "--prefix", str(prefix), "--seed", "3", "--workers", "0", "--no-progress", *extra]
+            "--prefix", str(prefix), "--seed", "3", "--workers", "0", "--no-progress",
+            "--encoder", "egemaps", *extra]
 
 
 @pytest.mark.slow
@@ -59,7 +60,7 @@ def test_every_level_gets_its_store_and_the_sweep_file_names_them(corpus: Path, 
 
     # A second sweep reuses every complete store.
     result = sweep(corpus, "clean 20 10:pink", prefix=prefix, seed=3, workers=0, progress=False,
-                   log=lambda message: None)
+                   encoder="egemaps", log=lambda message: None)
     assert [s.skipped for s in result.summaries.values()] == [4, 4, 4]
     assert [s.done for s in result.summaries.values()] == [0, 0, 0]
 
@@ -101,7 +102,7 @@ def test_the_default_prefix_is_the_default_store_of_extract(corpus: Path, tmp_pa
     monkeypatch.chdir(tmp_path)
     assert main(["sweep", "--modality", "audio", "--manifest", str(corpus), "--levels",
                  "clean 0", "--workers", "0", "--no-progress"]) == 0
-    assert capsys.readouterr().out.strip() == "features/corpus-audio-egemaps.h5"
-    document = json.loads(Path("features/corpus-audio-egemaps.sweep.json").read_text())
-    assert document["clean"] == "corpus-audio-egemaps.h5"
-    assert document["conditions"][0]["store"] == "corpus-audio-egemaps-snr00.h5"
+    assert capsys.readouterr().out.strip() == "features/corpus-audio-whisper.h5"
+    document = json.loads(Path("features/corpus-audio-whisper.sweep.json").read_text())
+    assert document["clean"] == "corpus-audio-whisper.h5"
+    assert document["conditions"][0]["store"] == "corpus-audio-whisper-snr00.h5"

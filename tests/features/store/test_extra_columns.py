@@ -134,12 +134,13 @@ def test_extraction_copies_and_refreshes_the_manifests_other_columns(tmp_path: P
         return path
 
     out = tmp_path / "a.h5"
-    extract(manifest(["spk1", "spk2"]), out, modality="audio", workers=0, progress=False)
+    extract(manifest(["spk1", "spk2"]), out, modality="audio", encoder="egemaps", workers=0,
+            progress=False)
     with FeatureStore(out) as s:
         assert list(s.extra_columns()["speaker"]) == ["spk1", "spk2"]
         assert s.record("c0").extra == {"notes": 'a, "quoted" note', "speaker": "spk1"}
-    summary = extract(manifest(["spk1", "spk9"]), out, modality="audio", workers=0,
-                      progress=False)
+    summary = extract(manifest(["spk1", "spk9"]), out, modality="audio", encoder="egemaps",
+                      workers=0, progress=False)
     assert summary.skipped == 2 and summary.done == 0  # no encoder work
     with FeatureStore(out) as s:
         assert list(s.extra_columns()["speaker"]) == ["spk1", "spk9"]

@@ -50,7 +50,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path):
     def command(out: Path) -> list[str]:
         return [sys.executable, "-m", "mer_features.cli", "extract", "--modality", "audio",
                 "--manifest", str(manifest), "--out", str(out), "--workers", "0",
-                "--commit-every", "2", "--no-progress"]
+                "--encoder", "egemaps", "--commit-every", "2", "--no-progress"]
 
     reference = tmp_path / "reference.h5"
     started = time.monotonic()

@@ -290,7 +290,8 @@ def test_end_to_end_with_real_extraction(tmp_path: Path):
     from mer_features.pipeline import extract
 
     manifest = _tone_corpus(tmp_path)
-    common = dict(modality="audio", workers=0, progress=False, log=lambda message: None)
+    common = dict(modality="audio", encoder="egemaps", workers=0, progress=False,
+                  log=lambda message: None)
     extract(manifest, tmp_path / "clean.h5", **common)
     extract(manifest, tmp_path / "snr0.h5", noise="snr=0,source=pink", seed=3, **common)
     result = robustness([tmp_path / "clean.h5"], [[str(tmp_path / "snr0.h5")]],
