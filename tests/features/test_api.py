@@ -62,4 +62,4 @@ def test_a_public_round_trip(audio_corpus: Path, tmp_path: Path):
     summary = extract(manifest, tmp_path / "a.h5", modality="audio", workers=0, progress=False)
     assert summary.done == len(manifest) == 8
     with FeatureStore(summary.store) as store:
-        assert store.utterances().shape == (8, 88)
+        assert store.utterances().shape == (8, 768)  # the default audio encoder: whisper
