@@ -156,13 +156,11 @@ def evaluate_files(pred_path: str | Path, labels_path: str | Path) -> tuple[Scor
     """
     preds = read_label_table(pred_path, what="prediction file", predictions=True, classes=None)
     classes = prediction_classes(preds)
+    # read again against its classes: a label outside them is named with its line
+    preds = read_label_table(pred_path, what="prediction file", predictions=True,
+                             classes=classes)
     truth = read_label_table(labels_path, what="label file", classes=classes)
     notes: list[str] = []
-    outside = sorted({d for d in preds.discrete if d and d not in classes})
-    if outside:
-        raise LabelError(f"The prediction file '{pred_path}' predicts class(es) "
-                         f"{listed(outside)} that are not among its classes "
-                         f"({', '.join(classes)}).")
     by_name = {n: i for i, n in enumerate(preds.names)}
     labelled = [i for i, d in enumerate(truth.discrete) if d]
     if not labelled:
