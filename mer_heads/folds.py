@@ -205,10 +205,13 @@ def check_given_folds(fold: np.ndarray, groups: np.ndarray, column: str) -> None
                         f"folds ({listed(split)}); draw it with --groups {column}.")
 
 
-def speaker_like(columns: Mapping[str, np.ndarray], rows: np.ndarray) -> list[tuple[str, int]]:
+def speaker_like(columns: Mapping[str, np.ndarray], rows: np.ndarray,
+                 fold: np.ndarray | None = None) -> list[tuple[str, int]]:
     """Columns (name -> object array (n,) of str, e.g. ``MultimodalData.extra``) named like a
     speaker's (:data:`SPEAKER_LIKE`) whose values repeat among the clips at ``rows`` (more than
-    one value, fewer than clips), with their number of values."""
+    one value, fewer than clips), with their number of values. With ``fold`` (len(rows),), the
+    folds of those clips (e.g. published ones), only columns of which some value lies in
+    several folds."""
     found = []
     for column, values in columns.items():
         key = re.sub(r"[^a-z0-9]", "", column.lower())
@@ -216,8 +219,13 @@ def speaker_like(columns: Mapping[str, np.ndarray], rows: np.ndarray) -> list[tu
             continue
         present = [v for v in values[rows].tolist() if v != ""]
         distinct = len(set(present))
-        if 1 < distinct < len(present):
-            found.append((column, distinct))
+        if not 1 < distinct < len(present):
+            continue
+        if fold is not None:
+            taken = values[rows]
+            if all(len(set(fold[taken == v].tolist())) == 1 for v in set(present)):
+                continue
+        found.append((column, distinct))
     return found
 
 

@@ -414,7 +414,7 @@ class CrossValidatedHead(BaseEstimator):
                 raise DataError(f"fold_of disagrees with the folds of the column "
                                 f"'{self.folds_from}' (folds_from); give one of the two.")
             if groups is None:
-                notes.append(speaker_note(speaker_like(data.extra, train)))
+                notes.append(speaker_note(speaker_like(data.extra, train, fold)))
             return fold, plan, [n for n in notes if n], len(plan.fold_names)
         if given is None:
             fold, plan, notes = draw_folds(data.labels[train], self.folds, self.seed,
