@@ -84,8 +84,11 @@ def _configs(args: argparse.Namespace) -> dict:
     range raises :class:`ParameterError`, which :func:`parse_args` turns into exit 2)."""
     from mer_heads.heads.layers import check_learned
 
-    head, loading = (HeadConfig(**_given(args, HeadConfig)),
-                     DataConfig(**_given(args, DataConfig)))
+    given = _given(args, HeadConfig)
+    if "folds" in given and "folds_from" in given:
+        raise ParameterError("--folds-from takes the folds from the column (one per value); "
+                             "--folds would draw others. Give one of the two.", "folds_from")
+    head, loading = HeadConfig(**given), DataConfig(**_given(args, DataConfig))
     check_learned(head.model, loading.layers)
     return dict(head=head, loading=loading)
 
@@ -202,6 +205,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if scores.mse is not None:
         print(f"valence MSE    {scores.mse:.4f}")
         print(f"F1 - 0.25 MSE  {scores.metric:.4f}")
+    print(f"UA             {scores.ua:.4f}")
+    print(f"WA             {scores.wa:.4f}")
+    print(f"macro F1       {scores.macro_f1:.4f}")
+    for target, values in scores.targets.items():
+        print(f"{'CCC ' + target:<15}{values['ccc']:.4f} ({values['n']} clips, MSE "
+              f"{values['mse']:.4f})")
     return 0
 
 
@@ -316,7 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("predict", help="MER 2023 submission (name,discrete,valence) from a run",
-                       description="Average the fold models' probabilities and valence.")
+                       description="Average the fold models' probabilities and valence. A run "
+                       "on MER 2023's classes writes the MER 2023 submission format; a run on "
+                       "another label set (or other targets) writes name,discrete, a column per "
+                       "target and a p_<class> column per class.")
     p.add_argument("--run", required=True, help="run directory written by `mer-heads fit`")
     p.add_argument("--features", action="append", metavar="[KEY=]STORE",
                    help="stores to predict, one per modality in the run's order (default: the "
@@ -332,9 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="official scores of a prediction file",
-                       description="Weighted F1 over the six classes, valence MSE, and "
-                       "F1 - 0.25 * MSE (F1 only when there is no valence).")
-    p.add_argument("--pred", required=True, help="CSV name,discrete[,valence]")
+                       description="Weighted F1 over the classes, valence MSE, and "
+                       "F1 - 0.25 * MSE (F1 only when there is no valence); UA, WA, macro F1, "
+                       "and the CCC of each target column both files have.")
+    p.add_argument("--pred", required=True, help="CSV name,discrete[,valence] (a MER 2023 "
+                   "submission), or the name,discrete,...,p_<class> predictions of another "
+                   "label set")
     p.add_argument("--labels", required=True, help="CSV name,discrete[,valence] (a manifest or "
                    "MER 2023 train-label.csv)")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -45,9 +45,10 @@ from mer_heads.errors import DataError
 from mer_heads.experiments.conditions import (CLEAN, Condition, StoreArg, check_disjoint_draws,
                                               load_augment, parse_conditions,
                                               read_sweep, resolve_conditions)
-from mer_heads.folds import shared_folds
+from mer_heads.folds import n_folds_shown, shared_folds
 from mer_heads.heads import get_head
-from mer_heads.metrics import Scores, score
+from mer_heads.experiments.ablation import published_column
+from mer_heads.metrics import Scores, resolve_metric
 from mer_heads.outputs import dump_json, output_folder, write_csv, write_text
 from mer_heads.protocol import CrossValidatedHead
 from mer_heads.reports.result import ReportResult
@@ -129,7 +130,9 @@ def _robustness(features, conditions, out: Path, start: float, head: HeadConfig,
     fold_of = shared_folds(train.labels, train.present.any(axis=1), head.folds, head.seed,
                            groups=train.groups(head.groups), column=head.groups,
                            names=train.names, nothing="nothing to train on. Check the stores' "
-                           "labels (or pass --manifest) and --train-split.")
+                           "labels (or pass --manifest) and --train-split.",
+                           classes=train.classes, published=published_column(train, head),
+                           source=head.folds_from)
     heads: dict[tuple[str, tuple[str, ...]], CrossValidatedHead] = {}
     reused: list[str] = []
     for combo in combos:
@@ -169,7 +172,9 @@ def _robustness(features, conditions, out: Path, start: float, head: HeadConfig,
                              "modalities": "+".join(combo), **scored, "lost": lost})
 
     result = RobustnessResult(out=out, rows=rows, conditions=conds, sets=combos, notes=notes)
-    write_csv(result.csv_path, CSV_COLUMNS, rows)
+    metric = resolve_metric(head.metric, clean.classes)
+    headline = headline_key(head.metric, metric)
+    write_csv(result.csv_path, csv_columns(rows), rows)
     protocol = "held-out folds" if test_split is None else f"test split '{test_split}'"
     any_est = heads[(CLEAN, combos[0])]
     report = {"params": head.to_json(), "input": loading.input, "layers": loading.layers,
@@ -180,7 +185,8 @@ def _robustness(features, conditions, out: Path, start: float, head: HeadConfig,
               "conditions": [c.to_json() for c in conds],
               "cv": {"+".join(c): heads[(CLEAN, c)].cv_scores_.to_json() for c in combos},
               "best_epochs": {"+".join(c): heads[(CLEAN, c)].best_epochs_.tolist()
-                              for c in combos}}
+                              for c in combos},
+              "classes": list(clean.classes), "metric": metric, "headline": headline}
     if copies:
         report[MULTI] = {
             "augment": [c.to_json() for c in augment_conds],
@@ -195,9 +201,11 @@ def _robustness(features, conditions, out: Path, start: float, head: HeadConfig,
     write_text(result.markdown_path, markdown_tables(
         rows, conds, combos, head, loading.input, protocol, has_valence, notes,
         trainings=trainings, folds=any_est.fold_plan_.describe(head.folds),
-        augment=augment_conds, normalize_by=loading.normalize_by))
+        augment=augment_conds, normalize_by=loading.normalize_by, headline=headline,
+        n_folds=n_folds_shown(head.folds, any_est.fold_plan_.to_json())))
     robustness_figure(rows, conds, combos, result.png_path,
-                      f"{head.model}, scored on {protocol}", trainings=trainings)
+                      f"{head.model}, scored on {protocol}", metric=headline,
+                      trainings=trainings)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -216,27 +224,47 @@ def _lost(data: MultimodalData, reference: MultimodalData) -> int:
     return int((reference.present & ~data.present).any(axis=1).sum())
 
 
+def headline_key(given: str, metric: str) -> str:
+    """The row key of the robustness headline (first table, the figure): weighted F1 with the
+    default ``--metric auto`` on MER 2023's classes (as the figure always showed), ``metric``
+    (F1 - 0.25 MSE) for an explicit ``--metric mer``, else the metric itself."""
+    if metric == "mer":
+        return "f1" if given == "auto" else "metric"
+    return metric
+
+
+def csv_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    """CSV_COLUMNS, then the MSE and CCC of every continuous target some row scored
+    (``ccc:valence``, ``mse:arousal``, ``ccc:arousal`` ...; valence's MSE is ``mse``)."""
+    extra = list(dict.fromkeys(k for r in rows for k in r if ":" in k))
+    return (*CSV_COLUMNS, *extra)
+
+
 def _scores_json(s: Scores, imputed: int) -> dict[str, Any]:
-    return {"clips": s.n, "imputed": imputed, "f1": s.f1, "accuracy": s.accuracy, "mse": s.mse,
-            "metric": s.metric}
+    out = {"clips": s.n, "imputed": imputed, "f1": s.f1, "accuracy": s.accuracy, "mse": s.mse,
+           "metric": s.metric, "ua": s.ua, "wa": s.wa, "macro_f1": s.macro_f1}
+    for target, values in s.targets.items():
+        if target != "valence":
+            out[f"mse:{target}"] = values["mse"]
+        out[f"ccc:{target}"] = values["ccc"]
+    return out
 
 
 def _score_held_out(est: CrossValidatedHead, data: MultimodalData, clean: MultimodalData
                     ) -> tuple[dict[str, Any], int]:
-    proba, valence, imputed = est.predict_held_out(data)
+    proba, outputs, imputed = est.predict_held_out_outputs(data)
     at = clean.rows_of(est.train_names_)
-    s = score(clean.labels[at], proba.argmax(1),
-              clean.valence[at] if est.has_valence_ else None, valence)
+    s = est.score_predictions(clean, at, proba, outputs)
     return (_scores_json(s, int(imputed.sum())),
             _lost(data.subset(data.rows_of(est.train_names_)), clean.subset(at)))
 
 
 def _score_test(est: CrossValidatedHead, data: MultimodalData, clean: MultimodalData
                 ) -> tuple[dict[str, Any], int]:
-    proba, valence, imputed = est.predict_proba(data)
+    proba, outputs, imputed = est.predict_outputs(data)
     labelled = clean.labels >= 0
-    s = score(clean.labels[labelled], proba[labelled].argmax(1),
-              clean.valence[labelled] if est.has_valence_ else None, valence[labelled])
+    rows = np.flatnonzero(labelled)
+    s = est.score_predictions(clean, rows, proba[rows], outputs[rows])
     return (_scores_json(s, int(imputed[labelled].sum())),
             _lost(data.subset(labelled), clean.subset(labelled)))
 

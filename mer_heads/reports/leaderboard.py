@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mer_heads.folds import n_folds_shown
 from mer_heads.reports.figure import figure
 
 
@@ -18,13 +19,15 @@ def markdown_leaderboard(report: dict[str, Any]) -> str:
     params, seeds = report["params"], report["seeds"]
     folds = report["folds"]
     grouped = f", group folds by '{folds['groups']}'" if folds.get("groups") else ""
+    if folds.get("kind") == "published":
+        grouped = f" from the column '{folds['column']}' (the same for every seed)"
     lines = [f"# Encoder leaderboard: {params['model']} per store, {report['fusion']} fusion of "
-             f"the top-K, {params['folds']} folds{grouped}, seeds {seeds[0]}..{seeds[-1]}", "",
+             f"the top-K, {n_folds_shown(params['folds'], folds)} folds{grouped}, seeds {seeds[0]}..{seeds[-1]}", "",
              f"{report['joined_clips']} clips joined (--join {report['join']}; "
              f"{report['labelled_clips']} labelled) from {len(report['stores'])} stores; one fold "
              "assignment per seed, shared by every row. Mean ± std (ddof 0) over the "
              f"{len(seeds)} seed(s) of the pooled held-out scores; metric = F1 - 0.25 x MSE "
-             "(F1 without valence). Ranked by the mean metric.", ""]
+             "(F1 without valence). " + _ranked(report), ""]
     header = ["| rank | store | encoder | clips | F1 | MSE | metric |",
               "|---|---|---|---|---|---|---|"]
     singles = [r for r in report["rows"] if r["section"] == "single"]
@@ -43,17 +46,59 @@ def markdown_leaderboard(report: dict[str, Any]) -> str:
             lines.append(f"| {r['rank']} | {r['name']} | {r['clips']} | {_pm(r, 'f1')} | "
                          f"{_pm(r, 'mse')} | {_pm(r, 'metric')} |")
         lines.append("")
+    lines += _ser_tables(report)
     lines += ["Stores: " + "; ".join(f"{s['name']} = {s['path']} ({s['clips']} clips)"
                                      for s in report["stores"])]
     lines += [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"
 
 
+def _ranked(report: dict[str, Any]) -> str:
+    metric = report.get("metric", "mer")
+    if metric == "mer":
+        return "Ranked by the mean metric."
+    from mer_heads.metrics import METRIC_NAMES
+
+    return f"Ranked by the mean {METRIC_NAMES[metric]} (--metric {metric})."
+
+
+def _fold_pm(row: dict[str, Any], key: str) -> str:
+    mean, std = row.get(f"{key}_fold_mean"), row.get(f"{key}_fold_std")
+    return "-" if mean is None else f"{mean:.4f} ± {std:.4f}"
+
+
+def _ser_tables(report: dict[str, Any]) -> list[str]:
+    """The speech-emotion metrics of every row: UA, WA and macro F1 of the pooled held-out
+    predictions (mean ± std over seeds), their fold mean ± fold spread (std over folds; each
+    the mean over seeds), and the CCC of each continuous target."""
+    rows = report["rows"]
+    targets = sorted({k[:-5] for r in rows for k in r if k.startswith("ccc:")
+                      and k.endswith("_mean")})
+    head = ("| section | rank | name | UA | WA | macro F1 | UA, fold mean ± spread | WA, fold "
+            "mean ± spread | macro F1, fold mean ± spread |"
+            + "".join(f" CCC {t[4:]} |" for t in targets))
+    lines = ["## Speech-emotion metrics", "",
+             f"UA, WA, macro F1: pooled held-out predictions, mean ± std over the "
+             f"{len(report['seeds'])} seed(s); fold mean ± spread: the mean and std (ddof 0) "
+             "over folds, each averaged over the seeds.", "", head,
+             "|---" * (9 + len(targets)) + "|"]
+    for r in rows:
+        lines.append(f"| {r['section']} | {r['rank']} | {r['name']} | {_pm(r, 'ua')} | "
+                     f"{_pm(r, 'wa')} | {_pm(r, 'macro_f1')} | {_fold_pm(r, 'ua')} | "
+                     f"{_fold_pm(r, 'wa')} | {_fold_pm(r, 'macro_f1')} |"
+                     + "".join(f" {_pm(r, t)} |" for t in targets))
+    return lines + [""]
+
+
 def leaderboard_figure(report: dict[str, Any], path: str | Path) -> Path:
     """One panel per modality (and one for the fusions): the mean metric of each row (F1
     without valence), best at the top, with the std over seeds as error bars."""
     rows = report["rows"]
-    metric = "metric" if all(r["metric_mean"] is not None for r in rows) else "f1"
+    ranked = report.get("metric", "mer")
+    if ranked == "mer":
+        metric = "metric" if all(r["metric_mean"] is not None for r in rows) else "f1"
+    else:
+        metric = ranked
     panels = [(m, [r for r in rows if r["section"] == "single" and r["modality"] == m])
               for m in dict.fromkeys(r["modality"] for r in rows if r["section"] == "single")]
     fused = [r for r in rows if r["section"] == "fusion"]
@@ -78,9 +123,14 @@ def leaderboard_figure(report: dict[str, Any], path: str | Path) -> Path:
             ax.set_title(title, fontsize=9)
             ax.grid(axis="x", alpha=0.3)
         no_valence = all(r["mse_mean"] is None for r in rows)
-        axes[-1, 0].set_xlabel(("weighted F1 (no valence)" if no_valence or metric == "f1"
-                                else "F1 - 0.25 MSE")
-                               + f" (mean ± std over {len(report['seeds'])} seed(s))")
+        if ranked == "mer":
+            label = ("weighted F1 (no valence)" if no_valence or metric == "f1"
+                     else "F1 - 0.25 MSE")
+        else:
+            from mer_heads.metrics import METRIC_NAMES
+
+            label = METRIC_NAMES[metric]
+        axes[-1, 0].set_xlabel(label + f" (mean ± std over {len(report['seeds'])} seed(s))")
     return Path(path)
 
 
