@@ -358,7 +358,12 @@ def _read_column(kind: str, path: Path, column: str, clips: list[str], *, given:
 
 def _groups(runs: list[RunPredictions], clips: list[str], settings: CompareSettings
             ) -> tuple[np.ndarray | None, dict[str, Any] | None]:
+    unused = ParameterError(f"--manifest '{settings.manifest}' is read only for the --groups "
+                            "column, and no groups are resampled here; add --groups COL or drop "
+                            "--manifest.", "manifest")
     if settings.groups == "none":
+        if settings.manifest is not None:
+            raise unused
         return None, None
     column = settings.groups
     if column is None:
@@ -368,6 +373,8 @@ def _groups(runs: list[RunPredictions], clips: list[str], settings: CompareSetti
                             f"({', '.join(recorded)}); pass --groups COL to say which groups to "
                             "resample (or --groups none for single clips).")
         if not recorded:
+            if settings.manifest is not None:
+                raise unused
             return None, None
         column = recorded[0]
     values, source = _group_values(runs, clips, column, settings.manifest)

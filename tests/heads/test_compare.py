@@ -327,6 +327,21 @@ def test_prediction_csvs_with_groups_from_a_manifest(runs, tmp_path):
     assert g["metrics"]["ua"]["delta"] == full["metrics"]["ua"]["delta"]
 
 
+def test_a_run_against_its_copy_differs_by_nothing(runs, tmp_path, capsys):
+    twin = tmp_path / "twin"
+    shutil.copytree(runs["audio"], twin)
+    assert compare(runs["audio"], twin, "--out", tmp_path / "c", "--resamples", 50,
+                   "--permutations", 99) == 0
+    stats = json.loads((tmp_path / "c" / "compare.json").read_text())
+    for name, m in stats["metrics"].items():
+        if m["delta"] is not None:
+            assert m["delta"] == 0 and m["ci"] == [0, 0] and m["p_value"] == 1, name
+    # a manifest that nothing reads is refused, not ignored
+    a, b = (runs[k] / "oof_predictions.csv" for k in ("audio", "text"))
+    assert compare(a, b, "--out", tmp_path / "m", "--manifest", runs["manifest"]) == 1
+    assert "add --groups COL or drop --manifest" in capsys.readouterr().err
+
+
 def test_settings_defaults_are_the_library_defaults():
     s = CompareSettings()
     assert (s.resamples, s.permutations, s.seed, s.correction) == (N_RESAMPLES, N_PERMUTATIONS,
