@@ -428,8 +428,8 @@ def compare_predictions(runs: list[RunPredictions], settings: CompareSettings
     from mer_heads.stats import Predictions, compare_systems
 
     clips, counts = _common_clips(runs, settings.common_clips)
-    rows = [np.array([{c: i for i, c in enumerate(r.clips)}[c] for c in clips], np.int64)
-            for r in runs]
+    where = [{c: i for i, c in enumerate(r.clips)} for r in runs]
+    rows = [np.array([w[c] for c in clips], np.int64) for w in where]
     _check_same(runs, rows)
     notes = []
     if not all(r.folds is not None for r in runs):
