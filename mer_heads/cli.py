@@ -140,12 +140,24 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         settings.update(_configs(args))
     if args.command == "fit":
         settings["semi"] = _semi_settings(args)
+    if args.command == "compare":
+        settings["compare"] = _compare_settings(args)
     if args.command == "semi-sweep":
         settings["values"] = _sweep_values(args.semi, args.values)
         semi = _given(args, SemiSettings)
         SemiSettings(strategy=args.semi, **semi)  # --hide-labels, --semi-rounds ... in range
         settings["semi"] = semi
     return settings
+
+
+def _compare_settings(args: argparse.Namespace) -> Any:
+    """compare's settings; fewer than two runs is a command-line error."""
+    from mer_heads.config import CompareSettings
+
+    if len(args.runs) < 2:
+        raise ParameterError(f"compare needs at least two runs (RUN_A RUN_B ...); got "
+                             f"{len(args.runs)}.")
+    return CompareSettings(**_given(args, CompareSettings))
 
 
 def _print_notes(notes: list[str]) -> None:
@@ -267,6 +279,16 @@ def cmd_describe(args: argparse.Namespace) -> int:
                       labels=args.labels, join=args.join, overwrite=args.overwrite)
     _print_report(result, [result.markdown_path, result.csv_path, result.json_path,
                            result.png_path])
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mer_heads.experiments.compare import compare_runs
+
+    result = compare_runs(args.runs, args.out, args.settings["compare"],
+                          overwrite=args.overwrite)
+    _print_report(result, [result.markdown_path, result.csv_path, result.json_path,
+                           result.png_path], result.seconds)
     return 0
 
 
@@ -448,6 +470,34 @@ def _add_research_commands(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier description in --out (otherwise refused)")
     p.set_defaults(func=cmd_describe)
+    _add_compare_command(sub)
+
+
+def _add_compare_command(sub) -> None:
+    """compare (issue 26)."""
+    from mer_heads.config import CompareSettings
+
+    p = sub.add_parser("compare", help="paired tests between runs on the same clips: deltas, "
+                       "bootstrap intervals, permutation p-values",
+                       description="Compare the held-out predictions of two or more runs of "
+                       "`mer-heads fit` on the same clips and folds: per metric the values, "
+                       "delta = b - a, its 95% paired-bootstrap interval (over clips, or the "
+                       "groups the folds were grouped by) and a paired permutation p-value; "
+                       "with more than two runs, Holm-adjusted p-values. Writes "
+                       "OUT/compare.md, .csv, .json and .png.")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="run directories of `mer-heads fit` (or their oof_predictions.csv); "
+                   "the first is a, the reference")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier comparison in --out (otherwise refused)")
+    flags = [f for f in fields(CompareSettings) if f.metadata.get("flag")]
+    add_options(p, CompareSettings, tuple(f.name for f in flags if f.type != "bool"))
+    for f in flags:
+        if f.type == "bool":
+            p.add_argument(f.metadata["flag"], dest=f.name, action="store_true",
+                           default=argparse.SUPPRESS, help=cli_help(f))
+    p.set_defaults(func=cmd_compare)
 
 
 def _one_line(message: str) -> str:

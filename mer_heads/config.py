@@ -375,6 +375,72 @@ class SemiSettings:
         return out
 
 
+PAIRS = ("first", "all")
+"""Which pairs ``mer-heads compare`` tests: each run against the first, or every pair."""
+CORRECTIONS = ("holm", "bh", "none")
+"""Multiple-comparison corrections (:data:`mer_heads.stats.multiple.CORRECTIONS`)."""
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """How ``mer-heads compare`` tests runs against each other
+    (:func:`mer_heads.experiments.compare.compare_runs`, docs/statistics.md)."""
+
+    seed: int = option(0, "--seed", "seed of the paired-bootstrap resamples "
+                       "(numpy.random.default_rng(seed)) and of the permutations "
+                       "(default_rng([seed, 1])); recorded")
+    resamples: int = option(1000, "--resamples", "paired-bootstrap resamples B behind each "
+                            "interval", metavar="B")
+    permutations: int = option(10_000, "--permutations", "permutations N of the paired test "
+                               "(p is at least 1/(N+1))", metavar="N")
+    groups: str | None = option(
+        None, "--groups", "resample and permute whole groups of this column (speakers, "
+        "actors), read from --manifest, the run's manifest or its stores; none: single clips",
+        metavar="COL", default_text="the column the runs' folds were grouped by (fit --groups), "
+        "else clips")
+    manifest: str | None = option(
+        None, "--manifest", "a CSV with name and the --groups column", metavar="CSV",
+        default_text="the first run's manifest, else its stores")
+    metric: str = option("auto", "--metric", "the headline metric (the other metrics are shown "
+                         "too): mer, f1, ua, wa, macro_f1; auto: mer on MER 2023's classes, "
+                         "ua on any other label set", choices=METRICS)
+    pairs: str = option("first", "--pairs", "with more than two runs, first: each run against "
+                        "the first one; all: every pair", choices=PAIRS)
+    correction: str = option("holm", "--correction", "with more than two runs, the adjusted "
+                             "p-values across the comparisons, per metric: holm "
+                             "(Holm-Bonferroni), bh (Benjamini-Hochberg) or none",
+                             choices=CORRECTIONS)
+    common_clips: bool = option(False, "--common-clips", "compare on the clips every run has "
+                                "(their count is reported) instead of refusing runs whose clips "
+                                "differ", default_text="")
+
+    def __post_init__(self) -> None:
+        for name, low in (("seed", 0), ("resamples", 1), ("permutations", 1)):
+            value = getattr(self, name)
+            if not _integer(value) or value < low:
+                raise _bad(name, f"an integer >= {low}", value)
+        if self.seed > MAX_SEED:
+            raise _bad("seed", f"an integer in [0, {MAX_SEED}]", self.seed)
+        if self.groups is not None and self.groups.strip().lower() == "none":
+            object.__setattr__(self, "groups", "none")
+        else:
+            _check_column("groups", self.groups)
+        if self.manifest is not None and (not isinstance(self.manifest, (str, Path))
+                                          or not str(self.manifest)):
+            raise _bad("manifest", "the path of a CSV", self.manifest)
+        for name, allowed in (("metric", METRICS), ("pairs", PAIRS),
+                              ("correction", CORRECTIONS)):
+            if getattr(self, name) not in allowed:
+                raise _bad(name, f"one of {', '.join(allowed)}", getattr(self, name))
+        if not isinstance(self.common_clips, bool):
+            raise _bad("common_clips", "True or False", self.common_clips)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["manifest"] = None if self.manifest is None else str(self.manifest)
+        return out
+
+
 T = TypeVar("T")
 
 
@@ -418,6 +484,6 @@ def cli_help(f: Any, heads_using: Callable[[str], tuple[str, ...]] | None = None
     return f"{text} (default {default})" if default else text
 
 
-__all__ = ["DataConfig", "HeadConfig", "INPUTS", "JOINS", "LAYER_POOLING", "MAX_FRAMES", "METRICS",
+__all__ = ["CompareSettings", "DataConfig", "HeadConfig", "INPUTS", "JOINS", "LAYER_POOLING", "MAX_FRAMES", "METRICS",
            "MAX_SEED", "STRATEGIES", "SemiSettings", "TEACHERS", "cli_help", "flag", "option",
            "parameter_flag", "split_options"]
