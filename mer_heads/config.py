@@ -35,6 +35,8 @@ METRICS = ("auto", "mer", "f1", "ua", "wa", "macro_f1")
 (leaderboards, ablation and robustness headlines) and that picks the epoch each fold model
 keeps. ``auto`` is ``mer`` (F1 - 0.25 x valence MSE, F1 without valence) on MER 2023's classes
 and ``ua`` on any other label set."""
+CALIBRATIONS = ("none", "temperature")
+"""What ``--calibrate`` may name (:mod:`mer_heads.stats.runs`)."""
 MAX_SEED = 2**32 - 1
 """Seeds reach numpy's legacy RandomState (StratifiedKFold), which takes [0, 2**32 - 1]."""
 
@@ -172,6 +174,12 @@ class HeadConfig:
         "headlines) and picks the epoch each fold model keeps: mer (F1 - 0.25 x valence MSE, F1 "
         "without valence), f1 (weighted), ua, wa, macro_f1; auto: mer on MER 2023's classes, ua "
         "on any other label set", choices=METRICS)
+    calibrate: str = option(
+        "none", "--calibrate", "temperature: calibrate the class probabilities with one "
+        "temperature per fold, fitted on the fold models' predictions of their own training "
+        "clips (never a held-out clip), applied to held-out and predicted probabilities "
+        "(changes confidence, never the class); metrics.json gives ECE/Brier/NLL before and "
+        "after; none: the probabilities as trained", choices=CALIBRATIONS)
     precision: str = option(
         DEFAULT_PRECISION, "--precision", "precision of the matrix products of {heads}: fp32; "
         "bf16 (bfloat16 products, fp32 weights and sums: fast with AMX/AVX512-BF16 or a GPU, "
@@ -220,6 +228,8 @@ class HeadConfig:
                 f"value); folds={self.folds} would draw others. Give one of the two.", "folds")
         if self.metric not in METRICS:
             raise _bad("metric", f"one of {', '.join(METRICS)}", self.metric)
+        if self.calibrate not in CALIBRATIONS:
+            raise _bad("calibrate", f"one of {', '.join(CALIBRATIONS)}", self.calibrate)
         object.__setattr__(self, "targets", _targets(self.targets))
         if not _finite(self.modality_dropout) or not 0 <= self.modality_dropout < 1:
             raise _bad("modality_dropout", "a number in [0, 1)",

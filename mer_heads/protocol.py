@@ -86,6 +86,10 @@ class CrossValidatedHead(BaseEstimator):
     C : inverse regularisation of the scikit-learn baselines.
     targets : continuous targets learnt beside the classes (``valence`` and numeric columns of
         the data: ``MultimodalData.target``), each in the multi-task loss.
+    calibrate : ``temperature``: one temperature per fold, fitted on the fold models'
+        predictions of the fold's own training clips (never a held-out clip), divides the log
+        probabilities of the fold's held-out predictions and of its predictions of new clips
+        (before the fold ensemble's mean); ``none``: the probabilities as trained.
     metric : the score that picks the epoch each fold model keeps (:data:`~mer_heads.config.
         METRICS`; ``auto``: F1 - 0.25 x valence MSE on MER 2023's classes, UA otherwise).
     precision : ``fp32``, ``bf16`` (matrix products in bfloat16, fp32 weights and sums) or
@@ -140,7 +144,7 @@ class CrossValidatedHead(BaseEstimator):
                  valence_weight: float = _DEFAULT.valence_weight,
                  modality_dropout: float = _DEFAULT.modality_dropout, C: float = _DEFAULT.C,
                  targets: tuple[str, ...] = _DEFAULT.targets, metric: str = _DEFAULT.metric,
-                 precision: str = _DEFAULT.precision, device: str = _DEFAULT.device,
+                 calibrate: str = _DEFAULT.calibrate, precision: str = _DEFAULT.precision, device: str = _DEFAULT.device,
                  threads: int = _DEFAULT.threads):
         self.model = model
         self.folds = folds
@@ -159,6 +163,7 @@ class CrossValidatedHead(BaseEstimator):
         self.C = C
         self.targets = targets
         self.metric = metric
+        self.calibrate = calibrate
         self.precision = precision
         self.device = device
         self.threads = threads
@@ -298,7 +303,24 @@ class CrossValidatedHead(BaseEstimator):
         self.oof_valence_ = self._valence_of(oof_targets)
         self.model_scores_, self.cv_scores_ = model_scores, cv_scores
         self.notes_ = notes + trained.notes
+        self.temperatures_ = None
+        if config.calibrate == "temperature":
+            self._calibrate(data, train)
         return self
+
+    def _calibrate(self, data: MultimodalData, train: np.ndarray) -> None:
+        """``--calibrate temperature``: fit one temperature per fold on the fold models'
+        predictions of the fold's own training clips (:func:`~mer_heads.stats.runs.
+        fold_temperatures`; a held-out clip never reaches its fold's temperature), record them
+        in the state (run.json) and calibrate the held-out probabilities with them
+        (``oof_proba_uncalibrated_`` keeps those before)."""
+        from mer_heads.stats.runs import calibrate_held_out, fold_temperatures
+
+        fold_proba = self.predict_fold_proba(data, train)
+        temperatures = fold_temperatures(fold_proba, data.labels[train], self.fold_)
+        self._set_state(replace(self.state_, temperatures=temperatures))
+        self.oof_proba_uncalibrated_ = self.oof_proba_
+        self.oof_proba_ = calibrate_held_out(self.oof_proba_, self.fold_, temperatures)
 
     @classmethod
     def from_state(cls, config: HeadConfig | dict[str, Any], state: FittedState
@@ -324,6 +346,7 @@ class CrossValidatedHead(BaseEstimator):
         self.model_folds_, self.model_seeds_ = state.model_folds, state.model_seeds
         self.standardizer_: Standardizer = state.standardizer
         self.precision_ = state.precision
+        self.temperatures_ = state.temperatures
         setattr(self, head.models_attribute, state.models)
         self.layer_weights_: dict[str, np.ndarray] = head.layer_weights(state)
 
@@ -574,6 +597,13 @@ class CrossValidatedHead(BaseEstimator):
         for start, part, predict in self._chunks(X, np.arange(n), PREDICT_CHUNK):
             at = slice(start, start + len(part))
             proba[at], outputs[at] = predict(part, mean=True)
+        if self.state_.temperatures is not None:  # --calibrate temperature: per fold
+            from mer_heads.stats.runs import calibrated_ensemble
+
+            usable = np.flatnonzero(X.present.any(axis=1))
+            if len(usable):
+                proba[usable] = calibrated_ensemble(self.predict_fold_proba(X, usable),
+                                                    self.state_.temperatures)
         return self._impute(proba, outputs, X.present)
 
     def predict_proba(self, X: MultimodalData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -645,6 +675,10 @@ class CrossValidatedHead(BaseEstimator):
         for rows, p, v in zip(own, probas, valences):
             proba[rows] += p / self.seeds
             outputs[rows] += v / self.seeds
+        if self.state_.temperatures is not None:  # --calibrate temperature: as oof_proba_
+            from mer_heads.stats.runs import calibrate_held_out
+
+            proba = calibrate_held_out(proba, self.fold_, self.state_.temperatures)
         return self._impute(proba, outputs, data.present)
 
 

@@ -6,7 +6,8 @@ that could break silently (no lambdas, no whole torch modules).
     RUN_DIR/run.json           hyper-parameters, modalities (key, store path, fingerprint,
                                width) in order, input kind, classes (the label set, in the
                                order of the probabilities), prior, mean valence, targets and
-                               their means (when not valence alone),
+                               their means (when not valence alone), the fold
+                               temperatures (``--calibrate temperature``),
                                fold and seed of each model, the column features are
                                normalised by (``normalize_by``, predict does the same) (written
                                last: a folder without it is not a run)
@@ -44,7 +45,8 @@ if TYPE_CHECKING:
 
 FORMAT = 1
 RUN_FILE = "run.json"
-RUN_OUTPUTS = (RUN_FILE, "metrics.json", "report.md", "confusion.png", "layer_weights.png",
+RUN_OUTPUTS = (RUN_FILE, "metrics.json", "report.md", "confusion.png", "reliability.png",
+               "layer_weights.png",
                "standardizer.npz",
                NeuralHead.model_file, SklearnHead.model_file, "oof_predictions.csv",
                "test_predictions.csv")
@@ -84,6 +86,8 @@ def save_run(est: CrossValidatedHead, run_dir: str | Path, modalities: list[Moda
         info["targets"] = list(state.targets)
         info["target_means"] = [None if not np.isfinite(v) else float(v)
                                 for v in state.target_means]
+    if state.temperatures is not None:  # --calibrate temperature
+        info["temperatures"] = [float(t) for t in state.temperatures]
     save_npz(run_dir / "standardizer.npz", state.standardizer.to_arrays(state.keys))
     with atomic_write(run_dir / head.model_file, "wb") as f:
         head.write_models(state.models, f)
@@ -141,6 +145,8 @@ def read_state(run_dir: Path, info: dict[str, Any], config: HeadConfig) -> Fitte
         standardizer=standardizer, precision=info["precision"],
         classes=tuple(info.get("classes") or EMOTIONS),  # runs before label sets: MER's six
         targets=targets,
+        temperatures=(None if info.get("temperatures") is None
+                      else np.asarray(info["temperatures"], np.float64)),
         target_means=None if means is None else np.array(
             [np.nan if v is None else float(v) for v in means], np.float64))
     k = state.n_folds
@@ -151,6 +157,8 @@ def read_state(run_dir: Path, info: dict[str, Any], config: HeadConfig) -> Fitte
     if (state.prior.shape != (len(state.classes),) or state.n_models != k * config.seeds
             or len(state.model_seeds) != state.n_models
             or len(state.target_means) != len(state.targets)
+            or (state.temperatures is not None and (state.temperatures.shape != (k,) or not (
+                np.isfinite(state.temperatures).all() and (state.temperatures > 0).all())))
             or (config.folds_from is None and k != config.folds)):
         raise ValueError("run.json's prior, folds, models or targets do not agree")
     head = get_head(config.model)

@@ -41,6 +41,8 @@ class FittedState:
     standardizer : per-fold statistics (:class:`~mer_heads.data.standardize.Standardizer`).
     precision : the compute precision the models were trained in (``fp32``, ``bf16``;
         ``fp64`` for scikit-learn).
+    temperatures : (K,) the fold temperatures of ``--calibrate temperature`` (each fold's
+        probabilities are softmax(log p / T) before the fold ensemble's mean), or None.
     models : the family's fitted models: a :class:`~mer_heads.heads.stack.StackedHead`
         (neural) or F (classifier, regressor or None) pairs (scikit-learn); None until trained.
     """
@@ -61,6 +63,7 @@ class FittedState:
     classes: tuple[str, ...] = tuple(EMOTIONS)
     targets: tuple[str, ...] = ("valence",)
     target_means: Any = None
+    temperatures: Any = None
 
     def __post_init__(self) -> None:
         import numpy as np

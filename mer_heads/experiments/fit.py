@@ -145,6 +145,7 @@ def _fit_run(features, out: Path, start: float, head: HeadConfig, loading: DataC
     confusion_figure(np.array(metrics["confusion"]), out / "confusion.png",
                      f"{est.model}, {'+'.join(est.keys_)}: CV F1 {metrics['cv']['f1']:.3f}",
                      classes=est.classes_)
+    reliability_png(est, train_data, out / "reliability.png")
     if metrics.get("layer_weights"):
         layer_weights_figure(metrics["layer_weights"], out / "layer_weights.png",
                              f"{est.model}: learned layer weights over {len(est.model_folds_)} "
@@ -180,7 +181,7 @@ def build_metrics(est: CrossValidatedHead, data: MultimodalData, train_data: Mul
     per_class = f1_score(y, pred, labels=list(range(len(classes))), average=None,
                          zero_division=0)
     counts = np.bincount(y, minlength=len(classes))
-    return {
+    return {**run_statistics(est, train_data, rows),
         "model": est.model,
         "params": est.get_params(),
         "precision": est.precision_,
@@ -236,6 +237,54 @@ def fold_scores(est: CrossValidatedHead, train_data: MultimodalData, rows: np.nd
             "pooled": result["pooled"], "mean": result["mean"], "std": result["std"],
             "n_folds": result["n_folds"], "n_folds_defined": result["n_folds_defined"],
             "folds": {f: scalar_metrics(m) for f, m in result["folds"].items()}}
+
+
+def run_statistics(est: CrossValidatedHead, train_data: MultimodalData, rows: np.ndarray
+                   ) -> dict[str, Any]:
+    """metrics.json's statistics of the pooled held-out predictions (added keys; the others
+    are unchanged): ``bootstrap`` (what was resampled) and ``ci`` (95% interval per scalar
+    metric; :func:`mer_heads.stats.runs.run_intervals`: groups with ``--groups``, published
+    folds as strata with ``--folds-from`` alone, the run's seed), ``ece``, ``brier``, ``nll``
+    of the held-out probabilities, and with ``--calibrate temperature`` ``calibration``: the
+    fold temperatures and the calibration before and after them."""
+    from mer_heads.stats.runs import calibration_json, run_intervals
+
+    y = train_data.labels[rows]
+    learnt = [(j, t) for j, t in enumerate(est.targets_) if np.isfinite(est.target_means_[j])]
+    groups = train_data.groups(est.groups)
+    strata = None
+    if est.folds_from is not None and groups is None:
+        strata = est.fold_
+    out = run_intervals(
+        y, est.oof_proba_.argmax(1), classes=est.classes_, proba=est.oof_proba_,
+        true_targets={t: train_data.target(t)[rows] for _, t in learnt},
+        pred_targets={t: est.oof_targets_[:, j] for j, t in learnt},
+        groups=None if groups is None else groups[rows], groups_column=est.groups,
+        strata=strata, strata_column=est.folds_from, seed=est.seed)
+    out.update(calibration_json(y, est.oof_proba_))
+    temperatures = getattr(est, "temperatures_", None)
+    if temperatures is not None:
+        out["calibration"] = {"method": "temperature",
+                              "fitted_on": "each fold's models' predictions of the fold's own "
+                                           "training clips (never a held-out clip)",
+                              "temperatures": [float(t) for t in temperatures],
+                              "before": calibration_json(y, est.oof_proba_uncalibrated_),
+                              "after": calibration_json(y, est.oof_proba_)}
+    return out
+
+
+def reliability_png(est: CrossValidatedHead, train_data: MultimodalData, path: Path) -> Path:
+    """The reliability diagram of the held-out probabilities (and, with ``--calibrate
+    temperature``, of those before calibration), beside the confusion figure."""
+    from mer_heads.stats.calibration import reliability, reliability_figure
+
+    y = train_data.labels[train_data.rows_of(est.train_names_)]
+    diagrams = {"held-out": reliability(y, est.oof_proba_)}
+    if getattr(est, "temperatures_", None) is not None:
+        diagrams = {"before temperature": reliability(y, est.oof_proba_uncalibrated_),
+                    "after temperature": diagrams["held-out"]}
+    return reliability_figure(diagrams, path, title=f"{est.model}, {'+'.join(est.keys_)}: "
+                              "reliability of the pooled held-out predictions")
 
 
 def scalar_name(metric: str, pooled: dict[str, Any]) -> str:
@@ -363,4 +412,5 @@ def predict_run(run: str | Path, out: str | Path,
 
 
 __all__ = ["FitResult", "PredictResult", "Scores", "build_metrics", "fit_run", "fold_scores",
-           "is_mer_format", "predict_run", "write_predictions", "write_submission"]
+           "is_mer_format", "predict_run", "run_statistics", "write_predictions",
+           "write_submission"]

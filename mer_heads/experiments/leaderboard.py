@@ -203,11 +203,12 @@ def _leaderboard(entries: list[Entry], out: Path, start: float, head: HeadConfig
     rows: list[dict[str, Any]] = []
     plan: dict[str, Any] = {}
     done: dict[tuple[str, str], dict[str, Any]] = {}  # (head, stores) -> row: scored once
+    held_out: dict[str, Any] = {}  # row name -> the first seed's held-out predictions
     for modality in dict.fromkeys(e.modality for e in entries):
         mine = [e for e in entries if e.modality == modality]
         scored = []
         for e in mine:
-            row, plan = _score_set(data, [e], head, folds, notes)
+            row, plan = _score_set(data, [e], head, folds, notes, held_out)
             done[(head.model, row["name"])] = row
             scored.append(row)
         scored.sort(key=lambda r: (-_key(r, metric), r["name"]))
@@ -228,11 +229,12 @@ def _leaderboard(entries: list[Entry], out: Path, start: float, head: HeadConfig
         row = done.get((fusion_head.model, "+".join(chosen)))
         if row is None:  # one modality's top-1 with --fusion == --model is its single row
             row, plan = _score_set(data, [by_name[n] for n in chosen], fusion_head, folds,
-                                   notes)
+                                   notes, held_out)
         rows.append({"section": "fusion", "modality": "+".join(
             dict.fromkeys(by_name[n].modality for n in chosen)), "rank": k, **row})
+    statistics = _statistics(rows, held_out, data, head, metric)
     notes_list = sorted(notes)
-    report = {"params": head.to_json(), "fusion": fusion_head.model, "seeds":
+    report = {"statistics": statistics, "params": head.to_json(), "fusion": fusion_head.model, "seeds":
               [head.seed + s for s in range(seeds)], "top_n": top_n, "input": loading.input,
               "layers": loading.layers, "join": loading.join, "joined_clips": len(data),
               "labelled_clips": int((data.labels >= 0).sum()),
@@ -263,20 +265,65 @@ def _key(row: dict[str, Any], metric: str = "mer") -> float:
 
 def csv_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
     """CSV_COLUMNS, the fold mean and spread of FOLD_SCORES, then the MSE and CCC of the
-    continuous targets some row scored (``ccc:valence_mean`` ...)."""
+    continuous targets some row scored (``ccc:valence_mean`` ...), then the first seed's
+    interval and the test against the best row (STAT_COLUMNS)."""
     folds = [f"{k}_fold_{s}" for k in FOLD_SCORES for s in ("mean", "std")]
     extra = list(dict.fromkeys(k for r in rows for k in r if ":" in k))
-    return (*CSV_COLUMNS, *folds, *extra)
+    return (*CSV_COLUMNS, *folds, *extra, *STAT_COLUMNS)
+
+
+STAT_COLUMNS = ("seed0_value", "seed0_ci_low", "seed0_ci_high", "vs_best_delta",
+                "vs_best_p", "vs_best_p_holm", "vs_best_mark")
+"""The CSV's statistics of each row (:func:`_statistics`)."""
+
+
+def _statistics(rows: list[dict[str, Any]], held_out: dict[str, Any], data: MultimodalData,
+                head: HeadConfig, metric: str) -> dict[str, Any]:
+    """Every row's 95% bootstrap interval of the ranking metric on the first seed's pooled
+    held-out predictions, and its paired test against the best row (by the mean over seeds)
+    on the clips both scored, Holm over the rows (:func:`mer_heads.stats.runs.
+    table_statistics`); groups resampled with ``--groups``. Adds ``statistics`` to each row
+    (and the STAT_COLUMNS); returns the leaderboard's ``statistics`` header."""
+    from mer_heads.experiments.fit import scalar_name
+    from mer_heads.stats.runs import (ALPHA, MARK, RUN_RESAMPLES, TABLE_PERMUTATIONS,
+                                      table_statistics)
+
+    held = [held_out[r["name"]] for r in rows]
+    has_valence = all("valence" in h["true_targets"] for h in held)
+    key = scalar_name(metric, {"mer": 0.0} if has_valence else {})
+    groups = data.groups(head.groups)
+    by_name = None if groups is None else dict(zip(data.names, groups))
+    stats = table_statistics(held, [_key(r, metric) for r in rows], key, groups=by_name,
+                             seed=head.seed)
+    for row, st in zip(rows, stats):
+        row["statistics"] = st
+        vs = st.get("vs_best") or {}
+        row.update({"seed0_value": st["value"],
+                    "seed0_ci_low": st["ci"][0] if st["ci"] else None,
+                    "seed0_ci_high": st["ci"][1] if st["ci"] else None,
+                    "vs_best_delta": vs.get("delta"), "vs_best_p": vs.get("p_value"),
+                    "vs_best_p_holm": vs.get("p_adjusted"),
+                    "vs_best_mark": "best" if st["best"] else vs.get("mark")})
+    return {"metric": key, "seed": head.seed, "n_resamples": RUN_RESAMPLES,
+            "n_permutations": TABLE_PERMUTATIONS, "unit": "group" if groups is not None
+            else "clip", "groups": head.groups, "correction": "holm", "alpha": ALPHA,
+            "mark": MARK, "best": next(r["name"] for r in rows if r["statistics"]["best"])}
 
 
 def _score_set(data: MultimodalData, chosen: list[Entry], head: HeadConfig,
-               folds: list[np.ndarray], notes: set[str]) -> tuple[dict[str, Any], dict]:
-    """Cross-validate the stores ``chosen`` together once per seed, on that seed's folds."""
+               folds: list[np.ndarray], notes: set[str],
+               held_out: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict]:
+    """Cross-validate the stores ``chosen`` together once per seed, on that seed's folds
+    (``held_out``: receives the first seed's held-out predictions under the row's name)."""
     sub = data.select_modalities([e.name for e in chosen])
     per_seed, clips, plan = [], 0, {}
     for s, fold_of in enumerate(folds):
         est = CrossValidatedHead.from_config(replace(head, seed=head.seed + s)).fit(
             sub, fold_of=fold_of)
+        if s == 0 and held_out is not None:
+            from mer_heads.stats.runs import held_out_of
+
+            held_out["+".join(e.name for e in chosen)] = held_out_of(est, sub)
         notes.update(est.notes_)
         clips, plan = len(est.train_names_), est.fold_plan_.to_json()
         fold_stats = fold_scores(est, sub, sub.rows_of(est.train_names_))

@@ -198,11 +198,14 @@ def _robustness(features, conditions, out: Path, start: float, head: HeadConfig,
                                  for c in combos}}
     dump_json({**report, "rows": rows, "notes": notes}, result.json_path)
     has_valence = any(r["mse"] is not None for r in rows)
+    from mer_heads.reports.robustness import interval_table
+
     write_text(result.markdown_path, markdown_tables(
         rows, conds, combos, head, loading.input, protocol, has_valence, notes,
         trainings=trainings, folds=any_est.fold_plan_.describe(head.folds),
         augment=augment_conds, normalize_by=loading.normalize_by, headline=headline,
-        n_folds=n_folds_shown(head.folds, any_est.fold_plan_.to_json())))
+        n_folds=n_folds_shown(head.folds, any_est.fold_plan_.to_json()))
+        + interval_table(rows, headline))
     robustness_figure(rows, conds, combos, result.png_path,
                       f"{head.model}, scored on {protocol}", metric=headline,
                       trainings=trainings)
@@ -236,8 +239,10 @@ def headline_key(given: str, metric: str) -> str:
 def csv_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
     """CSV_COLUMNS, then the MSE and CCC of every continuous target some row scored
     (``ccc:valence``, ``mse:arousal``, ``ccc:arousal`` ...; valence's MSE is ``mse``)."""
-    extra = list(dict.fromkeys(k for r in rows for k in r if ":" in k))
-    return (*CSV_COLUMNS, *extra)
+    extra = list(dict.fromkeys(k for r in rows for k in r if ":" in k
+                               and not k.endswith(("_low", "_high"))))
+    bounds = list(dict.fromkeys(k for r in rows for k in r if k.endswith(("_low", "_high"))))
+    return (*CSV_COLUMNS, *extra, *bounds)
 
 
 def _scores_json(s: Scores, imputed: int) -> dict[str, Any]:
@@ -255,7 +260,8 @@ def _score_held_out(est: CrossValidatedHead, data: MultimodalData, clean: Multim
     proba, outputs, imputed = est.predict_held_out_outputs(data)
     at = clean.rows_of(est.train_names_)
     s = est.score_predictions(clean, at, proba, outputs)
-    return (_scores_json(s, int(imputed.sum())),
+    return ({**_scores_json(s, int(imputed.sum())),
+             **_intervals(est, clean, at, proba, outputs)},
             _lost(data.subset(data.rows_of(est.train_names_)), clean.subset(at)))
 
 
@@ -265,8 +271,39 @@ def _score_test(est: CrossValidatedHead, data: MultimodalData, clean: Multimodal
     labelled = clean.labels >= 0
     rows = np.flatnonzero(labelled)
     s = est.score_predictions(clean, rows, proba[rows], outputs[rows])
-    return (_scores_json(s, int(imputed[labelled].sum())),
+    return ({**_scores_json(s, int(imputed[labelled].sum())),
+             **_intervals(est, clean, rows, proba[rows], outputs[rows])},
             _lost(data.subset(labelled), clean.subset(labelled)))
+
+
+INTERVAL_KEYS = {"f1": "f1", "accuracy": "wa", "metric": "mer", "ua": "ua", "wa": "wa",
+                 "macro_f1": "macro_f1"}
+"""Row score -> the scalar metric whose 95% interval the row gives (``<score>_low``,
+``<score>_high``)."""
+
+
+def _intervals(est: CrossValidatedHead, clean: MultimodalData, rows: np.ndarray,
+               proba: np.ndarray, outputs: np.ndarray) -> dict[str, Any]:
+    """95% bootstrap intervals of a row's scores (:func:`mer_heads.stats.runs.run_intervals`:
+    1000 resamples of the scored clips, or of whole groups with ``--groups``, seeded with
+    ``--seed``), as ``<score>_low``/``<score>_high`` (``f1_low`` ...; ``ccc:<target>_low``)
+    and ``bootstrap`` (unit, n, seed ...)."""
+    from mer_heads.stats.runs import run_intervals
+
+    learnt = [(j, t) for j, t in enumerate(est.targets_) if np.isfinite(est.target_means_[j])]
+    groups = clean.groups(est.groups)
+    r = run_intervals(clean.labels[rows], proba.argmax(1), classes=est.classes_,
+                      true_targets={t: clean.target(t)[rows] for _, t in learnt},
+                      pred_targets={t: outputs[:, j] for j, t in learnt},
+                      groups=None if groups is None else groups[rows], groups_column=est.groups,
+                      seed=est.seed)
+    out: dict[str, Any] = {"bootstrap": r["bootstrap"]}
+    keys = {**INTERVAL_KEYS, **{f"ccc:{t}": f"ccc:{t}" for _, t in learnt},
+            "mse": "mse:valence"}
+    for score, name in keys.items():
+        ci = r["ci"].get(name)
+        out[f"{score}_low"], out[f"{score}_high"] = (None, None) if ci is None else ci
+    return out
 
 
 __all__ = ["RobustnessResult", "robustness"]

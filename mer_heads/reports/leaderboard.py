@@ -35,7 +35,7 @@ def markdown_leaderboard(report: dict[str, Any]) -> str:
         lines += [f"## {modality}", "", *header]
         for r in singles:
             if r["modality"] == modality:
-                lines.append(f"| {r['rank']} | {r['name']} | {r['encoders']} | {r['clips']} | "
+                lines.append(f"| {r['rank']} | {r['name']}{_mark(r)} | {r['encoders']} | {r['clips']} | "
                              f"{_pm(r, 'f1')} | {_pm(r, 'mse')} | {_pm(r, 'metric')} |")
         lines.append("")
     fused = [r for r in report["rows"] if r["section"] == "fusion"]
@@ -43,14 +43,63 @@ def markdown_leaderboard(report: dict[str, Any]) -> str:
         lines += [f"## top-K fusion ({report['fusion']})", "",
                   "| K | stores | clips | F1 | MSE | metric |", "|---|---|---|---|---|---|"]
         for r in fused:
-            lines.append(f"| {r['rank']} | {r['name']} | {r['clips']} | {_pm(r, 'f1')} | "
+            lines.append(f"| {r['rank']} | {r['name']}{_mark(r)} | {r['clips']} | {_pm(r, 'f1')} | "
                          f"{_pm(r, 'mse')} | {_pm(r, 'metric')} |")
         lines.append("")
+    lines += _statistics_table(report)
     lines += _ser_tables(report)
     lines += ["Stores: " + "; ".join(f"{s['name']} = {s['path']} ({s['clips']} clips)"
                                      for s in report["stores"])]
     lines += [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _mark(row: dict[str, Any]) -> str:
+    """`` ★`` on the best row, `` ≈`` on a row not significantly worse than it (footnote)."""
+    st = row.get("statistics")
+    if not st:
+        return ""
+    if st["best"]:
+        return " ★"
+    mark = (st.get("vs_best") or {}).get("mark")
+    return f" {mark}" if mark else ""
+
+
+def _p(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _statistics_table(report: dict[str, Any]) -> list[str]:
+    """Each row's 95% interval (first seed) and its paired test against the best row."""
+    st = report.get("statistics")
+    if not st:
+        return []
+    from mer_heads.stats.runs import interval_text
+
+    unit = f"whole '{st['groups']}' groups" if st["unit"] == "group" else "clips"
+    out = [f"★ the best row (ranking); {st['mark']} not significantly worse than it: the paired "
+           f"permutation test of {st['metric']} against the best row on the clips both scored "
+           f"(seed {st['seed']}'s held-out predictions, {st['n_permutations']} permutations of "
+           f"{unit}) has a Holm-adjusted p >= {st['alpha']:g} over the {len(report['rows']) - 1}"
+           " other rows. Not marked: significantly worse.", "",
+           f"## Intervals and tests against the best ({st['metric']}, seed {st['seed']})", "",
+           f"95% intervals: {st['n_resamples']} bootstrap resamples of {unit} of each row's "
+           f"pooled held-out predictions of seed {st['seed']} (the trained models held fixed; the "
+           "spread over seeds is the ± above). Difference: row minus the best, paired on the "
+           "clips both scored, with its paired bootstrap interval; p: two-sided paired "
+           "permutation test; Holm: adjusted over the rows (docs/statistics.md).", "",
+           "| section | rank | name | clips | value [95% interval] | minus best [95% interval] "
+           "| p | p (Holm) | |", "|---" * 9 + "|"]
+    for r in report["rows"]:
+        s = r.get("statistics") or {}
+        v = s.get("vs_best") or {}
+        delta = "-" if v.get("delta") is None else interval_text(v["delta"], v.get("ci"))
+        out.append(f"| {r['section']} | {r['rank']} | {r['name']} | {s.get('clips', '-')} | "
+                   f"{interval_text(s.get('value'), s.get('ci'))} | "
+                   f"{'best' if s.get('best') else delta} | "
+                   f"{_p(v.get('p_value'))} | {_p(v.get('p_adjusted'))} | "
+                   f"{_mark(r).strip()} |")
+    return out + [""]
 
 
 def _ranked(report: dict[str, Any]) -> str:

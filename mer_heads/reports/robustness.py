@@ -166,3 +166,26 @@ def _draw_row(row_axes, panels, cell, names, clean, colors, styles, markers, lab
         ax.grid(True, alpha=0.3)
     if label:
         row_axes[0].set_title(label, fontsize=9, loc="left")
+
+
+def interval_table(rows: list[dict[str, Any]], headline: str = "f1") -> str:
+    """The 95% bootstrap interval of the headline score of every row (appended to the
+    tables): ``0.612 [0.571, 0.650]``, with what was resampled."""
+    from mer_heads.stats.runs import interval_text
+
+    shown = [r for r in rows if r.get("bootstrap")]
+    if not shown:
+        return ""
+    b = shown[0]["bootstrap"]
+    unit = (f"whole '{b['groups']}' groups ({b['n_units']})" if b["unit"] == "group"
+            else "clips")
+    lines = ["", f"## 95% intervals of {headline}", "",
+             f"{b['n']} bootstrap resamples of the scored {unit} of each row, seed {b['seed']} "
+             "(the trained models held fixed; docs/statistics.md).", "",
+             "| training | condition | modalities | " + headline + " [95% interval] |",
+             "|---|---|---|---|"]
+    for r in shown:
+        low, high = r.get(f"{headline}_low"), r.get(f"{headline}_high")
+        lines.append(f"| {r.get('training', 'clean')} | {r['condition']} | {r['modalities']} | "
+                     f"{interval_text(r.get(headline), None if low is None else [low, high])} |")
+    return "\n".join(lines) + "\n"

@@ -47,6 +47,7 @@ def summary_table(metrics: dict[str, Any]) -> str:
         lines.append(f"{'test split ' + str(metrics['test_split']):24}{_num(t['f1']):>8}"
                      f"{_num(t['accuracy']):>8}{_num(t['mse']):>8}{_num(t['metric']):>9}")
     lines += ser_table(metrics)
+    lines += interval_lines(metrics)
     if metrics.get("semi"):
         lines += ["", *semi_table(metrics["semi"])]
     return "\n".join(lines)
@@ -233,6 +234,8 @@ def markdown_report(metrics: dict[str, Any], *, seconds: float | None = None,
     if confusion_png:
         out += ["", f"![confusion matrix]({confusion_png})"]
     out += ser_markdown(metrics)
+    out += statistics_markdown(metrics, reliability_png="reliability.png" if confusion_png
+                               else None)
     if metrics.get("semi"):
         out += ["", *semi_markdown(metrics["semi"])]
     if metrics.get("layer_weights"):
@@ -310,6 +313,85 @@ def ser_markdown(metrics: dict[str, Any]) -> list[str]:
         for t, v in pooled["targets"].items():
             out.append(f"| {t} | {v['n']} | {_num(v['mse'])} | {_num(v['ccc'])} | "
                        f"{_pm(mean.get(f'ccc:{t}'), std.get(f'ccc:{t}'))} |")
+    return out
+
+
+INTERVAL_ROWS = (("f1", "F1 (weighted)"), ("wa", "WA (accuracy)"), ("ua", "UA"),
+                 ("macro_f1", "macro F1"), ("mer", "F1 - 0.25 MSE"))
+"""The headline metrics whose intervals the report and the printed table show (those the run
+has), then the MSE and CCC of each target and the calibration metrics."""
+
+
+def _interval_keys(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    ci = metrics.get("ci") or {}
+    keys = [(k, name) for k, name in INTERVAL_ROWS if k in ci]
+    for k in ci:
+        kind, _, target = k.partition(":")
+        if kind in ("mse", "ccc"):
+            keys.append((k, f"{kind.upper()} {target}"))
+    return keys + [(k, k.upper() if k != "brier" else "Brier") for k in ("ece", "brier", "nll")
+                   if k in ci]
+
+
+def _point(metrics: dict[str, Any], key: str) -> float | None:
+    if key in ("ece", "brier", "nll"):
+        return metrics.get(key)
+    pooled = (metrics.get("scores") or {}).get("pooled") or {}
+    if key.startswith(("mse:", "ccc:")):
+        kind, _, target = key.partition(":")
+        return (pooled.get("targets", {}).get(target) or {}).get(kind)
+    return pooled.get(key)
+
+
+def _unit_text(b: dict[str, Any]) -> str:
+    unit = (f"{b['n_units']} '{b['groups']}' groups (whole groups resampled)"
+            if b["unit"] == "group" else f"{b['n_units']} clips")
+    strata = f", within each '{b['strata']}' fold" if b.get("strata") else ""
+    return f"{b['n']} bootstrap resamples of {unit}{strata}, seed {b['seed']}"
+
+
+def interval_lines(metrics: dict[str, Any]) -> list[str]:
+    """The printed 95% intervals of the headline metrics and the calibration, if any."""
+    from mer_heads.stats.runs import interval_text
+
+    b, ci = metrics.get("bootstrap"), metrics.get("ci") or {}
+    if not b:
+        return []
+    shown = [(k, n) for k, n in _interval_keys(metrics) if k not in ("nll",)]
+    return ["", f"95% intervals ({_unit_text(b)}):",
+            "  " + "; ".join(f"{name} {interval_text(_point(metrics, k), ci.get(k))}"
+                             for k, name in shown)]
+
+
+def statistics_markdown(metrics: dict[str, Any], *, reliability_png: str | None = None
+                        ) -> list[str]:
+    """The report's intervals and calibration: every headline metric of the pooled held-out
+    predictions with its 95% bootstrap interval, ECE/Brier/NLL (before and after the
+    temperatures with --calibrate temperature) and the reliability diagram."""
+    from mer_heads.stats.runs import interval_text
+
+    b, ci = metrics.get("bootstrap"), metrics.get("ci") or {}
+    if not b:
+        return []
+    out = ["", "## Intervals and calibration", "",
+           f"95% intervals from {_unit_text(b)} of the pooled held-out predictions "
+           f"({b['method']} bootstrap; the trained models held fixed: they do not include the "
+           "spread over training seeds; docs/statistics.md).", "",
+           "| metric | pooled held-out [95% interval] |", "|---|---|"]
+    for k, name in _interval_keys(metrics):
+        out.append(f"| {name} | {interval_text(_point(metrics, k), ci.get(k))} |")
+    cal = metrics.get("calibration")
+    out += ["", "Calibration of the held-out probabilities: ECE (15 equal-width bins of the "
+            "top-class probability), Brier (multi-class, in [0, 2]), NLL."]
+    if cal:
+        temps = ", ".join(f"{t:.3f}" for t in cal["temperatures"])
+        out += ["", f"--calibrate temperature: one temperature per fold ({temps}), fitted on "
+                f"{cal['fitted_on']}.", "", "| | ECE | Brier | NLL |", "|---|---|---|---|"]
+        for when in ("before", "after"):
+            c = cal[when]
+            out.append(f"| {when} | {_num(c['ece'])} | {_num(c['brier'])} | {_num(c['nll'])} |")
+    if reliability_png:
+        out += ["", f"![reliability diagram]({reliability_png})"]
     return out
 
 
