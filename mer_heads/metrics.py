@@ -88,21 +88,33 @@ def score(true: np.ndarray, pred: np.ndarray, true_valence: np.ndarray | None = 
                   n_valence=n_valence)
 
 
-def evaluate_files(pred_path: str | Path, labels_path: str | Path) -> tuple[Scores, list[str]]:
+def evaluate_files(pred_path: str | Path, labels_path: str | Path, *, split: str | None = None,
+                   run: str | Path | None = None) -> tuple[Scores, list[str]]:
     """Score a submission file (``name,discrete,valence``) against a label file.
 
-    Every labelled clip of ``labels_path`` needs a prediction; predictions of other clips are
-    ignored. Valence is scored when the labels have it; a submission with no valence at all is
-    scored on F1 alone (and a note says so). Returns the scores and notes for the user.
+    Every labelled clip of ``labels_path`` (of its split ``split``, when given) needs a
+    prediction; predictions of other clips are ignored. Valence is scored when the labels have
+    it; a submission with no valence at all is scored on F1 alone (and a note says so).
+    Returns the scores and notes for the user: a ``warning: ...`` note when scored clips are
+    clips the run trained on (the run ``run``, or the one named by the file ``predict`` wrote
+    beside the predictions: :mod:`mer_heads.provenance`).
     """
+    from mer_heads.provenance import training_warning
+
     preds = read_label_table(pred_path, what="prediction file", predictions=True)
     truth = read_label_table(labels_path, what="label file")
     notes: list[str] = []
     by_name = {n: i for i, n in enumerate(preds.names)}
-    labelled = [i for i, d in enumerate(truth.discrete) if d]
+    if split is not None and split not in set(truth.split):
+        present = ", ".join(repr(s) for s in sorted(set(truth.split)) if s) or "none"
+        raise LabelError(f"No clip of the label file '{labels_path}' has split '{split}' "
+                         f"(--split); the splits present are {present}.")
+    labelled = [i for i, d in enumerate(truth.discrete)
+                if d and (split is None or truth.split[i] == split)]
     if not labelled:
-        raise LabelError(f"The label file '{labels_path}' has no labelled clip (column "
-                         "'discrete' is empty everywhere).")
+        raise LabelError(f"The label file '{labels_path}' has no labelled clip"
+                         + (f" of split '{split}'" if split is not None else "")
+                         + " (column 'discrete' is empty everywhere).")
     lacking = [truth.names[i] for i in labelled if truth.names[i] not in by_name]
     if lacking:
         raise LabelError(f"The prediction file '{pred_path}' lacks {len(lacking)} of the "
@@ -131,8 +143,10 @@ def evaluate_files(pred_path: str | Path, labels_path: str | Path) -> tuple[Scor
         true_v = pred_v = None
         notes.append("the labels carry no valence: scored on F1 alone")
     if len(preds.names) > len(rows):
-        notes.append(f"{len(preds.names) - len(rows)} predicted clip(s) have no label and were "
-                     "not scored")
+        notes.append(f"{len(preds.names) - len(rows)} predicted clip(s) have no label"
+                     + (f" of split '{split}'" if split is not None else "")
+                     + " and were not scored")
+    notes += training_warning([truth.names[i] for i in labelled], pred_path, run)[0]
     return score(truth.discrete[labelled], pred, true_v, pred_v), notes
 
 

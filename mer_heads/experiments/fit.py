@@ -29,6 +29,8 @@ from mer_heads.heads.layers import check_learned, weights_json
 from mer_heads.metrics import Scores, confusion, score
 from mer_heads.outputs import (check_out_file, dump_json, output_folder, remove_outputs,
                                write_rows, write_text)
+from mer_heads.progress import tracking
+from mer_heads.provenance import write_provenance
 from mer_heads.protocol import CrossValidatedHead
 from mer_heads.reports.run import (confusion_figure, layer_weights_figure, markdown_report,
                                    summary_table)
@@ -60,7 +62,8 @@ def fit_run(features: Sequence[str | Path | tuple[str, str | Path]], out: str | 
             head: HeadConfig | None = None, loading: DataConfig | None = None, *,
             train_split: str | None = None, test_split: str | None = None,
             semi: SemiSettings | None = None, augment: Sequence[StoreArg] = (),
-            overwrite: bool = False, **options: Any) -> FitResult:
+            overwrite: bool = False, progress: bool | None = None,
+            **options: Any) -> FitResult:
     """Cross-validate a head on ``features`` and write the run directory ``out``.
 
     ``head`` : the hyper-parameters (:class:`~mer_heads.config.HeadConfig`; default: its
@@ -73,7 +76,8 @@ def fit_run(features: Sequence[str | Path | tuple[str, str | Path]], out: str | 
     :meth:`CrossValidatedHead.fit <mer_heads.protocol.CrossValidatedHead.fit>`), each checked
     against the clean store of its modality. Everything is checked before any work: the
     parameters, and that ``out`` can be written and holds no earlier run (unless
-    ``overwrite``: its files are replaced once the new run is fitted).
+    ``overwrite``: its files are replaced once the new run is fitted). ``progress``: False
+    shows nothing on stderr while it works (:mod:`mer_heads.progress`).
     """
     start = time.perf_counter()
     head, loading = split_options(head, loading, options)
@@ -81,7 +85,9 @@ def fit_run(features: Sequence[str | Path | tuple[str, str | Path]], out: str | 
     check_learned(head.model, loading.layers)
     if semi is not None:
         semi = semi.check()
-    with output_folder(out, marker=RUN_FILE, overwrite=overwrite, what="run") as out:
+    fits = 1 + (semi.rounds if semi is not None and semi.strategy != "none" else 0)
+    with output_folder(out, marker=RUN_FILE, overwrite=overwrite, what="run") as out, \
+            tracking("mer-heads fit", fits, progress):
         return _fit_run(features, out, start, head, loading, train_split=train_split,
                         test_split=test_split, semi=semi, augment=list(augment),
                         overwrite=overwrite)
@@ -111,6 +117,7 @@ def _fit_run(features, out: Path, start: float, head: HeadConfig, loading: DataC
         semi_result = fit_semi(train_data, semi, head, hidden=hidden, augment=train_copies)
         est = semi_result.estimator
     metrics = build_metrics(est, data, train_data, train_mask, test_mask)
+    metrics["notes"] += split_notes(metrics["clips"]["splits"], train_split, test_split)
     metrics["layers"] = loading.layers
     if loading.layers == "learned":
         metrics["layer_weights"] = weights_json(est.keys_, est.layer_weights_)
@@ -153,6 +160,7 @@ def _fit_run(features, out: Path, start: float, head: HeadConfig, loading: DataC
              extra={"train_split": train_split, "test_split": test_split,
                     "manifest": loading.to_json()["manifest"], "join": loading.join,
                     "semi": None if semi is None else semi.to_json(),
+                    "pseudo_clips": [] if semi_result is None else semi_result.used_clips(),
                     "augment": metrics["augment"]})
     return FitResult(est, metrics, out, seconds)
 
@@ -195,6 +203,7 @@ def build_metrics(est: CrossValidatedHead, data: MultimodalData, train_data: Mul
         "clips": {"total": len(data), "labelled": int((data.labels >= 0).sum()),
                   "train": len(est.train_names_), "dropped_no_modality": len(est.dropped_),
                   "test": int(test_mask.sum()),
+                  "splits": _split_counts(train_data, est.train_names_),
                   "classes": {e: int(c) for e, c in zip(EMOTIONS, counts)}},
         "modalities": [{**m.to_json(), "present": int(data.present[:, i].sum())}
                        for i, m in enumerate(data.modalities)],
@@ -203,6 +212,28 @@ def build_metrics(est: CrossValidatedHead, data: MultimodalData, train_data: Mul
         "normalize_by": est.normalized_by_,
         "notes": list(est.notes_),
     }
+
+
+def _split_counts(train_data: MultimodalData, names: list[str]) -> dict[str, int]:
+    """The labelled clips trained on, counted by their split (the manifest's column)."""
+    splits = train_data.split[train_data.rows_of(names)]
+    return {str(s): int((splits == s).sum()) for s in sorted(set(splits.tolist()))}
+
+
+def split_notes(splits: dict[str, int], train_split: str | None, test_split: str | None
+                ) -> list[str]:
+    """A warning when the run trained on the labelled clips of several splits because none was
+    chosen: scoring the clips of a split such as 'test' later would score training clips."""
+    named = {s: n for s, n in splits.items() if s}
+    if train_split is not None or test_split is not None or len(named) < 2:
+        return []
+    counts = ", ".join(f"{s} {n}" for s, n in named.items())
+    other = next((s for s in named if s != "train"), sorted(named)[-1])
+    first = "train" if "train" in named else next(s for s in named if s != other)
+    return [f"warning: the run trained on the labelled clips of every split ({counts}): no "
+            f"--train-split or --test-split was given, so its predictions of the '{other}' "
+            f"clips are predictions of training clips; to hold them out, fit with "
+            f"--train-split {first} --test-split {other}"]
 
 
 def augment_json(est: CrossValidatedHead, conds: list[Condition]) -> dict[str, Any] | None:
@@ -250,7 +281,9 @@ def predict_run(run: str | Path, out: str | Path,
     """Write ``out`` (``name,discrete,valence``) for every clip of ``features`` (default: the
     run's own stores) from the fold ensemble of ``run``. Stores must have the fingerprints the
     run was trained on. A run fitted with ``--normalize-by COL`` normalises the clips within
-    their own COL groups, read from the stores or from ``manifest``."""
+    their own COL groups, read from the stores or from ``manifest``. Beside ``out`` it writes
+    ``OUT.run.json``: the run, and which predicted clips the run trained on
+    (:mod:`mer_heads.provenance`; ``evaluate`` warns when it scores them)."""
     run_files = [Path(run) / name for name in RUN_OUTPUTS]
     check_out_file(out, inputs=[*run_files, *(parse_store_arg(f)[1] for f in features or ()),
                                 *([Path(manifest)] if manifest is not None else [])])
@@ -278,6 +311,7 @@ def predict_run(run: str | Path, out: str | Path,
     path = write_submission(out, names, proba, valence)
     result = PredictResult(path, len(names), [n for n, i in zip(names, imputed) if i],
                            notes=list(data.notes))  # e.g. a --normalize-by group of one clip
+    result.notes += write_provenance(path, run, info, names)  # clips the run trained on
     if result.imputed:
         prior = EMOTIONS[int(np.argmax(est.prior_))]
         result.notes.append(

@@ -42,6 +42,8 @@ from mer_heads.folds import shared_folds
 from mer_heads.heads import get_head
 from mer_heads.heads.layers import check_learned
 from mer_heads.outputs import dump_json, output_folder, write_csv, write_text
+from mer_heads.progress import skip as skip_fits
+from mer_heads.progress import tracking, unit
 from mer_heads.protocol import CrossValidatedHead
 from mer_heads.reports.result import ReportResult
 
@@ -134,7 +136,7 @@ def leaderboard(features: Sequence[str | Path | tuple[str, str | Path]], out: st
                 head: HeadConfig | None = None, loading: DataConfig | None = None, *,
                 seeds: int = 3, top_n: int = 1, fusion: str = "attention",
                 train_split: str | None = None, overwrite: bool = False,
-                **options: Any) -> LeaderboardResult:
+                progress: bool | None = None, **options: Any) -> LeaderboardResult:
     """Rank every store of ``features`` alone per modality, then fuse the top-K of each
     modality for K = 1..``top_n``; write ``out/leaderboard.{md,csv,json,png}``.
 
@@ -150,6 +152,7 @@ def leaderboard(features: Sequence[str | Path | tuple[str, str | Path]], out: st
     top_n : K >= 1, the largest number of stores per modality fused.
     fusion : the head that fuses the top-K stores (default ``attention``).
     train_split : use only the clips of this split.
+    progress : False: nothing on stderr while it works (:mod:`mer_heads.progress`).
     """
     start = time.perf_counter()
     head, loading = split_options(head, loading, options)
@@ -167,7 +170,8 @@ def leaderboard(features: Sequence[str | Path | tuple[str, str | Path]], out: st
     check_learned(fusion, loading.layers)
     entries = _entries(features)
     with output_folder(out, marker=f"{LeaderboardResult.stem}.json", overwrite=overwrite,
-                       what="leaderboard") as out:
+                       what="leaderboard") as out, \
+            tracking("mer-heads leaderboard", seeds * (len(entries) + top_n), progress):
         return _leaderboard(entries, out, start, head, fusion_head, loading, seeds, top_n,
                             train_split)
 
@@ -212,11 +216,14 @@ def _leaderboard(entries: list[Entry], out: Path, start: float, head: HeadConfig
         if fused_sets and tuple(chosen) == fused_sets[-1]:
             notes.add(f"top-{k} fusion left out: no modality has more than {k - 1} store(s), so "
                       f"it is the top-{k - 1} fusion")
+            skip_fits(seeds)
             continue
         fused_sets.append(tuple(chosen))
         by_name = {e.name: e for e in entries}
         row = done.get((fusion_head.model, "+".join(chosen)))
-        if row is None:  # one modality's top-1 with --fusion == --model is its single row
+        if row is not None:
+            skip_fits(seeds)
+        else:  # one modality's top-1 with --fusion == --model is its single row
             row, plan = _score_set(data, [by_name[n] for n in chosen], fusion_head, folds,
                                    notes)
         rows.append({"section": "fusion", "modality": "+".join(
@@ -251,8 +258,9 @@ def _score_set(data: MultimodalData, chosen: list[Entry], head: HeadConfig,
     sub = data.select_modalities([e.name for e in chosen])
     per_seed, clips, plan = [], 0, {}
     for s, fold_of in enumerate(folds):
-        est = CrossValidatedHead.from_config(replace(head, seed=head.seed + s)).fit(
-            sub, fold_of=fold_of)
+        with unit(f"{'+'.join(e.name for e in chosen)}, seed {head.seed + s}"):
+            est = CrossValidatedHead.from_config(replace(head, seed=head.seed + s)).fit(
+                sub, fold_of=fold_of)
         notes.update(est.notes_)
         clips, plan = len(est.train_names_), est.fold_plan_.to_json()
         per_seed.append({"seed": head.seed + s, "precision": est.precision_,

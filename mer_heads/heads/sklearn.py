@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 from mer_features import EMOTIONS
 from mer_heads.errors import DataError
 from mer_heads.heads.registry import SKLEARN, Head
+from mer_heads.progress import step
 from mer_heads.state import TrainedModels
 
 if TYPE_CHECKING:
@@ -132,6 +133,7 @@ class SklearnHead(Head):
             estimators.append((classifier, regressor))
             val_proba.append(full_proba(classifier, Z[va], len(EMOTIONS)))
             val_valence.append(valence_predictions(regressor, Z[va]))
+            step(f + 1, state.n_models, "fold model")
         notes = []
         if unconverged:
             notes.append(f"{config.model} did not converge for {unconverged} of "
