@@ -32,6 +32,7 @@ from mer_heads.outputs import (check_out_file, dump_json, output_folder, remove_
 from mer_heads.progress import tracking
 from mer_heads.provenance import write_provenance
 from mer_heads.protocol import CrossValidatedHead
+from mer_heads.reports.figure import basis
 from mer_heads.reports.run import (confusion_figure, layer_weights_figure, markdown_report,
                                    summary_table)
 from mer_heads.rundir import RUN_FILE, RUN_OUTPUTS, check_fingerprints, load_run, save_run
@@ -150,7 +151,8 @@ def _fit_run(features, out: Path, start: float, head: HeadConfig, loading: DataC
     _write_oof(out / "oof_predictions.csv", est, train_data)
     seconds = time.perf_counter() - start
     confusion_figure(np.array(metrics["confusion"]), out / "confusion.png",
-                     f"{est.model}, {'+'.join(est.keys_)}: CV F1 {metrics['cv']['f1']:.3f}")
+                     f"{est.model}, {'+'.join(est.keys_)}: CV F1 {metrics['cv']['f1']:.3f}\n"
+                     + basis(metrics["cv"]["n"], est.folds, range(est.seed, est.seed + est.seeds)))
     if metrics.get("layer_weights"):
         layer_weights_figure(metrics["layer_weights"], out / "layer_weights.png",
                              f"{est.model}: learned layer weights over {len(est.model_folds_)} "

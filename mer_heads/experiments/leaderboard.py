@@ -45,6 +45,7 @@ from mer_heads.outputs import dump_json, output_folder, write_csv, write_text
 from mer_heads.progress import skip as skip_fits
 from mer_heads.progress import tracking, unit
 from mer_heads.protocol import CrossValidatedHead
+from mer_heads.reports.figure import chance_weighted_f1
 from mer_heads.reports.result import ReportResult
 
 SCORES = ("f1", "mse", "metric")
@@ -234,6 +235,7 @@ def _leaderboard(entries: list[Entry], out: Path, start: float, head: HeadConfig
               "layers": loading.layers, "join": loading.join, "joined_clips": len(data),
               "labelled_clips": int((data.labels >= 0).sum()),
               "train_split": train_split, "folds": plan, "stores": [e.to_json() for e in entries],
+              "chance_f1": chance_weighted_f1(np.bincount(data.labels[data.labels >= 0])),
               "rows": rows, "notes": notes_list}
     from mer_heads.reports.leaderboard import leaderboard_figure, markdown_leaderboard
 

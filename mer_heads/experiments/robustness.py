@@ -54,7 +54,9 @@ from mer_heads.progress import skip as skip_fits
 from mer_heads.progress import tracking, unit
 from mer_heads.protocol import CrossValidatedHead
 from mer_heads.reports.result import ReportResult
-from mer_heads.reports.robustness import CSV_COLUMNS, markdown_tables, robustness_figure
+from mer_heads.reports.figure import basis, chance_weighted_f1
+from mer_heads.reports.robustness import (CSV_COLUMNS, corruption_text, markdown_tables,
+                                          robustness_figure)
 
 
 MULTI = "multi-condition"
@@ -207,8 +209,20 @@ def _robustness(features, conditions, out: Path, start: float, head: HeadConfig,
         rows, conds, combos, head, loading.input, protocol, has_valence, notes,
         trainings=trainings, folds=any_est.fold_plan_.describe(head.folds),
         augment=augment_conds, normalize_by=loading.normalize_by))
-    robustness_figure(rows, conds, combos, result.png_path,
-                      f"{head.model}, scored on {protocol}", trainings=trainings)
+    widest = max(combos, key=lambda c: len(heads[(CLEAN, c)].train_names_))
+    if test_split is None:
+        scored = train.labels[train.rows_of(heads[(CLEAN, widest)].train_names_)]
+    else:
+        scored = clean.labels[test_mask & (clean.labels >= 0)]
+    seeds = list(range(head.seed, head.seed + head.seeds))
+    robustness_figure(
+        rows, conds, combos, result.png_path,
+        f"{head.model} trained on clean features"
+        + (" (second row: with the corrupted training copies)" if copies else "")
+        + f", scored on {protocol}; corrupted: "
+        f"{corruption_text(conds)}\n"
+        f"{basis(len(scored), head.folds, seeds)}",
+        trainings=trainings, chance=chance_weighted_f1(np.bincount(scored)))
     result.seconds = time.perf_counter() - start
     return result
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mer_features import EMOTIONS
-from mer_heads.reports.figure import figure
+from mer_heads.reports.figure import basis, figure
 
 
 def _n(v: float | None, digits: int = 4, sign: bool = False) -> str:
@@ -115,8 +115,12 @@ def sweep_figure(report: dict[str, Any], path: str | Path) -> Path:
         for ax in (left, right):
             ax.set_xlabel(_value_name(report["strategy"]))
             ax.grid(alpha=0.3)
-        fig.suptitle(f"{report['strategy']}: pseudo-labels against the "
-                     f"{_value_name(report['strategy']).split()[0]}", fontsize=10)
+        params = report["params"]
+        fig.suptitle(f"{params['model']}, {report['strategy']}: pseudo-labels against the "
+                     f"{_value_name(report['strategy']).split()[0]}; "
+                     + basis(report["labelled"], params["folds"], [params["seed"]],
+                             what="labelled clips")
+                     + f" + a pool of {report['pool']}", fontsize=10)
     return Path(path)
 
 
