@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from mer_heads import __version__
-from mer_heads.config import DataConfig, HeadConfig, SemiSettings, cli_help, parameter_flag
+from mer_heads.config import (ConsoleConfig, DataConfig, HeadConfig, SemiSettings, cli_help,
+                              parameter_flag)
 from mer_heads.errors import MerHeadsError, ParameterError
 from mer_heads.heads import heads_using
 
@@ -67,6 +68,11 @@ def add_options(parser, cls: type, only: tuple[str, ...] | None = None) -> None:
     for f in fields(cls):
         meta = f.metadata
         if not meta.get("flag") or (only is not None and f.name not in only):
+            continue
+        if meta.get("switch") is not None:
+            parser.add_argument(meta["flag"], dest=f.name, action="store_const",
+                                const=meta["switch"], default=argparse.SUPPRESS,
+                                help=cli_help(f, heads_using))
             continue
         choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
         kind = {"int": _int, "float": _float}.get(str(f.type).split(" |")[0])
@@ -138,6 +144,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     if getattr(args, "head_options", False):
         settings.update(_configs(args))
+        settings["progress"] = ConsoleConfig(**_given(args, ConsoleConfig)).progress
     if args.command == "fit":
         settings["semi"] = _semi_settings(args)
     if args.command == "compare":
@@ -182,7 +189,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     result = fit_run(args.features, args.out, settings["head"], settings["loading"],
                      train_split=args.train_split, test_split=args.test_split,
                      semi=settings["semi"], augment=args.augment or (),
-                     overwrite=args.overwrite)
+                     overwrite=args.overwrite, progress=settings["progress"])
     print(result.table())
     _print_notes(result.metrics["notes"])
     print(f"{result.run_dir}: metrics.json, report.md, confusion.png, models/ "
@@ -205,12 +212,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from mer_heads.metrics import evaluate_files
 
-    scores, notes = evaluate_files(args.pred, args.labels)
+    scores, notes = evaluate_files(args.pred, args.labels, split=args.split, run=args.run)
     if args.json:
-        print(json.dumps({**scores.to_json(), "notes": notes}, indent=2, sort_keys=True))
+        print(json.dumps({**scores.to_json(), "notes": notes,
+                          "training_clips_scored": any(n.startswith("warning: ") and
+                                                       "trained on" in n for n in notes)},
+                         indent=2, sort_keys=True))
+        _print_notes([n for n in notes if n.startswith("warning: ")])
         return 0
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+    _print_notes(notes)
     print(f"clips          {scores.n} ({scores.n_valence} with valence)")
     print(f"weighted F1    {scores.f1:.4f}")
     print(f"accuracy       {scores.accuracy:.4f}")
@@ -266,6 +276,7 @@ def cmd_semi_sweep(args: argparse.Namespace) -> int:
     result = semi_sweep(args.features, args.out, strategy=args.semi,
                         values=settings.pop("values"), hide_labels=semi.get("hide_labels"),
                         rounds=semi.get("rounds", 1), teacher=semi.get("teacher", "fold"),
+                        baseline_seeds=args.baseline_seeds,
                         train_split=args.train_split, overwrite=args.overwrite, **settings)
     _print_report(result, [result.markdown_path, result.csv_path, result.json_path,
                            result.png_path], result.seconds)
@@ -305,6 +316,7 @@ def _add_head_arguments(p: argparse.ArgumentParser, features_required: bool = Tr
     p.add_argument("--train-split", help="train on clips of this split only (default: every "
                    "split)")
     add_options(p, HeadConfig, tuple(f.name for f in fields(HeadConfig) if f.name not in skip))
+    add_options(p, ConsoleConfig)
     p.set_defaults(head_options=True)
 
 
@@ -374,7 +386,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "label set")
     p.add_argument("--labels", required=True, help="CSV name,discrete[,valence] (a manifest or "
                    "MER 2023 train-label.csv)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--split", help="score only the labelled clips of this split of --labels "
+                   "(its 'split' column), e.g. test (default: every labelled clip)")
+    p.add_argument("--run", help="the run directory the predictions came from, to warn when "
+                   "scored clips are clips it trained on (default: the run named in PRED's "
+                   "provenance file, PRED.run.json, which predict writes)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (default: a "
+                   "table)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("ablate", help="every modality combination under one protocol",
@@ -420,6 +438,7 @@ def _add_research_commands(sub) -> None:
     from mer_heads.heads import known_heads
 
     swept = tuple(s for s in STRATEGIES if s != "none")  # semi_sweep.SWEPT, without numpy
+    BASELINE_SEEDS = 5  # semi_sweep.BASELINE_SEEDS, without numpy
 
     p = sub.add_parser("leaderboard", help="rank every store per modality, then fuse the top-K",
                        description="Cross-validate every --features store alone on shared folds "
@@ -448,6 +467,10 @@ def _add_research_commands(sub) -> None:
                    help="comma-separated thresholds T in (0, 1] (class-quantile: quantiles Q "
                    "in [0, 1]), e.g. 0.5,0.6,0.7,0.8,0.9,0.95")
     add_options(p, SemiSettings, ("rounds", "teacher", "hide_labels"))
+    p.add_argument("--baseline-seeds", type=_positive_int, default=BASELINE_SEEDS, metavar="N",
+                   help="fit the supervised head with N training seeds (--seed ..) on its folds "
+                   "and mark values whose CV metric is within 2 std of their mean: changes the "
+                   f"folds cannot tell from noise; 1: no spread (default {BASELINE_SEEDS})")
     p.set_defaults(func=cmd_semi_sweep)
 
     p = sub.add_parser("describe", help="valence per discrete class: statistics, eta², "
@@ -592,6 +615,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mer_features.console import quiet_third_party
+
+    from mer_heads.progress import route_warnings
+
+    quiet_third_party()  # no hub progress bars
+    route_warnings()  # scikit-learn's, torch's warnings: one line each, once
     args = parse_args(argv)
     try:
         code = args.func(args)

@@ -42,13 +42,16 @@ MAX_SEED = 2**32 - 1
 
 
 def option(default: Any, flag: str | None, help: str = "", *, choices: Any = None,
-           metavar: str | None = None, default_text: str | None = None) -> Any:
+           metavar: str | None = None, default_text: str | None = None,
+           switch: Any = None) -> Any:
     """A dataclass field with what the command line needs to offer it: its ``flag``, ``help``
     (``{heads}`` is replaced by the heads that read it), ``choices`` (a tuple, or a function
     returning one) and how to show the default (``default_text``; by default the value, ""
-    for none)."""
+    for none). ``switch``: the flag takes no value and sets the field to this value
+    (``False`` for ``--no-progress``)."""
     return field(default=default, metadata={"flag": flag, "help": help, "choices": choices,
-                                            "metavar": metavar, "default_text": default_text})
+                                            "metavar": metavar, "default_text": default_text,
+                                            "switch": switch})
 
 
 def flag(cls: type, name: str) -> str:
@@ -451,6 +454,21 @@ class CompareSettings:
         return out
 
 
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """What a long command shows while it works (:mod:`mer_heads.progress`). Nothing here
+    changes a result, so none of it is recorded in metrics.json or a report."""
+
+    progress: bool | None = option(
+        None, "--no-progress", "no progress on stderr (without it: a line rewritten in place "
+        "on a terminal; in a log, a line with fits done, elapsed time and ETA at most every "
+        "30 s)", switch=False, default_text="")
+
+    def __post_init__(self) -> None:
+        if self.progress is not None and not isinstance(self.progress, bool):
+            raise _bad("progress", "True, False or None", self.progress)
+
+
 T = TypeVar("T")
 
 
@@ -494,6 +512,6 @@ def cli_help(f: Any, heads_using: Callable[[str], tuple[str, ...]] | None = None
     return f"{text} (default {default})" if default else text
 
 
-__all__ = ["CompareSettings", "DataConfig", "HeadConfig", "INPUTS", "JOINS", "LAYER_POOLING", "MAX_FRAMES", "METRICS",
+__all__ = ["CompareSettings", "ConsoleConfig", "DataConfig", "HeadConfig", "INPUTS", "JOINS", "LAYER_POOLING", "MAX_FRAMES", "METRICS",
            "MAX_SEED", "STRATEGIES", "SemiSettings", "TEACHERS", "cli_help", "flag", "option",
            "parameter_flag", "split_options"]

@@ -142,18 +142,23 @@ def score(true: np.ndarray, pred: np.ndarray, true_valence: np.ndarray | None = 
                   macro_f1=_number(c["macro_f1"]), targets=scored_targets)
 
 
-def evaluate_files(pred_path: str | Path, labels_path: str | Path) -> tuple[Scores, list[str]]:
+def evaluate_files(pred_path: str | Path, labels_path: str | Path, *, split: str | None = None,
+                   run: str | Path | None = None) -> tuple[Scores, list[str]]:
     """Score a prediction file against a label file.
 
     The prediction file is a MER 2023 submission (``name,discrete,valence``: MER 2023's six
     classes) or the predictions ``mer-heads predict`` writes for another label set
     (``name,discrete``, target columns and ``p_<class>`` columns: the classes, in order). Every
-    labelled clip of ``labels_path`` needs a prediction, and its label must be one of the
-    classes; predictions of other clips are ignored. Valence is scored when the labels have
-    it, and every other target column both files have by MSE and CCC; a submission with no
-    valence at all is scored on F1 alone (and a note says so). Returns the scores and notes
-    for the user.
+    labelled clip of ``labels_path`` (of its split ``split``, when given) needs a prediction,
+    and its label must be one of the classes; predictions of other clips are ignored. Valence
+    is scored when the labels have it, and every other target column both files have by MSE
+    and CCC; a submission with no valence at all is scored on F1 alone (and a note says so).
+    Returns the scores and notes for the user: a ``warning: ...`` note when scored clips are
+    clips the run trained on (the run ``run``, or the one named by the file ``predict`` wrote
+    beside the predictions: :mod:`mer_heads.provenance`).
     """
+    from mer_heads.provenance import training_warning
+
     preds = read_label_table(pred_path, what="prediction file", predictions=True, classes=None)
     classes = prediction_classes(preds)
     # read again against its classes: a label outside them is named with its line
@@ -162,10 +167,16 @@ def evaluate_files(pred_path: str | Path, labels_path: str | Path) -> tuple[Scor
     truth = read_label_table(labels_path, what="label file", classes=classes)
     notes: list[str] = []
     by_name = {n: i for i, n in enumerate(preds.names)}
-    labelled = [i for i, d in enumerate(truth.discrete) if d]
+    if split is not None and split not in set(truth.split):
+        present = ", ".join(repr(s) for s in sorted(set(truth.split)) if s) or "none"
+        raise LabelError(f"No clip of the label file '{labels_path}' has split '{split}' "
+                         f"(--split); the splits present are {present}.")
+    labelled = [i for i, d in enumerate(truth.discrete)
+                if d and (split is None or truth.split[i] == split)]
     if not labelled:
-        raise LabelError(f"The label file '{labels_path}' has no labelled clip (column "
-                         "'discrete' is empty everywhere).")
+        raise LabelError(f"The label file '{labels_path}' has no labelled clip"
+                         + (f" of split '{split}'" if split is not None else "")
+                         + " (column 'discrete' is empty everywhere).")
     lacking = [truth.names[i] for i in labelled if truth.names[i] not in by_name]
     if lacking:
         raise LabelError(f"The prediction file '{pred_path}' lacks {len(lacking)} of the "
@@ -194,8 +205,10 @@ def evaluate_files(pred_path: str | Path, labels_path: str | Path) -> tuple[Scor
         true_v = pred_v = None
         notes.append("the labels carry no valence: scored on F1 alone")
     if len(preds.names) > len(rows):
-        notes.append(f"{len(preds.names) - len(rows)} predicted clip(s) have no label and were "
-                     "not scored")
+        notes.append(f"{len(preds.names) - len(rows)} predicted clip(s) have no label"
+                     + (f" of split '{split}'" if split is not None else "")
+                     + " and were not scored")
+    notes += training_warning([truth.names[i] for i in labelled], pred_path, run)[0]
     targets = {}
     for column in preds.extra:
         if column.startswith("p_") or column not in truth.extra:

@@ -41,6 +41,7 @@ from mer_heads.folds import (FoldPlan, check_given_folds, draw_folds, plan_of, p
 from mer_heads.heads import Head, get_head, known_heads
 from mer_heads.heads.layers import check_learned, layer_counts
 from mer_heads.metrics import Scores, score
+from mer_heads.progress import unit
 from mer_heads.runtime import PREDICT_CHUNK, threads_session
 from mer_heads.state import FittedState
 
@@ -283,7 +284,7 @@ class CrossValidatedHead(BaseEstimator):
             fold_labels = np.tile(labels, (k, 1))
             fold_labels[:, pseudo_rows] = pseudo_labels
             fold_labels = np.tile(fold_labels, (1, 1 + len(copies)))
-        with threads_session(config.threads):
+        with threads_session(config.threads), unit():  # one fit of a command's progress
             trained = head.fit(config, state, stacked, train_rows, val_rows, fold_labels)
         state = replace(state, models=trained.models, precision=trained.precision)
         oof_proba, oof_targets, model_scores, cv_scores = self._score(

@@ -9,8 +9,10 @@ that could break silently (no lambdas, no whole torch modules).
                                their means (when not valence alone), the fold
                                temperatures (``--calibrate temperature``),
                                fold and seed of each model, the column features are
-                               normalised by (``normalize_by``, predict does the same) (written
-                               last: a folder without it is not a run)
+                               normalised by (``normalize_by``, predict does the same), the
+                               clips it trained on (``train_clips``, ``pseudo_clips``:
+                               :mod:`mer_heads.provenance`) (written last: a folder without it
+                               is not a run)
     RUN_DIR/standardizer.npz   per-fold mean and scale of each modality
     RUN_DIR/models/heads.pt    state dict of the stacked neural heads (torch.save), or
     RUN_DIR/models/sklearn.joblib   the scikit-learn (classifier, regressor) pairs (joblib)
@@ -80,6 +82,8 @@ def save_run(est: CrossValidatedHead, run_dir: str | Path, modalities: list[Moda
         "precision": state.precision,
         "normalize_by": state.normalized_by,
         "layer_counts": state.layers,
+        # the clips it learnt from: predict and evaluate warn when they are scored
+        "train_clips": list(getattr(est, "train_names_", [])),
         **(extra or {}),
     }
     if tuple(state.targets) != ("valence",):  # runs of valence alone read as they always did

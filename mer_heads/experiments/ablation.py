@@ -24,6 +24,8 @@ from mer_heads.folds import n_folds_shown, shared_folds
 from mer_heads.heads import get_head
 from mer_heads.metrics import resolve_metric
 from mer_heads.outputs import dump_json, output_folder, write_csv, write_text
+from mer_heads.progress import plan as plan_fits
+from mer_heads.progress import tracking, unit
 from mer_heads.protocol import CrossValidatedHead
 from mer_heads.reports.ablation import markdown_table
 from mer_heads.reports.result import ReportResult
@@ -48,16 +50,17 @@ class AblationResult(ReportResult):
 def ablate(features: Sequence[str | Path | tuple[str, str | Path]], out: str | Path,
            head: HeadConfig | None = None, loading: DataConfig | None = None, *,
            train_split: str | None = None, overwrite: bool = False,
-           **options: Any) -> AblationResult:
+           progress: bool | None = None, **options: Any) -> AblationResult:
     """Cross-validate the head on every modality combination; write ``out/ablation.csv``,
     ``out/ablation.md`` and ``out/ablation.json``. ``head``, ``loading`` and ``options`` are as
     for :func:`~mer_heads.experiments.fit.fit_run`. Everything is checked before any work; an
-    earlier ablation in ``out`` is only replaced with ``overwrite``."""
+    earlier ablation in ``out`` is only replaced with ``overwrite``; ``progress=False`` shows
+    nothing on stderr while it works (:mod:`mer_heads.progress`)."""
     start = time.perf_counter()
     head, loading = split_options(head, loading, options)
     get_head(head.model).check_runtime(head)
     with output_folder(out, marker=f"{AblationResult.stem}.json", overwrite=overwrite,
-                       what="ablation") as out:
+                       what="ablation") as out, tracking("mer-heads ablate", 0, progress):
         return _ablate(features, out, start, head, loading, train_split)
 
 
@@ -92,9 +95,11 @@ def _ablate(features, out: Path, start: float, head: HeadConfig, loading: DataCo
                            published=published_column(data, head), source=head.folds_from)
     rows, details, notes = [], [], set()
     plan = None
+    plan_fits(len(modality_sets(data.keys)))
     for combo in modality_sets(data.keys):
         sub = data.select_modalities(combo)
-        est = CrossValidatedHead.from_config(head).fit(sub, fold_of=fold_of)
+        with unit("+".join(combo)):
+            est = CrossValidatedHead.from_config(head).fit(sub, fold_of=fold_of)
         notes.update(est.notes_)
         plan = est.fold_plan_
         scores = est.model_scores_

@@ -29,7 +29,11 @@ from mer_heads.heads.layers import check_learned, weights_json
 from mer_heads.metrics import Scores, confusion
 from mer_heads.outputs import (check_out_file, dump_json, output_folder, remove_outputs,
                                write_rows, write_text)
+from mer_heads.progress import tracking
+from mer_heads.provenance import write_provenance
+from mer_heads.folds import n_folds_shown
 from mer_heads.protocol import CrossValidatedHead
+from mer_heads.reports.figure import basis
 from mer_heads.reports.run import (confusion_figure, layer_weights_figure, markdown_report,
                                    summary_table)
 from mer_heads.rundir import RUN_FILE, RUN_OUTPUTS, check_fingerprints, load_run, save_run
@@ -60,7 +64,8 @@ def fit_run(features: Sequence[str | Path | tuple[str, str | Path]], out: str | 
             head: HeadConfig | None = None, loading: DataConfig | None = None, *,
             train_split: str | None = None, test_split: str | None = None,
             semi: SemiSettings | None = None, augment: Sequence[StoreArg] = (),
-            overwrite: bool = False, **options: Any) -> FitResult:
+            overwrite: bool = False, progress: bool | None = None,
+            **options: Any) -> FitResult:
     """Cross-validate a head on ``features`` and write the run directory ``out``.
 
     ``head`` : the hyper-parameters (:class:`~mer_heads.config.HeadConfig`; default: its
@@ -73,7 +78,8 @@ def fit_run(features: Sequence[str | Path | tuple[str, str | Path]], out: str | 
     :meth:`CrossValidatedHead.fit <mer_heads.protocol.CrossValidatedHead.fit>`), each checked
     against the clean store of its modality. Everything is checked before any work: the
     parameters, and that ``out`` can be written and holds no earlier run (unless
-    ``overwrite``: its files are replaced once the new run is fitted).
+    ``overwrite``: its files are replaced once the new run is fitted). ``progress``: False
+    shows nothing on stderr while it works (:mod:`mer_heads.progress`).
     """
     start = time.perf_counter()
     head, loading = split_options(head, loading, options)
@@ -81,7 +87,9 @@ def fit_run(features: Sequence[str | Path | tuple[str, str | Path]], out: str | 
     check_learned(head.model, loading.layers)
     if semi is not None:
         semi = semi.check()
-    with output_folder(out, marker=RUN_FILE, overwrite=overwrite, what="run") as out:
+    fits = 1 + (semi.rounds if semi is not None and semi.strategy != "none" else 0)
+    with output_folder(out, marker=RUN_FILE, overwrite=overwrite, what="run") as out, \
+            tracking("mer-heads fit", fits, progress):
         return _fit_run(features, out, start, head, loading, train_split=train_split,
                         test_split=test_split, semi=semi, augment=list(augment),
                         overwrite=overwrite)
@@ -112,6 +120,7 @@ def _fit_run(features, out: Path, start: float, head: HeadConfig, loading: DataC
         semi_result = fit_semi(train_data, semi, head, hidden=hidden, augment=train_copies)
         est = semi_result.estimator
     metrics = build_metrics(est, data, train_data, train_mask, test_mask)
+    metrics["notes"] += split_notes(metrics["clips"]["splits"], train_split, test_split)
     metrics["layers"] = loading.layers
     if loading.layers == "learned":
         metrics["layer_weights"] = weights_json(est.keys_, est.layer_weights_)
@@ -143,7 +152,9 @@ def _fit_run(features, out: Path, start: float, head: HeadConfig, loading: DataC
     _write_oof(out / "oof_predictions.csv", est, train_data)
     seconds = time.perf_counter() - start
     confusion_figure(np.array(metrics["confusion"]), out / "confusion.png",
-                     f"{est.model}, {'+'.join(est.keys_)}: CV F1 {metrics['cv']['f1']:.3f}",
+                     f"{est.model}, {'+'.join(est.keys_)}: CV F1 {metrics['cv']['f1']:.3f}\n"
+                     + basis(metrics["cv"]["n"], n_folds_shown(est.folds, est.fold_plan_.to_json()),
+                           range(est.seed, est.seed + est.seeds)),
                      classes=est.classes_)
     reliability_png(est, train_data, out / "reliability.png")
     if metrics.get("layer_weights"):
@@ -155,6 +166,7 @@ def _fit_run(features, out: Path, start: float, head: HeadConfig, loading: DataC
              extra={"train_split": train_split, "test_split": test_split,
                     "manifest": loading.to_json()["manifest"], "join": loading.join,
                     "semi": None if semi is None else semi.to_json(),
+                    "pseudo_clips": [] if semi_result is None else semi_result.used_clips(),
                     "augment": metrics["augment"],
                     **({"label_map": str(loading.label_map)} if loading.label_map else {})})
     return FitResult(est, metrics, out, seconds)
@@ -202,6 +214,7 @@ def build_metrics(est: CrossValidatedHead, data: MultimodalData, train_data: Mul
         "clips": {"total": len(data), "labelled": int((data.labels >= 0).sum()),
                   "train": len(est.train_names_), "dropped_no_modality": len(est.dropped_),
                   "test": int(test_mask.sum()),
+                  "splits": _split_counts(train_data, est.train_names_),
                   "classes": {e: int(c) for e, c in zip(classes, counts)}},
         "modalities": [{**m.to_json(), "present": int(data.present[:, i].sum())}
                        for i, m in enumerate(data.modalities)],
@@ -295,6 +308,28 @@ def scalar_name(metric: str, pooled: dict[str, Any]) -> str:
     return metric
 
 
+def _split_counts(train_data: MultimodalData, names: list[str]) -> dict[str, int]:
+    """The labelled clips trained on, counted by their split (the manifest's column)."""
+    splits = train_data.split[train_data.rows_of(names)]
+    return {str(s): int((splits == s).sum()) for s in sorted(set(splits.tolist()))}
+
+
+def split_notes(splits: dict[str, int], train_split: str | None, test_split: str | None
+                ) -> list[str]:
+    """A warning when the run trained on the labelled clips of several splits because none was
+    chosen: scoring the clips of a split such as 'test' later would score training clips."""
+    named = {s: n for s, n in splits.items() if s}
+    if train_split is not None or test_split is not None or len(named) < 2:
+        return []
+    counts = ", ".join(f"{s} {n}" for s, n in named.items())
+    other = next((s for s in named if s != "train"), sorted(named)[-1])
+    first = "train" if "train" in named else next(s for s in named if s != other)
+    return [f"warning: the run trained on the labelled clips of every split ({counts}): no "
+            f"--train-split or --test-split was given, so its predictions of the '{other}' "
+            f"clips are predictions of training clips; to hold them out, fit with "
+            f"--train-split {first} --test-split {other}"]
+
+
 def augment_json(est: CrossValidatedHead, conds: list[Condition]) -> dict[str, Any] | None:
     """metrics.json's ``augment``: the corrupted training copies (stores, noise specs and
     seeds) and the copies each fold model trained on; None without ``--augment``."""
@@ -367,7 +402,9 @@ def predict_run(run: str | Path, out: str | Path,
     """Write ``out`` (``name,discrete,valence``) for every clip of ``features`` (default: the
     run's own stores) from the fold ensemble of ``run``. Stores must have the fingerprints the
     run was trained on. A run fitted with ``--normalize-by COL`` normalises the clips within
-    their own COL groups, read from the stores or from ``manifest``."""
+    their own COL groups, read from the stores or from ``manifest``. Beside ``out`` it writes
+    ``OUT.run.json``: the run, and which predicted clips the run trained on
+    (:mod:`mer_heads.provenance`; ``evaluate`` warns when it scores them)."""
     run_files = [Path(run) / name for name in RUN_OUTPUTS]
     check_out_file(out, inputs=[*run_files, *(parse_store_arg(f)[1] for f in features or ()),
                                 *([Path(manifest)] if manifest is not None else [])])
@@ -396,6 +433,7 @@ def predict_run(run: str | Path, out: str | Path,
     path = write_predictions(out, names, proba, outputs, est.classes_, est.targets_)
     result = PredictResult(path, len(names), [n for n, i in zip(names, imputed) if i],
                            notes=list(data.notes))  # e.g. a --normalize-by group of one clip
+    result.notes += write_provenance(path, run, info, names)  # clips the run trained on
     if result.imputed:
         prior = est.classes_[int(np.argmax(est.prior_))]
         result.notes.append(

@@ -45,7 +45,10 @@ from mer_heads.experiments.ablation import published_column
 from mer_heads.experiments.fit import fold_scores
 from mer_heads.metrics import resolve_metric
 from mer_heads.outputs import dump_json, output_folder, write_csv, write_text
+from mer_heads.progress import skip as skip_fits
+from mer_heads.progress import tracking, unit
 from mer_heads.protocol import CrossValidatedHead
+from mer_heads.reports.figure import chance_weighted_f1
 from mer_heads.reports.result import ReportResult
 
 SCORES = ("f1", "mse", "metric", "ua", "wa", "macro_f1")
@@ -141,7 +144,7 @@ def leaderboard(features: Sequence[str | Path | tuple[str, str | Path]], out: st
                 head: HeadConfig | None = None, loading: DataConfig | None = None, *,
                 seeds: int = 3, top_n: int = 1, fusion: str = "attention",
                 train_split: str | None = None, overwrite: bool = False,
-                **options: Any) -> LeaderboardResult:
+                progress: bool | None = None, **options: Any) -> LeaderboardResult:
     """Rank every store of ``features`` alone per modality, then fuse the top-K of each
     modality for K = 1..``top_n``; write ``out/leaderboard.{md,csv,json,png}``.
 
@@ -157,6 +160,7 @@ def leaderboard(features: Sequence[str | Path | tuple[str, str | Path]], out: st
     top_n : K >= 1, the largest number of stores per modality fused.
     fusion : the head that fuses the top-K stores (default ``attention``).
     train_split : use only the clips of this split.
+    progress : False: nothing on stderr while it works (:mod:`mer_heads.progress`).
     """
     start = time.perf_counter()
     head, loading = split_options(head, loading, options)
@@ -174,7 +178,8 @@ def leaderboard(features: Sequence[str | Path | tuple[str, str | Path]], out: st
     check_learned(fusion, loading.layers)
     entries = _entries(features)
     with output_folder(out, marker=f"{LeaderboardResult.stem}.json", overwrite=overwrite,
-                       what="leaderboard") as out:
+                       what="leaderboard") as out, \
+            tracking("mer-heads leaderboard", seeds * (len(entries) + top_n), progress):
         return _leaderboard(entries, out, start, head, fusion_head, loading, seeds, top_n,
                             train_split)
 
@@ -223,11 +228,14 @@ def _leaderboard(entries: list[Entry], out: Path, start: float, head: HeadConfig
         if fused_sets and tuple(chosen) == fused_sets[-1]:
             notes.add(f"top-{k} fusion left out: no modality has more than {k - 1} store(s), so "
                       f"it is the top-{k - 1} fusion")
+            skip_fits(seeds)
             continue
         fused_sets.append(tuple(chosen))
         by_name = {e.name: e for e in entries}
         row = done.get((fusion_head.model, "+".join(chosen)))
-        if row is None:  # one modality's top-1 with --fusion == --model is its single row
+        if row is not None:
+            skip_fits(seeds)
+        else:  # one modality's top-1 with --fusion == --model is its single row
             row, plan = _score_set(data, [by_name[n] for n in chosen], fusion_head, folds,
                                    notes, held_out)
         rows.append({"section": "fusion", "modality": "+".join(
@@ -239,6 +247,7 @@ def _leaderboard(entries: list[Entry], out: Path, start: float, head: HeadConfig
               "layers": loading.layers, "join": loading.join, "joined_clips": len(data),
               "labelled_clips": int((data.labels >= 0).sum()),
               "train_split": train_split, "folds": plan, "stores": [e.to_json() for e in entries],
+              "chance_f1": chance_weighted_f1(np.bincount(data.labels[data.labels >= 0])),
               "rows": rows, "notes": notes_list, "classes": list(data.classes),
               "metric": metric}
     from mer_heads.reports.leaderboard import leaderboard_figure, markdown_leaderboard
@@ -318,8 +327,9 @@ def _score_set(data: MultimodalData, chosen: list[Entry], head: HeadConfig,
     sub = data.select_modalities([e.name for e in chosen])
     per_seed, clips, plan = [], 0, {}
     for s, fold_of in enumerate(folds):
-        est = CrossValidatedHead.from_config(replace(head, seed=head.seed + s)).fit(
-            sub, fold_of=fold_of)
+        with unit(f"{'+'.join(e.name for e in chosen)}, seed {head.seed + s}"):
+            est = CrossValidatedHead.from_config(replace(head, seed=head.seed + s)).fit(
+                sub, fold_of=fold_of)
         if s == 0 and held_out is not None:
             from mer_heads.stats.runs import held_out_of
 

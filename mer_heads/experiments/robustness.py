@@ -50,9 +50,14 @@ from mer_heads.heads import get_head
 from mer_heads.experiments.ablation import published_column
 from mer_heads.metrics import Scores, resolve_metric
 from mer_heads.outputs import dump_json, output_folder, write_csv, write_text
+from mer_heads.progress import plan as plan_fits
+from mer_heads.progress import skip as skip_fits
+from mer_heads.progress import tracking, unit
 from mer_heads.protocol import CrossValidatedHead
 from mer_heads.reports.result import ReportResult
-from mer_heads.reports.robustness import CSV_COLUMNS, markdown_tables, robustness_figure
+from mer_heads.reports.figure import basis, chance_weighted_f1
+from mer_heads.reports.robustness import (CSV_COLUMNS, corruption_text, markdown_tables,
+                                          robustness_figure)
 
 
 MULTI = "multi-condition"
@@ -75,7 +80,8 @@ def robustness(features: Sequence[StoreArg], conditions: Sequence[Any], out: str
                head: HeadConfig | None = None, loading: DataConfig | None = None, *,
                sweep: str | Path | None = None, augment: Sequence[StoreArg] = (),
                train_split: str | None = None, test_split: str | None = None, sets: str = "all",
-               overwrite: bool = False, **options: Any) -> RobustnessResult:
+               overwrite: bool = False, progress: bool | None = None,
+               **options: Any) -> RobustnessResult:
     """Train on the clean ``features`` and score every condition; write ``out/robustness.*``.
 
     Parameters
@@ -95,6 +101,7 @@ def robustness(features: Sequence[StoreArg], conditions: Sequence[Any], out: str
         (training on ``train_split``, or on every other clip).
     sets : modality sets to score, ``all`` combinations or ``minimal`` (singles and all).
     overwrite : replace an earlier sweep in ``out`` (else refused before any work).
+    progress : False: nothing on stderr while it works (:mod:`mer_heads.progress`).
     """
     start = time.perf_counter()
     head, loading = split_options(head, loading, options)
@@ -112,7 +119,8 @@ def robustness(features: Sequence[StoreArg], conditions: Sequence[Any], out: str
     if sets not in SETS:
         raise DataError(f"sets must be one of {', '.join(SETS)}; got '{sets}'.")
     with output_folder(out, marker=f"{RobustnessResult.stem}.json", overwrite=overwrite,
-                       what="robustness sweep") as out:
+                       what="robustness sweep") as out, \
+            tracking("mer-heads robustness", 0, progress):
         return _robustness(features, conditions, out, start, head, loading, augment=augment,
                            train_split=train_split, test_split=test_split, sets=sets)
 
@@ -135,9 +143,12 @@ def _robustness(features, conditions, out: Path, start: float, head: HeadConfig,
                            source=head.folds_from)
     heads: dict[tuple[str, tuple[str, ...]], CrossValidatedHead] = {}
     reused: list[str] = []
+    plan_fits(len(combos) * (2 if copies else 1))
     for combo in combos:
         sub = train.select_modalities(combo)
-        heads[(CLEAN, combo)] = CrossValidatedHead.from_config(head).fit(sub, fold_of=fold_of)
+        with unit("+".join(combo) + (", clean training" if copies else "")):
+            heads[(CLEAN, combo)] = CrossValidatedHead.from_config(head).fit(sub,
+                                                                             fold_of=fold_of)
         if not copies:
             continue
         mine = [c.subset(train_mask).select_modalities(combo)
@@ -145,9 +156,11 @@ def _robustness(features, conditions, out: Path, start: float, head: HeadConfig,
         if not mine:  # no copy corrupts these modalities: the copies would repeat clean clips
             heads[(MULTI, combo)] = heads[(CLEAN, combo)]
             reused.append("+".join(combo))
+            skip_fits()
             continue
-        heads[(MULTI, combo)] = CrossValidatedHead.from_config(head).fit(
-            sub, fold_of=fold_of, augment=mine)
+        with unit("+".join(combo) + ", multi-condition training"):
+            heads[(MULTI, combo)] = CrossValidatedHead.from_config(head).fit(
+                sub, fold_of=fold_of, augment=mine)
     trainings = [CLEAN] + ([MULTI] if copies else [])
     notes = sorted({n for est in heads.values() for n in est.notes_})
     if reused:
@@ -206,9 +219,20 @@ def _robustness(features, conditions, out: Path, start: float, head: HeadConfig,
         augment=augment_conds, normalize_by=loading.normalize_by, headline=headline,
         n_folds=n_folds_shown(head.folds, any_est.fold_plan_.to_json()))
         + interval_table(rows, headline))
-    robustness_figure(rows, conds, combos, result.png_path,
-                      f"{head.model}, scored on {protocol}", metric=headline,
-                      trainings=trainings)
+    widest = max(combos, key=lambda c: len(heads[(CLEAN, c)].train_names_))
+    if test_split is None:
+        scored = train.labels[train.rows_of(heads[(CLEAN, widest)].train_names_)]
+    else:
+        scored = clean.labels[test_mask & (clean.labels >= 0)]
+    seeds = list(range(head.seed, head.seed + head.seeds))
+    robustness_figure(
+        rows, conds, combos, result.png_path,
+        f"{head.model} trained on clean features"
+        + (" (second row: with the corrupted training copies)" if copies else "")
+        + f", scored on {protocol}; corrupted: "
+        f"{corruption_text(conds)}\n"
+        f"{basis(len(scored), n_folds_shown(head.folds, any_est.fold_plan_.to_json()), seeds)}",
+        metric=headline, trainings=trainings, chance=chance_weighted_f1(np.bincount(scored)))
     result.seconds = time.perf_counter() - start
     return result
 

@@ -29,6 +29,14 @@ No held-out label reaches a fold's training:
 * a fold never takes a pseudo-label of a class that has no labelled training clip in it (its
   teacher never learnt that class);
 * standardisation statistics still come from each fold's labelled training clips;
+* every round trains as the supervised run did: the same folds, seed, epochs and selection of
+  the best epoch on the same held-out clips, and the same batch size (a neural head without
+  ``batch_size`` takes the supervised run's resolved size, so a pseudo-labelled clip adds
+  steps as a labelled one would, instead of enlarging every step); a round that adds no clip
+  gives the supervised run's models exactly (tested). A round that adds clips re-draws the
+  stack's training randomness (minibatch order, dropout), so its change against round 0
+  includes the seed-to-seed variance of training: :mod:`~mer_heads.experiments.semi_sweep`
+  measures that spread;
 * with group folds (``--groups``), a pool clip never joins the training of the fold that holds
   out its group, so no fold trains on a held-out speaker's clips, labelled or not.
 
@@ -49,6 +57,7 @@ from mer_heads.config import STRATEGIES, TEACHERS, HeadConfig, SemiSettings
 from mer_heads.data.dataset import MultimodalData
 from mer_heads.errors import DataError
 from mer_heads.folds import check_folds, check_groups
+from mer_heads.progress import unit
 from mer_heads.protocol import CrossValidatedHead
 
 
@@ -180,6 +189,13 @@ class SemiResult:
         return {"settings": self.settings.to_json(), "pool": len(self.pool),
                 "rounds": self.rounds}
 
+    def used_clips(self) -> list[str]:
+        """The pool clips the last round trained on (with a pseudo-label in some fold)."""
+        if not self.selected:
+            return []
+        used = (self.selected[-1] >= 0).any(axis=0)
+        return [name for name, u in zip(self.pool, used) if u]
+
 
 def fit_semi(data: MultimodalData, settings: SemiSettings,
              head: HeadConfig | Mapping[str, Any] | None = None, *,
@@ -227,8 +243,9 @@ def fit_semi(data: MultimodalData, settings: SemiSettings,
         return [c.subset(rows) for c in augment]
 
     if supervised is None:
-        supervised = CrossValidatedHead.from_config(head).fit(data.subset(labelled),
-                                                              augment=copies(labelled))
+        with unit("round 0 (supervised)"):
+            supervised = CrossValidatedHead.from_config(head).fit(data.subset(labelled),
+                                                                  augment=copies(labelled))
     base_fold = np.zeros(len(data), np.int64)
     train_rows = data.rows_of(supervised.train_names_)
     base_fold[train_rows] = supervised.fold_
@@ -246,7 +263,10 @@ def fit_semi(data: MultimodalData, settings: SemiSettings,
     rounds = [_round_json(0, supervised, None, None, None, supervised, tuple(data.classes))]
     selected: list[np.ndarray] = []
     est = supervised
+    student = same_training(head, supervised)
     n_rounds = 0 if settings.strategy == "none" else settings.rounds
+    value = settings.quantile if settings.strategy == "class-quantile" else settings.threshold
+    label = f"{settings.strategy} {value:g}, "
     for r in range(1, n_rounds + 1):
         proba = est.predict_fold_proba(data, rows=pool, chunk=settings.chunk)     # (K, P, C)
         if settings.teacher == "ensemble":
@@ -260,14 +280,25 @@ def fit_semi(data: MultimodalData, settings: SemiSettings,
         labels[held_out[None, :] == np.arange(len(labels))[:, None]] = -1
         used = (labels >= 0).any(axis=0)
         rows = np.concatenate([labelled, pool[used]])
-        est = CrossValidatedHead.from_config(head).fit(
-            data.subset(rows), fold_of=base_fold[rows],
-            pseudo_rows=np.arange(len(labelled), len(rows)), pseudo_labels=labels[:, used],
-            augment=copies(rows))
+        with unit(f"{label}round {r}, {int(used.sum())} pool clips pseudo-labelled"):
+            est = CrossValidatedHead.from_config(student).fit(
+                data.subset(rows), fold_of=base_fold[rows],
+                pseudo_rows=np.arange(len(labelled), len(rows)), pseudo_labels=labels[:, used],
+                augment=copies(rows))
         selected.append(labels)
         rounds.append(_round_json(r, est, labels, proba, truth, supervised, classes))
         del proba
     return SemiResult(est, settings, rounds, [data.names[i] for i in pool], selected)
+
+
+def same_training(head: HeadConfig, supervised: CrossValidatedHead) -> HeadConfig:
+    """The hyper-parameters of a pseudo-labelling round: ``head``, with the batch size the
+    supervised run resolved when ``head`` leaves it to the data (neural heads): the automatic
+    size grows with the training clips, and a round must train as the run it is compared with,
+    not with larger steps."""
+    if head.batch_size is None and getattr(supervised, "batch_size_", 0):
+        return replace(head, batch_size=int(supervised.batch_size_))
+    return head
 
 
 def _held_out_fold(groups: np.ndarray | None, pool: np.ndarray, train_rows: np.ndarray,
@@ -322,5 +353,6 @@ def _accuracy(labels: np.ndarray | None, proba: np.ndarray | None, truth: np.nda
 
 
 __all__ = ["STRATEGIES", "TEACHERS", "HiddenLabels", "SemiResult", "SemiSettings", "fit_semi",
-           "hide_labels", "hide_training_labels", "select", "select_class_quantile",
+           "hide_labels", "hide_training_labels", "same_training", "select",
+           "select_class_quantile",
            "select_threshold", "select_weak_reinforce", "under_represented"]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from mer_heads.errors import DataError
 from mer_heads.heads.registry import SKLEARN, Head
+from mer_heads.progress import step
 from mer_heads.state import TrainedModels
 
 if TYPE_CHECKING:
@@ -159,6 +160,7 @@ class SklearnHead(Head):
             estimators.append((classifier, regressor))
             val_proba.append(full_proba(classifier, Z[va], n_classes))
             val_valence.append(target_predictions(regressor, Z[va], state.targets))
+            step(f + 1, state.n_models, "fold model")
         notes = []
         if unconverged:
             notes.append(f"{config.model} did not converge for {unconverged} of "

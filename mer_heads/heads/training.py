@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from mer_heads.metrics import VALENCE_RANGE, VALENCE_WEIGHT
+from mer_heads.progress import step
 
 if TYPE_CHECKING:
     from mer_heads.data.dataset import MultimodalData
@@ -301,6 +302,7 @@ def _train(module: StackedHead, tensors: DeviceData, folds: np.ndarray,
                 for f in improved.nonzero().flatten().tolist():
                     for name, value in state.items():
                         best[name][f].copy_(value[f])
+        step(epoch, config.epochs, "epoch")
     module.load_state_dict(best)
     proba_np, valence_np = best_proba.cpu().numpy(), best_valence.cpu().numpy()
     return StackResult(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from mer_heads.folds import n_folds_shown
-from mer_heads.reports.figure import figure
+from mer_heads.reports.figure import basis, chance_line, figure
 
 
 def _pm(row: dict[str, Any], key: str) -> str:
@@ -137,11 +138,23 @@ def _ser_tables(report: dict[str, Any]) -> list[str]:
                      f"{_fold_pm(r, 'wa')} | {_fold_pm(r, 'macro_f1')} |"
                      + "".join(f" {_pm(r, t)} |" for t in targets))
     return lines + [""]
+def _wrapped(label: str, width: int = 44) -> str:
+    """A long row name on several lines of at most ``width`` characters where it can, broken
+    after a ``+`` (between stores) or a ``:`` (never cut)."""
+    lines, line = [], ""
+    for part in re.findall(r"[^+:]*[+:]?", label):
+        if line and len(line) + len(part) > width:
+            lines.append(line)
+            line = ""
+        line += part
+    return "\n".join([*lines, line])
 
 
 def leaderboard_figure(report: dict[str, Any], path: str | Path) -> Path:
     """One panel per modality (and one for the fusions): the mean metric of each row (F1
-    without valence), best at the top, with the std over seeds as error bars."""
+    without valence), best at the top, with the std over seeds as error bars. The panels share
+    one x scale, so bars compare across panels; long names wrap instead of being cut; the title
+    says how many clips, folds and seeds the bars rest on."""
     rows = report["rows"]
     ranked = report.get("metric", "mer")
     if ranked == "mer":
@@ -153,24 +166,31 @@ def leaderboard_figure(report: dict[str, Any], path: str | Path) -> Path:
     fused = [r for r in rows if r["section"] == "fusion"]
     if fused:
         panels.append((f"top-K fusion ({report['fusion']})", fused))
-    height = [max(1, len(p[1])) for p in panels]
-    with figure(path, nrows=len(panels), ncols=1,
-                figsize=(7.5, 1.2 + 0.45 * sum(height) + 0.6 * len(panels)), dpi=120,
+    labels = [[_wrapped(r["name"] if r["section"] == "single" else f"K={r['rank']}: {r['name']}")
+               for r in panel] for _, panel in panels]
+    height = [max(1, sum(label.count("\n") * 0.5 + 1 for label in panel_labels))
+              for panel_labels in labels]
+    params = report["params"]
+    clips = max(r["clips"] for r in rows)
+    with figure(path, nrows=len(panels), ncols=1, sharex=True,
+                figsize=(7.5, 1.6 + 0.45 * sum(height) + 0.6 * len(panels)), dpi=120,
                 squeeze=False, gridspec_kw={"height_ratios": height},
                 savefig={"bbox_inches": "tight"}) as (fig, axes):
-        for ax, (title, panel) in zip(axes[:, 0], panels):
-            labels = [r["name"] if r["section"] == "single" else f"K={r['rank']}: {r['name']}"
-                      for r in panel]
+        for ax, (title, panel), names in zip(axes[:, 0], panels, labels):
             means = [r[f"{metric}_mean"] or 0.0 for r in panel]
             stds = [r[f"{metric}_std"] or 0.0 for r in panel]
             y = list(range(len(panel)))[::-1]
             ax.barh(y, means, xerr=stds, color="tab:blue" if panel[0]["section"] == "single"
                     else "tab:orange", capsize=3, height=0.6)
             ax.set_yticks(y)
-            ax.set_yticklabels([label if len(label) <= 60 else label[:57] + "..."
-                                for label in labels], fontsize=8)
+            ax.set_yticklabels(names, fontsize=8)
             ax.set_title(title, fontsize=9)
             ax.grid(axis="x", alpha=0.3)
+            ax.axvline(0, color="black", lw=0.6)
+            if metric == "f1" and report.get("chance_f1") is not None:
+                chance_line(ax, report["chance_f1"], vertical=True)
+        if metric == "f1" and report.get("chance_f1") is not None:
+            axes[0, 0].legend(fontsize=7, loc="lower right")
         no_valence = all(r["mse_mean"] is None for r in rows)
         if ranked == "mer":
             label = ("weighted F1 (no valence)" if no_valence or metric == "f1"
@@ -180,6 +200,8 @@ def leaderboard_figure(report: dict[str, Any], path: str | Path) -> Path:
 
             label = METRIC_NAMES[metric]
         axes[-1, 0].set_xlabel(label + f" (mean ± std over {len(report['seeds'])} seed(s))")
+        fig.suptitle(f"{params['model']} per store, {report['fusion']} fusion of the top-K: "
+                     f"{basis(clips, n_folds_shown(params['folds'], report.get('folds')), report['seeds'])}", fontsize=9)
     return Path(path)
 
 

@@ -253,7 +253,12 @@ def markdown_report(metrics: dict[str, Any], *, seconds: float | None = None,
     c = metrics["clips"]
     out += ["", f"- clips in the stores: {c['total']}; labelled: {c['labelled']}; training: "
             f"{c['train']}; labelled but without any usable modality (left out): "
-            f"{c['dropped_no_modality']}; test: {c['test']}",
+            f"{c['dropped_no_modality']}; test: "
+            + (f"{c['test']} (split '{metrics['test_split']}', never trained on)"
+               if metrics.get("test_split") else "none (no --test-split)")
+            + ("; training clips by split: " + ", ".join(f"{s or '(none)'} {n}" for s, n in
+                                                        c["splits"].items())
+               if c.get("splits") else ""),
             "- classes in training: " + ", ".join(f"{k} {v}" for k, v in c["classes"].items()),
             f"- valence: {'learnt and scored' if metrics['has_valence'] else 'none (F1 only)'}",
             f"- input: {metrics['input']}; multi-layer utterance arrays: {metrics['layers']}"]
