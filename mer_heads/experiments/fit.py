@@ -316,18 +316,35 @@ def _split_counts(train_data: MultimodalData, names: list[str]) -> dict[str, int
 
 def split_notes(splits: dict[str, int], train_split: str | None, test_split: str | None
                 ) -> list[str]:
-    """A warning when the run trained on the labelled clips of several splits because none was
-    chosen: scoring the clips of a split such as 'test' later would score training clips."""
+    """A warning when the run trained on the labelled clips of a held-out-looking split (test,
+    dev, val, eval ...) beside others because no split was chosen: scoring those clips later
+    would score training clips. Splits that are not held-out sets by name (RAVDESS's split is
+    the actor) say nothing."""
     named = {s: n for s, n in splits.items() if s}
     if train_split is not None or test_split is not None or len(named) < 2:
         return []
+    held = [s for s in named if _held_out_name(s)]
+    if not held:
+        return []
     counts = ", ".join(f"{s} {n}" for s, n in named.items())
-    other = next((s for s in named if s != "train"), sorted(named)[-1])
+    other = held[0]
     first = "train" if "train" in named else next(s for s in named if s != other)
     return [f"warning: the run trained on the labelled clips of every split ({counts}): no "
             f"--train-split or --test-split was given, so its predictions of the '{other}' "
             f"clips are predictions of training clips; to hold them out, fit with "
             f"--train-split {first} --test-split {other}"]
+
+
+HELD_OUT_SPLITS = ("test", "dev", "val", "valid", "validation", "eval", "evaluation", "heldout",
+                   "held-out", "held_out")
+
+
+def _held_out_name(split: str) -> bool:
+    """Whether a split's name says it is held out: one of :data:`HELD_OUT_SPLITS`, or one of
+    them followed by a number or a separator (``test1``, ``test_a``, ``dev-2``)."""
+    low = split.strip().lower()
+    return any(low == n or (low.startswith(n) and not low[len(n)].isalpha())
+               for n in HELD_OUT_SPLITS)
 
 
 def augment_json(est: CrossValidatedHead, conds: list[Condition]) -> dict[str, Any] | None:
