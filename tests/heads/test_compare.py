@@ -342,6 +342,31 @@ def test_a_run_against_its_copy_differs_by_nothing(runs, tmp_path, capsys):
     assert "add --groups COL or drop --manifest" in capsys.readouterr().err
 
 
+def test_classes_in_another_order_are_the_same_predictions(runs, tmp_path, capsys):
+    reordered = tmp_path / "reordered"
+    shutil.copytree(runs["audio"], reordered)
+    info = json.loads((reordered / "run.json").read_text())
+    info["classes"] = info["classes"][::-1]
+    (reordered / "run.json").write_text(json.dumps(info))
+    rows = oof(runs["audio"])
+    order = [k for k in rows[0] if not k.startswith("p_")] + [
+        k for k in rows[0] if k.startswith("p_")][::-1]
+    write_oof([{k: r[k] for k in order} for r in rows], reordered / "oof_predictions.csv")
+    assert compare(runs["audio"], reordered, "--out", tmp_path / "c", "--resamples", 20,
+                   "--permutations", 20) == 0
+    stats = json.loads((tmp_path / "c" / "compare.json").read_text())
+    assert "ece" in stats["metrics"]
+    assert all(m["delta"] in (0, None) for m in stats["metrics"].values())
+    # a damaged cell is one line naming the file, the row and the column
+    damaged = copy_run(runs["text"], tmp_path / "damaged",
+                       lambda rows: [{**r, "p_sad": "x" if i == 4 else r["p_sad"]}
+                                     for i, r in enumerate(rows)])
+    assert compare(runs["audio"], damaged, "--out", tmp_path / "d") == 1
+    err = capsys.readouterr().err.strip()
+    assert "row 6: column 'p_sad' holds 'x', not a finite number" in err
+    assert len(err.splitlines()) == 1
+
+
 def test_settings_defaults_are_the_library_defaults():
     s = CompareSettings()
     assert (s.resamples, s.permutations, s.seed, s.correction) == (N_RESAMPLES, N_PERMUTATIONS,
