@@ -77,6 +77,8 @@ def parameter_flag(name: str) -> str:
     a :class:`~mer_heads.errors.ParameterError`: the flag of the settings field of that name
     (``folds`` -> ``--folds``, ``C`` -> ``-C``, ``strategy`` -> ``--semi``), else ``--`` and
     the name with dashes (``train_split`` -> ``--train-split``)."""
+    if name == "runs":  # compare's positional RUN arguments
+        return "RUN"
     for cls in (HeadConfig, DataConfig, SemiSettings):
         if any(f.name == name for f in fields(cls)) and flag(cls, name):
             return flag(cls, name)
