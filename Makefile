@@ -15,7 +15,7 @@ ENCODER ?=
 OUT ?=
 EXTRACT_ARGS ?=
 
-.PHONY: setup test test-quick extract demo bench bench-audio bench-text bench-video bench-heads bench-store bench-semi bench-whisper clean
+.PHONY: setup test test-quick extract demo bench bench-audio bench-text bench-video bench-heads bench-store bench-semi bench-stats bench-whisper clean
 
 setup: $(VENV)/.setup-done
 
@@ -102,7 +102,7 @@ robustness: setup $(if $(filter $(DEMO_MANIFEST),$(MANIFEST)),$(DEMO_MANIFEST))
 bench: setup
 	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
-bench-audio bench-text bench-video bench-heads bench-store bench-semi bench-whisper: bench-%: setup
+bench-audio bench-text bench-video bench-heads bench-store bench-semi bench-stats bench-whisper: bench-%: setup
 	$(PY) benchmarks/bench_$*.py
 
 clean:
