@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import shared_data, write_manifest
+from real_data import shared_data
+from synthetic_media import write_manifest
 from mer_features.decode.inputs import TextInput
 from mer_features.encoders import DEFAULT_ENCODERS, create_encoder, known_encoders
 from mer_features.encoders.e5 import E5_DIM, E5_WINDOW, E5Encoder

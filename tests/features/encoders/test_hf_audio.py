@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_tiny_hf_audio, voiced
+from synthetic_media import make_tiny_hf_audio, voiced
 from mer_features.decode.inputs import AudioInput
 from mer_features.encoders import create_encoder
 from mer_features.errors import ClipError, EncoderError

@@ -202,7 +202,7 @@ def test_parameter_count_from_the_config(llms, family: str):
 
 
 def test_extract_text_store_with_an_llm(llms, tmp_path: Path):
-    from conftest import write_manifest
+    from synthetic_media import write_manifest
     from mer_features.pipeline.extraction import extract
     from mer_features.store import FeatureStore
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import voiced
+from synthetic_media import voiced
 from features.encoders.tiny_models import make_tiny_qwen2_audio, make_tiny_whisper
 from mer_features.decode.inputs import AudioInput
 from mer_features.encoders import create_encoder

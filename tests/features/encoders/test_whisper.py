@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import voiced
+from synthetic_media import voiced
 from mer_features.decode.inputs import AudioInput
 from mer_features.encoders import create_encoder
 from mer_features.encoders.whisper import read_model_shape

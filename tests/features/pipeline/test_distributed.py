@@ -13,7 +13,8 @@ from mer_features.pipeline.distributed import Shard, parse_shard, shard_of
 from mer_features.errors import FingerprintMismatchError, MerFeaturesError, StoreError
 from mer_features.pipeline import extract
 from mer_features.store import FeatureStore, merge_stores
-from ..store.test_kill_resume import assert_same_store, make_corpus
+from store_checks import assert_same_store
+from synthetic_media import voiced_corpus as make_corpus
 
 
 def test_shards_are_stable_and_cover_every_clip():

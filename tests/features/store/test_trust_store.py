@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import voiced, write_manifest
+from synthetic_media import voiced, write_manifest
 from mer_features.cli import main
 from mer_features.encoders.base import Encoded, Encoder, OutputSpec, register_encoder
 from mer_features.errors import StoreError
@@ -803,7 +803,7 @@ resampled to 16 kHz; found by decoding all 720 (test_ravdess_overshoot_is_exactl
 def test_ravdess_overshooting_clips_are_saturated(tmp_path: Path) -> None:
     import soxr
 
-    from conftest import shared_data
+    from real_data import shared_data
     from mer_features.pipeline import extract
 
     root = shared_data("ravdess")
@@ -827,7 +827,7 @@ def test_ravdess_overshooting_clips_are_saturated(tmp_path: Path) -> None:
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_ravdess_overshoot_is_exactly_these() -> None:
-    from conftest import shared_data
+    from real_data import shared_data
     from mer_features.decode.audio import decode_audio
 
     root = shared_data("ravdess")
