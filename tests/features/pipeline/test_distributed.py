@@ -47,7 +47,7 @@ def test_merged_shards_equal_the_single_process_store(tmp_path: Path):
     assert_same_store(tmp_path / "merged.h5", single)
     with pytest.raises(StoreError, match="shards must not overlap"):
         merge_stores(tmp_path / "twice.h5", [shards[0], shards[0]])
-    with pytest.raises(StoreError, match="exists; pass --overwrite"):
+    with pytest.raises(StoreError, match="exists; pass `overwrite`"):
         merge_stores(tmp_path / "merged.h5", shards)
     other = tmp_path / "other.h5"
     extract(manifest, other, encoder="egemaps", workers=0, progress=False,

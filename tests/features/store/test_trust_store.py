@@ -304,7 +304,7 @@ def case_float16_overflow_recorded_failed(t: Trial) -> None:
     status, stage, reason = stored(t.out)["c01"]
     assert (status, stage) == ("failed", "store")
     assert "features reach 1000" in reason and "65504" in reason
-    assert "--storage-dtype float32" in reason
+    assert "storage dtype float32" in reason
     with FeatureStore(t.out) as s:
         assert np.isfinite(s.utterances()).all()
     assert verify_store(t.out)["ok"]
