@@ -84,14 +84,13 @@ def native_bf16(device: str) -> bool:
 
 
 def resolve_dtype(enc: Any, device: str, dtype: str) -> str:
-    """The compute dtype of a run of ``enc`` in ``dtype`` on ``device``: fp32 for an encoder
-    whose numbers do not depend on it; ``auto`` -> bf16 where the device computes it natively
-    (:func:`native_bf16`), else fp32; any other as given."""
-    if not enc.uses_dtype:
-        return "fp32"
+    """The compute dtype of a run of ``enc`` in ``dtype`` on ``device``: ``auto`` -> bf16 where
+    the device computes it natively (:func:`native_bf16`) and ``enc``'s numbers depend on it,
+    else fp32; any other as given (an encoder whose numbers do not depend on it records fp32,
+    or refuses it: :meth:`~mer_features.encoders.base.Encoder.compute_dtype`)."""
     if dtype != "auto":
         return dtype
-    return "bf16" if native_bf16(device) else "fp32"
+    return "bf16" if enc.uses_dtype and native_bf16(device) else "fp32"
 
 
 def resolve_impl(enc: Any, device: str, impl: str = "auto") -> str:
@@ -118,7 +117,7 @@ def choose_path(enc: Any, device: str, dtype: str, *, impl: str = "auto") -> Pat
     # as options of another modality are (one command line serves every encoder).
     chosen = PathChoice(resolve_impl(enc, device, impl) if enc.uses_dtype else enc.impls(device)[0],
                         resolve_dtype(enc, device, dtype))
-    if chosen.dtype == "bf16" and str(device) == "cpu" and not native_bf16(device):
+    if chosen.dtype == "bf16" and enc.uses_dtype and str(device) == "cpu" and not native_bf16(device):
         model = autotune.cpu_model_and_flags()[0]
         return PathChoice(chosen.impl, chosen.dtype, (
             f"bf16 on this CPU ({model}) is emulated: it has no AMX or AVX512-BF16 "

@@ -92,8 +92,10 @@ def test_the_rule_reads_the_device_and_the_encoder(cpu_flags, no_timing):
     with pytest.raises(ParameterError, match="has no 'fast' compute path on cuda") as e:
         tuning.choose_path(enc, "cuda", "fp32", impl="fast")
     assert e.value.parameter == "compute_path"
-    # an encoder whose numbers do not depend on the dtype: fp32, and its one implementation
+    # an encoder whose numbers do not depend on the dtype: auto is fp32, its one implementation;
+    # a dtype asked for is passed on (the encoder records fp32 or refuses it), with no warning
     assert tuning.choose_path(NoDtype(), "cpu", "auto", impl="stock").name == "fast-fp32"
+    assert tuning.choose_path(NoDtype(), "cpu", "bf16") == tuning.PathChoice("fast", "bf16")
 
 
 def test_auto_on_a_gpu_follows_its_bf16_support(monkeypatch):
