@@ -5,16 +5,22 @@ another test module: fixtures stay in conftest, and a test module is collected, 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SUSPECT = re.compile(r"^[ \t]*(from|import)\b[^\n]*\b(conftest|test_)", re.M)
+"""A line that may import a conftest or a test module: only files with one are parsed."""
 
 
 def forbidden_imports(path: Path) -> list[str]:
     """``line: statement`` for every import in ``path`` of a conftest or of a test module."""
     name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
+    text = path.read_text(encoding="utf-8")
+    if not SUSPECT.search(text):
+        return []
     bad = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    for node in ast.walk(ast.parse(text, str(path))):
         if isinstance(node, ast.ImportFrom):
             modules = [node.module or ""] + [f"{node.module or ''}.{a.name}".lstrip(".")
                                               for a in node.names]

@@ -42,6 +42,7 @@ def test_batched_equals_one_by_one(tmp_path: Path, kind: str, conv_path: str):
         np.testing.assert_allclose(b.utterance, b.frames.mean(0), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["hubert-group", "wav2vec2-layer"])
 def test_unfolded_feature_encoder_equals_transformers(tmp_path: Path, kind: str):
     """One unpadded clip: our CPU feature encoder gives the model's own outputs."""
