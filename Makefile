@@ -55,8 +55,9 @@ extract: setup $(if $(filter $(DEMO_MANIFEST),$(MANIFEST)),$(DEMO_MANIFEST))
 # (`10:pink`, `10:babble`), an SNR range drawn per clip `LOW:HIGH[:SOURCE]` (`5:10:pink`),
 # `blurF` (`blur2`), or a raw --noise spec (`jpeg=30`). Stores are STORE_PREFIX.h5 (clean) and
 # STORE_PREFIX-<level>.h5; STORE_PREFIX defaults to `make extract`'s store without `.h5`.
-# OTHER_FEATURES adds clean stores of other modalities (KEY=STORE ...); HEAD_ARGS goes to
-# mer-heads (e.g. --model logreg --folds 5 --groups actor).
+# OTHER_FEATURES adds clean stores of other modalities (KEY=STORE ...); FOLDS sets the heads'
+# cross-validation folds (default: mer-heads' 5; FOLDS=2 for the 12-clip demo); HEAD_ARGS goes
+# to mer-heads as it is (e.g. HEAD_ARGS="--model logreg --groups actor --seeds 3").
 # Multi-condition training: TRAIN_LEVELS (e.g. "5:10 5:10:pink 5:10:babble") are extracted with
 # noise seed TRAIN_SEED into STORE_PREFIX-train-<level>.h5 (STORE_PREFIX-train.h5 links to the
 # clean store, which is not extracted again) and given to mer-heads as --augment stores, so the
@@ -70,6 +71,7 @@ TRAIN_SEED ?= 1
 STORE_PREFIX ?=
 OTHER_FEATURES ?=
 ROBUSTNESS_OUT ?= runs/robustness-$(MODALITY)
+FOLDS ?=
 HEAD_ARGS ?=
 TRAIN_SWEEP_LEVELS := $(strip $(filter-out clean,$(TRAIN_LEVELS)))
 
@@ -97,7 +99,7 @@ robustness: setup $(if $(filter $(DEMO_MANIFEST),$(MANIFEST)),$(DEMO_MANIFEST))
 	fi; \
 	$(VENV)/bin/mer-heads robustness --features "$(MODALITY)=$$clean" \
 	  --sweep "$${clean%.h5}.sweep.json" $(foreach f,$(OTHER_FEATURES),--features $(f)) \
-	  $$augment --out $(ROBUSTNESS_OUT) --overwrite $(HEAD_ARGS)
+	  $$augment --out $(ROBUSTNESS_OUT) --overwrite $(if $(FOLDS),--folds $(FOLDS)) $(HEAD_ARGS)
 
 # Every benchmark, one table in benchmarks/RESULTS.md (BENCH_ARGS=--quick for small sizes).
 bench: setup

@@ -140,6 +140,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from mer_features.corpora.classes import describe_counts
     from mer_features.store.info import describe_facts, store_report
 
     info = store_report(args.store)  # the summary, data-quality facts, damaged clips
@@ -149,6 +150,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     status = ", ".join(f"{k} {v}" for k, v in info["status"].items() if v)
     print(f"store          {info['path']}")
     print(f"clips          {info['clips']} ({status or 'none'}); {info['labelled']} labelled")
+    if info["labelled"]:
+        print(f"classes        {describe_counts(info['classes'], list(info['classes']))}")
     if info["extra_columns"]:  # the manifest's other columns (mer-heads --groups COL)
         print(f"columns        {', '.join(info['extra_columns'])}")
     print(f"modality       {info['modality']}")

@@ -155,7 +155,7 @@ def progress(total: int, desc: str, enabled: bool | None = None, *,
     stream = stream or sys.stderr
     if enabled is False:
         return LineProgress(total, desc, stream=stream, enabled=False)
-    if _is_tty(stream):
+    if is_tty(stream):
         from tqdm.auto import tqdm
 
         return tqdm(total=total, unit="clip", desc=desc, dynamic_ncols=True, smoothing=0.1,
@@ -163,7 +163,7 @@ def progress(total: int, desc: str, enabled: bool | None = None, *,
     return LineProgress(total, desc, stream=stream)
 
 
-def _is_tty(stream: TextIO) -> bool:
+def is_tty(stream: TextIO) -> bool:
     try:
         return stream.isatty()
     except (AttributeError, ValueError):
@@ -211,9 +211,9 @@ class LineProgress:
         share = f" ({100 * self.n / self.total:.1f}%)" if self.total else ""
         left = self.total - self.n
         if left <= 0:
-            tail = f"done in {_duration(elapsed)}"
+            tail = f"done in {format_duration(elapsed)}"
         elif rate > 0:
-            tail = f"ETA {_duration(left / rate)}"
+            tail = f"ETA {format_duration(left / rate)}"
         else:
             tail = "ETA unknown"
         return f"{self.desc}: {self.n}/{self.total} clips{share}, {rate:.2f} clips/s, {tail}"
@@ -228,7 +228,8 @@ class LineProgress:
         self.close()
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """``3725`` -> ``1h 02m``, ``125`` -> ``2m 05s``, ``9`` -> ``9s``."""
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)

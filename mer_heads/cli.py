@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from mer_heads import __version__
-from mer_heads.config import DataConfig, HeadConfig, SemiSettings, cli_help, parameter_flag
+from mer_heads.config import (ConsoleConfig, DataConfig, HeadConfig, SemiSettings, cli_help,
+                              parameter_flag)
 from mer_heads.errors import MerHeadsError, ParameterError
 from mer_heads.heads import heads_using
 
@@ -68,6 +69,11 @@ def add_options(parser, cls: type, only: tuple[str, ...] | None = None) -> None:
         meta = f.metadata
         if not meta.get("flag") or (only is not None and f.name not in only):
             continue
+        if meta.get("switch") is not None:
+            parser.add_argument(meta["flag"], dest=f.name, action="store_const",
+                                const=meta["switch"], default=argparse.SUPPRESS,
+                                help=cli_help(f, heads_using))
+            continue
         choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
         kind = {"int": _int, "float": _float}.get(str(f.type).split(" |")[0])
         parser.add_argument(meta["flag"], dest=f.name, type=kind, choices=choices,
@@ -84,8 +90,11 @@ def _configs(args: argparse.Namespace) -> dict:
     range raises :class:`ParameterError`, which :func:`parse_args` turns into exit 2)."""
     from mer_heads.heads.layers import check_learned
 
-    head, loading = (HeadConfig(**_given(args, HeadConfig)),
-                     DataConfig(**_given(args, DataConfig)))
+    given = _given(args, HeadConfig)
+    if "folds" in given and "folds_from" in given:
+        raise ParameterError("--folds-from takes the folds from the column (one per value); "
+                             "--folds would draw others. Give one of the two.", "folds_from")
+    head, loading = HeadConfig(**given), DataConfig(**_given(args, DataConfig))
     check_learned(head.model, loading.layers)
     return dict(head=head, loading=loading)
 
@@ -135,14 +144,27 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     if getattr(args, "head_options", False):
         settings.update(_configs(args))
+        settings["progress"] = ConsoleConfig(**_given(args, ConsoleConfig)).progress
     if args.command == "fit":
         settings["semi"] = _semi_settings(args)
+    if args.command == "compare":
+        settings["compare"] = _compare_settings(args)
     if args.command == "semi-sweep":
         settings["values"] = _sweep_values(args.semi, args.values)
         semi = _given(args, SemiSettings)
         SemiSettings(strategy=args.semi, **semi)  # --hide-labels, --semi-rounds ... in range
         settings["semi"] = semi
     return settings
+
+
+def _compare_settings(args: argparse.Namespace) -> Any:
+    """compare's settings; fewer than two runs is a command-line error."""
+    from mer_heads.config import CompareSettings
+
+    if len(args.runs) < 2:
+        raise ParameterError(f"compare needs at least two runs (RUN_A RUN_B ...); got "
+                             f"{len(args.runs)}.")
+    return CompareSettings(**_given(args, CompareSettings))
 
 
 def _print_notes(notes: list[str]) -> None:
@@ -167,7 +189,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     result = fit_run(args.features, args.out, settings["head"], settings["loading"],
                      train_split=args.train_split, test_split=args.test_split,
                      semi=settings["semi"], augment=args.augment or (),
-                     overwrite=args.overwrite)
+                     overwrite=args.overwrite, progress=settings["progress"])
     print(result.table())
     _print_notes(result.metrics["notes"])
     print(f"{result.run_dir}: metrics.json, report.md, confusion.png, models/ "
@@ -190,18 +212,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from mer_heads.metrics import evaluate_files
 
-    scores, notes = evaluate_files(args.pred, args.labels)
+    scores, notes = evaluate_files(args.pred, args.labels, split=args.split, run=args.run)
     if args.json:
-        print(json.dumps({**scores.to_json(), "notes": notes}, indent=2, sort_keys=True))
+        print(json.dumps({**scores.to_json(), "notes": notes,
+                          "training_clips_scored": any(n.startswith("warning: ") and
+                                                       "trained on" in n for n in notes)},
+                         indent=2, sort_keys=True))
+        _print_notes([n for n in notes if n.startswith("warning: ")])
         return 0
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+    _print_notes(notes)
     print(f"clips          {scores.n} ({scores.n_valence} with valence)")
     print(f"weighted F1    {scores.f1:.4f}")
     print(f"accuracy       {scores.accuracy:.4f}")
     if scores.mse is not None:
         print(f"valence MSE    {scores.mse:.4f}")
         print(f"F1 - 0.25 MSE  {scores.metric:.4f}")
+    print(f"UA             {scores.ua:.4f}")
+    print(f"WA             {scores.wa:.4f}")
+    print(f"macro F1       {scores.macro_f1:.4f}")
+    for target, values in scores.targets.items():
+        print(f"{'CCC ' + target:<15}{values['ccc']:.4f} ({values['n']} clips, MSE "
+              f"{values['mse']:.4f})")
     return 0
 
 
@@ -245,6 +276,7 @@ def cmd_semi_sweep(args: argparse.Namespace) -> int:
     result = semi_sweep(args.features, args.out, strategy=args.semi,
                         values=settings.pop("values"), hide_labels=semi.get("hide_labels"),
                         rounds=semi.get("rounds", 1), teacher=semi.get("teacher", "fold"),
+                        baseline_seeds=args.baseline_seeds,
                         train_split=args.train_split, overwrite=args.overwrite, **settings)
     _print_report(result, [result.markdown_path, result.csv_path, result.json_path,
                            result.png_path], result.seconds)
@@ -261,6 +293,16 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mer_heads.experiments.compare import compare_runs
+
+    result = compare_runs(args.runs, args.out, args.settings["compare"],
+                          overwrite=args.overwrite)
+    _print_report(result, [result.markdown_path, result.csv_path, result.json_path,
+                           result.png_path], result.seconds)
+    return 0
+
+
 def _add_head_arguments(p: argparse.ArgumentParser, features_required: bool = True,
                         skip: tuple[str, ...] = ()) -> None:
     p.add_argument("--features", action="append", required=features_required,
@@ -274,6 +316,7 @@ def _add_head_arguments(p: argparse.ArgumentParser, features_required: bool = Tr
     p.add_argument("--train-split", help="train on clips of this split only (default: every "
                    "split)")
     add_options(p, HeadConfig, tuple(f.name for f in fields(HeadConfig) if f.name not in skip))
+    add_options(p, ConsoleConfig)
     p.set_defaults(head_options=True)
 
 
@@ -316,7 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("predict", help="MER 2023 submission (name,discrete,valence) from a run",
-                       description="Average the fold models' probabilities and valence.")
+                       description="Average the fold models' probabilities and valence. A run "
+                       "on MER 2023's classes writes the MER 2023 submission format; a run on "
+                       "another label set (or other targets) writes name,discrete, a column per "
+                       "target and a p_<class> column per class.")
     p.add_argument("--run", required=True, help="run directory written by `mer-heads fit`")
     p.add_argument("--features", action="append", metavar="[KEY=]STORE",
                    help="stores to predict, one per modality in the run's order (default: the "
@@ -332,12 +378,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="official scores of a prediction file",
-                       description="Weighted F1 over the six classes, valence MSE, and "
-                       "F1 - 0.25 * MSE (F1 only when there is no valence).")
-    p.add_argument("--pred", required=True, help="CSV name,discrete[,valence]")
+                       description="Weighted F1 over the classes, valence MSE, and "
+                       "F1 - 0.25 * MSE (F1 only when there is no valence); UA, WA, macro F1, "
+                       "and the CCC of each target column both files have.")
+    p.add_argument("--pred", required=True, help="CSV name,discrete[,valence] (a MER 2023 "
+                   "submission), or the name,discrete,...,p_<class> predictions of another "
+                   "label set")
     p.add_argument("--labels", required=True, help="CSV name,discrete[,valence] (a manifest or "
                    "MER 2023 train-label.csv)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--split", help="score only the labelled clips of this split of --labels "
+                   "(its 'split' column), e.g. test (default: every labelled clip)")
+    p.add_argument("--run", help="the run directory the predictions came from, to warn when "
+                   "scored clips are clips it trained on (default: the run named in PRED's "
+                   "provenance file, PRED.run.json, which predict writes)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (default: a "
+                   "table)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("ablate", help="every modality combination under one protocol",
@@ -383,6 +438,7 @@ def _add_research_commands(sub) -> None:
     from mer_heads.heads import known_heads
 
     swept = tuple(s for s in STRATEGIES if s != "none")  # semi_sweep.SWEPT, without numpy
+    BASELINE_SEEDS = 5  # semi_sweep.BASELINE_SEEDS, without numpy
 
     p = sub.add_parser("leaderboard", help="rank every store per modality, then fuse the top-K",
                        description="Cross-validate every --features store alone on shared folds "
@@ -411,6 +467,10 @@ def _add_research_commands(sub) -> None:
                    help="comma-separated thresholds T in (0, 1] (class-quantile: quantiles Q "
                    "in [0, 1]), e.g. 0.5,0.6,0.7,0.8,0.9,0.95")
     add_options(p, SemiSettings, ("rounds", "teacher", "hide_labels"))
+    p.add_argument("--baseline-seeds", type=_positive_int, default=BASELINE_SEEDS, metavar="N",
+                   help="fit the supervised head with N training seeds (--seed ..) on its folds "
+                   "and mark values whose CV metric is within 2 std of their mean: changes the "
+                   f"folds cannot tell from noise; 1: no spread (default {BASELINE_SEEDS})")
     p.set_defaults(func=cmd_semi_sweep)
 
     p = sub.add_parser("describe", help="valence per discrete class: statistics, eta², "
@@ -433,6 +493,34 @@ def _add_research_commands(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier description in --out (otherwise refused)")
     p.set_defaults(func=cmd_describe)
+    _add_compare_command(sub)
+
+
+def _add_compare_command(sub) -> None:
+    """compare (issue 26)."""
+    from mer_heads.config import CompareSettings
+
+    p = sub.add_parser("compare", help="paired tests between runs on the same clips: deltas, "
+                       "bootstrap intervals, permutation p-values",
+                       description="Compare the held-out predictions of two or more runs of "
+                       "`mer-heads fit` on the same clips and folds: per metric the values, "
+                       "delta = b - a, its 95% paired-bootstrap interval (over clips, or the "
+                       "groups the folds were grouped by) and a paired permutation p-value; "
+                       "with more than two runs, Holm-adjusted p-values. Writes "
+                       "OUT/compare.md, .csv, .json and .png.")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="run directories of `mer-heads fit` (or their oof_predictions.csv); "
+                   "the first is a, the reference")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier comparison in --out (otherwise refused)")
+    flags = [f for f in fields(CompareSettings) if f.metadata.get("flag")]
+    add_options(p, CompareSettings, tuple(f.name for f in flags if f.type != "bool"))
+    for f in flags:
+        if f.type == "bool":
+            p.add_argument(f.metadata["flag"], dest=f.name, action="store_true",
+                           default=argparse.SUPPRESS, help=cli_help(f))
+    p.set_defaults(func=cmd_compare)
 
 
 def _one_line(message: str) -> str:
@@ -534,6 +622,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mer_features.console import quiet_third_party
+
+    from mer_heads.progress import route_warnings
+
+    quiet_third_party()  # no hub progress bars
+    route_warnings()  # scikit-learn's, torch's warnings: one line each, once
     args = parse_args(argv)
     try:
         code = args.func(args)

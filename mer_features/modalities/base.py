@@ -139,14 +139,16 @@ class Stage:
 
     def read_manifest(self, manifest: str | Path | Manifest, *, skip_missing: bool = False,
                       select: Callable[[str], bool] | None = None,
+                      classes: Sequence[str] | None = None,
                       ) -> tuple[Manifest, list[Clip], list[tuple[Clip, str]]]:
         """The manifest read for this modality in one pass: ``(manifest, usable, missing)``,
         every problem of its rows, its columns and its input files in one ManifestError
-        (:func:`mer_features.corpora.manifest.read_manifest_for`)."""
+        (:func:`mer_features.corpora.manifest.read_manifest_for`). ``classes``: the labels a
+        row may hold (None: any, the corpus's own label set)."""
         return read_manifest_for(manifest, self.name, self.columns(),
                                  self.media if self.uses_media else None,
                                  skip_missing=skip_missing, column_problem=self.column_problem,
-                                 corpus_check=self.check_corpus, select=select)
+                                 corpus_check=self.check_corpus, select=select, classes=classes)
 
     uses_media: ClassVar[bool] = True
     """False when the input is in the manifest itself (text): no file is checked."""

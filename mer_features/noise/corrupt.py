@@ -57,7 +57,7 @@ def corrupt_manifest(manifest: str | Path, noise: str | NoiseSpec, out: str | Pa
     could not be corrupted (left out of the new manifest).
     """
     spec = parse_noise(noise) if isinstance(noise, str) else noise
-    source = read_manifest(manifest)
+    source = read_manifest(manifest, classes=None)  # labels are copied, any label set
     out = Path(out)
     stems = file_stems(source.names)
     check_out_folder(out, Path(manifest), source, stems)

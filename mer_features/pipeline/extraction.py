@@ -124,6 +124,25 @@ def extract(manifest: Any, out: Any = None, *, log: Callable[[str], None] | None
                    log=log)
 
 
+def label_lines(manifest: Any, classes: tuple[str, ...], *, declared: bool) -> list[str]:
+    """What an extraction says about the manifest's labels: the label set with its clips per
+    class, and a warning for each class rare enough to be a typo (none when the classes were
+    declared: labels outside them were refused). Nothing for an unlabelled manifest."""
+    from mer_features import EMOTIONS
+    from mer_features.corpora.classes import (class_counts, describe_counts, is_mer,
+                                              rare_class_warnings)
+
+    counts = class_counts(manifest.labels)
+    if not counts:
+        return []
+    order = ("as declared (--classes)" if declared else "MER 2023's six"
+             if tuple(classes) == tuple(EMOTIONS) else "sorted by name")
+    lines = [f"labels: {len(classes)} classes, {order}: {describe_counts(counts, classes)}"]
+    if not declared and not is_mer(classes):  # a typo takes a MER label out of MER's set
+        lines += rare_class_warnings(counts, "in the manifest")
+    return lines
+
+
 def execute(plan: ExtractionPlan, *, log: Callable[[str], None] | None = None) -> ExtractSummary:
     """Run an :class:`~mer_features.pipeline.plan.ExtractionPlan`: open its store, record the
     missing and settled clips, extract the others, close the store. Returns the summary."""
@@ -134,6 +153,8 @@ def execute(plan: ExtractionPlan, *, log: Callable[[str], None] | None = None) -
     summary = ExtractSummary(store=Path(out), modality=options.modality, encoder=enc.describe(),
                              total=len(manifest))
 
+    for line in label_lines(manifest, plan.classes, declared=options.classes is not None):
+        log(line)
     if options.noise is not None and stage.noise is None:
         log(f"note: no key of the noise spec '{options.noise.text or options.noise}' acts on "
             f"{options.modality}; its features are extracted clean")

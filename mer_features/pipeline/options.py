@@ -134,6 +134,11 @@ class ExtractOptions:
     commit_every: int = option(256, "--commit-every", "write finished clips to disk at least "
                                "every N clips, >= 1; a killed run loses at most N clips of work",
                                metavar="N")
+    classes: tuple[str, ...] | None = option(
+        None, "--classes", "the label set, in this order, separated by commas (mer2023: MER "
+        "2023's six): a manifest label outside it is refused, with its line; recorded in the "
+        "store", metavar="A,B,C", default_text="any label: the manifest's own classes, named "
+        "with their counts, a rare one warned about")
     progress: bool | None = option(None, "--no-progress", "no progress bar (without it: a bar "
                                    "when stderr is a terminal)", switch=False)
     """None: a bar when stderr is a terminal."""
@@ -186,6 +191,9 @@ class ExtractOptions:
         if self.progress is not None and not isinstance(self.progress, bool):
             raise ParameterError(f"`progress` must be True, False or None; got "
                                  f"{self.progress!r}.", "progress")
+        from mer_features.corpora.classes import parse_classes
+
+        self._set("classes", parse_classes(self.classes))
         self._set("noise", self._noise())
         self._set("shard", self._shard())
         if self.modality_options is None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from mer_features import EMOTIONS
 from mer_features.corpora.manifest import Clip, Manifest
 from mer_features.errors import EncoderError, ParameterError
 from mer_features.fingerprint import same_features
@@ -54,6 +55,8 @@ class ExtractionPlan:
     missing: list[tuple[Clip, str]]
     choice: Any = None
     legacy: bool = False
+    classes: tuple[str, ...] = ()
+    """The label set of the manifest's labels, in order (:mod:`mer_features.corpora.classes`)."""
 
 
 def default_store_path(manifest: Any, modality: str, encoder: str | None) -> Path:
@@ -135,15 +138,34 @@ def legacy_identity(fields: dict[str, Any], noise: Any) -> dict[str, Any] | None
 
 
 def build_header(encoder: Any, stage: Stage, fields: dict[str, Any], *,
-                 storage_dtype: str) -> StoreHeader:
+                 storage_dtype: str, classes: tuple[str, ...] = ()) -> StoreHeader:
     """The store header: shapes from the encoder, the identity ``fields``, the stage's
-    per-frame extras."""
+    per-frame extras, the label set ``classes`` (recorded unless it is MER 2023's six)."""
     spec = encoder.output_spec()
     return StoreHeader(modality=encoder.modality, encoder=encoder.describe(),
                        encoder_version=encoder.version, fields=fields,
                        utterance_shape=tuple(spec.utterance_shape), frame_dim=spec.frame_dim,
                        frame_rate=spec.frame_rate, storage_dtype=storage_dtype,
-                       frame_extras=stage.frame_extras())
+                       frame_extras=stage.frame_extras(),
+                       classes=() if tuple(classes) == tuple(EMOTIONS) else tuple(classes))
+
+
+def manifest_classes(manifest: Manifest, declared: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The label set of ``manifest`` (every row of its file, a shard's too), in order; with
+    ``declared`` classes, a label outside them is refused with its line (a manifest given as
+    a :class:`Manifest` was not read with them)."""
+    from mer_features.corpora.classes import label_set
+    from mer_features.errors import ManifestError
+
+    if declared:
+        bad = [c for c in manifest if c.discrete and c.discrete not in declared]
+        if bad:
+            shown = "; ".join(f"line {c.line} (clip '{c.name}'): label '{c.discrete}'"
+                              for c in bad[:20])
+            raise ManifestError(f"Manifest {manifest.path or '<manifest>'} has {len(bad)} "
+                                f"label(s) outside the declared classes ({', '.join(declared)})"
+                                f": {shown}. Fix the labels, or declare every class.")
+    return label_set(manifest.labels, declared)
 
 
 def _stored_fields(out: Path, overwrite: bool) -> dict[str, Any] | None:
@@ -201,7 +223,8 @@ def plan_extraction(options: ExtractOptions) -> ExtractionPlan:
     shard = options.shard
     manifest, usable, missing = stage.read_manifest(
         options.manifest, skip_missing=options.skip_missing,
-        select=shard.holds if shard is not None else None)
+        select=shard.holds if shard is not None else None, classes=options.classes)
+    classes = manifest_classes(manifest, options.classes)
     out = Path(options.out) if options.out is not None else default_store_path(
         manifest, options.modality, options.encoder)
 
@@ -250,14 +273,15 @@ def plan_extraction(options: ExtractOptions) -> ExtractionPlan:
         if same_features(stored, older):  # written before the path was recorded
             _check_stored_path(enc, stage, out, usable, device=device, dtype=dtype)
             fields, legacy = older, True
-    header = build_header(enc, stage, fields, storage_dtype=options.storage_dtype)
+    header = build_header(enc, stage, fields, storage_dtype=options.storage_dtype,
+                          classes=classes)
     batch_size = (options.batch_size if options.batch_size is not None
                   else stage.default_batch_size(device, dtype))
     return ExtractionPlan(options=replace(options, out=out), manifest=manifest, store=out,
                           encoder=enc, stage=stage, header=header, device=device, dtype=dtype,
                           batch_size=batch_size, workers=workers, usable=usable,
-                          missing=missing, choice=choice, legacy=legacy)
+                          missing=missing, choice=choice, legacy=legacy, classes=classes)
 
 
 __all__ = ["ExtractionPlan", "build_header", "default_store_path", "legacy_identity",
-           "plan_extraction", "resolve_device", "store_identity"]
+           "manifest_classes", "plan_extraction", "resolve_device", "store_identity"]

@@ -229,4 +229,5 @@ def _header_of(store: FeatureStore) -> StoreHeader:
                        fields=with_added_fields(store.fields),
                        utterance_shape=store.utterance_shape, frame_dim=store.frame_dim,
                        frame_rate=None if math.isnan(rate) else rate,
-                       storage_dtype=a["storage_dtype"], frame_extras=extras)
+                       storage_dtype=a["storage_dtype"], frame_extras=extras,
+                       classes=store.recorded_classes or ())

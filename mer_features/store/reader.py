@@ -115,6 +115,21 @@ class FeatureStore:
     def frame_dim(self) -> int:
         return int(self.attrs["frame_dim"])
 
+    @property
+    def recorded_classes(self) -> tuple[str, ...] | None:
+        """The label set the extraction recorded, in order (the ``classes`` attribute), or
+        None: MER 2023's six, or a store written before label sets were recorded."""
+        text = self.attrs.get("classes")
+        return None if not text else tuple(json.loads(text))
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The store's label set in order: the recorded one, else by the rule of
+        :func:`mer_features.corpora.classes.label_set` from its labels."""
+        from mer_features.corpora.classes import label_set
+
+        return label_set(self.column("discrete"), recorded=self.recorded_classes)
+
     # rows --------------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.names)
@@ -299,6 +314,11 @@ class FeatureStore:
             f"'mer-features verify {self.path}' to list every damaged clip, then re-run the same "
             "extraction: it extracts the damaged clips again (or move the store away).")
 
+    def _class_counts(self) -> dict[str, int]:
+        """Clips per class of the label set, in its order (classes without clips: 0)."""
+        discrete = self.column("discrete")
+        return {c: int((discrete == c).sum()) for c in self.classes}
+
     def failures(self) -> list[tuple[str, str, str, str]]:
         """``(name, status, stage, reason)`` of every clip that is not ``ok``."""
         status = self.status
@@ -332,6 +352,7 @@ class FeatureStore:
             "config": self.config,
             "fingerprint_fields": self.fields,
             "labelled": int((self.column("discrete") != "").sum()),
+            "classes": self._class_counts(),
             "extra_columns": list(self.extra_columns()),
             "pending_parts": len(pending_parts(self.path)),
             "failures": [

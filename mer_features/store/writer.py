@@ -99,6 +99,8 @@ class StoreWriter:
     def _open_source(self, path: Path) -> None:
         with FeatureStore(path, check=False) as store:
             self._check_compatible(store)
+            if path == self.path and (store.recorded_classes or ()) != tuple(self.header.classes):
+                self._rewrite = True  # the label set changed: the store records the new one
         source = _Source(path, scan=True)
         try:
             self._skip[path] = source.skip

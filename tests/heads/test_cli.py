@@ -384,6 +384,10 @@ def not_ours(name: str, content: bytes | None = None) -> Callable:
     return setup
 
 
+def nothing_on_stderr(w, tmp, out, err) -> None:  # issue 22: --no-progress
+    assert "mer-heads fit:" not in err and "ETA" not in err and "\r" not in err
+
+
 def ranked_and_fused(w, tmp, out, err) -> None:  # issue 17
     report = json.loads((tmp / "out" / "leaderboard.json").read_text())
     assert [(r["section"], r["name"]) for r in report["rows"]] == [
@@ -751,6 +755,21 @@ CASES = [
       "Rename them to name, discrete, valence"),
     E("manifest-capitalised-header", A + " --manifest {manifest_caps}", "'Discrete', 'Split'",
       "only in letter case"),
+    # ---- issue 22: progress, held-out scoring, the semi-sweep's noise
+    Case("fit-no-progress", A + " --no-progress", 0, check=nothing_on_stderr),
+    E("ablate-no-progress", "ablate --features {audio} --out {out} --no-progress",
+      "needs at least two modalities"),
+    E("robustness-no-progress", "robustness --features {audio} --out {out} --no-progress",
+      "No condition given"),
+    E("leaderboard-no-progress", "leaderboard --features audio={tmp}/gone.h5 --out {out} "
+      "--no-progress", "gone.h5' does not exist"),
+    E("semi-sweep-baseline-seeds-zero", "semi-sweep --features {audio} --out {out} --semi "
+      "threshold --values 0.5 --baseline-seeds 0 --no-progress",
+      "argument --baseline-seeds: must be an integer >= 1", rc=2),
+    E("evaluate-split-absent", "evaluate --pred {pred} --labels {truth} --split test",
+      "has split 'test' (--split)"),
+    E("evaluate-run-not-a-run", "evaluate --pred {pred} --labels {truth} --run {tmp}",
+      "--run", "give the --out of a finished `mer-heads fit`"),
     # ---- issue 22: nothing lost, nothing silent
     E("predict-out-is-a-copy-of-a-store", "predict --run {run} --out {target}",
       "exists and is not a prediction file written by mer-heads", setup=not_ours("copy.csv")),
