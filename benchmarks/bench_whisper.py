@@ -61,7 +61,7 @@ def device_and_types() -> tuple[str, tuple[str, ...]]:
 
 def corpus(folder: Path, n: int) -> tuple[Path, str]:
     """A manifest of n clips: RAVDESS speech when present, else generated speech-like clips."""
-    from conftest import voiced, write_manifest
+    from synthetic_media import voiced, write_manifest
 
     if RAVDESS.is_dir():
         files = sorted(RAVDESS.glob("Actor_*/*.flac"))[:: max(1, 720 // n)][:n]

@@ -529,7 +529,14 @@ def _one_line(message: str) -> str:
 
 def error_text(e: BaseException) -> str:
     """The one line an error of the library is shown as (after ``error: `` at exit 1, or in
-    argparse's usage error at exit 2)."""
+    argparse's usage error at exit 2). mer_features' errors name its parameters in backticks
+    (`` `storage_dtype` ``): shown as mer-features' flags (``--storage-dtype``)."""
+    from mer_features.errors import MerFeaturesError
+
+    if isinstance(e, MerFeaturesError):
+        from mer_features.cli import cli_message
+
+        return _one_line(cli_message(str(e)))
     return _one_line(e)
 
 

@@ -11,7 +11,7 @@ the toolkit needs to know about its input on the way from a manifest row to an e
 * the default encoder, batch size (:attr:`Stage.batch_sizes`) and decoding workers;
 * its side of the noise keys (``noise_side``: the keys of :mod:`mer_features.noise` with that
   side act on it, the others never reach it);
-* short synthetic inputs for timing probes (:meth:`Stage.probe_inputs`);
+* short synthetic inputs for the benchmarks' timing probes (:meth:`Stage.probe_inputs`);
 * and the work: hashing inputs, settling clips that need no encoder, decoding (in a worker
   process), a main-process step between decoding and encoding, lengths for batching, extra
   per-frame arrays for the store.

@@ -106,13 +106,13 @@ class ExtractOptions:
     device: str = option("auto", "--device", "auto, cpu, cuda or cuda:N")
     dtype: str = option(
         "fp32", "--dtype", "compute dtype for neural encoders (fp16 needs a GPU; bf16 pays only "
-        "with AMX/AVX512-BF16 or a GPU, and warns with its measured cost elsewhere); auto: the "
-        "fastest on this machine within cosine 0.999 of fp32 (measured once, cached; recorded "
-        "in the store)", choices=DTYPES)
+        "with AMX/AVX512-BF16 or a GPU, and warns elsewhere); auto: bf16 where the device "
+        "computes it natively, else fp32, never timed (an existing store keeps its own); "
+        "recorded in the store", choices=DTYPES)
     compute_path: str = option(
-        "auto", "--compute-path", "implementation of neural encoders: auto (the fastest, "
-        "measured once per machine and cached), or force the CPU fast path or the stock "
-        "modules (same numbers to ~1e-6)", choices=COMPUTE_PATHS)
+        "auto", "--compute-path", "implementation of neural encoders: auto (fixed per device: "
+        "the CPU fast path on a CPU, the stock modules on a GPU), or force one (fp32: same "
+        "numbers to ~1e-6; a bf16 store records its path)", choices=COMPUTE_PATHS)
     storage_dtype: str = option("float32", "--storage-dtype", "dtype of the stored arrays; "
                                 "float16 halves the store", choices=STORAGE_DTYPES)
     batch_size: int | None = option(None, "--batch-size", "max clips per encoder call, >= 1",

@@ -207,7 +207,7 @@ def merge_stores(out: str | Path, shards: list[str | Path], *, overwrite: bool =
                              f"checksums ({listing(lost)}). Re-run that shard's extraction (it "
                              "extracts them again), then merge.")
     if out.exists() and not overwrite:
-        raise StoreError(f"'{out}' exists; pass --overwrite to replace it, or another --out.")
+        raise StoreError(f"'{out}' exists; pass `overwrite` to replace it, or another `out`.")
     lock = acquire_lock(out)
     try:
         try:

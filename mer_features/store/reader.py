@@ -369,7 +369,7 @@ def _open_h5(path: Path) -> h5py.File:
     except OSError as e:
         raise StoreError(
             f"'{path}' cannot be opened as an HDF5 feature store ({first_line(e)}). It may be "
-            "truncated or not a store: move it away, or extract again with --overwrite."
+            "truncated or not a store: move it away, or extract again with `overwrite`."
         ) from e
 
 
@@ -403,12 +403,12 @@ def _check_schema(f: h5py.File, path: Path) -> dict[str, Any]:
     attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
     if "schema_version" not in attrs or "fingerprint" not in attrs:
         raise StoreError(f"'{path}' is an HDF5 file but not a mer_features store (no schema "
-                         "attributes). Move it away or pick another --out.")
+                         "attributes). Move it away or pick another `out`.")
     version = int(attrs["schema_version"])
     if version != SCHEMA_VERSION:
         raise StoreError(
             f"Store '{path}' has schema version {version}; this mer_features "
-            f"({__version__}) reads version {SCHEMA_VERSION}. Extract again with --overwrite, or "
+            f"({__version__}) reads version {SCHEMA_VERSION}. Extract again with `overwrite`, or "
             "use the mer_features release that wrote it."
         )
     for name in ("clips/name", "utterance", "frames/offset", "frames/data", "frames/time"):

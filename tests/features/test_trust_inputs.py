@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import voiced, write_manifest
+from synthetic_media import voiced, write_manifest
 from mer_features.cli import main
 from mer_features.store import FeatureStore
 
@@ -328,7 +328,7 @@ def _interrupted_before_any_clip(c: Ctx) -> list[str]:
 def _interrupted_with_empty_store(c: Ctx) -> list[str]:
     from mer_features.errors import ExtractionInterrupted
 
-    def stop(plan: object) -> None:
+    def stop(plan: object, **_: object) -> None:
         raise ExtractionInterrupted(plan.store, kept=0, extracted=0)
 
     c.monkeypatch.setattr("mer_features.pipeline.execute", stop)

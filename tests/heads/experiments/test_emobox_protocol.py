@@ -21,7 +21,8 @@ import pytest
 import soundfile as sf
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
-from conftest import shared_data, voiced
+from real_data import shared_data
+from synthetic_media import voiced
 from mer_features import EMOTIONS
 from mer_features.cli import main as features_main
 from mer_features.store import ClipRecord, StoreWriter
