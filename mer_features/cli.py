@@ -114,6 +114,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     args.store_path = store  # for the message if the run is interrupted
     summary = execute(plan_extraction(replace(options, out=store)), log=_log)
     print(summary.line())
+    if summary.labels:
+        print(summary.labels)
     if launch is not None and launch.launcher == "torchrun":
         from mer_features.pipeline.distributed import barrier_then_merge
 

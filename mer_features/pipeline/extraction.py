@@ -52,6 +52,9 @@ class ExtractSummary:
     """Data-quality facts of this run's clips (:data:`mer_features.store.info.FACTS`)."""
     seconds: float = 0.0
     failures: list[tuple[str, str, str]] = field(default_factory=list)
+    labels: str = ""
+    """The manifest's label set with its clips per class (``labels: 6 classes, ...``); empty
+    for an unlabelled manifest. The CLI prints it under the summary line."""
 
     @property
     def incomplete(self) -> bool:
@@ -153,8 +156,8 @@ def execute(plan: ExtractionPlan, *, log: Callable[[str], None] | None = None) -
     summary = ExtractSummary(store=Path(out), modality=options.modality, encoder=enc.describe(),
                              total=len(manifest))
 
-    for line in label_lines(manifest, plan.classes, declared=options.classes is not None):
-        log(line)
+    labels = label_lines(manifest, plan.classes, declared=options.classes is not None)
+    summary.labels = labels[0] if labels else ""
     if options.noise is not None and stage.noise is None:
         log(f"note: no key of the noise spec '{options.noise.text or options.noise}' acts on "
             f"{options.modality}; its features are extracted clean")
@@ -169,6 +172,8 @@ def execute(plan: ExtractionPlan, *, log: Callable[[str], None] | None = None) -
             log(f"warning: {len(writer.damaged)} clip(s) of '{out}' fail their checksums (the "
                 f"file was damaged on disk: {', '.join(writer.damaged[:5])}"
                 f"{', ...' if len(writer.damaged) > 5 else ''}); they are extracted again")
+        for line in labels[1:]:  # rare classes (a typo?), once the store is open
+            log(line)
         writer.set_labels({c.name: (c.discrete or "", math.nan if c.valence is None else c.valence,
                                     c.split or "", c.extra) for c in manifest})
         for clip, reason in plan.missing:
