@@ -244,7 +244,7 @@ def test_robustness_rows_carry_intervals_of_their_own_predictions(actor_stores, 
     from .synthetic_stores import write_noisy
 
     noisy = write_noisy(actor_stores["audio"], tmp_path / "audio5.h5", 5)
-    result = robustness([f"audio={actor_stores['audio']}"], [f"audio={noisy}"], tmp_path / "r",
+    result = robustness([f"audio={actor_stores['audio']}"], [[f"audio={noisy}"]], tmp_path / "r",
                         model="logreg", folds=4, seed=5, groups="actor")
     clean, five = result.rows
     # The clean row's predictions are the cross-validated ones: the interval is the fit's.
