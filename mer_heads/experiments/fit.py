@@ -239,6 +239,14 @@ def fold_scores(est: CrossValidatedHead, train_data: MultimodalData, rows: np.nd
             "folds": {f: scalar_metrics(m) for f, m in result["folds"].items()}}
 
 
+CALIBRATED_ON = {
+    "temperature": "the held-out predictions of the other folds' clips (never a clip the fold "
+                   "holds out)",
+    "temperature-train": "the fold models' predictions of their own training clips (never a "
+                         "clip the fold holds out)"}
+"""metrics.json's ``calibration.fitted_on`` per ``--calibrate`` method."""
+
+
 def run_statistics(est: CrossValidatedHead, train_data: MultimodalData, rows: np.ndarray
                    ) -> dict[str, Any]:
     """metrics.json's statistics of the pooled held-out predictions (added keys; the others
@@ -264,9 +272,8 @@ def run_statistics(est: CrossValidatedHead, train_data: MultimodalData, rows: np
     out.update(calibration_json(y, est.oof_proba_))
     temperatures = getattr(est, "temperatures_", None)
     if temperatures is not None:
-        out["calibration"] = {"method": "temperature",
-                              "fitted_on": "each fold's models' predictions of the fold's own "
-                                           "training clips (never a held-out clip)",
+        out["calibration"] = {"method": est.calibrate,
+                              "fitted_on": CALIBRATED_ON[est.calibrate],
                               "temperatures": [float(t) for t in temperatures],
                               "before": calibration_json(y, est.oof_proba_uncalibrated_),
                               "after": calibration_json(y, est.oof_proba_)}

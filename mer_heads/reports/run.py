@@ -385,7 +385,7 @@ def statistics_markdown(metrics: dict[str, Any], *, reliability_png: str | None 
             "top-class probability), Brier (multi-class, in [0, 2]), NLL."]
     if cal:
         temps = ", ".join(f"{t:.3f}" for t in cal["temperatures"])
-        out += ["", f"--calibrate temperature: one temperature per fold ({temps}), fitted on "
+        out += ["", f"--calibrate {cal['method']}: one temperature per fold ({temps}), fitted on "
                 f"{cal['fitted_on']}.", "", "| | ECE | Brier | NLL |", "|---|---|---|---|"]
         for when in ("before", "after"):
             c = cal[when]

@@ -133,10 +133,34 @@ def _data(stores: dict[str, Path]):
     return load_dataset([stores["audio"], stores["text"]])
 
 
-def test_temperature_is_fitted_on_each_folds_training_clips_only(actor_stores, tmp_path):
+def test_cross_fitted_temperature_never_sees_the_folds_held_out_clips(actor_stores):
+    from mer_heads.stats.runs import cross_fitted_temperatures
+
     data = _data(actor_stores)
     fold_of = np.arange(len(data)) % 4
-    est = CrossValidatedHead(model="logreg", folds=4, calibrate="temperature").fit(data, fold_of=fold_of)
+    est = CrossValidatedHead(model="attention", folds=4, calibrate="temperature",
+                             **{k: v for k, v in FAST.items() if k != "folds"}).fit(
+        data, fold_of=fold_of)
+    t, raw, y = est.temperatures_, est.oof_proba_uncalibrated_, data.labels
+    for f in range(4):  # independently: the other folds' held-out predictions
+        other = fold_of != f
+        assert t[f] == pytest.approx(fit_temperature(raw[other], y[other]), rel=1e-6)
+        held = fold_of == f
+        assert np.allclose(est.oof_proba_[held], apply_temperature(raw[held], t[f]))
+    # The labels of fold 0's held-out clips do not reach T_0 (they reach the others').
+    changed = y.copy()
+    changed[fold_of == 0] = (changed[fold_of == 0] + 1) % 6
+    again = cross_fitted_temperatures(raw, changed, fold_of, 4)
+    assert again[0] == t[0] and not np.allclose(again[1:], t[1:])
+    assert (est.oof_proba_.argmax(1) == raw.argmax(1)).all()
+
+
+def test_temperature_train_is_fitted_on_each_folds_training_clips_only(actor_stores,
+                                                                       tmp_path):
+    data = _data(actor_stores)
+    fold_of = np.arange(len(data)) % 4
+    est = CrossValidatedHead(model="logreg", folds=4, calibrate="temperature-train").fit(
+        data, fold_of=fold_of)
     t = est.temperatures_
     assert t.shape == (4,) and (t > 0).all()
     # Independently: fold f's models' predictions of the clips outside fold f.
@@ -154,7 +178,7 @@ def test_temperature_is_fitted_on_each_folds_training_clips_only(actor_stores, t
     discrete = data.discrete.copy()
     rows = np.flatnonzero(fold_of == 0)
     discrete[rows] = np.array(EMOTIONS, dtype=object)[(data.labels[rows] + 1) % 6]
-    changed = CrossValidatedHead(model="logreg", folds=4, calibrate="temperature").fit(
+    changed = CrossValidatedHead(model="logreg", folds=4, calibrate="temperature-train").fit(
         replace(data, discrete=discrete), fold_of=fold_of)
     assert changed.temperatures_[0] == t[0]
     assert not np.allclose(changed.temperatures_[1:], t[1:])
