@@ -239,7 +239,7 @@ def test_leaderboard_marks_rows_not_significantly_worse_than_the_best(tmp_path):
                         seed=2, strength=0.0)
     result = leaderboard([f"audio={good['good']}", f"audio={good['twin']}", f"audio={noise}"],
                          tmp_path / "lb", seeds=1, top_n=1, model="logreg", folds=3,
-                         fusion="logreg")
+                         fusion="attention", epochs=3, hidden=8)
     single = {r["name"]: r for r in result.rows if r["section"] == "single"}
     best, twin, worse = (single[f"toy-audio:{n}"] for n in ("good", "twin", "noise"))
     assert best["statistics"]["best"] and best["vs_best_mark"] == "best"
@@ -249,8 +249,14 @@ def test_leaderboard_marks_rows_not_significantly_worse_than_the_best(tmp_path):
     # Features of pure noise: far worse, p at its floor 1/(1+2000).
     v = worse["statistics"]["vs_best"]
     assert v["delta"] < -0.3 and v["ci"][1] < 0 and v["p_value"] == pytest.approx(1 / 2001)
-    # Holm over the 3 other rows (the top-1 fusion is the best store itself: p = 1).
-    assert v["p_adjusted"] == pytest.approx(3 / 2001) and worse["vs_best_mark"] == ""
+    # Holm over the 3 other rows (the top-1 fusion: the best store through the attention head)
+    assert v["p_value"] < v["p_adjusted"] <= 3 / 2001 + 1e-12 and worse["vs_best_mark"] == ""
+    for row in result.rows:  # each row's own first-seed predictions (not another head's)
+        assert row["statistics"]["value"] == pytest.approx(row["per_seed"][0]["metric"],
+                                                           abs=1e-9)
+    fused = next(r for r in result.rows if r["section"] == "fusion")
+    assert fused["name"] == "toy-audio:good" and fused["per_seed"][0]["metric"] != \
+        best["per_seed"][0]["metric"]
     # The interval of each row: a plain bootstrap of its held-out metric on seed 0.
     lo, hi = best["statistics"]["ci"]
     assert lo < best["statistics"]["value"] < hi
