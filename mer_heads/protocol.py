@@ -146,8 +146,8 @@ class CrossValidatedHead(BaseEstimator):
                  valence_weight: float = _DEFAULT.valence_weight,
                  modality_dropout: float = _DEFAULT.modality_dropout, C: float = _DEFAULT.C,
                  targets: tuple[str, ...] = _DEFAULT.targets, metric: str = _DEFAULT.metric,
-                 calibrate: str = _DEFAULT.calibrate, precision: str = _DEFAULT.precision, device: str = _DEFAULT.device,
-                 threads: int = _DEFAULT.threads):
+                 calibrate: str = _DEFAULT.calibrate, precision: str = _DEFAULT.precision,
+                 device: str = _DEFAULT.device, threads: int = _DEFAULT.threads):
         self.model = model
         self.folds = folds
         self.groups = groups
@@ -606,7 +606,7 @@ class CrossValidatedHead(BaseEstimator):
         for start, part, predict in self._chunks(X, np.arange(n), PREDICT_CHUNK):
             at = slice(start, start + len(part))
             proba[at], outputs[at] = predict(part, mean=True)
-        if self.state_.temperatures is not None:  # --calibrate temperature: per fold
+        if self.state_.temperatures is not None:  # --calibrate: per fold, then the mean
             from mer_heads.stats.runs import calibrated_ensemble
 
             usable = np.flatnonzero(X.present.any(axis=1))
@@ -684,7 +684,7 @@ class CrossValidatedHead(BaseEstimator):
         for rows, p, v in zip(own, probas, valences):
             proba[rows] += p / self.seeds
             outputs[rows] += v / self.seeds
-        if self.state_.temperatures is not None:  # --calibrate temperature: as oof_proba_
+        if self.state_.temperatures is not None:  # --calibrate: as oof_proba_
             from mer_heads.stats.runs import calibrate_held_out
 
             proba = calibrate_held_out(proba, self.fold_, self.state_.temperatures)
