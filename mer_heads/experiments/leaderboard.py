@@ -234,13 +234,13 @@ def _leaderboard(entries: list[Entry], out: Path, start: float, head: HeadConfig
             dict.fromkeys(by_name[n].modality for n in chosen)), "rank": k, **row})
     statistics = _statistics(rows, held_out, data, head, metric, fusion_head.model)
     notes_list = sorted(notes)
-    report = {"statistics": statistics, "params": head.to_json(), "fusion": fusion_head.model, "seeds":
+    report = {"params": head.to_json(), "fusion": fusion_head.model, "seeds":
               [head.seed + s for s in range(seeds)], "top_n": top_n, "input": loading.input,
               "layers": loading.layers, "join": loading.join, "joined_clips": len(data),
               "labelled_clips": int((data.labels >= 0).sum()),
               "train_split": train_split, "folds": plan, "stores": [e.to_json() for e in entries],
               "rows": rows, "notes": notes_list, "classes": list(data.classes),
-              "metric": metric}
+              "metric": metric, "statistics": statistics}
     from mer_heads.reports.leaderboard import leaderboard_figure, markdown_leaderboard
 
     result = LeaderboardResult(out=out, rows=rows, entries=entries, joined=len(data),
