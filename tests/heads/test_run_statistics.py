@@ -290,3 +290,23 @@ def test_robustness_rows_carry_intervals_of_their_own_predictions(actor_stores, 
     assert float(rows[1]["f1_low"]) == pytest.approx(five["f1_low"], abs=1e-6)
     md = (tmp_path / "r" / "robustness.md").read_text()
     assert "## 95% intervals of f1" in md and "whole 'actor' groups (10)" in md
+
+
+def test_test_split_gets_intervals_of_its_own_clips(tmp_path):
+    names, y, valence = clip_labels(100)
+    splits = ["test" if i % 4 == 0 else "train" for i in range(100)]
+    path = write_store(tmp_path / "a.h5", "audio", names, y, valence, dim=8, frame_dim=2, seed=0,
+                       splits=splits, strength=0.7)
+    m = fit_run([path], tmp_path / "run", train_split="train", test_split="test",
+                model="logreg", folds=3, seed=4).metrics
+    assert m["test_bootstrap"]["n_units"] == 25 and m["test_bootstrap"]["seed"] == 4
+    rows = list(csv.DictReader(open(tmp_path / "run" / "test_predictions.csv")))
+    pred = np.array([EMOTIONS.index(r["discrete"]) for r in rows])
+    index = {n: i for i, n in enumerate(names)}
+    truth = np.array([y[index[r["name"]]] for r in rows])
+    rng = np.random.default_rng(4)
+    accs = [float(np.mean(truth[i] == pred[i])) for i in rng.integers(0, 25, (1000, 25))]
+    assert m["test_ci"]["wa"] == pytest.approx(_percentile(accs), abs=2e-6)
+    assert m["test_ci"]["wa"][0] <= m["test"]["accuracy"] <= m["test_ci"]["wa"][1]
+    assert set(m["test_calibration"]) == {"ece", "brier", "nll"}
+    assert "test split `test` (25 clips; 1000 resamples of clips): F1 " in (tmp_path / "run" / "report.md").read_text()
