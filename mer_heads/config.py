@@ -35,7 +35,7 @@ METRICS = ("auto", "mer", "f1", "ua", "wa", "macro_f1")
 (leaderboards, ablation and robustness headlines) and that picks the epoch each fold model
 keeps. ``auto`` is ``mer`` (F1 - 0.25 x valence MSE, F1 without valence) on MER 2023's classes
 and ``ua`` on any other label set."""
-CALIBRATIONS = ("none", "temperature")
+CALIBRATIONS = ("none", "temperature", "temperature-train")
 """What ``--calibrate`` may name (:mod:`mer_heads.stats.runs`)."""
 MAX_SEED = 2**32 - 1
 """Seeds reach numpy's legacy RandomState (StratifiedKFold), which takes [0, 2**32 - 1]."""
@@ -180,11 +180,13 @@ class HeadConfig:
         "without valence), f1 (weighted), ua, wa, macro_f1; auto: mer on MER 2023's classes, ua "
         "on any other label set", choices=METRICS)
     calibrate: str = option(
-        "none", "--calibrate", "temperature: calibrate the class probabilities with one "
-        "temperature per fold, fitted on the fold models' predictions of their own training "
-        "clips (never a held-out clip), applied to held-out and predicted probabilities "
-        "(changes confidence, never the class); metrics.json gives ECE/Brier/NLL before and "
-        "after; none: the probabilities as trained", choices=CALIBRATIONS)
+        "none", "--calibrate", "calibrate the class probabilities with one temperature per "
+        "fold, fitted on the fold's training clips only (never one it holds out) and applied "
+        "to its held-out and predicted probabilities (confidence changes, never the class); "
+        "temperature: fitted on the other folds' held-out predictions; temperature-train: on "
+        "the fold models' predictions of their own training clips (too small when the models "
+        "fit their training clips closely); metrics.json gives ECE/Brier/NLL before and after; "
+        "none: the probabilities as trained", choices=CALIBRATIONS)
     precision: str = option(
         DEFAULT_PRECISION, "--precision", "precision of the matrix products of {heads}: fp32; "
         "bf16 (bfloat16 products, fp32 weights and sums: fast with AMX/AVX512-BF16 or a GPU, "

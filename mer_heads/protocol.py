@@ -87,10 +87,12 @@ class CrossValidatedHead(BaseEstimator):
     C : inverse regularisation of the scikit-learn baselines.
     targets : continuous targets learnt beside the classes (``valence`` and numeric columns of
         the data: ``MultimodalData.target``), each in the multi-task loss.
-    calibrate : ``temperature``: one temperature per fold, fitted on the fold models'
-        predictions of the fold's own training clips (never a held-out clip), divides the log
-        probabilities of the fold's held-out predictions and of its predictions of new clips
-        (before the fold ensemble's mean); ``none``: the probabilities as trained.
+    calibrate : one temperature per fold, fitted on the fold's training clips only (never
+        one of its held-out clips), divides the log probabilities of the fold's held-out
+        predictions and of its predictions of new clips (before the fold ensemble's mean):
+        ``temperature`` fits it on the other folds' held-out predictions, ``temperature-train``
+        on the fold models' predictions of their own training clips; ``none``: the
+        probabilities as trained.
     metric : the score that picks the epoch each fold model keeps (:data:`~mer_heads.config.
         METRICS`; ``auto``: F1 - 0.25 x valence MSE on MER 2023's classes, UA otherwise).
     precision : ``fp32``, ``bf16`` (matrix products in bfloat16, fp32 weights and sums) or
@@ -145,8 +147,8 @@ class CrossValidatedHead(BaseEstimator):
                  valence_weight: float = _DEFAULT.valence_weight,
                  modality_dropout: float = _DEFAULT.modality_dropout, C: float = _DEFAULT.C,
                  targets: tuple[str, ...] = _DEFAULT.targets, metric: str = _DEFAULT.metric,
-                 calibrate: str = _DEFAULT.calibrate, precision: str = _DEFAULT.precision, device: str = _DEFAULT.device,
-                 threads: int = _DEFAULT.threads):
+                 calibrate: str = _DEFAULT.calibrate, precision: str = _DEFAULT.precision,
+                 device: str = _DEFAULT.device, threads: int = _DEFAULT.threads):
         self.model = model
         self.folds = folds
         self.groups = groups
@@ -305,20 +307,27 @@ class CrossValidatedHead(BaseEstimator):
         self.model_scores_, self.cv_scores_ = model_scores, cv_scores
         self.notes_ = notes + trained.notes
         self.temperatures_ = None
-        if config.calibrate == "temperature":
-            self._calibrate(data, train)
+        if config.calibrate != "none":
+            self._calibrate(data, train, config.calibrate)
         return self
 
-    def _calibrate(self, data: MultimodalData, train: np.ndarray) -> None:
-        """``--calibrate temperature``: fit one temperature per fold on the fold models'
-        predictions of the fold's own training clips (:func:`~mer_heads.stats.runs.
-        fold_temperatures`; a held-out clip never reaches its fold's temperature), record them
-        in the state (run.json) and calibrate the held-out probabilities with them
-        (``oof_proba_uncalibrated_`` keeps those before)."""
-        from mer_heads.stats.runs import calibrate_held_out, fold_temperatures
+    def _calibrate(self, data: MultimodalData, train: np.ndarray, method: str) -> None:
+        """``--calibrate``: fit one temperature per fold on its training clips only, never one
+        of its held-out clips (``temperature``: the other folds' held-out predictions,
+        :func:`~mer_heads.stats.runs.cross_fitted_temperatures`; ``temperature-train``: the
+        fold models' predictions of their own training clips, :func:`~mer_heads.stats.runs.
+        fold_temperatures`), record them in the state (run.json) and calibrate the held-out
+        probabilities with them (``oof_proba_uncalibrated_`` keeps those before)."""
+        from mer_heads.stats.runs import (calibrate_held_out, cross_fitted_temperatures,
+                                          fold_temperatures)
 
-        fold_proba = self.predict_fold_proba(data, train)
-        temperatures = fold_temperatures(fold_proba, data.labels[train], self.fold_)
+        labels = data.labels[train]
+        if method == "temperature-train":
+            temperatures = fold_temperatures(self.predict_fold_proba(data, train), labels,
+                                             self.fold_)
+        else:
+            temperatures = cross_fitted_temperatures(self.oof_proba_, labels, self.fold_,
+                                                     self.n_folds_)
         self._set_state(replace(self.state_, temperatures=temperatures))
         self.oof_proba_uncalibrated_ = self.oof_proba_
         self.oof_proba_ = calibrate_held_out(self.oof_proba_, self.fold_, temperatures)
@@ -598,7 +607,7 @@ class CrossValidatedHead(BaseEstimator):
         for start, part, predict in self._chunks(X, np.arange(n), PREDICT_CHUNK):
             at = slice(start, start + len(part))
             proba[at], outputs[at] = predict(part, mean=True)
-        if self.state_.temperatures is not None:  # --calibrate temperature: per fold
+        if self.state_.temperatures is not None:  # --calibrate: per fold, then the mean
             from mer_heads.stats.runs import calibrated_ensemble
 
             usable = np.flatnonzero(X.present.any(axis=1))
@@ -676,7 +685,7 @@ class CrossValidatedHead(BaseEstimator):
         for rows, p, v in zip(own, probas, valences):
             proba[rows] += p / self.seeds
             outputs[rows] += v / self.seeds
-        if self.state_.temperatures is not None:  # --calibrate temperature: as oof_proba_
+        if self.state_.temperatures is not None:  # --calibrate: as oof_proba_
             from mer_heads.stats.runs import calibrate_held_out
 
             proba = calibrate_held_out(proba, self.fold_, self.state_.temperatures)

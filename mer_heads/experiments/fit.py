@@ -138,6 +138,8 @@ def _fit_run(features, out: Path, start: float, head: HeadConfig, loading: DataC
         if len(labelled):
             metrics["test"] = est.score_predictions(test_data, labelled, proba[labelled],
                                                     outputs[labelled]).to_json()
+            metrics.update(split_statistics(est, test_data, labelled, proba[labelled],
+                                           outputs[labelled]))
         if imputed.any():
             metrics["notes"].append(f"{int(imputed.sum())} test clip(s) had no usable modality; "
                                     "predicted the training prior and mean valence")
@@ -252,6 +254,14 @@ def fold_scores(est: CrossValidatedHead, train_data: MultimodalData, rows: np.nd
             "folds": {f: scalar_metrics(m) for f, m in result["folds"].items()}}
 
 
+CALIBRATED_ON = {
+    "temperature": "the held-out predictions of the other folds' clips (never a clip the fold "
+                   "holds out)",
+    "temperature-train": "the fold models' predictions of their own training clips (never a "
+                         "clip the fold holds out)"}
+"""metrics.json's ``calibration.fitted_on`` per ``--calibrate`` method."""
+
+
 def run_statistics(est: CrossValidatedHead, train_data: MultimodalData, rows: np.ndarray
                    ) -> dict[str, Any]:
     """metrics.json's statistics of the pooled held-out predictions (added keys; the others
@@ -277,13 +287,32 @@ def run_statistics(est: CrossValidatedHead, train_data: MultimodalData, rows: np
     out.update(calibration_json(y, est.oof_proba_))
     temperatures = getattr(est, "temperatures_", None)
     if temperatures is not None:
-        out["calibration"] = {"method": "temperature",
-                              "fitted_on": "each fold's models' predictions of the fold's own "
-                                           "training clips (never a held-out clip)",
+        out["calibration"] = {"method": est.calibrate,
+                              "fitted_on": CALIBRATED_ON[est.calibrate],
                               "temperatures": [float(t) for t in temperatures],
                               "before": calibration_json(y, est.oof_proba_uncalibrated_),
                               "after": calibration_json(y, est.oof_proba_)}
     return out
+
+
+def split_statistics(est: CrossValidatedHead, test_data: MultimodalData, rows: np.ndarray,
+                    proba: np.ndarray, outputs: np.ndarray) -> dict[str, Any]:
+    """metrics.json's ``test_ci`` and ``test_bootstrap`` (the test split's 95% intervals, as
+    ``ci``/``bootstrap`` of the held-out predictions: groups with ``--groups``, the run's
+    seed) and ``test_calibration`` (ECE, Brier, NLL of the fold ensemble's probabilities,
+    calibrated with --calibrate)."""
+    from mer_heads.stats.runs import calibration_json, run_intervals
+
+    learnt = [(j, t) for j, t in enumerate(est.targets_) if np.isfinite(est.target_means_[j])]
+    groups = test_data.groups(est.groups)
+    y = test_data.labels[rows]
+    r = run_intervals(y, proba.argmax(1), classes=est.classes_, proba=proba,
+                      true_targets={t: test_data.target(t)[rows] for _, t in learnt},
+                      pred_targets={t: outputs[:, j] for j, t in learnt},
+                      groups=None if groups is None else groups[rows], groups_column=est.groups,
+                      seed=est.seed)
+    return {"test_ci": r["ci"], "test_bootstrap": r["bootstrap"],
+            "test_calibration": calibration_json(y, proba)}
 
 
 def reliability_png(est: CrossValidatedHead, train_data: MultimodalData, path: Path) -> Path:
@@ -467,5 +496,5 @@ def predict_run(run: str | Path, out: str | Path,
 
 
 __all__ = ["FitResult", "PredictResult", "Scores", "build_metrics", "fit_run", "fold_scores",
-           "is_mer_format", "predict_run", "run_statistics", "write_predictions",
-           "write_submission"]
+           "is_mer_format", "predict_run", "run_statistics", "split_statistics",
+           "write_predictions", "write_submission"]

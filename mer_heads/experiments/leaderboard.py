@@ -208,7 +208,7 @@ def _leaderboard(entries: list[Entry], out: Path, start: float, head: HeadConfig
     rows: list[dict[str, Any]] = []
     plan: dict[str, Any] = {}
     done: dict[tuple[str, str], dict[str, Any]] = {}  # (head, stores) -> row: scored once
-    held_out: dict[str, Any] = {}  # row name -> the first seed's held-out predictions
+    held_out: dict[tuple[str, str], Any] = {}  # (head, row name) -> first seed's held-out
     for modality in dict.fromkeys(e.modality for e in entries):
         mine = [e for e in entries if e.modality == modality]
         scored = []
@@ -240,16 +240,16 @@ def _leaderboard(entries: list[Entry], out: Path, start: float, head: HeadConfig
                                    notes, held_out)
         rows.append({"section": "fusion", "modality": "+".join(
             dict.fromkeys(by_name[n].modality for n in chosen)), "rank": k, **row})
-    statistics = _statistics(rows, held_out, data, head, metric)
+    statistics = _statistics(rows, held_out, data, head, metric, fusion_head.model)
     notes_list = sorted(notes)
-    report = {"statistics": statistics, "params": head.to_json(), "fusion": fusion_head.model, "seeds":
+    report = {"params": head.to_json(), "fusion": fusion_head.model, "seeds":
               [head.seed + s for s in range(seeds)], "top_n": top_n, "input": loading.input,
               "layers": loading.layers, "join": loading.join, "joined_clips": len(data),
               "labelled_clips": int((data.labels >= 0).sum()),
               "train_split": train_split, "folds": plan, "stores": [e.to_json() for e in entries],
               "chance_f1": chance_weighted_f1(np.bincount(data.labels[data.labels >= 0])),
               "rows": rows, "notes": notes_list, "classes": list(data.classes),
-              "metric": metric}
+              "metric": metric, "statistics": statistics}
     from mer_heads.reports.leaderboard import leaderboard_figure, markdown_leaderboard
 
     result = LeaderboardResult(out=out, rows=rows, entries=entries, joined=len(data),
@@ -286,8 +286,9 @@ STAT_COLUMNS = ("seed0_value", "seed0_ci_low", "seed0_ci_high", "vs_best_delta",
 """The CSV's statistics of each row (:func:`_statistics`)."""
 
 
-def _statistics(rows: list[dict[str, Any]], held_out: dict[str, Any], data: MultimodalData,
-                head: HeadConfig, metric: str) -> dict[str, Any]:
+def _statistics(rows: list[dict[str, Any]], held_out: dict[tuple[str, str], Any],
+                data: MultimodalData, head: HeadConfig, metric: str, fusion: str
+                ) -> dict[str, Any]:
     """Every row's 95% bootstrap interval of the ranking metric on the first seed's pooled
     held-out predictions, and its paired test against the best row (by the mean over seeds)
     on the clips both scored, Holm over the rows (:func:`mer_heads.stats.runs.
@@ -297,7 +298,8 @@ def _statistics(rows: list[dict[str, Any]], held_out: dict[str, Any], data: Mult
     from mer_heads.stats.runs import (ALPHA, MARK, RUN_RESAMPLES, TABLE_PERMUTATIONS,
                                       table_statistics)
 
-    held = [held_out[r["name"]] for r in rows]
+    held = [held_out.get((head.model if r["section"] == "single" else fusion, r["name"]))
+            or held_out[(head.model, r["name"])] for r in rows]  # a top-1 fusion reused
     has_valence = all("valence" in h["true_targets"] for h in held)
     key = scalar_name(metric, {"mer": 0.0} if has_valence else {})
     groups = data.groups(head.groups)
@@ -333,7 +335,7 @@ def _score_set(data: MultimodalData, chosen: list[Entry], head: HeadConfig,
         if s == 0 and held_out is not None:
             from mer_heads.stats.runs import held_out_of
 
-            held_out["+".join(e.name for e in chosen)] = held_out_of(est, sub)
+            held_out[(head.model, "+".join(e.name for e in chosen))] = held_out_of(est, sub)
         notes.update(est.notes_)
         clips, plan = len(est.train_names_), est.fold_plan_.to_json()
         fold_stats = fold_scores(est, sub, sub.rows_of(est.train_names_))

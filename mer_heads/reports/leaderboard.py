@@ -36,7 +36,8 @@ def markdown_leaderboard(report: dict[str, Any]) -> str:
         lines += [f"## {modality}", "", *header]
         for r in singles:
             if r["modality"] == modality:
-                lines.append(f"| {r['rank']} | {r['name']}{_mark(r)} | {r['encoders']} | {r['clips']} | "
+                lines.append(f"| {r['rank']} | {r['name']}{_mark(r)} | {r['encoders']} | "
+                             f"{r['clips']} | "
                              f"{_pm(r, 'f1')} | {_pm(r, 'mse')} | {_pm(r, 'metric')} |")
         lines.append("")
     fused = [r for r in report["rows"] if r["section"] == "fusion"]

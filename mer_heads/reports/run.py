@@ -385,12 +385,24 @@ def statistics_markdown(metrics: dict[str, Any], *, reliability_png: str | None 
            "| metric | pooled held-out [95% interval] |", "|---|---|"]
     for k, name in _interval_keys(metrics):
         out.append(f"| {name} | {interval_text(_point(metrics, k), ci.get(k))} |")
+    if metrics.get("test_ci"):
+        t, tci, tb = metrics["test"], metrics["test_ci"], metrics["test_bootstrap"]
+        unit = (f"{tb['n_units']} '{tb['groups']}' groups" if tb["unit"] == "group"
+                else "clips")
+        out += ["", f"test split `{metrics['test_split']}` ({t['n']} clips; {tb['n']} resamples "
+                f"of {unit}): " + "; ".join(
+                    f"{name} {interval_text(t.get(key), tci.get(k))}"
+                    for k, key, name in (("f1", "f1", "F1"), ("wa", "accuracy", "WA"),
+                                         ("ua", "ua", "UA"), ("mer", "metric",
+                                                              "F1 - 0.25 MSE"))
+                    if k in tci)
+                + f"; ECE {_num(metrics['test_calibration']['ece'])}"]
     cal = metrics.get("calibration")
     out += ["", "Calibration of the held-out probabilities: ECE (15 equal-width bins of the "
             "top-class probability), Brier (multi-class, in [0, 2]), NLL."]
     if cal:
         temps = ", ".join(f"{t:.3f}" for t in cal["temperatures"])
-        out += ["", f"--calibrate temperature: one temperature per fold ({temps}), fitted on "
+        out += ["", f"--calibrate {cal['method']}: one temperature per fold ({temps}), fitted on "
                 f"{cal['fitted_on']}.", "", "| | ECE | Brier | NLL |", "|---|---|---|---|"]
         for when in ("before", "after"):
             c = cal[when]

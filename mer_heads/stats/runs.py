@@ -9,9 +9,14 @@ held-out metrics, calibration of the held-out probabilities, and the temperature
   intervals (``bootstrap``: unit, groups column, n, seed, n_units, strata, method, confidence).
 * Calibration: ECE (15 equal-width bins of the top-class probability), Brier and NLL of the
   held-out probabilities (:func:`~mer_heads.stats.calibration_metrics`).
-* Temperature: one T per fold, fitted on that fold's models' predictions of the fold's own
-  *training* clips (never a held-out clip), applied to the fold's held-out predictions and, at
-  predict time, to each fold's predictions before the fold ensemble averages them.
+* Temperature: one T per fold, fitted on the fold's *training* clips only (never one of its
+  held-out clips), applied to the fold's held-out predictions and, at predict time, to each
+  fold's predictions before the fold ensemble averages them. ``temperature`` fits T_f on the
+  held-out predictions of the other folds' clips (cross-fitted: predictions by models that did
+  not train on them, as new clips will be); ``temperature-train`` on fold f's own models'
+  predictions of their training clips (nothing fold f's held-out clips influence reaches T_f,
+  not even through the other folds' training; but a model is surer of its training clips than
+  of new ones, so T comes out too small when the models fit their training clips closely).
 """
 
 from __future__ import annotations
@@ -77,6 +82,18 @@ def fold_temperatures(train_proba: np.ndarray, labels: np.ndarray, fold: np.ndar
     return out
 
 
+def cross_fitted_temperatures(held_out_proba: np.ndarray, labels: np.ndarray, fold: np.ndarray,
+                              n_folds: int) -> np.ndarray:
+    """One temperature per fold f: fitted on the held-out predictions ``held_out_proba`` (n,
+    classes) of the clips of the *other* folds (each predicted by a model that never trained
+    on it) and their ``labels``; fold f's own held-out clips never reach T_f."""
+    out = np.empty(n_folds)
+    for f in range(n_folds):
+        other = np.flatnonzero(fold != f)
+        out[f] = fit_temperature(held_out_proba[other], labels[other])
+    return out
+
+
 def calibrate_held_out(proba: np.ndarray, fold: np.ndarray, temperatures: np.ndarray
                        ) -> np.ndarray:
     """Held-out probabilities (n, classes) with each clip's fold temperature applied."""
@@ -103,7 +120,7 @@ def interval_text(value: float | None, ci: Sequence[float] | None, digits: int =
     return text if not ci else f"{text} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
 
-__all__ = ["CONFIDENCE", "RUN_RESAMPLES", "calibrate_held_out",
+__all__ = ["CONFIDENCE", "RUN_RESAMPLES", "calibrate_held_out", "cross_fitted_temperatures",
            "calibrated_ensemble", "calibration_json", "fold_temperatures", "interval_text",
            "run_intervals"]
 

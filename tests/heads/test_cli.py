@@ -468,6 +468,8 @@ CASES = [
     E("model-unknown", A + " --model transformer", "argument --model: invalid choice", rc=2),
     E("precision-unknown", A + " --precision fp8", "argument --precision: invalid choice",
       rc=2),
+    E("calibrate-unknown", A + " --calibrate platt", "argument --calibrate: invalid choice",
+      rc=2),
     # ---- semi-supervised options
     E("semi-unknown", A + " --semi co-training", "strategy must be one of none, threshold",
       "'co-training' (--semi)", rc=2),

@@ -133,10 +133,34 @@ def _data(stores: dict[str, Path]):
     return load_dataset([stores["audio"], stores["text"]])
 
 
-def test_temperature_is_fitted_on_each_folds_training_clips_only(actor_stores, tmp_path):
+def test_cross_fitted_temperature_never_sees_the_folds_held_out_clips(actor_stores):
+    from mer_heads.stats.runs import cross_fitted_temperatures
+
     data = _data(actor_stores)
     fold_of = np.arange(len(data)) % 4
-    est = CrossValidatedHead(model="logreg", folds=4, calibrate="temperature").fit(data, fold_of=fold_of)
+    est = CrossValidatedHead(model="attention", folds=4, calibrate="temperature",
+                             **{k: v for k, v in FAST.items() if k != "folds"}).fit(
+        data, fold_of=fold_of)
+    t, raw, y = est.temperatures_, est.oof_proba_uncalibrated_, data.labels
+    for f in range(4):  # independently: the other folds' held-out predictions
+        other = fold_of != f
+        assert t[f] == pytest.approx(fit_temperature(raw[other], y[other]), rel=1e-6)
+        held = fold_of == f
+        assert np.allclose(est.oof_proba_[held], apply_temperature(raw[held], t[f]))
+    # The labels of fold 0's held-out clips do not reach T_0 (they reach the others').
+    changed = y.copy()
+    changed[fold_of == 0] = (changed[fold_of == 0] + 1) % 6
+    again = cross_fitted_temperatures(raw, changed, fold_of, 4)
+    assert again[0] == t[0] and not np.allclose(again[1:], t[1:])
+    assert (est.oof_proba_.argmax(1) == raw.argmax(1)).all()
+
+
+def test_temperature_train_is_fitted_on_each_folds_training_clips_only(actor_stores,
+                                                                       tmp_path):
+    data = _data(actor_stores)
+    fold_of = np.arange(len(data)) % 4
+    est = CrossValidatedHead(model="logreg", folds=4, calibrate="temperature-train").fit(
+        data, fold_of=fold_of)
     t = est.temperatures_
     assert t.shape == (4,) and (t > 0).all()
     # Independently: fold f's models' predictions of the clips outside fold f.
@@ -154,7 +178,7 @@ def test_temperature_is_fitted_on_each_folds_training_clips_only(actor_stores, t
     discrete = data.discrete.copy()
     rows = np.flatnonzero(fold_of == 0)
     discrete[rows] = np.array(EMOTIONS, dtype=object)[(data.labels[rows] + 1) % 6]
-    changed = CrossValidatedHead(model="logreg", folds=4, calibrate="temperature").fit(
+    changed = CrossValidatedHead(model="logreg", folds=4, calibrate="temperature-train").fit(
         replace(data, discrete=discrete), fold_of=fold_of)
     assert changed.temperatures_[0] == t[0]
     assert not np.allclose(changed.temperatures_[1:], t[1:])
@@ -215,7 +239,7 @@ def test_leaderboard_marks_rows_not_significantly_worse_than_the_best(tmp_path):
                         seed=2, strength=0.0)
     result = leaderboard([f"audio={good['good']}", f"audio={good['twin']}", f"audio={noise}"],
                          tmp_path / "lb", seeds=1, top_n=1, model="logreg", folds=3,
-                         fusion="logreg")
+                         fusion="attention", epochs=3, hidden=8)
     single = {r["name"]: r for r in result.rows if r["section"] == "single"}
     best, twin, worse = (single[f"toy-audio:{n}"] for n in ("good", "twin", "noise"))
     assert best["statistics"]["best"] and best["vs_best_mark"] == "best"
@@ -225,8 +249,14 @@ def test_leaderboard_marks_rows_not_significantly_worse_than_the_best(tmp_path):
     # Features of pure noise: far worse, p at its floor 1/(1+2000).
     v = worse["statistics"]["vs_best"]
     assert v["delta"] < -0.3 and v["ci"][1] < 0 and v["p_value"] == pytest.approx(1 / 2001)
-    # Holm over the 3 other rows (the top-1 fusion is the best store itself: p = 1).
-    assert v["p_adjusted"] == pytest.approx(3 / 2001) and worse["vs_best_mark"] == ""
+    # Holm over the 3 other rows (the top-1 fusion: the best store through the attention head)
+    assert v["p_value"] < v["p_adjusted"] <= 3 / 2001 + 1e-12 and worse["vs_best_mark"] == ""
+    for row in result.rows:  # each row's own first-seed predictions (not another head's)
+        assert row["statistics"]["value"] == pytest.approx(row["per_seed"][0]["metric"],
+                                                           abs=1e-9)
+    fused = next(r for r in result.rows if r["section"] == "fusion")
+    assert fused["name"] == "toy-audio:good" and fused["per_seed"][0]["metric"] != \
+        best["per_seed"][0]["metric"]
     # The interval of each row: a plain bootstrap of its held-out metric on seed 0.
     lo, hi = best["statistics"]["ci"]
     assert lo < best["statistics"]["value"] < hi
@@ -244,7 +274,7 @@ def test_robustness_rows_carry_intervals_of_their_own_predictions(actor_stores, 
     from .synthetic_stores import write_noisy
 
     noisy = write_noisy(actor_stores["audio"], tmp_path / "audio5.h5", 5)
-    result = robustness([f"audio={actor_stores['audio']}"], [f"audio={noisy}"], tmp_path / "r",
+    result = robustness([f"audio={actor_stores['audio']}"], [[f"audio={noisy}"]], tmp_path / "r",
                         model="logreg", folds=4, seed=5, groups="actor")
     clean, five = result.rows
     # The clean row's predictions are the cross-validated ones: the interval is the fit's.
@@ -260,3 +290,23 @@ def test_robustness_rows_carry_intervals_of_their_own_predictions(actor_stores, 
     assert float(rows[1]["f1_low"]) == pytest.approx(five["f1_low"], abs=1e-6)
     md = (tmp_path / "r" / "robustness.md").read_text()
     assert "## 95% intervals of f1" in md and "whole 'actor' groups (10)" in md
+
+
+def test_test_split_gets_intervals_of_its_own_clips(tmp_path):
+    names, y, valence = clip_labels(100)
+    splits = ["test" if i % 4 == 0 else "train" for i in range(100)]
+    path = write_store(tmp_path / "a.h5", "audio", names, y, valence, dim=8, frame_dim=2, seed=0,
+                       splits=splits, strength=0.7)
+    m = fit_run([path], tmp_path / "run", train_split="train", test_split="test",
+                model="logreg", folds=3, seed=4).metrics
+    assert m["test_bootstrap"]["n_units"] == 25 and m["test_bootstrap"]["seed"] == 4
+    rows = list(csv.DictReader(open(tmp_path / "run" / "test_predictions.csv")))
+    pred = np.array([EMOTIONS.index(r["discrete"]) for r in rows])
+    index = {n: i for i, n in enumerate(names)}
+    truth = np.array([y[index[r["name"]]] for r in rows])
+    rng = np.random.default_rng(4)
+    accs = [float(np.mean(truth[i] == pred[i])) for i in rng.integers(0, 25, (1000, 25))]
+    assert m["test_ci"]["wa"] == pytest.approx(_percentile(accs), abs=2e-6)
+    assert m["test_ci"]["wa"][0] <= m["test"]["accuracy"] <= m["test_ci"]["wa"][1]
+    assert set(m["test_calibration"]) == {"ece", "brier", "nll"}
+    assert "test split `test` (25 clips; 1000 resamples of clips): F1 " in (tmp_path / "run" / "report.md").read_text()
