@@ -288,19 +288,21 @@ def _every_problem_of_every_row(c: Ctx) -> list[str]:
     return c.extract(c.raw(f"name,audio,discrete,valence\n"
                            f"a,{good},happy,0_5\n"        # line 2: valence with an underscore
                            f"a,{good},joyful,1\n"         # line 3: a duplicate AND a bad label
-                           f"b,{c.tmp / 'gone.wav'},sad,\n"))  # line 4: a missing file
+                           f"b,{c.tmp / 'gone.wav'},sad,\n"),  # line 4: a missing file
+                     "--classes", "mer2023")  # declared classes: 'joyful' is refused
 
 
 def _quoted_newline_then_bad_label(c: Ctx) -> list[str]:
     good = c.media / "good.wav"
     return c.extract(c.raw(f'name,audio,text,discrete\na,{good},"two\nlines",happy\n'
-                           f"b,{good},x,joyful\n"))  # the second row starts on line 4
+                           f"b,{good},x,joyful\n"),  # the second row starts on line 4
+                     "--classes", "mer2023")
 
 
 def _field_over_the_csv_limit(c: Ctx) -> list[str]:
     good = c.media / "good.wav"
     return c.extract(c.raw(f"name,audio,text,discrete\na,{good},{'x' * 200_000},happy\n"
-                           f"b,{good},fine,joyful\n"))
+                           f"b,{good},fine,joyful\n"), "--classes", "mer2023")
 
 
 def _stored_failure_rerun(c: Ctx) -> list[str]:
