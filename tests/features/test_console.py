@@ -116,7 +116,8 @@ def test_a_non_utf8_locale_prints_every_name(tmp_path: Path):
     (tmp_path / "bad.csv").write_text("name,audio,discrete\nçlip,café.wav,jöy\n",
                                       encoding="utf-8")
     proc = subprocess.run(cli + ["extract", "--modality", "audio", "--manifest",
-                                 str(tmp_path / "bad.csv"), "--out", str(store)],
+                                 str(tmp_path / "bad.csv"), "--out", str(store),
+                                 "--classes", "mer2023"],
                           env=env, capture_output=True, timeout=300)
     err = proc.stderr.decode("utf-8")  # the command restarted in UTF-8 mode
     assert proc.returncode == 1 and "internal error" not in err

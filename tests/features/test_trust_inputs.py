@@ -289,7 +289,7 @@ def _every_problem_of_every_row(c: Ctx) -> list[str]:
                            f"a,{good},happy,0_5\n"        # line 2: valence with an underscore
                            f"a,{good},joyful,1\n"         # line 3: a duplicate AND a bad label
                            f"b,{c.tmp / 'gone.wav'},sad,\n"),  # line 4: a missing file
-                     "--classes", "mer2023")  # MER's six declared: 'joyful' is not a class
+                     "--classes", "mer2023")  # declared classes: 'joyful' is refused
 
 
 def _quoted_newline_then_bad_label(c: Ctx) -> list[str]:

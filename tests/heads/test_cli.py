@@ -29,7 +29,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from mer_features import EMOTIONS
-from mer_features.store import ClipRecord, StoreWriter
+from mer_features.store import ClipRecord, FeatureStore, StoreWriter
 from mer_heads.cli import main
 from mer_heads.experiments.fit import fit_run
 
@@ -388,6 +388,19 @@ def nothing_on_stderr(w, tmp, out, err) -> None:  # issue 22: --no-progress
     assert "mer-heads fit:" not in err and "ETA" not in err and "\r" not in err
 
 
+def folds_from_the_column(w, tmp, out, err) -> None:  # issue 23
+    """Each clip is held out in the fold its 'actor' value names, and the report says so."""
+    assert "4 published folds from 'actor'" in out
+    assert "speaker-like" not in err  # the folds are the actors: no speaker crosses them
+    with FeatureStore(w["grouped"]) as store:
+        actor = dict(zip(store.names, store.extra_columns()["actor"]))
+    with open(tmp / "out" / "oof_predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(r["fold"] == actor[r["name"]] for r in rows)
+    metrics = json.loads((tmp / "out" / "metrics.json").read_text())
+    assert metrics["params"]["folds_from"] == "actor" and metrics["classes"] == list(EMOTIONS)
+
+
 def ranked_and_fused(w, tmp, out, err) -> None:  # issue 17
     report = json.loads((tmp / "out" / "leaderboard.json").read_text())
     assert [(r["section"], r["name"]) for r in report["rows"]] == [
@@ -723,6 +736,60 @@ CASES = [
       "(--semi threshold)", rc=2, absent=("--semi-threshold",)),
     E("semi-sweep-quantile-above-one", "semi-sweep --features {audio} --out {out} --semi "
       "class-quantile --values 1.2", "--values: 1.2 is not a class quantile in [0, 1]", rc=2),
+    # ---- issue 23: label sets, targets, published folds, metric (every command that has them)
+    E("fit-classes-one", A + " --classes happy", "classes must name at least two classes",
+      "(--classes)", rc=2),
+    E("fit-label-map-missing", A + " --label-map {tmp}/gone.json", "--label-map",
+      "gone.json' not found"),
+    E("fit-folds-from-unknown-column", "fit --features {audio} --out {out} --folds-from nosuch",
+      "--folds-from nosuch: the clips have no column 'nosuch'"),
+    E("fit-targets-not-numbers", "fit --features {grouped} --out {out} --model logreg --folds 3 "
+      "--targets actor", "--targets actor", "not a finite decimal number"),
+    E("fit-metric-unknown", A + " --metric accuracy", "argument --metric: invalid choice", rc=2),
+    Case("fit-folds-from-column", "fit --features {grouped} --out {out} --model logreg "
+         "--folds-from actor --targets none", 0, check=folds_from_the_column),
+    E("ablate-classes-miss-labels", "ablate --features {audio} --features {text} --out {out} "
+      "--classes happy,sad", "outside the classes --classes happy,sad", "'neutral'"),
+    E("ablate-label-map-not-a-map", "ablate --features {audio} --features {text} --out {out} "
+      "--label-map {truth}", "line 1 must be the header 'from,to'"),
+    E("ablate-folds-from-and-folds", "ablate --features {audio} --features {text} --out {out} "
+      "--folds-from actor --folds 3", "--folds-from takes the folds from the column",
+      "--folds would draw others", "Give one of the two", rc=2),
+    E("ablate-targets-labels-column", "ablate --features {audio} --features {text} --out {out} "
+      "--targets discrete", "targets must be numeric columns; 'discrete' is not one", rc=2),
+    E("ablate-metric-unknown", "ablate --features {audio} --features {text} --out {out} "
+      "--metric f2", "argument --metric: invalid choice", rc=2),
+    E("robustness-classes-twice", "robustness --features {audio} --out {out} --condition "
+      "audio={noisy} --classes happy,sad,happy", "names happy twice", rc=2),
+    E("robustness-label-map-missing", "robustness --features {audio} --out {out} --condition "
+      "audio={noisy} --label-map {tmp}/gone.csv", "gone.csv' not found"),
+    E("robustness-folds-from-unknown-column", "robustness --features {audio} --out {out} "
+      "--condition audio={noisy} --folds-from nosuch", "the clips have no column 'nosuch'"),
+    E("robustness-targets-twice", "robustness --features {audio} --out {out} --condition "
+      "audio={noisy} --targets valence,valence", "targets must be distinct columns", rc=2),
+    E("robustness-metric-unknown", "robustness --features {audio} --out {out} --condition "
+      "audio={noisy} --metric auc", "argument --metric: invalid choice", rc=2),
+    E("leaderboard-classes-miss-labels", "leaderboard --features {audio} --out {out} --classes "
+      "happy,sad", "outside the classes --classes happy,sad"),
+    E("leaderboard-label-map-not-a-map", "leaderboard --features {audio} --out {out} "
+      "--label-map {truth}", "line 1 must be the header 'from,to'"),
+    E("leaderboard-folds-from-clip-without-fold", "leaderboard --features {grouped_gap} --out "
+      "{out} --folds-from actor --model logreg", "--folds-from actor: 1 labelled training "
+      "clip(s) have no 'actor' value"),
+    E("leaderboard-targets-unknown-column", "leaderboard --features {audio} --out {out} "
+      "--targets arousal", "the clips have no column 'arousal'"),
+    E("leaderboard-metric-unknown", "leaderboard --features {audio} --out {out} --metric mse",
+      "argument --metric: invalid choice", rc=2),
+    E("semi-sweep-classes-one", "semi-sweep --features {audio} --out {out} --semi threshold "
+      "--values 0.5 --classes sad", "classes must name at least two classes", rc=2),
+    E("semi-sweep-label-map-missing", "semi-sweep --features {audio} --out {out} --semi "
+      "threshold --values 0.5 --label-map {tmp}/gone.json", "gone.json' not found"),
+    E("semi-sweep-folds-from-unknown-column", "semi-sweep --features {audio} --out {out} --semi "
+      "threshold --values 0.5 --folds-from nosuch", "the clips have no column 'nosuch'"),
+    E("semi-sweep-targets-labels-column", "semi-sweep --features {audio} --out {out} --semi "
+      "threshold --values 0.5 --targets split", "'split' is not one", rc=2),
+    E("semi-sweep-metric-unknown", "semi-sweep --features {audio} --out {out} --semi threshold "
+      "--values 0.5 --metric top5", "argument --metric: invalid choice", rc=2),
     E("semi-sweep-strategy-none", "semi-sweep --features {audio} --out {out} --semi none "
       "--values 0.5", "argument --semi: invalid choice", rc=2),
     E("semi-sweep-hide-everything", "semi-sweep --features {audio} --out {out} --semi threshold "

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from mer_features import EMOTIONS
 from mer_features.errors import ManifestError
 from mer_features.corpora.manifest import (check_inputs, parse_manifest, read_manifest,
                                            write_manifest)
@@ -120,9 +121,7 @@ def test_one_pass_reports_rows_transcripts_and_missing_files_together(tmp_path: 
     rows = "".join(f"m{i},m{i}.wav,,\n" for i in range(45))
     text = "name,audio,discrete,valence\na,a.wav,happy,1\na,a.wav,joyful,1\n" + rows
     (tmp_path / "m.csv").write_text(text, encoding="utf-8")
-    from mer_features import EMOTIONS
-
-    with pytest.raises(ManifestError) as info:  # MER's six declared: 'joyful' is not a class
+    with pytest.raises(ManifestError) as info:  # declared classes: 'joyful' is refused
         read_manifest_for(tmp_path / "m.csv", classes=EMOTIONS)
     message = str(info.value)
     assert "has 47 problem(s)" in message and "... and 27 more problem(s)" in message
@@ -134,6 +133,11 @@ def test_one_pass_reports_rows_transcripts_and_missing_files_together(tmp_path: 
     with pytest.raises(ManifestError) as info:
         read_manifest_for(tmp_path / "m.csv", skip_missing=True, classes=EMOTIONS)
     assert "has 2 problem(s)" in str(info.value) and "skip_missing" not in str(info.value)
+    # without declared classes any label is read (the label set is the data's): 'joyful' is
+    # no problem, the duplicate name and the missing files still are
+    with pytest.raises(ManifestError) as info:
+        read_manifest_for(tmp_path / "m.csv")
+    assert "has 46 problem(s)" in str(info.value) and "joyful" not in str(info.value)
 
 
 @pytest.mark.parametrize("value, number", [("-2.5", -2.5), ("3", 3.0), (".5", 0.5),
