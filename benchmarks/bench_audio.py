@@ -6,16 +6,20 @@ its config, random weights: same speed as the trained one), side by side in one 
 * per-clip loop, as the MER 2023 baseline scripts do it: load the model, then for each clip
   decode with librosa, forward, mean of the last four layers, save one .npy file;
 * this pipeline (`mer_features.pipeline.extract`) in fp32 (the default) and with
-  `--dtype auto` (the fastest path within cosine 0.999 of fp32 on this machine), alternating
-  with the loop, each variant's best of ``--repeats`` runs;
+  `--dtype auto` (bf16 where the CPU has AMX/AVX512-BF16, else fp32: decided from the CPU's
+  flags, never timed), alternating with the loop, each variant's best of ``--repeats`` runs;
 * a re-run over the complete store;
 * every compute path forced in turn (fast / stock implementation x fp32 / bf16), each against
   the loop on the same ``--path-clips`` clips, so the table shows what each path costs on this
-  CPU. A path the chooser's probe found hopeless here (e.g. bf16 where it is emulated: 30x
-  slower) runs on a quarter of those clips, once.
+  CPU. A path the probe found hopeless here (e.g. bf16 where it is emulated: 30x slower) runs
+  on a quarter of those clips, once.
 
-Prints the machine (CPU model and flags), the chooser's probe, the ratios and the cosine
-similarity of bf16 to fp32 utterance vectors; writes benchmarks/out/bench_audio.json.
+The probe (:func:`mer_features.autotune.measure`, two 1.5 s synthetic clips, every path, cached
+per machine) is the measurement behind the fixed rules of :mod:`mer_features.encoders.tuning`
+(the CPU fast path by default on a CPU; bf16 only where the CPU computes it natively); the
+pipeline itself never times anything. Prints the machine (CPU model and flags), the probe, the
+ratios and the cosine similarity of bf16 to fp32 utterance vectors; writes
+benchmarks/out/bench_audio.json.
 Usage: python benchmarks/bench_audio.py [--clips N] [--repeats R] [--path-clips K] [--out DIR]
 """
 
@@ -39,7 +43,7 @@ PATHS = ("fast-fp32", "stock-fp32", "fast-bf16", "stock-bf16")
 
 def corpus(folder: Path, n: int) -> tuple[Path, str]:
     """A manifest of n clips: real RAVDESS speech when present, else generated voiced clips."""
-    from conftest import voiced, write_manifest
+    from synthetic_media import voiced, write_manifest
 
     if RAVDESS.is_dir():
         files = sorted(RAVDESS.glob("Actor_*/*.flac"))[:: max(1, 720 // n)][:n]
@@ -59,7 +63,7 @@ def corpus(folder: Path, n: int) -> tuple[Path, str]:
 
 def subset(manifest: Path, k: int, folder: Path) -> Path:
     """The first k clips of a manifest, spread over it (every n/k-th)."""
-    from conftest import write_manifest
+    from synthetic_media import write_manifest
 
     from mer_features.corpora.manifest import read_manifest
 
@@ -113,6 +117,40 @@ def cosine_min(a: np.ndarray, b: np.ndarray) -> float:
     return float(cos.min())
 
 
+def encoder_probe(enc, device: str):
+    """``probe(path)`` for :func:`mer_features.autotune.measure`: a fresh copy of ``enc``
+    loaded on that path encodes the probe inputs of its modality; returns (seconds of
+    encode_batch, utterance vectors as rows). One copy is loaded at a time."""
+    import gc
+
+    from mer_features.autotune import split_path
+    from mer_features.modalities import get_stage
+
+    items = get_stage(enc.modality).probe_inputs(enc)
+    current: dict = {}
+
+    def probe(name: str):
+        if name not in current:
+            current.clear()
+            gc.collect()
+            impl, dtype = split_path(name)
+            fresh = type(enc)(enc.config)
+            fresh.impl = impl
+            fresh.load(device, dtype)
+            current[name] = fresh
+        start = time.perf_counter()
+        results = current[name].encode_batch(items)
+        seconds = time.perf_counter() - start
+        rows = []
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+            rows.append(np.asarray(r.utterance, np.float32).reshape(-1, r.utterance.shape[-1]))
+        return seconds, np.concatenate(rows)
+
+    return probe
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=int, default=40)
@@ -126,9 +164,10 @@ def main() -> None:
 
     import machine
 
-    from mer_features.autotune import GIVE_UP
+    from mer_features import autotune
     from mer_features.encoders import create_encoder
     from mer_features.encoders.tuning import choose_path
+    from mer_features.modalities import get_stage
     from mer_features.pipeline import extract
 
     info = machine.describe()
@@ -144,19 +183,26 @@ def main() -> None:
         common = dict(modality="audio", encoder=spec, device="cpu", progress=False,
                       workers=args.workers, log=lambda m: print(f"  [{m}]", flush=True))
 
-        # The chooser's probe, as the first --dtype auto run on a machine does it (then cached).
+        # Every path on a short probe (cached per machine): what the fixed rule rests on. The
+        # rule itself (choose_path) reads only the device and the CPU's flags.
+        enc = create_encoder("audio", spec)
         t = time.perf_counter()
-        choice = choose_path(create_encoder("audio", spec), "cpu", "auto")
+        m = autotune.measure({"encoder": enc.shape_fields(),
+                              "probe": get_stage("audio").probe_size()},
+                             sorted(PATHS, key=lambda p: p != "stock-fp32"),
+                             encoder_probe(enc, "cpu"))
         probe_s = time.perf_counter() - t
-        m = choice.measurement
+        choice = choose_path(enc, "cpu", "auto")
+        fastest = m.fastest()
         rows["probe"] = {"seconds": round(probe_s, 2), "cached": m.cached,
                          "trials": {n: tr.to_json() for n, tr in m.trials.items()},
-                         "auto": f"{choice.impl}-{choice.dtype}"}
+                         "auto": choice.name, "fastest": fastest.path if fastest else None}
         print(f"compute-path probe ({'cached' if m.cached else f'{probe_s:.1f} s, once per machine'})"
-              f": {m.table()}\n  --dtype auto -> {choice.impl}-{choice.dtype}", flush=True)
-        fastest = min(tr.seconds for tr in m.trials.values() if tr.seconds is not None)
+              f": {m.table()}\n  --dtype auto and the default path -> {choice.name} (fixed "
+              f"rule); fastest on the probe: {rows['probe']['fastest']}", flush=True)
+        best_s = min(tr.seconds for tr in m.trials.values() if tr.seconds is not None)
         hopeless = {n for n, tr in m.trials.items()
-                    if tr.seconds is None or tr.seconds > GIVE_UP * fastest}
+                    if tr.seconds is None or tr.seconds > autotune.GIVE_UP * best_s}
 
         # Alternate the variants and keep each one's best time: this VM's speed drifts by
         # +-20% over tens of seconds, and the first forward of each new shape is slower.

@@ -70,7 +70,7 @@ def build_model(folder: Path, fields: dict, normalize: bool) -> Path:
 def make_clips(n: int, seed: int = 0) -> list:
     """n speech-like 16 kHz clips of 3-6 s (harmonics with vibrato and syllable envelopes)."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import voiced
+    from synthetic_media import voiced
 
     from mer_features.decode.inputs import AudioInput
 
@@ -259,7 +259,7 @@ def bench_pipeline(model_dir: Path, clips: list, device: str, tmp: Path, dtypes,
     except ImportError as e:
         return {"skipped": f"soundfile is not importable here ({e}); carry its wheels"}
     sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import write_manifest
+    from synthetic_media import write_manifest
 
     from mer_features.pipeline import extract
     from mer_features.store import FeatureStore
@@ -368,7 +368,7 @@ def main() -> int:
     dtypes = DTYPES if cuda else ("fp32", "bf16")  # fp16 autocast is a GPU dtype
     result: dict = {"issue": 18, "environment": environment(device), "clips": n,
                     "repeats": args.repeats, "tiny": args.tiny, "dtypes": list(dtypes),
-                    "input": "synthetic speech-like 16 kHz waveforms (tests/conftest.py voiced), "
+                    "input": "synthetic speech-like 16 kHz waveforms (tests/synthetic_media.py voiced), "
                              "fed to the toolkit's hf audio encoder; pipeline rows from WAV files",
                     "sizes": []}
     print(f"bench_gpu: {result['environment'].get('gpu', 'CPU')}, torch {torch.__version__}, "

@@ -79,6 +79,7 @@ def main() -> None:
     summary = {"machine": info, "clips": args.clips, "classes": 8,
                "metrics": len(clips["metrics"]), "resamples": args.resamples,
                "permutations": args.permutations,
+               "sizes": f"{args.clips} / {args.resamples} / {args.permutations}",
                "bootstrap_clips_s": round(t_clips, 3), "bootstrap_clips_cpu_s": round(c_clips, 3), "bootstrap_groups_s": round(t_groups, 3),
                "loop_all_metrics_s": round(t_loop, 2),
                "speedup_vs_loop": round(t_loop / t_clips, 1),

@@ -51,7 +51,7 @@ CASES = (  # (encoder, how, languages)
 
 def corpus(folder: Path, n: int | None) -> tuple[dict[str, Path], dict[str, int], str]:
     """One manifest per language (name,text), the counts, and what the corpus is."""
-    from conftest import write_manifest
+    from synthetic_media import write_manifest
 
     if MER.is_file():
         with open(MER, encoding="utf-8-sig", newline="") as f:

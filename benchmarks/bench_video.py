@@ -27,7 +27,7 @@ FPS, MAX_FRAMES, FACE_SIZE = 4.0, 64, 160
 
 
 def corpus(folder: Path, n: int, source: str) -> tuple[Path, str]:
-    from conftest import write_manifest
+    from synthetic_media import write_manifest
 
     from mer_features.demo import write_demo
 

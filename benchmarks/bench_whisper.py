@@ -61,7 +61,7 @@ def device_and_types() -> tuple[str, tuple[str, ...]]:
 
 def corpus(folder: Path, n: int) -> tuple[Path, str]:
     """A manifest of n clips: RAVDESS speech when present, else generated speech-like clips."""
-    from conftest import voiced, write_manifest
+    from synthetic_media import voiced, write_manifest
 
     if RAVDESS.is_dir():
         files = sorted(RAVDESS.glob("Actor_*/*.flac"))[:: max(1, 720 // n)][:n]
@@ -150,10 +150,10 @@ def batches_of(clips: list, size: int) -> list[list]:
 
 def report(rows: dict, label: str, seconds: float, clips: list) -> None:
     audio = sum(c.duration for c in clips)
-    rows[label] = {"seconds": round(seconds, 4), "clips_per_s": round(len(clips) / seconds, 2),
-                   "real_time_factor": round(audio / seconds, 1)}
-    print(f"  {label:44s} {seconds:8.2f} s {len(clips) / seconds:8.1f} clips/s "
-          f"RTF {audio / seconds:8.1f}", flush=True)
+    rows[label] = {"seconds": round(seconds, 4), "clips_per_s": round(len(clips) / seconds, 3),
+                   "real_time_factor": round(audio / seconds, 3)}
+    print(f"  {label:44s} {seconds:8.2f} s {len(clips) / seconds:8.2f} clips/s "
+          f"RTF {audio / seconds:8.2f}", flush=True)
 
 
 def attempt(rows: dict, label: str, fn) -> None:

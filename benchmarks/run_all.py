@@ -104,6 +104,18 @@ BENCHMARKS = {
         ("semi: generated arrays (GB)", "data_gb", None),
         ("semi: peak RSS (GB)", "peak_rss_gb", None),
     ], True),
+    "stats": ("bench_stats.py", [], ["--clips", "2000", "--resamples", "200",
+                                     "--permutations", "1000", "--loop", "10"], [
+        ("stats: clips / resamples / permutations (full: 10000 / 1000 / 10000)",
+         "sizes", None),
+        ("stats: bootstrap over clips, every metric (s)", "bootstrap_clips_s", None),
+        ("stats: same, CPU seconds of the process", "bootstrap_clips_cpu_s", None),
+        ("stats: same, resampling 100 speakers (s)", "bootstrap_groups_s", None),
+        ("stats: same resamples, one all_metrics call each (s)",
+         "loop_all_metrics_s", None),
+        ("stats: bootstrap vs per-resample loop (x)", "speedup_vs_loop", (AT_LEAST, 1.0)),
+        ("stats: paired test, resamples + permutations (s)", "compare_pair_s", None),
+    ], True),
     "store": ("bench_store.py", [], ["--clips", "5000"], [
         ("store: all utterances of 73k clips from the store, cold cache (s)", "cold.store_s", None),
         ("store: same from one .npy per clip, cold cache (s)", "cold.npy_s", None),

@@ -1,4 +1,4 @@
-"""Choosing how to compute by measuring it on the machine at hand, like cudnn's benchmark mode.
+"""Timing compute paths on the machine at hand, for the benchmarks; and the machine's facts.
 
 Much of this toolkit can compute the same numbers in more than one way. A *path* is an
 implementation and a compute dtype, named ``<impl>-<dtype>``:
@@ -10,22 +10,25 @@ implementation and a compute dtype, named ``<impl>-<dtype>``:
 
 Which is fastest depends on the processor: the fast path and bf16 were tuned on a Xeon with
 AMX (bf16 matrix units), where bf16 is 3x faster than fp32; on a CPU without native bf16
-instructions (AVX2-only AMD EPYC, most laptops) bf16 is emulated and 30x *slower*. So the
-choice is measured, not assumed: every candidate runs the same short probe once, and the
-fastest one whose outputs keep a cosine similarity of at least :data:`MIN_COSINE` to the
-reference path's (``stock-fp32``) is chosen. The result is kept in a JSON file,
-``compute-paths.json`` in the cache folder ($MER_FEATURES_CACHE, else ~/.cache/mer_features),
-keyed by everything that decides the speed: CPU model and flags (or GPU name), torch version,
-thread count, the shape of what is computed and the probe itself. A damaged or unreadable file
-is measured again and rewritten; an unwritable folder only costs the probe on every run.
+instructions (AVX2-only AMD EPYC, most laptops) bf16 is emulated and 11-34x *slower*.
 
-The fp32 paths agree to ~1e-6, so which of them ran is not part of a store's fingerprint;
-the compute dtype is (bf16 changes the numbers), see :mod:`mer_features.fingerprint`.
+The library never times anything to decide how to compute: a timing probe picks one path on a
+quiet machine and another under load, and paths in different dtypes give different numbers.
+:mod:`mer_features.encoders.tuning` decides by fixed rules from the device and the CPU's flags
+(:func:`native_bf16_cpu`, :func:`cpu_model_and_flags`, used here and by the benchmarks'
+machine line). :func:`measure` is what those rules rest on: ``benchmarks/bench_audio.py`` runs
+every candidate on the same short probe and keeps the fastest one whose outputs keep a cosine
+similarity of at least :data:`MIN_COSINE` to the reference path's (``stock-fp32``), so a
+machine's section of benchmarks/RESULTS.md shows what each path costs there. The times are kept
+in a JSON file, ``compute-paths.json`` in the cache folder ($MER_FEATURES_CACHE, else
+~/.cache/mer_features), keyed by everything that decides the speed: CPU model and flags (or GPU
+name), torch version, thread count, the shape of what is computed and the probe itself. A
+damaged or unreadable file is measured again and rewritten; an unwritable folder only costs the
+probe on every run.
 
-This module knows nothing of encoders: a caller gives the candidates and a ``probe(path)``
+:func:`measure` knows nothing of encoders: a caller gives the candidates and a ``probe(path)``
 that runs one path once and returns ``(seconds, outputs)``, so the choice can be tested with
-injected timings. Encoders use it through :mod:`mer_features.encoders.tuning`; the heads'
-``--precision auto`` through :mod:`mer_heads.runtime`.
+injected timings.
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DTYPE_MARGIN", "MIN_COSINE", "Measurement", "Trial", "cache_file", "machine_fields", "measure",
-           "min_cosine", "path_name", "split_path"]
+__all__ = ["DTYPE_MARGIN", "MIN_COSINE", "Measurement", "Trial", "cache_file", "cpu_model_and_flags",
+           "machine_fields", "measure", "min_cosine", "native_bf16_cpu", "path_name", "split_path"]
 
 MIN_COSINE = 0.999
 """Least cosine similarity to the reference path's outputs for a path to be chosen."""

@@ -72,12 +72,30 @@ def _extract_options(args: argparse.Namespace) -> Any:
 
 
 def _flags() -> dict[str, str]:
-    """Parameter name -> flag, for every generated option (how errors name them)."""
+    """Parameter name -> flag, for every generated option and the importers' options (how
+    errors name them)."""
+    from mer_features.corpora import known_corpora
     from mer_features.modalities import stages
     from mer_features.options import flag_map
     from mer_features.pipeline.options import ExtractOptions, SweepOptions
 
-    return flag_map(ExtractOptions, SweepOptions, *(s.Options for s in stages()))
+    flags = flag_map(ExtractOptions, SweepOptions, *(s.Options for s in stages()))
+    flags.setdefault("root", "--root")
+    for corpus in known_corpora().values():
+        for option in corpus.options:
+            flags.setdefault(option.dest, option.flag)
+    return flags
+
+
+def _log(message: str) -> None:
+    """A run's warnings and notes on stderr, in the command line's words."""
+    print(cli_message(message), file=sys.stderr)
+
+
+def cli_message(message: str) -> str:
+    """A message of the library as this command line words it: parameters named in backticks
+    (`` `overwrite` ``) become their flags (``--overwrite``)."""
+    return with_flags(message, _flags())
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -94,7 +112,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         options = replace(options, shard=launch.shard, device=bind_device(options.device, launch))
     store = launch.shard.store_path(out) if launch is not None else out
     args.store_path = store  # for the message if the run is interrupted
-    summary = execute(plan_extraction(replace(options, out=store)))
+    summary = execute(plan_extraction(replace(options, out=store)), log=_log)
     print(summary.line())
     if launch is not None and launch.launcher == "torchrun":
         from mer_features.pipeline.distributed import barrier_then_merge
@@ -112,7 +130,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     # stdout carries one line, the clean store's path (the Makefile reads it): what extraction
     # prints along the way (failed clips) goes to stderr with the progress.
     with contextlib.redirect_stdout(sys.stderr):
-        result = run_sweep(options, sweep_options)
+        result = run_sweep(options, sweep_options, log=_log)
     if result.incomplete:
         print(f"note: the stores of level(s) {', '.join(result.incomplete)} hold failed or "
               f"missing clips ('mer-features info STORE' lists them); sweep file: {result.path}",
@@ -122,6 +140,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from mer_features.corpora.classes import describe_counts
     from mer_features.store.info import describe_facts, store_report
 
     info = store_report(args.store)  # the summary, data-quality facts, damaged clips
@@ -131,6 +150,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     status = ", ".join(f"{k} {v}" for k, v in info["status"].items() if v)
     print(f"store          {info['path']}")
     print(f"clips          {info['clips']} ({status or 'none'}); {info['labelled']} labelled")
+    if info["labelled"]:
+        print(f"classes        {describe_counts(info['classes'], list(info['classes']))}")
     if info["extra_columns"]:  # the manifest's other columns (mer-heads --groups COL)
         print(f"columns        {', '.join(info['extra_columns'])}")
     print(f"modality       {info['modality']}")
@@ -228,7 +249,7 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     line, notes = corpus.summary(path, counts)
     print(line)
     for note in notes:
-        print(note, file=sys.stderr)
+        print(cli_message(note), file=sys.stderr)
     return 0
 
 
@@ -491,7 +512,7 @@ def _report(e: BaseException, args: argparse.Namespace, interrupts: _Interrupts,
         print(f"{prog}: error: {_flag_message(e)}", file=sys.stderr)
         return EXIT_USAGE
     if isinstance(e, MerFeaturesError):
-        print(f"error: {with_flags(str(e), _flags())}", file=sys.stderr)
+        print(f"error: {cli_message(str(e))}", file=sys.stderr)
     elif isinstance(e, MemoryError):
         print("error: out of memory; use a smaller --batch-size or --batch-seconds, or fewer "
               "--workers", file=sys.stderr)

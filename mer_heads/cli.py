@@ -90,8 +90,11 @@ def _configs(args: argparse.Namespace) -> dict:
     range raises :class:`ParameterError`, which :func:`parse_args` turns into exit 2)."""
     from mer_heads.heads.layers import check_learned
 
-    head, loading = (HeadConfig(**_given(args, HeadConfig)),
-                     DataConfig(**_given(args, DataConfig)))
+    given = _given(args, HeadConfig)
+    if "folds" in given and "folds_from" in given:
+        raise ParameterError("--folds-from takes the folds from the column (one per value); "
+                             "--folds would draw others. Give one of the two.", "folds_from")
+    head, loading = HeadConfig(**given), DataConfig(**_given(args, DataConfig))
     check_learned(head.model, loading.layers)
     return dict(head=head, loading=loading)
 
@@ -144,12 +147,24 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         settings["progress"] = ConsoleConfig(**_given(args, ConsoleConfig)).progress
     if args.command == "fit":
         settings["semi"] = _semi_settings(args)
+    if args.command == "compare":
+        settings["compare"] = _compare_settings(args)
     if args.command == "semi-sweep":
         settings["values"] = _sweep_values(args.semi, args.values)
         semi = _given(args, SemiSettings)
         SemiSettings(strategy=args.semi, **semi)  # --hide-labels, --semi-rounds ... in range
         settings["semi"] = semi
     return settings
+
+
+def _compare_settings(args: argparse.Namespace) -> Any:
+    """compare's settings; fewer than two runs is a command-line error."""
+    from mer_heads.config import CompareSettings
+
+    if len(args.runs) < 2:
+        raise ParameterError(f"compare needs at least two runs (RUN_A RUN_B ...); got "
+                             f"{len(args.runs)}.")
+    return CompareSettings(**_given(args, CompareSettings))
 
 
 def _print_notes(notes: list[str]) -> None:
@@ -212,6 +227,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if scores.mse is not None:
         print(f"valence MSE    {scores.mse:.4f}")
         print(f"F1 - 0.25 MSE  {scores.metric:.4f}")
+    print(f"UA             {scores.ua:.4f}")
+    print(f"WA             {scores.wa:.4f}")
+    print(f"macro F1       {scores.macro_f1:.4f}")
+    for target, values in scores.targets.items():
+        print(f"{'CCC ' + target:<15}{values['ccc']:.4f} ({values['n']} clips, MSE "
+              f"{values['mse']:.4f})")
     return 0
 
 
@@ -272,6 +293,16 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mer_heads.experiments.compare import compare_runs
+
+    result = compare_runs(args.runs, args.out, args.settings["compare"],
+                          overwrite=args.overwrite)
+    _print_report(result, [result.markdown_path, result.csv_path, result.json_path,
+                           result.png_path], result.seconds)
+    return 0
+
+
 def _add_head_arguments(p: argparse.ArgumentParser, features_required: bool = True,
                         skip: tuple[str, ...] = ()) -> None:
     p.add_argument("--features", action="append", required=features_required,
@@ -328,7 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("predict", help="MER 2023 submission (name,discrete,valence) from a run",
-                       description="Average the fold models' probabilities and valence.")
+                       description="Average the fold models' probabilities and valence. A run "
+                       "on MER 2023's classes writes the MER 2023 submission format; a run on "
+                       "another label set (or other targets) writes name,discrete, a column per "
+                       "target and a p_<class> column per class.")
     p.add_argument("--run", required=True, help="run directory written by `mer-heads fit`")
     p.add_argument("--features", action="append", metavar="[KEY=]STORE",
                    help="stores to predict, one per modality in the run's order (default: the "
@@ -344,9 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="official scores of a prediction file",
-                       description="Weighted F1 over the six classes, valence MSE, and "
-                       "F1 - 0.25 * MSE (F1 only when there is no valence).")
-    p.add_argument("--pred", required=True, help="CSV name,discrete[,valence]")
+                       description="Weighted F1 over the classes, valence MSE, and "
+                       "F1 - 0.25 * MSE (F1 only when there is no valence); UA, WA, macro F1, "
+                       "and the CCC of each target column both files have.")
+    p.add_argument("--pred", required=True, help="CSV name,discrete[,valence] (a MER 2023 "
+                   "submission), or the name,discrete,...,p_<class> predictions of another "
+                   "label set")
     p.add_argument("--labels", required=True, help="CSV name,discrete[,valence] (a manifest or "
                    "MER 2023 train-label.csv)")
     p.add_argument("--split", help="score only the labelled clips of this split of --labels "
@@ -456,6 +493,34 @@ def _add_research_commands(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier description in --out (otherwise refused)")
     p.set_defaults(func=cmd_describe)
+    _add_compare_command(sub)
+
+
+def _add_compare_command(sub) -> None:
+    """compare (issue 26)."""
+    from mer_heads.config import CompareSettings
+
+    p = sub.add_parser("compare", help="paired tests between runs on the same clips: deltas, "
+                       "bootstrap intervals, permutation p-values",
+                       description="Compare the held-out predictions of two or more runs of "
+                       "`mer-heads fit` on the same clips and folds: per metric the values, "
+                       "delta = b - a, its 95% paired-bootstrap interval (over clips, or the "
+                       "groups the folds were grouped by) and a paired permutation p-value; "
+                       "with more than two runs, Holm-adjusted p-values. Writes "
+                       "OUT/compare.md, .csv, .json and .png.")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="run directories of `mer-heads fit` (or their oof_predictions.csv); "
+                   "the first is a, the reference")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier comparison in --out (otherwise refused)")
+    flags = [f for f in fields(CompareSettings) if f.metadata.get("flag")]
+    add_options(p, CompareSettings, tuple(f.name for f in flags if f.type != "bool"))
+    for f in flags:
+        if f.type == "bool":
+            p.add_argument(f.metadata["flag"], dest=f.name, action="store_true",
+                           default=argparse.SUPPRESS, help=cli_help(f))
+    p.set_defaults(func=cmd_compare)
 
 
 def _one_line(message: str) -> str:
@@ -464,7 +529,14 @@ def _one_line(message: str) -> str:
 
 def error_text(e: BaseException) -> str:
     """The one line an error of the library is shown as (after ``error: `` at exit 1, or in
-    argparse's usage error at exit 2)."""
+    argparse's usage error at exit 2). mer_features' errors name its parameters in backticks
+    (`` `storage_dtype` ``): shown as mer-features' flags (``--storage-dtype``)."""
+    from mer_features.errors import MerFeaturesError
+
+    if isinstance(e, MerFeaturesError):
+        from mer_features.cli import cli_message
+
+        return _one_line(cli_message(str(e)))
     return _one_line(e)
 
 

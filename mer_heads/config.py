@@ -30,6 +30,13 @@ LAYER_POOLING = ("mean", "flatten", "learned")
 MAX_FRAMES = 64
 STRATEGIES = ("none", "threshold", "class-quantile", "weak-reinforce")
 TEACHERS = ("fold", "ensemble")
+METRICS = ("auto", "mer", "f1", "ua", "wa", "macro_f1")
+"""What ``--metric`` may name (:func:`mer_heads.metrics.resolve_metric`): the score that ranks
+(leaderboards, ablation and robustness headlines) and that picks the epoch each fold model
+keeps. ``auto`` is ``mer`` (F1 - 0.25 x valence MSE, F1 without valence) on MER 2023's classes
+and ``ua`` on any other label set."""
+CALIBRATIONS = ("none", "temperature")
+"""What ``--calibrate`` may name (:mod:`mer_heads.stats.runs`)."""
 MAX_SEED = 2**32 - 1
 """Seeds reach numpy's legacy RandomState (StratifiedKFold), which takes [0, 2**32 - 1]."""
 
@@ -70,6 +77,8 @@ def parameter_flag(name: str) -> str:
     a :class:`~mer_heads.errors.ParameterError`: the flag of the settings field of that name
     (``folds`` -> ``--folds``, ``C`` -> ``-C``, ``strategy`` -> ``--semi``), else ``--`` and
     the name with dashes (``train_split`` -> ``--train-split``)."""
+    if name == "runs":  # compare's positional RUN arguments
+        return "RUN"
     for cls in (HeadConfig, DataConfig, SemiSettings):
         if any(f.name == name for f in fields(cls)) and flag(cls, name):
             return flag(cls, name)
@@ -87,6 +96,30 @@ def _check_column(name: str, value: Any) -> None:
     if (not isinstance(value, str) or not value.strip() or value != value.strip()
             or any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in value)):
         raise _bad(name, "the name of a manifest column (e.g. actor)", value)
+
+
+_FOLDS_DEFAULT = 5
+LABEL_COLUMNS = ("name", "discrete", "split", "video", "audio", "text")
+"""Manifest columns that are not continuous targets."""
+
+
+def _targets(value: Any) -> tuple[str, ...]:
+    """``targets`` as a tuple of column names: a tuple/list, or ``"valence,arousal"`` (the
+    command line); ``"none"`` or an empty sequence for none."""
+    if isinstance(value, str):
+        value = () if value.strip().lower() == "none" else value.split(",")
+    if not isinstance(value, (tuple, list)) or not all(isinstance(v, str) for v in value):
+        raise _bad("targets", "numeric manifest columns separated by commas (e.g. "
+                   "valence,arousal,dominance) or none", value)
+    names = tuple(v.strip() for v in value)
+    for name in names:
+        _check_column("targets", name)
+        if name in LABEL_COLUMNS:
+            raise _bad("targets", f"numeric columns; '{name}' is not one", ",".join(names))
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise _bad("targets", "distinct columns", ",".join(names))
+    return names
 
 
 def _known_heads() -> tuple[str, ...]:
@@ -109,11 +142,16 @@ class HeadConfig:
     """
 
     model: str = option("attention", "--model", choices=_known_heads)
-    folds: int = option(5, "--folds", "stratified folds K, >= 2")
+    folds: int = option(_FOLDS_DEFAULT, "--folds", "stratified folds K, >= 2")
     groups: str | None = option(
         None, "--groups", "a manifest column whose groups never straddle folds (stratified "
         "group folds, e.g. actor or speaker: speaker-independent scores)", metavar="COL",
         default_text="none: clips stratified by class only")
+    folds_from: str | None = option(
+        None, "--folds-from", "a manifest column holding each clip's held-out fold (a "
+        "published protocol, e.g. EmoBox's 'fold'): one fold per value, instead of drawn folds "
+        "(--folds is not used; with --groups the fold plan names the groups each fold holds "
+        "out)", metavar="COL", default_text="none: folds drawn with --seed")
     epochs: int = option(100, "--epochs", "training epochs of {heads}; the best one per fold is "
                          "kept")
     seed: int = option(0, "--seed", "seed of the folds and of all training randomness")
@@ -132,6 +170,21 @@ class HeadConfig:
         "probability per step (never all of a clip's modalities; none at evaluation), in [0, 1)",
         metavar="P")
     C: float = option(1.0, "-C", "inverse regularisation of {heads}, > 0")
+    targets: tuple[str, ...] = option(
+        ("valence",), "--targets", "continuous targets learnt beside the classes, numeric "
+        "manifest columns separated by commas (each in the multi-task loss, scored by MSE and "
+        "CCC); none for the classes alone", metavar="COL,COL", default_text="valence")
+    metric: str = option(
+        "auto", "--metric", "the score that ranks (leaderboard, ablation and robustness "
+        "headlines) and picks the epoch each fold model keeps: mer (F1 - 0.25 x valence MSE, F1 "
+        "without valence), f1 (weighted), ua, wa, macro_f1; auto: mer on MER 2023's classes, ua "
+        "on any other label set", choices=METRICS)
+    calibrate: str = option(
+        "none", "--calibrate", "temperature: calibrate the class probabilities with one "
+        "temperature per fold, fitted on the fold models' predictions of their own training "
+        "clips (never a held-out clip), applied to held-out and predicted probabilities "
+        "(changes confidence, never the class); metrics.json gives ECE/Brier/NLL before and "
+        "after; none: the probabilities as trained", choices=CALIBRATIONS)
     precision: str = option(
         DEFAULT_PRECISION, "--precision", "precision of the matrix products of {heads}: fp32; "
         "bf16 (bfloat16 products, fp32 weights and sums: fast with AMX/AVX512-BF16 or a GPU, "
@@ -173,6 +226,16 @@ class HeadConfig:
         if not isinstance(self.device, str) or not DEVICE_PATTERN.fullmatch(self.device):
             raise _bad("device", "cpu, cuda, cuda:N or auto", self.device)
         _check_column("groups", self.groups)
+        _check_column("folds_from", self.folds_from)
+        if self.folds_from is not None and self.folds != _FOLDS_DEFAULT:
+            raise ParameterError(
+                f"folds_from takes the folds from the column '{self.folds_from}' (one per "
+                f"value); folds={self.folds} would draw others. Give one of the two.", "folds")
+        if self.metric not in METRICS:
+            raise _bad("metric", f"one of {', '.join(METRICS)}", self.metric)
+        if self.calibrate not in CALIBRATIONS:
+            raise _bad("calibrate", f"one of {', '.join(CALIBRATIONS)}", self.calibrate)
+        object.__setattr__(self, "targets", _targets(self.targets))
         if not _finite(self.modality_dropout) or not 0 <= self.modality_dropout < 1:
             raise _bad("modality_dropout", "a number in [0, 1)",
                        self.modality_dropout)
@@ -226,6 +289,15 @@ class DataConfig:
         "manifest column (e.g. actor: per-speaker normalisation), from the group's own clips, "
         "no labels; transductive: held-out and new speakers use their own clips' statistics",
         metavar="COL", default_text="none")
+    classes: tuple[str, ...] | None = option(
+        None, "--classes", "the label set, in this order, separated by commas (mer2023: MER "
+        "2023's six); a label outside it is refused", metavar="A,B,C",
+        default_text="the labels' own: MER 2023's six when every label is one of them, else the "
+        "stores' recorded order or sorted by name")
+    label_map: str | Path | None = option(
+        None, "--label-map", "a JSON or CSV file renaming, merging or dropping classes before "
+        "training (the importers' format, docs/corpora.md#label-maps); dropped classes' clips "
+        "are left out", metavar="FILE", default_text="none")
 
     def __post_init__(self) -> None:
         for name, allowed in (("input", INPUTS), ("join", JOINS), ("layers", LAYER_POOLING)):
@@ -240,10 +312,21 @@ class DataConfig:
                                  "input='utterance', or the layers 'mean' or 'flatten'.",
                                  "layers")
         _check_column("normalize_by", self.normalize_by)
+        from mer_features.corpora.classes import parse_classes
+        from mer_features.errors import ParameterError as FeaturesParameterError
+
+        try:
+            object.__setattr__(self, "classes", parse_classes(self.classes))
+        except FeaturesParameterError as e:
+            raise ParameterError(str(e).replace("`classes`", "classes"), "classes") from None
+        if self.label_map is not None and not isinstance(self.label_map, (str, Path)):
+            raise _bad("label_map", "the path of a .json or .csv label map", self.label_map)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["manifest"] = None if self.manifest is None else str(self.manifest)
+        out["label_map"] = None if self.label_map is None else str(self.label_map)
+        out["classes"] = None if self.classes is None else list(self.classes)
         return out
 
     @classmethod
@@ -307,6 +390,72 @@ class SemiSettings:
         return out
 
 
+PAIRS = ("first", "all")
+"""Which pairs ``mer-heads compare`` tests: each run against the first, or every pair."""
+CORRECTIONS = ("holm", "bh", "none")
+"""Multiple-comparison corrections (:data:`mer_heads.stats.multiple.CORRECTIONS`)."""
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """How ``mer-heads compare`` tests runs against each other
+    (:func:`mer_heads.experiments.compare.compare_runs`, docs/statistics.md)."""
+
+    seed: int = option(0, "--seed", "seed of the paired-bootstrap resamples "
+                       "(numpy.random.default_rng(seed)) and of the permutations "
+                       "(default_rng([seed, 1])); recorded")
+    resamples: int = option(1000, "--resamples", "paired-bootstrap resamples B behind each "
+                            "interval", metavar="B")
+    permutations: int = option(10_000, "--permutations", "permutations N of the paired test "
+                               "(p is at least 1/(N+1))", metavar="N")
+    groups: str | None = option(
+        None, "--groups", "resample and permute whole groups of this column (speakers, "
+        "actors), read from --manifest, the run's manifest or its stores; none: single clips",
+        metavar="COL", default_text="the column the runs' folds were grouped by (fit --groups), "
+        "else clips")
+    manifest: str | None = option(
+        None, "--manifest", "a CSV with name and the --groups column", metavar="CSV",
+        default_text="the first run's manifest, else its stores")
+    metric: str = option("auto", "--metric", "the headline metric (the other metrics are shown "
+                         "too): mer, f1, ua, wa, macro_f1; auto: mer on MER 2023's classes, "
+                         "ua on any other label set", choices=METRICS)
+    pairs: str = option("first", "--pairs", "with more than two runs, first: each run against "
+                        "the first one; all: every pair", choices=PAIRS)
+    correction: str = option("holm", "--correction", "with more than two runs, the adjusted "
+                             "p-values across the comparisons, per metric: holm "
+                             "(Holm-Bonferroni), bh (Benjamini-Hochberg) or none",
+                             choices=CORRECTIONS)
+    common_clips: bool = option(False, "--common-clips", "compare on the clips every run has "
+                                "(their count is reported) instead of refusing runs whose clips "
+                                "differ", default_text="")
+
+    def __post_init__(self) -> None:
+        for name, low in (("seed", 0), ("resamples", 1), ("permutations", 1)):
+            value = getattr(self, name)
+            if not _integer(value) or value < low:
+                raise _bad(name, f"an integer >= {low}", value)
+        if self.seed > MAX_SEED:
+            raise _bad("seed", f"an integer in [0, {MAX_SEED}]", self.seed)
+        if self.groups is not None and self.groups.strip().lower() == "none":
+            object.__setattr__(self, "groups", "none")
+        else:
+            _check_column("groups", self.groups)
+        if self.manifest is not None and (not isinstance(self.manifest, (str, Path))
+                                          or not str(self.manifest)):
+            raise _bad("manifest", "the path of a CSV", self.manifest)
+        for name, allowed in (("metric", METRICS), ("pairs", PAIRS),
+                              ("correction", CORRECTIONS)):
+            if getattr(self, name) not in allowed:
+                raise _bad(name, f"one of {', '.join(allowed)}", getattr(self, name))
+        if not isinstance(self.common_clips, bool):
+            raise _bad("common_clips", "True or False", self.common_clips)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["manifest"] = None if self.manifest is None else str(self.manifest)
+        return out
+
+
 @dataclass(frozen=True)
 class ConsoleConfig:
     """What a long command shows while it works (:mod:`mer_heads.progress`). Nothing here
@@ -365,6 +514,6 @@ def cli_help(f: Any, heads_using: Callable[[str], tuple[str, ...]] | None = None
     return f"{text} (default {default})" if default else text
 
 
-__all__ = ["ConsoleConfig", "DataConfig", "HeadConfig", "INPUTS", "JOINS", "LAYER_POOLING", "MAX_FRAMES",
+__all__ = ["CompareSettings", "ConsoleConfig", "DataConfig", "HeadConfig", "INPUTS", "JOINS", "LAYER_POOLING", "MAX_FRAMES", "METRICS",
            "MAX_SEED", "STRATEGIES", "SemiSettings", "TEACHERS", "cli_help", "flag", "option",
            "parameter_flag", "split_options"]

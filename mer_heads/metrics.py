@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mer_features import EMOTIONS
+from mer_heads.config import METRICS  # noqa: F401  (re-exported: the --metric names)
 from mer_heads.data.labels import VALENCE_SCALE, read_label_table
 from mer_heads.errors import DataError, LabelError, ParameterError, listed
 
@@ -38,7 +39,12 @@ outside it on features unlike the training ones, e.g. under noise)."""
 
 @dataclass(frozen=True)
 class Scores:
-    """Scores of ``n`` clips; ``mse`` is None when valence was not scored."""
+    """Scores of ``n`` clips; ``mse`` is None when valence was not scored.
+
+    ``f1`` (weighted), ``accuracy``, ``mse`` and ``metric`` are the MER 2023 scores; ``ua``,
+    ``wa`` and ``macro_f1`` the speech-emotion ones (:func:`all_metrics` defines them), over the
+    run's classes; ``targets`` per continuous target scored (valence included): ``n``, ``mse``
+    and ``ccc`` (empty when none)."""
 
     f1: float
     accuracy: float
@@ -46,9 +52,37 @@ class Scores:
     metric: float
     n: int
     n_valence: int
+    ua: float | None = None
+    wa: float | None = None
+    macro_f1: float | None = None
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    def value(self, metric: str) -> float | None:
+        """The value of a ``--metric`` name (:data:`METRICS`, resolved: not ``auto``)."""
+        return metric_value(self.to_json(), metric)
+
+
+METRIC_NAMES = {"mer": "F1 - 0.25 x MSE", "f1": "weighted F1", "ua": "UA", "wa": "WA",
+                "macro_f1": "macro F1"}
+"""How reports name each metric."""
+
+
+def resolve_metric(metric: str, classes: Sequence[str] | None = None) -> str:
+    """``metric`` with ``auto`` resolved for the run's ``classes`` (None: MER 2023's)."""
+    if metric != "auto":
+        return metric
+    from mer_features.corpora.classes import is_mer
+
+    return "mer" if classes is None or is_mer(classes) else "ua"
+
+
+def metric_value(scores: Mapping[str, Any], metric: str) -> float | None:
+    """The value of a resolved ``--metric`` in a :meth:`Scores.to_json` dict (``mer`` is
+    ``metric``: F1 - 0.25 MSE, or F1 without valence)."""
+    return scores.get("metric" if metric == "mer" else metric)
 
 
 def combined(f1: float, mse: float | None) -> float:
@@ -57,52 +91,80 @@ def combined(f1: float, mse: float | None) -> float:
 
 
 def score(true: np.ndarray, pred: np.ndarray, true_valence: np.ndarray | None = None,
-          pred_valence: np.ndarray | None = None) -> Scores:
+          pred_valence: np.ndarray | None = None, *,
+          classes: int | Sequence[str] | None = None,
+          targets: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> Scores:
     """Scores of class predictions (and valence where both arrays are given).
 
     Parameters
     ----------
-    true, pred : arrays of shape (n,), class names or class indices (into EMOTIONS).
+    true, pred : arrays of shape (n,), class names or class indices (into ``classes``).
     true_valence, pred_valence : float arrays of shape (n,); clips whose true valence is NaN
         are left out of the MSE. No clip with a true valence -> ``mse`` is None.
+    classes : the run's classes (names in index order, or their number); None: MER 2023's six.
+    targets : other continuous targets, name -> (true (n,), predicted (n,)), scored by MSE and
+        CCC in ``Scores.targets`` (NaN truths left out).
     """
     from sklearn.metrics import accuracy_score, f1_score, mean_squared_error
 
+    names = tuple(EMOTIONS) if classes is None else class_names(classes)
     true, pred = np.asarray(true), np.asarray(pred)
     if true.shape != pred.shape or true.ndim != 1:
         raise ValueError(f"true and pred must be 1-d arrays of equal length; got {true.shape} and "
                          f"{pred.shape}.")
     if len(true) == 0:
         raise LabelError("There are no labelled clips to score.")
-    labels = list(EMOTIONS) if true.dtype.kind in "OUS" else list(range(len(EMOTIONS)))
+    labels = list(names) if true.dtype.kind in "OUS" else list(range(len(names)))
     f1 = float(f1_score(true, pred, labels=labels, average="weighted", zero_division=0))
     accuracy = float(accuracy_score(true, pred))
+    conf = confusion_matrix(class_indices(true, names, "true"), class_indices(pred, names, "pred"),
+                            len(names))
+    c = classification_from_confusion(conf)
     mse, n_valence = None, 0
+    scored_targets: dict[str, dict[str, Any]] = {}
+    pairs = dict(targets or {})
     if true_valence is not None and pred_valence is not None:
         tv, pv = np.asarray(true_valence, np.float64), np.asarray(pred_valence, np.float64)
         scored = np.isfinite(tv)
         n_valence = int(scored.sum())
         if n_valence:
             mse = float(mean_squared_error(tv[scored], pv[scored]))
+        pairs = {"valence": (tv, pv), **{k: v for k, v in pairs.items() if k != "valence"}}
+    for target, (t, p) in pairs.items():
+        t, p = np.asarray(t, np.float64), np.asarray(p, np.float64)
+        scored = np.isfinite(t)
+        if scored.any():
+            scored_targets[target] = {"n": int(scored.sum()),
+                                      "mse": float(np.mean((t[scored] - p[scored]) ** 2)),
+                                      "ccc": concordance(t[scored], p[scored])}
     return Scores(f1=f1, accuracy=accuracy, mse=mse, metric=combined(f1, mse), n=len(true),
-                  n_valence=n_valence)
+                  n_valence=n_valence, ua=_number(c["ua"]), wa=_number(c["wa"]),
+                  macro_f1=_number(c["macro_f1"]), targets=scored_targets)
 
 
 def evaluate_files(pred_path: str | Path, labels_path: str | Path, *, split: str | None = None,
                    run: str | Path | None = None) -> tuple[Scores, list[str]]:
-    """Score a submission file (``name,discrete,valence``) against a label file.
+    """Score a prediction file against a label file.
 
-    Every labelled clip of ``labels_path`` (of its split ``split``, when given) needs a
-    prediction; predictions of other clips are ignored. Valence is scored when the labels have
-    it; a submission with no valence at all is scored on F1 alone (and a note says so).
+    The prediction file is a MER 2023 submission (``name,discrete,valence``: MER 2023's six
+    classes) or the predictions ``mer-heads predict`` writes for another label set
+    (``name,discrete``, target columns and ``p_<class>`` columns: the classes, in order). Every
+    labelled clip of ``labels_path`` (of its split ``split``, when given) needs a prediction,
+    and its label must be one of the classes; predictions of other clips are ignored. Valence
+    is scored when the labels have it, and every other target column both files have by MSE
+    and CCC; a submission with no valence at all is scored on F1 alone (and a note says so).
     Returns the scores and notes for the user: a ``warning: ...`` note when scored clips are
     clips the run trained on (the run ``run``, or the one named by the file ``predict`` wrote
     beside the predictions: :mod:`mer_heads.provenance`).
     """
     from mer_heads.provenance import training_warning
 
-    preds = read_label_table(pred_path, what="prediction file", predictions=True)
-    truth = read_label_table(labels_path, what="label file")
+    preds = read_label_table(pred_path, what="prediction file", predictions=True, classes=None)
+    classes = prediction_classes(preds)
+    # read again against its classes: a label outside them is named with its line
+    preds = read_label_table(pred_path, what="prediction file", predictions=True,
+                             classes=classes)
+    truth = read_label_table(labels_path, what="label file", classes=classes)
     notes: list[str] = []
     by_name = {n: i for i, n in enumerate(preds.names)}
     if split is not None and split not in set(truth.split):
@@ -147,12 +209,44 @@ def evaluate_files(pred_path: str | Path, labels_path: str | Path, *, split: str
                      + (f" of split '{split}'" if split is not None else "")
                      + " and were not scored")
     notes += training_warning([truth.names[i] for i in labelled], pred_path, run)[0]
-    return score(truth.discrete[labelled], pred, true_v, pred_v), notes
+    targets = {}
+    for column in preds.extra:
+        if column.startswith("p_") or column not in truth.extra:
+            continue
+        t = _numbers(truth.extra[column][labelled], column, labels_path)
+        p = _numbers(preds.extra[column][rows], column, pred_path)
+        if np.isfinite(t).any() and np.isfinite(p[np.isfinite(t)]).all():
+            targets[column] = (t, p)
+    return score(truth.discrete[labelled], pred, true_v, pred_v, classes=classes,
+                 targets=targets), notes
 
 
-def confusion(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Confusion counts of shape (6, 6): rows true class, columns predicted, EMOTIONS order."""
-    out = np.zeros((len(EMOTIONS), len(EMOTIONS)), np.int64)
+def prediction_classes(preds: Any) -> tuple[str, ...]:
+    """The classes of a prediction file: its ``p_<class>`` columns in order, else MER 2023's
+    six (the submission format)."""
+    columns = [c[2:] for c in preds.extra if c.startswith("p_")]
+    return tuple(columns) if len(columns) >= 2 else tuple(EMOTIONS)
+
+
+def _numbers(cells: np.ndarray, column: str, path: str | Path) -> np.ndarray:
+    """A target column's cells as floats (NaN where empty), read strictly."""
+    from mer_heads.data.labels import parse_number
+
+    out = np.full(len(cells), np.nan)
+    for i, cell in enumerate(cells):
+        if cell:
+            try:
+                out[i] = parse_number(cell)
+            except ValueError:
+                raise LabelError(f"'{path}': the '{column}' value {cell!r} is not a finite "
+                                 "decimal number.") from None
+    return out
+
+
+def confusion(true: np.ndarray, pred: np.ndarray, n_classes: int = len(EMOTIONS)) -> np.ndarray:
+    """Confusion counts of shape (K, K) of class indices (K = ``n_classes``, MER 2023's six by
+    default): rows true class, columns predicted."""
+    out = np.zeros((n_classes, n_classes), np.int64)
     np.add.at(out, (np.asarray(true, np.int64), np.asarray(pred, np.int64)), 1)
     return out
 

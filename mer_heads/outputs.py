@@ -99,7 +99,7 @@ def write_rows(path: str | Path, header: Sequence[str], rows: Any) -> Path:
 def write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
     """Rows (dicts keyed by column) as CSV: floats with 6 decimals, None as an empty cell."""
     write_rows(path, columns, (
-        ["" if row[c] is None else (f"{row[c]:.6f}" if isinstance(row[c], float) else row[c])
+        ["" if row.get(c) is None else (f"{row[c]:.6f}" if isinstance(row[c], float) else row[c])
          for c in columns] for row in rows))
 
 
@@ -462,20 +462,30 @@ _SIX_DECIMALS = re.compile(r"-?[0-9]+\.[0-9]{6}")
 
 
 def is_prediction_file(path: str | Path) -> bool:
-    """Whether ``path`` reads as a prediction file mer-heads wrote (``write_submission``): the
-    header ``name,discrete,valence``, then rows of a name, one of the six classes and a valence
-    with six decimals (or empty). MER 2023's ``train-label.csv`` has the same header but
-    shorter valences; a manifest, a store or an empty file fail at the first line."""
+    """Whether ``path`` reads as a prediction file mer-heads wrote (``write_predictions``):
+    the MER 2023 submission (the header ``name,discrete,valence``, then rows of a name, one of
+    the six classes and a valence with six decimals, or empty), or the predictions of another
+    label set (``name,discrete``, target columns, two or more ``p_<class>`` columns; rows of a
+    name, one of those classes and numbers with six decimals). MER 2023's ``train-label.csv``
+    has the same header but shorter valences; a manifest, a store or an empty file fail at the
+    first line."""
     from mer_features import EMOTIONS
 
-    classes = set(EMOTIONS)
     try:
         with open(path, encoding="utf-8", newline="") as f:
-            if f.readline().rstrip("\r\n") != PREDICTION_HEADER:
-                return False
+            header = f.readline().rstrip("\r\n")
+            if header == PREDICTION_HEADER:
+                classes, width = set(EMOTIONS), 3
+            else:
+                names = header.split(",")
+                probabilities = [n for n in names if n.startswith("p_")]
+                if (names[:2] != ["name", "discrete"] or len(probabilities) < 2
+                        or names[len(names) - len(probabilities):] != probabilities):
+                    return False
+                classes, width = {n[2:] for n in probabilities}, len(names)
             for row in csv.reader(f):
-                if (len(row) != 3 or not row[0] or row[1] not in classes
-                        or (row[2] and not _SIX_DECIMALS.fullmatch(row[2]))):
+                if (len(row) != width or not row[0] or row[1] not in classes
+                        or any(cell and not _SIX_DECIMALS.fullmatch(cell) for cell in row[2:])):
                     return False
     except (OSError, UnicodeDecodeError, csv.Error):
         return False
@@ -485,7 +495,8 @@ def is_prediction_file(path: str | Path) -> bool:
 def check_out_file(path: str | Path, *, inputs: Sequence[str | Path] = (), flag: str = "--out",
                    replaces: Callable[[Path], bool] = is_prediction_file,
                    kind: str = "a prediction file written by mer-heads (header "
-                   f"{PREDICTION_HEADER}, six-decimal valence)") -> Path:
+                   f"{PREDICTION_HEADER}, six-decimal valence; or name,discrete,...,p_<class> "
+                   "columns)") -> Path:
     """Check, before any work, that the file ``path`` can be written: not a folder, not one of
     ``inputs``, not an existing file that ``replaces`` does not recognise as the command's own
     kind of output (``kind`` says what that is), its folder creatable and writable. Returns

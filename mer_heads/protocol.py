@@ -33,12 +33,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from mer_features import EMOTIONS
 from mer_heads.config import HeadConfig
 from mer_heads.data.standardize import Standardizer, fit_standardizer
 from mer_heads.errors import DataError, NotFittedError, ParameterError, RunError, listed
-from mer_heads.folds import (FoldPlan, check_given_folds, draw_folds, plan_of, speaker_like,
-                             speaker_note)
+from mer_heads.folds import (FoldPlan, check_given_folds, draw_folds, plan_of, published_folds,
+                             speaker_like, speaker_note)
 from mer_heads.heads import Head, get_head, known_heads
 from mer_heads.heads.layers import check_learned, layer_counts
 from mer_heads.metrics import Scores, score
@@ -65,6 +64,10 @@ class CrossValidatedHead(BaseEstimator):
         StratifiedGroupKFold (shuffled with ``seed``) instead of StratifiedKFold, so held-out
         scores are those of unseen groups. None: folds over clips (a note warns when the data
         has a speaker-like column).
+    folds_from : a column of the data whose value is each clip's held-out fold (a published
+        protocol such as EmoBox's ``fold``), instead of drawn folds; ``folds`` is then unused
+        (K is the number of values). With ``groups``, the fold plan names the groups each fold
+        holds out.
     epochs : training epochs of the neural heads; the best one per fold is kept.
     seed : seed of the folds and of all training randomness.
     seeds : models per fold with different initialisations and data orders, all kept and
@@ -82,6 +85,14 @@ class CrossValidatedHead(BaseEstimator):
         per step, through the missing-modality mask (never all of a clip's; not at
         evaluation; drawn from the run's seed).
     C : inverse regularisation of the scikit-learn baselines.
+    targets : continuous targets learnt beside the classes (``valence`` and numeric columns of
+        the data: ``MultimodalData.target``), each in the multi-task loss.
+    calibrate : ``temperature``: one temperature per fold, fitted on the fold models'
+        predictions of the fold's own training clips (never a held-out clip), divides the log
+        probabilities of the fold's held-out predictions and of its predictions of new clips
+        (before the fold ensemble's mean); ``none``: the probabilities as trained.
+    metric : the score that picks the epoch each fold model keeps (:data:`~mer_heads.config.
+        METRICS`; ``auto``: F1 - 0.25 x valence MSE on MER 2023's classes, UA otherwise).
     precision : ``fp32``, ``bf16`` (matrix products in bfloat16, fp32 weights and sums) or
         ``auto`` (bf16 where the hardware computes it natively: AMX/AVX512-BF16 CPUs, CUDA).
     device : ``cpu``, ``cuda[:N]`` or ``auto``.
@@ -104,15 +115,19 @@ class CrossValidatedHead(BaseEstimator):
     train_names_ : the n training clips. fold_ : (n,) fold of each. fold_plan_ : how the folds
         were drawn (:class:`~mer_heads.folds.FoldPlan`: groups held out per fold). dropped_ :
         labelled clips left out because none of their modalities is usable.
-    has_valence_ : whether valence was learnt. prior_ : (6,) training class frequencies.
+    has_valence_ : whether valence was learnt. prior_ : (K,) training class frequencies.
     mean_valence_ : training mean valence (NaN without valence).
+    classes_ : the K classes (the data's label set) in the order of the probability columns.
+    targets_ : the T continuous targets; target_means_ : (T,) their training means (NaN: not
+        learnt). n_folds_ : K folds (``folds``, or the published folds' number).
     standardizer_ : per-fold statistics. model_folds_, model_seeds_ : (F,).
     stack_ : the fitted :class:`~mer_heads.heads.stack.StackedHead` (neural models), or
     estimators_ : F (classifier, regressor or None) pairs (scikit-learn models).
     best_epochs_ : (F,) kept epoch of each neural model (0 for scikit-learn models).
     n_pseudo_ : (F,) pseudo-labelled clips each model trained on besides its labelled clips.
     n_augmented_ : (F,) corrupted copies (``augment``) each model trained on.
-    oof_proba_, oof_valence_ : (n, 6), (n,) held-out predictions (mean over seeds).
+    oof_proba_, oof_valence_ : (n, K), (n,) held-out predictions (mean over seeds);
+    oof_targets_ : (n, T) held-out continuous outputs (valence among them).
     model_scores_ : F :class:`~mer_heads.metrics.Scores` on each model's held-out fold.
     cv_scores_ : scores of the pooled held-out predictions. curve_ : (epochs,) mean held-out
     score after each epoch. precision_, device_, batch_size_ : what was used. notes_ : things
@@ -120,7 +135,8 @@ class CrossValidatedHead(BaseEstimator):
     """
 
     def __init__(self, model: str = _DEFAULT.model, *, folds: int = _DEFAULT.folds,
-                 groups: str | None = _DEFAULT.groups, epochs: int = _DEFAULT.epochs,
+                 groups: str | None = _DEFAULT.groups,
+                 folds_from: str | None = _DEFAULT.folds_from, epochs: int = _DEFAULT.epochs,
                  seed: int = _DEFAULT.seed, seeds: int = _DEFAULT.seeds,
                  hidden: int = _DEFAULT.hidden,
                  dropout: float = _DEFAULT.dropout, lr: float = _DEFAULT.lr,
@@ -128,11 +144,13 @@ class CrossValidatedHead(BaseEstimator):
                  batch_size: int | None = _DEFAULT.batch_size,
                  valence_weight: float = _DEFAULT.valence_weight,
                  modality_dropout: float = _DEFAULT.modality_dropout, C: float = _DEFAULT.C,
-                 precision: str = _DEFAULT.precision, device: str = _DEFAULT.device,
+                 targets: tuple[str, ...] = _DEFAULT.targets, metric: str = _DEFAULT.metric,
+                 calibrate: str = _DEFAULT.calibrate, precision: str = _DEFAULT.precision, device: str = _DEFAULT.device,
                  threads: int = _DEFAULT.threads):
         self.model = model
         self.folds = folds
         self.groups = groups
+        self.folds_from = folds_from
         self.epochs = epochs
         self.seed = seed
         self.seeds = seeds
@@ -144,6 +162,9 @@ class CrossValidatedHead(BaseEstimator):
         self.valence_weight = valence_weight
         self.modality_dropout = modality_dropout
         self.C = C
+        self.targets = targets
+        self.metric = metric
+        self.calibrate = calibrate
         self.precision = precision
         self.device = device
         self.threads = threads
@@ -207,11 +228,10 @@ class CrossValidatedHead(BaseEstimator):
             notes.append(f"{len(dropped_names)} labelled clip(s) have no usable modality and "
                          "were left out of training")
         y_train = labels[train]
-        fold, fold_plan, fold_notes = self._assign_folds(
+        fold, fold_plan, fold_notes, k = self._assign_folds(
             data, train, None if fold_of is None else fold_of[train])
         notes += fold_notes
-        k = self.folds
-        pseudo_rows, pseudo_labels = self._check_pseudo(data, pseudo_rows, pseudo_labels)
+        pseudo_rows, pseudo_labels = self._check_pseudo(data, pseudo_rows, pseudo_labels, k)
         layers = layer_counts(data)
         if data.layers == "learned" and max(layers) == 1:
             notes.append("--layers learned: no store holds utterance arrays of several "
@@ -220,7 +240,9 @@ class CrossValidatedHead(BaseEstimator):
             notes.append("--modality-dropout does nothing with one modality (a clip never "
                          "loses all of its modalities)")
         valence = data.valence[train]
-        has_valence = bool(np.isfinite(valence).any())
+        targets = tuple(config.targets)
+        target_means = self._target_means(data, train, targets)
+        has_valence = "valence" in targets and bool(np.isfinite(valence).any())
         model_folds = np.repeat(np.arange(k), self.seeds)
         n = len(data)
 
@@ -249,10 +271,11 @@ class CrossValidatedHead(BaseEstimator):
         state = FittedState(
             keys=data.keys, dims=data.dims, input=data.input, layers=layers,
             normalized_by=data.normalized_by, has_valence=has_valence,
-            prior=np.bincount(y_train, minlength=len(EMOTIONS)) / len(y_train),
+            prior=np.bincount(y_train, minlength=len(data.classes)) / len(y_train),
             mean_valence=float(np.nanmean(valence)) if has_valence else float("nan"),
             model_folds=model_folds, model_seeds=np.tile(np.arange(self.seeds), k) + self.seed,
-            standardizer=fit_standardizer(stacked, train_masks))
+            standardizer=fit_standardizer(stacked, train_masks), classes=tuple(data.classes),
+            targets=targets, target_means=target_means)
         train_rows = [fold_rows[f] for f in model_folds]
         val_rows = [train[fold == f] for f in model_folds]
         n_pseudo = np.array([int((pseudo_labels[f] >= 0).sum()) for f in model_folds], np.int64)
@@ -264,22 +287,41 @@ class CrossValidatedHead(BaseEstimator):
         with threads_session(config.threads), unit():  # one fit of a command's progress
             trained = head.fit(config, state, stacked, train_rows, val_rows, fold_labels)
         state = replace(state, models=trained.models, precision=trained.precision)
-        oof_proba, oof_valence, model_scores, cv_scores = self._score(
-            data, train, val_rows, trained.val_proba, trained.val_valence, has_valence)
+        oof_proba, oof_targets, model_scores, cv_scores = self._score(
+            data, train, val_rows, trained.val_proba, trained.val_valence, state)
 
         self._set_state(state)
         self.train_names_ = [data.names[i] for i in train]
         self.fold_ = fold
         self.fold_plan_ = fold_plan
+        self.n_folds_ = k
         self.dropped_ = dropped_names
         self.n_pseudo_ = n_pseudo
         self.n_augmented_ = n_augmented
         self.device_, self.batch_size_ = trained.device, trained.batch_size
         self.best_epochs_, self.curve_ = trained.best_epochs, trained.curve
-        self.oof_proba_, self.oof_valence_ = oof_proba, oof_valence
+        self.oof_proba_, self.oof_targets_ = oof_proba, oof_targets
+        self.oof_valence_ = self._valence_of(oof_targets)
         self.model_scores_, self.cv_scores_ = model_scores, cv_scores
         self.notes_ = notes + trained.notes
+        self.temperatures_ = None
+        if config.calibrate == "temperature":
+            self._calibrate(data, train)
         return self
+
+    def _calibrate(self, data: MultimodalData, train: np.ndarray) -> None:
+        """``--calibrate temperature``: fit one temperature per fold on the fold models'
+        predictions of the fold's own training clips (:func:`~mer_heads.stats.runs.
+        fold_temperatures`; a held-out clip never reaches its fold's temperature), record them
+        in the state (run.json) and calibrate the held-out probabilities with them
+        (``oof_proba_uncalibrated_`` keeps those before)."""
+        from mer_heads.stats.runs import calibrate_held_out, fold_temperatures
+
+        fold_proba = self.predict_fold_proba(data, train)
+        temperatures = fold_temperatures(fold_proba, data.labels[train], self.fold_)
+        self._set_state(replace(self.state_, temperatures=temperatures))
+        self.oof_proba_uncalibrated_ = self.oof_proba_
+        self.oof_proba_ = calibrate_held_out(self.oof_proba_, self.fold_, temperatures)
 
     @classmethod
     def from_state(cls, config: HeadConfig | dict[str, Any], state: FittedState
@@ -300,9 +342,12 @@ class CrossValidatedHead(BaseEstimator):
         self.layers_, self.normalized_by_ = state.layers, state.normalized_by
         self.has_valence_, self.prior_ = state.has_valence, state.prior
         self.mean_valence_ = state.mean_valence
+        self.classes_, self.targets_ = tuple(state.classes), tuple(state.targets)
+        self.target_means_ = np.asarray(state.target_means, np.float64)
         self.model_folds_, self.model_seeds_ = state.model_folds, state.model_seeds
         self.standardizer_: Standardizer = state.standardizer
         self.precision_ = state.precision
+        self.temperatures_ = state.temperatures
         setattr(self, head.models_attribute, state.models)
         self.layer_weights_: dict[str, np.ndarray] = head.layer_weights(state)
 
@@ -335,9 +380,9 @@ class CrossValidatedHead(BaseEstimator):
         if len(classes) < 2:
             raise DataError(
                 f"All {len(train)} labelled training clips have the class "
-                f"'{EMOTIONS[classes[0]]}'; a classifier needs at least two classes. Check the "
+                f"'{data.classes[classes[0]]}'; a classifier needs at least two classes. Check the "
                 "labels (--manifest) and --train-split.")
-        if len(train) < self.folds:
+        if self.folds_from is None and len(train) < self.folds:
             raise DataError(f"{len(train)} labelled training clips cannot be split into "
                             f"{self.folds} folds; lower --folds or add labelled clips.")
         constant = [k for m, k in enumerate(data.keys)
@@ -354,16 +399,17 @@ class CrossValidatedHead(BaseEstimator):
         return []
 
     def _check_pseudo(self, data: MultimodalData, rows: np.ndarray | None,
-                      labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+                      labels: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
         if rows is None:
-            return np.zeros(0, np.int64), np.zeros((self.folds, 0), np.int64)
+            return np.zeros(0, np.int64), np.zeros((k, 0), np.int64)
         rows = np.asarray(rows, np.int64)
         labels = np.asarray(labels, np.int64)
-        if labels.shape != (self.folds, len(rows)):
+        if labels.shape != (k, len(rows)):
             raise DataError(f"pseudo_labels must have shape (folds, pseudo clips) = "
-                            f"({self.folds}, {len(rows)}); got {labels.shape}.")
-        if labels.size and (labels.min() < -1 or labels.max() >= len(EMOTIONS)):
-            raise DataError(f"pseudo_labels must be class indices in [0, {len(EMOTIONS)}) or -1.")
+                            f"({k}, {len(rows)}); got {labels.shape}.")
+        n_classes = len(data.classes)
+        if labels.size and (labels.min() < -1 or labels.max() >= n_classes):
+            raise DataError(f"pseudo_labels must be class indices in [0, {n_classes}) or -1.")
         if len(rows) and (rows.min() < 0 or rows.max() >= len(data)
                           or len(np.unique(rows)) != len(rows)):
             raise DataError("pseudo_rows must be distinct row indices of the data.")
@@ -375,15 +421,29 @@ class CrossValidatedHead(BaseEstimator):
         return rows, labels
 
     def _assign_folds(self, data: MultimodalData, train: np.ndarray, given: np.ndarray | None
-                      ) -> tuple[np.ndarray, FoldPlan, list[str]]:
-        """Folds (len(train),) of the training clips, ``given`` (checked) or drawn, their plan
-        and the fold notes (a speaker-like column the folds ignore)."""
+                      ) -> tuple[np.ndarray, FoldPlan, list[str], int]:
+        """Folds (len(train),) of the training clips, ``given`` (checked), published
+        (``folds_from``) or drawn, their plan, the fold notes (a speaker-like column the folds
+        ignore) and the number of folds K."""
         groups = data.groups(self.groups)
         groups = None if groups is None else groups[train]
+        names = [data.names[i] for i in train]
+        if self.folds_from is not None:
+            values = data.column(self.folds_from, "--folds-from")[train]
+            fold, plan, notes = published_folds(values, data.labels[train],
+                                                source=self.folds_from, names=names,
+                                                classes=data.classes, groups=groups,
+                                                column=self.groups)
+            if given is not None and not np.array_equal(np.asarray(given, np.int64), fold):
+                raise DataError(f"fold_of disagrees with the folds of the column "
+                                f"'{self.folds_from}' (folds_from); give one of the two.")
+            if groups is None:
+                notes.append(speaker_note(speaker_like(data.extra, train, fold)))
+            return fold, plan, [n for n in notes if n], len(plan.fold_names)
         if given is None:
             fold, plan, notes = draw_folds(data.labels[train], self.folds, self.seed,
                                            groups=groups, column=self.groups,
-                                           names=[data.names[i] for i in train])
+                                           names=names, classes=data.classes)
         else:
             fold, notes = np.asarray(given, np.int64), []
             if fold.min() < 0 or fold.max() >= self.folds:
@@ -394,7 +454,7 @@ class CrossValidatedHead(BaseEstimator):
             plan = plan_of(fold, groups, self.groups, self.folds)
         if groups is None:
             notes.append(speaker_note(speaker_like(data.extra, train)))
-        return fold, plan, [n for n in notes if n]
+        return fold, plan, [n for n in notes if n], self.folds
 
     def _check_augment(self, data: MultimodalData, augment: Sequence[MultimodalData] | None
                        ) -> list[MultimodalData]:
@@ -416,25 +476,63 @@ class CrossValidatedHead(BaseEstimator):
                     f"{data.normalized_by}). Load it like the data.")
         return copies
 
+    def _target_means(self, data: MultimodalData, train: np.ndarray, targets: tuple[str, ...]
+                      ) -> np.ndarray:
+        """(T,) mean of each target over the training clips, NaN for valence without values
+        (a run without valence learns the classes alone, as always); any other target
+        without training values is refused."""
+        means = np.full(len(targets), np.nan)
+        for t, name in enumerate(targets):
+            values = data.target(name)[train]
+            if np.isfinite(values).any():
+                means[t] = float(np.nanmean(values))
+            elif name != "valence":
+                raise DataError(f"--targets {name}: none of the {len(train)} labelled training "
+                                f"clips has a value in the column '{name}'; give it values, or "
+                                "leave it out of --targets.")
+        return means
+
+    def _valence_of(self, outputs: np.ndarray) -> np.ndarray:
+        """The valence column (n,) of continuous outputs (n, T); NaN when valence is not a
+        target."""
+        targets = tuple(self.targets_)
+        if "valence" not in targets:
+            return np.full(len(outputs), np.nan)
+        return outputs[:, targets.index("valence")]
+
+    def score_predictions(self, data: MultimodalData, rows: np.ndarray, proba: np.ndarray,
+                          outputs: np.ndarray, state: FittedState | None = None) -> Scores:
+        """The scores of the predictions ``proba`` (len(rows), K) and ``outputs`` (len(rows),
+        T) of the labelled clips ``rows`` of ``data``: the classes, valence (when learnt) and
+        the other learnt targets (``state``: the fitted one by default)."""
+        state = self.state_ if state is None else state
+        targets = tuple(state.targets)
+        valence = None
+        if state.has_valence:
+            valence = outputs[:, targets.index("valence")]
+        others = {t: (data.target(t)[rows], outputs[:, j]) for j, t in enumerate(targets)
+                  if t != "valence" and state.learnt[j]}
+        return score(data.labels[rows], proba.argmax(1),
+                     data.valence[rows] if state.has_valence else None, valence,
+                     classes=state.classes, targets=others)
+
     def _score(self, data: MultimodalData, train: np.ndarray, val_rows: list[np.ndarray],
-               val_proba: list[np.ndarray], val_valence: list[np.ndarray], has_valence: bool
+               val_proba: list[np.ndarray], val_valence: list[np.ndarray], state: FittedState
                ) -> tuple[np.ndarray, np.ndarray, list[Scores], Scores]:
-        """The held-out class probabilities (len(train), 6) and valence (mean over seeds), each
-        model's scores on its held-out fold and the scores of the pooled predictions."""
-        labels, valence = data.labels, data.valence
+        """The held-out class probabilities (len(train), K) and continuous outputs
+        (len(train), T) (mean over seeds), each model's scores on its held-out fold and the
+        scores of the pooled predictions."""
         position = {row: i for i, row in enumerate(train)}
-        oof_proba = np.zeros((len(train), len(EMOTIONS)))
-        oof_valence = np.zeros(len(train))
+        oof_proba = np.zeros((len(train), len(state.classes)))
+        oof_targets = np.zeros((len(train), state.n_outputs))
         model_scores: list[Scores] = []
         for rows, proba, val in zip(val_rows, val_proba, val_valence):
             at = np.array([position[r] for r in rows], np.int64)
             oof_proba[at] += proba / self.seeds
-            oof_valence[at] += val / self.seeds
-            model_scores.append(score(
-                labels[rows], proba.argmax(1), valence[rows] if has_valence else None, val))
-        cv_scores = score(labels[train], oof_proba.argmax(1),
-                          valence[train] if has_valence else None, oof_valence)
-        return oof_proba, oof_valence, model_scores, cv_scores
+            oof_targets[at] += val / self.seeds
+            model_scores.append(self.score_predictions(data, rows, proba, val, state))
+        cv_scores = self.score_predictions(data, train, oof_proba, oof_targets, state)
+        return oof_proba, oof_targets, model_scores, cv_scores
 
     # ------------------------------------------------------------------------------------
     def _check_fitted(self, what: str = "state_") -> None:
@@ -472,49 +570,68 @@ class CrossValidatedHead(BaseEstimator):
             for start in range(0, len(rows), chunk):
                 yield start, data.subset(rows[start:start + chunk]), predict
 
-    def _impute(self, proba: np.ndarray, valence: np.ndarray, present: np.ndarray
+    def _impute(self, proba: np.ndarray, outputs: np.ndarray, present: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Clips with no usable modality get the training prior and mean valence; valence is
-        NaN everywhere when the run learnt none."""
+        """Clips with no usable modality get the training prior and the targets' training
+        means; a target the run did not learn is NaN everywhere."""
         imputed = ~present.any(axis=1)
         proba[imputed] = self.prior_
-        valence = valence if self.has_valence_ else np.full(len(valence), np.nan)
-        valence[imputed] = self.mean_valence_
-        return proba, valence, imputed
+        means = np.asarray(self.target_means_, np.float64)
+        outputs = outputs[:, :len(means)]
+        outputs[:, ~np.isfinite(means)] = np.nan
+        outputs[imputed] = means
+        return proba, outputs, imputed
+
+    def predict_outputs(self, X: MultimodalData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fold-ensemble predictions for every clip of ``X``: class probabilities (n, K)
+        (columns ``classes_``), continuous targets (n, T) (columns ``targets_``; NaN for a
+        target the run did not learn) and a bool (n,) ``imputed``: clips with no usable
+        modality get the training prior and the targets' means instead of a model output.
+        Computed in chunks of PREDICT_CHUNK clips."""
+        self._check_fitted()
+        self._check_modalities(X)
+        n = len(X)
+        proba = np.zeros((n, len(self.classes_)))
+        outputs = np.zeros((n, self.state_.n_outputs))
+        if n == 0:
+            return proba, outputs[:, :len(self.targets_)], np.zeros(0, bool)
+        for start, part, predict in self._chunks(X, np.arange(n), PREDICT_CHUNK):
+            at = slice(start, start + len(part))
+            proba[at], outputs[at] = predict(part, mean=True)
+        if self.state_.temperatures is not None:  # --calibrate temperature: per fold
+            from mer_heads.stats.runs import calibrated_ensemble
+
+            usable = np.flatnonzero(X.present.any(axis=1))
+            if len(usable):
+                proba[usable] = calibrated_ensemble(self.predict_fold_proba(X, usable),
+                                                    self.state_.temperatures)
+        return self._impute(proba, outputs, X.present)
 
     def predict_proba(self, X: MultimodalData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Fold-ensemble predictions for every clip of ``X``.
 
-        Returns class probabilities (n, 6), valence (n,) (NaN when the run learnt none) and a
+        Returns class probabilities (n, K), valence (n,) (NaN when the run learnt none) and a
         bool (n,) ``imputed``: clips with no usable modality get the training prior and mean
-        valence instead of a model output. Computed in chunks of PREDICT_CHUNK clips.
+        valence instead of a model output (:meth:`predict_outputs` gives every target).
         """
-        self._check_fitted()
-        self._check_modalities(X)
-        n = len(X)
-        proba, valence = np.zeros((n, len(EMOTIONS))), np.zeros(n)
-        if n == 0:
-            return proba, valence, np.zeros(0, bool)
-        for start, part, predict in self._chunks(X, np.arange(n), PREDICT_CHUNK):
-            at = slice(start, start + len(part))
-            proba[at], valence[at] = predict(part, mean=True)
-        return self._impute(proba, valence, X.present)
+        proba, outputs, imputed = self.predict_outputs(X)
+        return proba, self._valence_of(outputs), imputed
 
     def predict(self, X: MultimodalData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Class names (n,) object array, valence (n,) and ``imputed`` (n,): see predict_proba."""
         proba, valence, imputed = self.predict_proba(X)
-        return np.array(EMOTIONS, dtype=object)[proba.argmax(1)], valence, imputed
+        return np.array(self.classes_, dtype=object)[proba.argmax(1)], valence, imputed
 
     def predict_fold_proba(self, X: MultimodalData, rows: np.ndarray | None = None,
                            chunk: int = PREDICT_CHUNK) -> np.ndarray:
         """Class probabilities of each fold's models (the mean over its seeds) for the clips of
-        ``X`` at ``rows`` (default all), shape (K, n, 6). Computed in chunks of ``chunk``
-        clips: memory grows with the chunk, not with n (beyond the result). Clips need a
-        usable modality."""
+        ``X`` at ``rows`` (default all), shape (K folds, n, K classes). Computed in chunks of
+        ``chunk`` clips: memory grows with the chunk, not with n (beyond the result). Clips
+        need a usable modality."""
         self._check_fitted()
         self._check_modalities(X)
         rows = np.arange(len(X)) if rows is None else np.asarray(rows, np.int64)
-        out = np.zeros((self.folds, len(rows), len(EMOTIONS)))
+        out = np.zeros((self.state_.n_folds, len(rows), len(self.classes_)))
         for start, part, predict in self._chunks(X, rows, chunk):
             probas, _ = predict(part, valence=False)
             for fold, proba in zip(self.model_folds_, probas):
@@ -526,12 +643,19 @@ class CrossValidatedHead(BaseEstimator):
 
         ``X`` holds the clips the head was fitted on (any order, other clips allowed), with the
         same modalities, possibly from other stores (corrupted copies). Returns, in the order of
-        ``train_names_``, class probabilities (n, 6), valence (n,) (NaN without valence) and
+        ``train_names_``, class probabilities (n, K), valence (n,) (NaN without valence) and
         ``imputed`` (n,): clips with no usable modality in ``X``, given the training prior and
         mean valence. On the training features this reproduces ``oof_proba_`` and
         ``oof_valence_`` bit for bit (the same threads, dtype and row layout as training's
-        held-out pass).
+        held-out pass). :meth:`predict_held_out_outputs` gives every target.
         """
+        proba, outputs, imputed = self.predict_held_out_outputs(X)
+        return proba, self._valence_of(outputs), imputed
+
+    def predict_held_out_outputs(self, X: MultimodalData
+                                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`predict_held_out` with every continuous target: probabilities (n, K), targets
+        (n, T) and ``imputed`` (n,)."""
         self._check_fitted()
         self._check_fitted("fold_")
         self._check_modalities(X)
@@ -547,11 +671,16 @@ class CrossValidatedHead(BaseEstimator):
                                                self.batch_size_) as predict:
             probas, valences = predict(data, own)
         n = len(data)
-        proba, valence = np.zeros((n, len(EMOTIONS))), np.zeros(n)
+        proba = np.zeros((n, len(self.classes_)))
+        outputs = np.zeros((n, self.state_.n_outputs))
         for rows, p, v in zip(own, probas, valences):
             proba[rows] += p / self.seeds
-            valence[rows] += v / self.seeds
-        return self._impute(proba, valence, data.present)
+            outputs[rows] += v / self.seeds
+        if self.state_.temperatures is not None:  # --calibrate temperature: as oof_proba_
+            from mer_heads.stats.runs import calibrate_held_out
+
+            proba = calibrate_held_out(proba, self.fold_, self.state_.temperatures)
+        return self._impute(proba, outputs, data.present)
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,7 +4,10 @@ that could break silently (no lambdas, no whole torch modules).
 ::
 
     RUN_DIR/run.json           hyper-parameters, modalities (key, store path, fingerprint,
-                               width) in order, input kind, classes, prior, mean valence,
+                               width) in order, input kind, classes (the label set, in the
+                               order of the probabilities), prior, mean valence, targets and
+                               their means (when not valence alone), the fold
+                               temperatures (``--calibrate temperature``),
                                fold and seed of each model, the column features are
                                normalised by (``normalize_by``, predict does the same), the
                                clips it trained on (``train_clips``, ``pseudo_clips``:
@@ -44,7 +47,8 @@ if TYPE_CHECKING:
 
 FORMAT = 1
 RUN_FILE = "run.json"
-RUN_OUTPUTS = (RUN_FILE, "metrics.json", "report.md", "confusion.png", "layer_weights.png",
+RUN_OUTPUTS = (RUN_FILE, "metrics.json", "report.md", "confusion.png", "reliability.png",
+               "layer_weights.png",
                "standardizer.npz",
                NeuralHead.model_file, SklearnHead.model_file, "oof_predictions.csv",
                "test_predictions.csv")
@@ -69,7 +73,7 @@ def save_run(est: CrossValidatedHead, run_dir: str | Path, modalities: list[Moda
         "input": state.input,
         "layers": layers,
         "max_frames": max_frames,
-        "classes": list(EMOTIONS),
+        "classes": list(state.classes),
         "has_valence": state.has_valence,
         "prior": state.prior,
         "mean_valence": state.mean_valence if state.has_valence else None,
@@ -82,6 +86,12 @@ def save_run(est: CrossValidatedHead, run_dir: str | Path, modalities: list[Moda
         "train_clips": list(getattr(est, "train_names_", [])),
         **(extra or {}),
     }
+    if tuple(state.targets) != ("valence",):  # runs of valence alone read as they always did
+        info["targets"] = list(state.targets)
+        info["target_means"] = [None if not np.isfinite(v) else float(v)
+                                for v in state.target_means]
+    if state.temperatures is not None:  # --calibrate temperature
+        info["temperatures"] = [float(t) for t in state.temperatures]
     save_npz(run_dir / "standardizer.npz", state.standardizer.to_arrays(state.keys))
     with atomic_write(run_dir / head.model_file, "wb") as f:
         head.write_models(state.models, f)
@@ -125,6 +135,8 @@ def read_state(run_dir: Path, info: dict[str, Any], config: HeadConfig) -> Fitte
     keys = [m["key"] for m in info["modalities"]]
     with np.load(run_dir / "standardizer.npz") as arrays:
         standardizer = Standardizer.from_arrays(dict(arrays), keys)
+    targets = tuple(info.get("targets", ["valence"]))  # runs before --targets: valence
+    means = info.get("target_means")
     state = FittedState(
         keys=keys, dims=[int(m["dim"]) for m in info["modalities"]], input=info["input"],
         layers=[int(n) for n in info.get("layer_counts") or [1] * len(keys)],
@@ -134,14 +146,25 @@ def read_state(run_dir: Path, info: dict[str, Any], config: HeadConfig) -> Fitte
                       else float(info["mean_valence"])),
         model_folds=np.asarray(info["model_folds"], np.int64),
         model_seeds=np.asarray(info["model_seeds"], np.int64),
-        standardizer=standardizer, precision=info["precision"])
+        standardizer=standardizer, precision=info["precision"],
+        classes=tuple(info.get("classes") or EMOTIONS),  # runs before label sets: MER's six
+        targets=targets,
+        temperatures=(None if info.get("temperatures") is None
+                      else np.asarray(info["temperatures"], np.float64)),
+        target_means=None if means is None else np.array(
+            [np.nan if v is None else float(v) for v in means], np.float64))
+    k = state.n_folds
     for key, dim, mean, scale in zip(keys, state.dims, standardizer.mean, standardizer.scale):
-        if mean.shape != (config.folds, dim) or scale.shape != (config.folds, dim):
+        if mean.shape != (k, dim) or scale.shape != (k, dim):
             raise ValueError(f"standardizer.npz holds {key} statistics of shape {mean.shape}; "
-                             f"run.json says ({config.folds}, {dim})")
-    if (state.prior.shape != (len(EMOTIONS),) or state.n_models != config.folds * config.seeds
-            or len(state.model_seeds) != state.n_models):
-        raise ValueError("run.json's prior, folds or models do not agree")
+                             f"run.json says ({k}, {dim})")
+    if (state.prior.shape != (len(state.classes),) or state.n_models != k * config.seeds
+            or len(state.model_seeds) != state.n_models
+            or len(state.target_means) != len(state.targets)
+            or (state.temperatures is not None and (state.temperatures.shape != (k,) or not (
+                np.isfinite(state.temperatures).all() and (state.temperatures > 0).all())))
+            or (config.folds_from is None and k != config.folds)):
+        raise ValueError("run.json's prior, folds, models or targets do not agree")
     head = get_head(config.model)
     with open(run_dir / head.model_file, "rb") as f:
         return replace(state, models=head.read_models(f, config, state))

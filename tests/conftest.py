@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-# Helpers live in synthetic_media.py; tests of mer_features still import them from here.
+# Helpers live in synthetic_media.py and real_data.py, and tests import them from there; the
+# names stay importable from here only for branches written before (tests/test_imports.py).
+from real_data import RUNNING, SHARED_DATA, shared_data  # noqa: F401
 from synthetic_media import make_tiny_hf_audio, voiced, write_manifest  # noqa: F401
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -28,30 +28,13 @@ def _private_hash_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ["MER_FEATURES_CACHE"] = old
 
 
-_RUNNING: list[pytest.Item] = []
-
-
 @pytest.fixture(autouse=True)
 def _running_test(request: pytest.FixtureRequest):
-    """Remembers the test being run, so that :func:`shared_data` can check its marker."""
-    _RUNNING.append(request.node)
+    """Remembers the test being run, so that :func:`real_data.shared_data` can check its
+    marker."""
+    RUNNING.append(request.node)
     yield
-    _RUNNING.pop()
-
-
-def shared_data(*parts: str) -> Path:
-    """Path under ../shared/data; skips the test when it is absent.
-
-    A test reading it must be marked ``@pytest.mark.shared_data`` (``make test-quick`` leaves
-    those out); an unmarked one fails here, so the marker cannot be forgotten.
-    """
-    if _RUNNING and _RUNNING[-1].get_closest_marker("shared_data") is None:
-        pytest.fail(f"{_RUNNING[-1].nodeid} reads ../shared/data: mark it "
-                    "@pytest.mark.shared_data", pytrace=False)
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real data not available at {path}")
-    return path
+    RUNNING.pop()
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
-"""Generated media and tiny models for tests: a speech-like signal, a manifest writer and a
-tiny checkpoint of a real audio architecture (no weights from a hub)."""
+"""Generated media and tiny models for tests: a speech-like signal, a manifest writer, a
+labelled corpus of voiced clips, ffmpeg and the demo's video clips, and a tiny checkpoint of a
+real audio architecture (no weights from a hub)."""
 
 from __future__ import annotations
 
 import csv
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,38 @@ def write_manifest(path: Path, rows: list[dict[str, object]]) -> Path:
         for row in rows:
             w.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
     return path
+
+
+EMOTIONS = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
+
+
+def voiced_corpus(folder: Path, n: int = 40) -> Path:
+    """A manifest of ``n`` voiced 16 kHz wav clips (0.6-1.5 s) with emotions and valence."""
+    import soundfile as sf
+
+    rows = []
+    for i in range(n):
+        path = folder / f"{i:03d}.wav"
+        sf.write(path, voiced(0.6 + (i % 7) * 0.15, f0=100 + 5 * i, seed=i), 16000)
+        rows.append({"name": f"clip{i:03d}", "audio": path.name, "discrete": EMOTIONS[i % 6],
+                     "valence": i % 5 - 2})
+    return write_manifest(folder / "manifest.csv", rows)
+
+
+def ffmpeg(*args: str | Path) -> None:
+    """Run imageio-ffmpeg's ffmpeg with ``args`` (errors only, overwriting outputs)."""
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-v", "error", "-y",
+                    *map(str, args)], check=True, capture_output=True)
+
+
+def demo_clips(tmp_path_factory) -> list[Path]:
+    """The 6-clip demo corpus, written once per session (write_demo skips a complete corpus)."""
+    from mer_features.demo import write_demo
+
+    manifest = write_demo(tmp_path_factory.getbasetemp() / "demo6", n_clips=6)
+    return sorted((manifest.parent / "clips").glob("demo_*.mp4"))
 
 
 def make_tiny_hf_audio(folder: Path, kind: str = "hubert-group", seed: int = 0) -> Path:

@@ -71,7 +71,7 @@ def build_cremad_manifest(root: str | Path, out: str | Path, *, label_map: objec
 
     root, out = Path(root), Path(out)
     label_map = label_map_option_value(label_map)
-    folder = require_folder(root / "AudioWAV", "CREMA-D", "point --root at the CREMA-D folder "
+    folder = require_folder(root / "AudioWAV", "CREMA-D", "point `root` at the CREMA-D folder "
                             "that holds AudioWAV/ (files such as 1001_DFA_ANG_XX.wav).")
     files = named_files(folder, parse_name, "CREMA-D")
     people = _demographics(root / "VideoDemographics.csv")
@@ -86,7 +86,7 @@ def build_cremad_manifest(root: str | Path, out: str | Path, *, label_map: objec
         notes.append(f"note: {len(unknown)} actor(s) are not in VideoDemographics.csv "
                      f"({', '.join(unknown[:10])}); their demographic columns are empty")
     if not people:
-        notes.append("note: no VideoDemographics.csv under --root; gender, age, race and "
+        notes.append("note: no VideoDemographics.csv under `root`; gender, age, race and "
                      "ethnicity are empty")
     return out, {"clips": len(rows), "classes": class_counts(rows), "speakers": len(speakers),
                  "notes": notes}

@@ -83,12 +83,12 @@ def build_emobox_manifest(root: str | Path, out: str | Path, *, data: str | Path
     from mer_features.decode import VIDEO_SUFFIXES
 
     if data is None:
-        raise ManifestError("manifest emobox needs --data DIR, an EmoBox data/<corpus> folder "
+        raise ManifestError("The emobox importer needs `data`, an EmoBox data/<corpus> folder "
                             "(with <corpus>.jsonl, label_map.json and fold_K/).")
     data, root, out = Path(data), Path(root), Path(out)
-    require_folder(data, "EmoBox", "point --data at an EmoBox data/<corpus> folder (with "
+    require_folder(data, "EmoBox", "point `data` at an EmoBox data/<corpus> folder (with "
                                    "<corpus>.jsonl, label_map.json and fold_K/).")
-    require_folder(root, "Audio root", "point --root at the folder the jsonl's 'wav' paths are "
+    require_folder(root, "Audio root", "point `root` at the folder the jsonl's 'wav' paths are "
                                        "relative to (or a folder below it that holds the audio).")
     label_map = label_map_option_value(label_map)
     ext = _checked_ext(audio_ext)
@@ -152,7 +152,7 @@ def _checked_ext(audio_ext: str | None) -> str | None:
         return None
     ext = audio_ext.strip().lstrip(".").lower()
     if not re.fullmatch(r"[a-z0-9]{1,8}", ext):
-        raise ManifestError(f"--audio-ext must be a file extension such as flac; got "
+        raise ManifestError(f"`audio_ext` must be a file extension such as flac; got "
                             f"{audio_ext!r}.")
     return "." + ext
 
@@ -168,7 +168,7 @@ def _corpus_name(data: Path) -> str:
     if folds:
         return re.sub(r"_test_fold_\d+$", "", folds[0].stem)
     raise ManifestError(f"'{data}' holds no EmoBox clip list: expected {data.name}.jsonl (or one "
-                        "<corpus>.jsonl) and fold_K/<corpus>_test_fold_K.jsonl; point --data at "
+                        "<corpus>.jsonl) and fold_K/<corpus>_test_fold_K.jsonl; point `data` at "
                         "an EmoBox data/<corpus> folder.")
 
 
@@ -196,7 +196,7 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
                                 "not a non-empty string; every clip needs key, wav and emo.")
         if ".." in PurePosixPath(record["wav"]).parts:
             raise ManifestError(f"'{path}', line {number}: 'wav' path {record['wav']!r} climbs "
-                                "out of the root with '..'; name the file below --root.")
+                                "out of the root with '..'; name the file below `root`.")
         _refuse_segment(record, path, number)
         records.append((number, record))
     return records
@@ -372,9 +372,9 @@ def _missing_hint(root: Path, depth: int, ext: str | None, found: int) -> str:
     if found > 0:
         also = f" (and with the extension {ext})" if ext else ""
         return (f"Files were looked for under '{root}' with the first {depth} folder(s) of each "
-                f"'wav' path dropped{also}; fetch the missing audio or fix --root.")
-    extra = "" if ext else (" If the audio was converted (e.g. to FLAC), pass --audio-ext flac.")
-    return (f"Point --root at the folder the 'wav' paths are relative to (the one holding "
+                f"'wav' path dropped{also}; fetch the missing audio or fix `root`.")
+    extra = "" if ext else (" If the audio was converted (e.g. to FLAC), set `audio_ext` to flac.")
+    return (f"Point `root` at the folder the 'wav' paths are relative to (the one holding "
             f"'downloads/'), or at any folder below it that holds the audio.{extra}")
 
 
@@ -386,7 +386,7 @@ def _summary(path: Path, counts: dict[str, object]) -> tuple[str, list[str]]:
             f"{counts['speakers']} speakers")
     notes = list(counts["notes"])
     if counts["depth"]:
-        notes.append(f"note: audio found under --root with the first {counts['depth']} folder(s) "
+        notes.append(f"note: audio found under `root` with the first {counts['depth']} folder(s) "
                      "of each EmoBox 'wav' path dropped")
     if counts["missing"]:
         notes.append(f"note: {counts['missing']} clip(s) left out, their audio missing (listed "

@@ -72,7 +72,7 @@ def build_emodb_manifest(root: str | Path, out: str | Path, *, label_map: object
 
     root, out = Path(root), Path(out)
     label_map = label_map_option_value(label_map)
-    folder = require_folder(root / "wav", "EmoDB", "point --root at the EmoDB folder that holds "
+    folder = require_folder(root / "wav", "EmoDB", "point `root` at the EmoDB folder that holds "
                                                    "wav/ (with files such as 03a01Fa.wav).")
     rows = [{"name": path.stem, "audio": manifest_path(path, out, relative),
              "text": TEXTS[fields["text_code"]], "discrete": EMOTION_CODES[fields["emotion"]],

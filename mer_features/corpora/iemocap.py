@@ -66,12 +66,12 @@ def build_iemocap_manifest(root: str | Path, out: str | Path, *, protocol: str =
                             f"{protocol!r}.")
     root, out = Path(root), Path(out)
     label_map = label_map_option_value(label_map)
-    require_folder(root, "IEMOCAP", "point --root at the release folder that holds "
+    require_folder(root, "IEMOCAP", "point `root` at the release folder that holds "
                                     "Session1/ ... Session5/.")
     sessions = sorted((p for p in root.glob("Session*") if p.is_dir() and
                        re.fullmatch(r"Session\d+", p.name)), key=lambda p: int(p.name[7:]))
     if not sessions:
-        raise ManifestError(f"No Session1/ ... Session5/ folders in '{root}'; point --root at "
+        raise ManifestError(f"No Session1/ ... Session5/ folders in '{root}'; point `root` at "
                             "the IEMOCAP release folder (IEMOCAP_full_release/).")
     rows: list[dict[str, object]] = []
     seen: dict[str, str] = {}
@@ -95,7 +95,7 @@ def build_iemocap_manifest(root: str | Path, out: str | Path, *, protocol: str =
     rows, missing = split_missing(
         rows, lambda r: r["_wav"], out=out, corpus="IEMOCAP", skip_missing=skip_missing,
         hint="Each utterance's audio is Session*/sentences/wav/<dialog>/<utterance>.wav; check "
-             "--root.")
+             "`root`.")
     for row in rows:
         row["audio"] = manifest_path(row.pop("_wav"), out, relative)
     notes: list[str] = []

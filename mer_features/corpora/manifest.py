@@ -89,6 +89,9 @@ class Manifest:
     path: Path | None
     clips: list[Clip]
     columns: list[str]
+    file_labels: list[str | None] | None = field(default=None, repr=False, compare=False)
+    """The labels of every row of the file when ``clips`` holds only some of them (a shard);
+    None: those of ``clips``."""
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -105,6 +108,14 @@ class Manifest:
     @property
     def names(self) -> list[str]:
         return [clip.name for clip in self.clips]
+
+    @property
+    def labels(self) -> list[str]:
+        """The ``discrete`` label of every row of the file ("" for none), shards included:
+        what the label set of the corpus is made of."""
+        labels = self.file_labels if self.file_labels is not None else [
+            c.discrete for c in self.clips]
+        return [label or "" for label in labels]
 
 
 class _Problems:
@@ -136,7 +147,8 @@ class _Problems:
 _HINT = (
     "Fix these rows and run again. A manifest is a CSV with a 'name' column and any of "
     "'video', 'audio', 'text', 'discrete', 'valence', 'split' (see docs/manifests.md); "
-    f"'discrete' must be one of {', '.join(EMOTIONS)} or empty, 'valence' a number or empty."
+    "'discrete' a class or empty (MER 2023's six for mer2023 data; any corpus's own with "
+    "extract, which --classes restricts), 'valence' a number or empty."
 )
 
 NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -221,7 +233,7 @@ def read_manifest_for(manifest: str | Path | Manifest, modality: str, columns: S
     manifest = _nonempty(parsed, problems.source)
     if select is not None:
         manifest = Manifest(manifest.path, [c for c in manifest if select(c.name)],
-                            manifest.columns)
+                            manifest.columns, file_labels=[c.discrete for c in manifest])
     return manifest, usable, missing
 
 
@@ -416,8 +428,12 @@ def _parse_row(row: dict[str, str], line: int, base_dir: Path, problems: _Proble
 
     discrete = row.get("discrete", "").strip().lower() or None
     if discrete is not None and classes is not None and discrete not in classes:
+        import difflib
+
+        close = difflib.get_close_matches(discrete, list(classes), n=1, cutoff=0.6)
+        like = f"like '{close[0]}'?; " if close else ""
         problems.add(line, name, f"unknown discrete label '{row['discrete'].strip()}' "
-                                 f"(expected one of {', '.join(classes)}, or empty)")
+                                 f"({like}expected one of {', '.join(classes)}, or empty)")
         discrete = None
 
     valence = None

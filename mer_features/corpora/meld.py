@@ -50,7 +50,7 @@ def build_meld_manifest(root: str | Path, out: str | Path, *, skip_missing: bool
 
     root, out = Path(root), Path(out)
     label_map = label_map_option_value(label_map)
-    require_folder(root, "MELD", "point --root at the MELD.Raw folder (with train_sent_emo.csv "
+    require_folder(root, "MELD", "point `root` at the MELD.Raw folder (with train_sent_emo.csv "
                                  "...).")
     rows: list[dict[str, object]] = []
     absent = []
@@ -74,12 +74,12 @@ def build_meld_manifest(root: str | Path, out: str | Path, *, skip_missing: bool
     rows, missing = split_missing(
         rows, lambda r: r["_video"], out=out, corpus="MELD", skip_missing=skip_missing,
         hint="MELD's videos are dia<D>_utt<U>.mp4 in train_splits/, dev_splits_complete/ and "
-             "output_repeated_splits_test/; check --root.")
+             "output_repeated_splits_test/; check `root`.")
     for row in rows:
         row["video"] = manifest_path(row.pop("_video"), out, relative)
     rows, notes = apply_to_rows(rows, label_map)
     if absent:
-        notes.append(f"note: no {', '.join(f'{s}_sent_emo.csv' for s in absent)} under --root: "
+        notes.append(f"note: no {', '.join(f'{s}_sent_emo.csv' for s in absent)} under `root`: "
                      f"split(s) {', '.join(absent)} left out")
     write_manifest(out, rows, columns=(*COLUMNS, *EXTRA_COLUMNS))
     return out, {"clips": len(rows), "classes": class_counts(rows),

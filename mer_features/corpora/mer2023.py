@@ -62,7 +62,7 @@ def build_mer2023_manifest(root: str | Path, out: str | Path, *, text_column: st
     root, out = Path(root), Path(out)
     if not root.is_dir():
         what = "is not a folder" if root.exists() else "not found"
-        raise ManifestError(f"MER 2023 release folder '{root}' {what}; point --root at the folder "
+        raise ManifestError(f"MER 2023 release folder '{root}' {what}; point `root` at the folder "
                             "that holds train-label.csv, transcription.csv and train/ test1/ ...")
     if text_column not in TEXT_COLUMNS:
         raise ManifestError(f"text column must be one of {', '.join(TEXT_COLUMNS)}; got '{text_column}'.")
@@ -128,7 +128,7 @@ def build_mer2023_manifest(root: str | Path, out: str | Path, *, text_column: st
             counts[split] += 1
     if not rows:
         raise ManifestError(f"No videos found under '{root}' in {', '.join(s + '/' for s in SPLITS)}. "
-                            "Point --root at the folder that holds the release's split folders.")
+                            "Point `root` at the folder that holds the release's split folders.")
     counts["train_without_video"] = sum(1 for n in labels if n not in seen)
     counts["without_transcript"] = sum(not r["text"] for r in rows)
     counts["text_column"] = text_column

@@ -44,7 +44,7 @@ def build_mer2025_manifest(root: str | Path, out: str | Path, *, text_column: st
         raise ManifestError(f"text column must be one of {', '.join(TEXT_COLUMNS)}; got "
                             f"'{text_column}'.")
     root, out = Path(root), Path(out)
-    hint = "point --root at the mer2025-dataset folder (video/, track1_train_disdim.csv ...)."
+    hint = "point `root` at the mer2025-dataset folder (video/, track1_train_disdim.csv ...)."
     require_folder(root, "MER 2025", hint)
     videos = require_folder(root / "video", "MER 2025", hint)
     labels: dict[str, tuple[str, dict[str, str]]] = {}
@@ -95,7 +95,7 @@ def build_mer2025_manifest(root: str | Path, out: str | Path, *, text_column: st
                      "english": text.get("english")})
     rows, missing = split_missing(rows, lambda r: r["_video"], out=out, corpus="MER 2025",
                                   skip_missing=skip_missing,
-                                  hint="Each clip's video is video/<name>.mp4; check --root.")
+                                  hint="Each clip's video is video/<name>.mp4; check `root`.")
     for row in rows:
         row["video"] = manifest_path(row.pop("_video"), out, relative)
         audio = row.pop("_audio")

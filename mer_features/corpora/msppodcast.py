@@ -50,11 +50,11 @@ def build_msppodcast_manifest(root: str | Path, out: str | Path, *, skip_missing
 
     root, out = Path(root), Path(out)
     label_map = label_map_option_value(label_map)
-    require_folder(root, "MSP-Podcast", "point --root at the release folder (with Labels/ and "
+    require_folder(root, "MSP-Podcast", "point `root` at the release folder (with Labels/ and "
                                         "Audios/).")
     labels = first_of(root, LABEL_FILES)
     if labels is None:
-        raise ManifestError(f"No Labels/labels_consensus.csv in '{root}'; point --root at the "
+        raise ManifestError(f"No Labels/labels_consensus.csv in '{root}'; point `root` at the "
                             "MSP-Podcast release folder.")
     audio = first_of(root, AUDIO_FOLDERS) or root / AUDIO_FOLDERS[0]
     transcripts = root / "Transcripts"
@@ -91,7 +91,7 @@ def build_msppodcast_manifest(root: str | Path, out: str | Path, *, skip_missing
         raise ManifestError(f"'{labels}' lists no clips.")
     rows, missing = split_missing(
         rows, lambda r: r["_audio"], out=out, corpus="MSP-Podcast", skip_missing=skip_missing,
-        hint=f"The audio is looked for in '{audio}'; check --root.")
+        hint=f"The audio is looked for in '{audio}'; check `root`.")
     for row in rows:
         row["audio"] = manifest_path(row.pop("_audio"), out, relative)
     rows, notes = apply_to_rows(rows, label_map)

@@ -61,11 +61,11 @@ def build_ravdess_manifest(root: str | Path, out: str | Path, *, relative: bool 
     root, out = Path(root), Path(out)
     if not root.is_dir():
         what = "is not a folder" if root.exists() else "not found"
-        raise ManifestError(f"RAVDESS folder '{root}' {what}; point --root at the folder "
+        raise ManifestError(f"RAVDESS folder '{root}' {what}; point `root` at the folder "
                             "that holds Actor_01/ ... Actor_24/.")
     files = sorted(p for p in root.glob("Actor_*/*") if p.suffix.lower() in AUDIO_SUFFIXES)
     if not files:
-        raise ManifestError(f"No .wav or .flac files under '{root}/Actor_*/'; point --root at "
+        raise ManifestError(f"No .wav or .flac files under '{root}/Actor_*/'; point `root` at "
                             "the folder that holds the Actor_NN folders.")
     bad, misplaced, rows = [], [], []
     first: dict[str, Path] = {}

@@ -127,7 +127,7 @@ def split_missing(rows: list[dict[str, object]], media: Callable[[dict[str, obje
     more = f"; and {len(missing) - SHOWN} more" if len(missing) > SHOWN else ""
     raise ManifestError(f"{len(missing)} of {len(rows)} {corpus} clip(s) have no media file: "
                         f"{shown}{more} (all {len(missing)} listed in '{listing}'). {hint} "
-                        "Or pass --skip-missing to leave them out.")
+                        "Or pass `skip_missing` to leave them out.")
 
 
 def to_mer_scale(text: str, low: float, high: float, where: str) -> float:
@@ -193,7 +193,7 @@ def named_files(folder: Path, parse: Callable[[str], dict[str, str]], corpus: st
     import; all such files are named at once."""
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() == suffix)
     if not files:
-        raise ManifestError(f"No {suffix} files in '{folder}'; point --root at the {corpus} "
+        raise ManifestError(f"No {suffix} files in '{folder}'; point `root` at the {corpus} "
                             f"folder that holds {folder.name}/.")
     parsed, bad = [], []
     for path in files:

@@ -62,8 +62,9 @@ class Encoder:
 
     impl: str = "stock"
     """How to compute: ``stock`` modules, or ``fast`` where :meth:`impls` offers a fast path;
-    set before :meth:`load` (the pipeline sets it from :mod:`mer_features.encoders.tuning`,
-    which measures which is fastest). The implementations agree to ~1e-6: not fingerprinted."""
+    set before :meth:`load` (the pipeline sets it from :mod:`mer_features.encoders.tuning`: the
+    first of :meth:`impls` unless forced). In fp32 the implementations agree to ~1e-6 and the
+    fingerprint leaves it out; a store in bf16 or fp16 records it."""
 
     def __init__(self, config: Any):
         self.config = config
@@ -100,7 +101,8 @@ class Encoder:
         return dtype if self.uses_dtype else "fp32"
 
     def impls(self, device: str) -> tuple[str, ...]:
-        """The implementations this encoder can compute with on ``device`` (see :attr:`impl`)."""
+        """The implementations this encoder can compute with on ``device`` (see :attr:`impl`),
+        the default first (measured fastest: benchmarks/bench_audio.py)."""
         return ("stock",)
 
     def shape_fields(self) -> dict[str, Any]:

@@ -69,8 +69,8 @@ class HFAudioEncoder(Encoder):
     spec_argument = "model"
     uses_dtype = True
     impl = "fast"
-    """The CPU fast path where it applies (fp32/bf16 on a CPU, plain convolutions); the
-    pipeline measures whether it beats ``stock`` on the machine at hand."""
+    """The CPU fast path where it applies (fp32/bf16 on a CPU, plain convolutions): the
+    default on a CPU (faster than ``stock`` on every CPU measured, benchmarks/RESULTS.md)."""
 
     @classmethod
     def family(cls, values: Any) -> type[Encoder]:
@@ -134,7 +134,7 @@ class HFAudioEncoder(Encoder):
                 and _plain_convolutions(model.feature_extractor)):
             # Whether the unfolded matrix products beat oneDNN's 1-d convolutions depends on
             # the CPU (HuBERT-base, 4 s clip, Xeon with AMX: 85 ms against 125 ms in fp32; max
-            # abs difference 2e-6): the pipeline measures it (mer_features.encoders.tuning).
+            # abs difference 2e-6); benchmarks/bench_audio.py measures it on the machine at hand.
             model.feature_extractor = _fast_feature_encoder_class()(
                 model.feature_extractor, self._lengths, getattr(torch, _CPU_FAST_DTYPES[dtype]))
         elif getattr(self._hf_config, "feat_extract_norm", "layer") == "group":

@@ -1,165 +1,173 @@
-"""Which compute path a neural encoder runs, measured on this machine (:mod:`mer_features.autotune`).
+"""Which compute path a neural encoder runs: a fixed rule of the device and the encoder, never a
+timing probe, so the same command on the same machine always computes the same way.
 
-Before an extraction loads its encoder, :func:`choose_path` times the encoder's candidate paths
-on a short probe (two 1.5 s synthetic clips, a few sentences, or a short face track), once per
-machine, encoder shape and torch version (cached), and returns the one to use:
+A path is an implementation and a compute dtype (``fast-fp32``; :mod:`mer_features.autotune`
+names them):
 
-* ``--dtype fp32`` (the default): the fastest fp32 implementation (the hf audio encoder's CPU
-  fast path or the stock modules); they agree to ~1e-6, so the store is the same either way.
-* ``--dtype bf16``: the fastest bf16 implementation; when bf16 is slower than fp32 on this
-  machine (a CPU without AMX or AVX512-BF16 emulates it), a warning gives the measured cost
-  and says to use fp32 or auto. The run stays in bf16, as asked: its store then matches bf16
-  stores made elsewhere, and resuming one keeps working.
-* ``--dtype auto``: the fastest path, fp32 or bf16, whose outputs keep a cosine similarity of
-  at least 0.999 to fp32's; the dtype it resolves to is the store's compute dtype (in its
-  fingerprint, shown by ``mer-features info``). An existing store is continued in the dtype it
-  was made with, so a resumed run never mixes two.
+* implementation (``compute_path``): ``auto`` (the default) is the first of the encoder's
+  :meth:`~mer_features.encoders.base.Encoder.impls` on the device, which lists them in the order
+  the benchmarks measured best: the hf audio encoder's CPU fast path on a CPU (never slower
+  than the stock convolutions on a CPU measured: 1.09x in fp32 and 2.5x in bf16 on a Xeon with
+  AMX; 1.0-1.03x in fp32 in the pipeline and 1.7x on the short probe on an AVX2 EPYC;
+  benchmarks/RESULTS.md), the stock modules on a GPU and for
+  every other encoder. ``fast`` or ``stock`` forces one.
+* dtype (``dtype``): ``fp32`` by default; ``auto`` resolves from the device alone
+  (:func:`resolve_dtype`): bf16 on a GPU that computes it and on a CPU with AMX-BF16 or
+  AVX512-BF16 instructions, fp32 elsewhere (where bf16 is emulated: 11-34x slower than fp32 on
+  an AVX2 EPYC, benchmarks/RESULTS.md). The pipeline continues an existing store in its own
+  compute dtype, so a resumed run never mixes two. bf16 asked for on a CPU without those
+  instructions warns (from the CPU's flags, not a timing) and runs in bf16, as asked.
 
-``impl`` forces an implementation (``fast`` or ``stock``; the benchmarks use it to show what
-each path costs). With a single candidate nothing is measured.
+What the store's fingerprint records (:func:`identity_path`): the compute dtype always (bf16
+changes the numbers). The implementation only where it changes numbers beyond what the store
+already tolerates from batching and thread counts, which no fingerprint records: in fp32 the
+fast path and the stock modules agree as closely as two batch sizes or two thread counts do
+(a HuBERT-base-sized model on RAVDESS clips: utterance vectors 1.1e-6 apart, against 6e-7 for
+batched vs one by one and 1.3e-6 for 1 vs 2 threads), so an fp32 store is the same whichever
+ran; in bf16 and fp16 they round at different places (utterance vectors 2e-2 apart on a tiny
+HuBERT), so such a store of an encoder with several implementations records ``compute_path``
+and a run with the other one is refused, naming it. A store written in bf16 before the field
+existed (when a timing probe chose the implementation) is continued only where its features
+are what the path of this run gives (:func:`stored_path_matches`).
+
+The timing machinery of :mod:`mer_features.autotune` stays for the benchmarks
+(benchmarks/bench_audio.py shows what each path costs on the machine at hand).
 """
 
 from __future__ import annotations
 
-import gc
-import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mer_features import autotune
-from mer_features.errors import EncoderError
+from mer_features.errors import ParameterError
 
 IMPLS = ("auto", "fast", "stock")
-SLOWER = 1.1
-"""bf16 more than this many times fp32's time gets a warning (``--dtype bf16``)."""
+EXACT_DTYPES = ("fp32",)
+"""Compute dtypes in which an encoder's implementations agree within batching's effect."""
+EMULATED_BF16_SLOWDOWN = "11-34x"
+"""bf16 against fp32 on a CPU that emulates bf16 (AVX2 EPYC, HuBERT-base-sized model, every path;
+benchmarks/RESULTS.md: 11x in its probe, 34x for the fast path and 17x for the stock modules in
+the pipeline)."""
+STORED_TOLERANCE = 2e-3
+"""A stored utterance vector is the features of a path when they differ by at most this fraction
+of the vector's largest magnitude: above float16 storage's rounding (2.4e-4) and bf16 batching
+(1e-5), below the gap between bf16 implementations (2e-2)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class PathChoice:
-    """The implementation and dtype to load the encoder with; ``measurement`` is None when
-    nothing had to be measured."""
+    """The implementation and compute dtype to load an encoder with, and a warning to show
+    (bf16 on a CPU that emulates it), or None."""
 
     impl: str
     dtype: str
-    measurement: autotune.Measurement | None = None
     warning: str | None = None
 
+    @property
+    def name(self) -> str:
+        return autotune.path_name(self.impl, self.dtype)
 
-def candidates(enc: Any, device: str, dtypes: tuple[str, ...], impl: str = "auto") -> list[str]:
-    """Path names of ``enc`` on ``device`` in ``dtypes``; ``stock-fp32`` (the reference) first
-    when it is a candidate."""
+
+def native_bf16(device: str) -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA GPU that supports it, or a CPU with
+    AMX-BF16 or AVX512-BF16 (its flags in /proc/cpuinfo, not a measurement)."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return autotune.native_bf16_cpu()
+
+
+def resolve_dtype(enc: Any, device: str, dtype: str) -> str:
+    """The compute dtype of a run of ``enc`` in ``dtype`` on ``device``: ``auto`` -> bf16 where
+    the device computes it natively (:func:`native_bf16`) and ``enc``'s numbers depend on it,
+    else fp32; any other as given (an encoder whose numbers do not depend on it records fp32,
+    or refuses it: :meth:`~mer_features.encoders.base.Encoder.compute_dtype`)."""
+    if dtype != "auto":
+        return dtype
+    return "bf16" if enc.uses_dtype and native_bf16(device) else "fp32"
+
+
+def resolve_impl(enc: Any, device: str, impl: str = "auto") -> str:
+    """The implementation ``enc`` computes with on ``device``: ``auto`` -> the first of
+    ``enc.impls(device)``; a forced one must be among them (ParameterError otherwise)."""
     impls = enc.impls(device)
-    if impl != "auto":
-        if impl not in IMPLS:
-            raise EncoderError(f"compute path must be one of {', '.join(IMPLS)}; got '{impl}'.")
-        if impl not in impls:
-            raise EncoderError(f"Encoder '{enc.describe()}' has no '{impl}' compute path on "
-                               f"{device}; it has {', '.join(impls)} (or use auto).")
-        impls = (impl,)
-    names = [autotune.path_name(i, d) for d in dtypes for i in impls]
-    names.sort(key=lambda n: n != autotune.path_name("stock", "fp32"))
-    return names
+    if impl == "auto":
+        return impls[0]
+    if impl not in IMPLS:
+        raise ParameterError(f"`compute_path` must be one of {', '.join(IMPLS)}; got '{impl}'.",
+                             "compute_path")
+    if impl not in impls:
+        raise ParameterError(f"Encoder '{enc.describe()}' has no '{impl}' compute path on "
+                             f"{device}; it has {', '.join(impls)} (or set `compute_path` to "
+                             "auto).", "compute_path")
+    return impl
 
 
-def choose_path(enc: Any, device: str, dtype: str, *, impl: str = "auto",
-                probe: Callable[[str], tuple[float, Any]] | None = None,
-                cache: Any = True, machine: dict[str, Any] | None = None) -> PathChoice:
-    """The implementation and compute dtype ``enc`` should load with for a run in ``dtype``
-    (``fp32``, ``bf16``, ``fp16`` or ``auto``) on ``device``; see the module docstring.
-
-    ``probe`` (default: :func:`encoder_probe`), ``cache`` and ``machine`` go to
-    :func:`mer_features.autotune.measure` (tests inject them).
-    """
-    if not enc.uses_dtype:
-        return PathChoice(impl if impl != "auto" else enc.impls(device)[0], "fp32")
-    gpu = str(device).startswith("cuda")
-    if dtype == "auto":
-        wanted = ("fp32", "bf16", "fp16") if gpu else ("fp32", "bf16")
-    elif dtype == "fp32" or gpu:
-        wanted = (dtype,)  # on a GPU bf16/fp16 pay; nothing to warn about
-    else:
-        wanted = ("fp32", dtype)  # fp32 too, to tell what bf16 costs
-    names = candidates(enc, device, wanted, impl)
-    if len(names) == 1:
-        chosen_impl, chosen_dtype = autotune.split_path(names[0])
-        return PathChoice(chosen_impl, chosen_dtype)
-    fields = {"encoder": enc.shape_fields(), "probe": probe_size(enc)}
-    run = probe or encoder_probe(enc, device)
-    measured = autotune.measure(fields, names, run, device=device, machine=machine, cache=cache)
-    del run  # the last probed copy of the model goes with it
-    if not measured.cached:
-        gc.collect()  # a full collection costs seconds with transformers loaded: only after a probe
-    if dtype == "auto":
-        best = measured.choose(wanted)
-    else:
-        best = measured.choose((dtype,))
-    if best is None:  # nothing ran: load the reference and let the run report its error
-        chosen_impl, chosen_dtype = autotune.split_path(names[0])
-        return PathChoice(chosen_impl, chosen_dtype if dtype == "auto" else dtype, measured)
-    choice = PathChoice(best.impl, best.dtype, measured)
-    fp32 = measured.fastest(("fp32",))
-    if dtype == "bf16" and not gpu and fp32 is not None and best.seconds > SLOWER * fp32.seconds:
-        model, flags = autotune.cpu_model_and_flags()
-        native = ("it has " + "/".join(f for f in autotune.BF16_FLAGS if f in flags)
-                  if autotune.native_bf16_cpu(flags) else
-                  "it has no AMX or AVX512-BF16 instructions, so bf16 is emulated")
-        choice.warning = (
-            f"bf16 runs {best.seconds / fp32.seconds:.1f}x slower than fp32 for "
-            f"'{enc.describe()}' on this CPU ({model}; {native}), measured on a short probe "
-            f"({measured.table()}). Use --dtype fp32, or --dtype auto (the fastest path within "
-            f"cosine {autotune.MIN_COSINE} of fp32); this run goes on in bf16, as asked.")
-    elif dtype != "auto" and not best.accurate and best.cosine is not None:
-        choice.warning = (f"{best.path} keeps only cosine {best.cosine:.4f} to fp32 for "
-                          f"'{enc.describe()}' on the probe (wanted >= {autotune.MIN_COSINE}).")
-    return choice
+def choose_path(enc: Any, device: str, dtype: str, *, impl: str = "auto") -> PathChoice:
+    """The path ``enc`` loads with for a run in ``dtype`` (``fp32``, ``bf16``, ``fp16`` or
+    ``auto``) on ``device`` with implementation ``impl`` (``auto``, ``fast``, ``stock``); see
+    the module docstring. Decided from the device and the encoder alone."""
+    # An encoder whose dtype changes nothing has one implementation: a forced one is ignored,
+    # as options of another modality are (one command line serves every encoder).
+    chosen = PathChoice(resolve_impl(enc, device, impl) if enc.uses_dtype else enc.impls(device)[0],
+                        resolve_dtype(enc, device, dtype))
+    if chosen.dtype == "bf16" and enc.uses_dtype and str(device) == "cpu" and not native_bf16(device):
+        model = autotune.cpu_model_and_flags()[0]
+        return PathChoice(chosen.impl, chosen.dtype, (
+            f"bf16 on this CPU ({model}) is emulated: it has no AMX or AVX512-BF16 "
+            f"instructions, and bf16 ran {EMULATED_BF16_SLOWDOWN} slower than fp32 on such a CPU "
+            "(benchmarks/RESULTS.md). Set `dtype` to fp32 (or auto: bf16 only where the device "
+            "computes it); this run goes on in bf16, as asked."))
+    return chosen
 
 
-def probe_size(enc: Any) -> dict[str, Any]:
-    """The probe's size, part of the cache key (its modality's :meth:`~mer_features.
-    modalities.Stage.probe_size`)."""
-    from mer_features.modalities import get_stage
-
-    return get_stage(enc.modality).probe_size()
-
-
-def probe_inputs(enc: Any) -> list[Any]:
-    """Short synthetic inputs of ``enc``'s modality (two 1.5 s clips, a few sentences, a short
-    face track): the same on every run, so that timings compare across runs."""
-    from mer_features.modalities import get_stage
-
-    return get_stage(enc.modality).probe_inputs(enc)
+def identity_path(enc: Any, device: str, impl: str, dtype: str) -> str | None:
+    """The ``compute_path`` a store's fingerprint records for a run of ``enc`` with ``impl``
+    in ``dtype`` (resolved) on ``device``: the implementation, where ``enc`` has several on
+    ``device`` and ``dtype`` is not one they agree in (:data:`EXACT_DTYPES`); None elsewhere
+    (the fingerprint then has no such field)."""
+    if dtype in EXACT_DTYPES or len(enc.impls(device)) < 2:
+        return None
+    return impl
 
 
-def encoder_probe(enc: Any, device: str) -> Callable[[str], tuple[float, np.ndarray]]:
-    """``probe(path)``: a fresh copy of ``enc`` loaded on that path encodes the probe inputs;
-    returns (seconds of encode_batch, utterance vectors as rows). One copy is loaded at a
-    time and kept while the same path is probed again."""
-    items = probe_inputs(enc)
-    current: dict[str, Any] = {}
+def stored_path_matches(enc: Any, stage: Any, store: Path, clips: Sequence[Any], *,
+                        device: str, dtype: str) -> tuple[bool, str]:
+    """Whether the features of the store at ``store`` are those ``enc`` (its ``impl`` set,
+    not yet loaded) computes in ``dtype`` on ``device``: the first of ``clips`` (the run's
+    usable clips) that the store holds ``ok`` from the same input is decoded by ``stage`` and
+    encoded again, and its utterance vector compared with the stored one (within
+    :data:`STORED_TOLERANCE`). Returns (matches, what was compared); True when no stored clip
+    can be compared (nothing in the store can then be mixed). Leaves ``enc`` loaded."""
+    from mer_features.store import FeatureStore
 
-    def probe(name: str) -> tuple[float, np.ndarray]:
-        if name not in current:
-            current.clear()
-            gc.collect()
-            impl, dtype = autotune.split_path(name)
-            fresh = type(enc)(enc.config)
-            fresh.impl = impl
-            fresh.load(device, dtype)
-            current[name] = fresh
-        start = time.perf_counter()
-        results = current[name].encode_batch(items)
-        seconds = time.perf_counter() - start
-        rows = []
-        for r in results:
-            if isinstance(r, Exception):
-                raise r
-            rows.append(np.asarray(r.utterance, np.float32).reshape(-1, r.utterance.shape[-1]))
-        return seconds, np.concatenate(rows)
+    with FeatureStore(store) as stored:
+        held = {name: (status, input_hash) for name, status, input_hash in zip(
+            stored.names, stored.column("status"), stored.column("input_hash"))}
+        candidates = [c for c in clips if held.get(c.name, ("",))[0] == "ok"]
+        hashes = stage.input_hashes(candidates[:8])
+        clip = next((c for c, h in zip(candidates, hashes) if held[c.name][1] == h), None)
+        if clip is None:
+            return True, "no stored clip to compare"
+        kept = np.asarray(stored.utterances([clip.name])[0], np.float64)
+    item = stage.prepare([clip.name], [stage.decode(clip, enc)])[0]
+    enc.load(device, dtype)
+    (result,) = enc.encode_batch([item])
+    if isinstance(result, Exception):
+        return False, f"clip '{clip.name}' fails to encode again ({result})"
+    again = np.asarray(result.utterance, np.float64)
+    scale = max(float(np.abs(kept).max(initial=0.0)), 1e-12)
+    gap = float(np.abs(again - kept).max(initial=0.0)) / scale if again.shape == kept.shape else np.inf
+    return gap <= STORED_TOLERANCE, (f"clip '{clip.name}': {gap:.2g} of its largest value apart, "
+                                     f"tolerance {STORED_TOLERANCE:g}")
 
-    return probe
 
-
-__all__ = ["IMPLS", "PathChoice", "candidates", "choose_path", "encoder_probe", "probe_inputs"]
+__all__ = ["EMULATED_BF16_SLOWDOWN", "EXACT_DTYPES", "IMPLS", "PathChoice", "STORED_TOLERANCE",
+           "choose_path", "identity_path", "native_bf16", "resolve_dtype", "resolve_impl",
+           "stored_path_matches"]

@@ -11,7 +11,7 @@ the toolkit needs to know about its input on the way from a manifest row to an e
 * the default encoder, batch size (:attr:`Stage.batch_sizes`) and decoding workers;
 * its side of the noise keys (``noise_side``: the keys of :mod:`mer_features.noise` with that
   side act on it, the others never reach it);
-* short synthetic inputs for timing probes (:meth:`Stage.probe_inputs`);
+* short synthetic inputs for the benchmarks' timing probes (:meth:`Stage.probe_inputs`);
 * and the work: hashing inputs, settling clips that need no encoder, decoding (in a worker
   process), a main-process step between decoding and encoding, lengths for batching, extra
   per-frame arrays for the store.
@@ -139,14 +139,16 @@ class Stage:
 
     def read_manifest(self, manifest: str | Path | Manifest, *, skip_missing: bool = False,
                       select: Callable[[str], bool] | None = None,
+                      classes: Sequence[str] | None = None,
                       ) -> tuple[Manifest, list[Clip], list[tuple[Clip, str]]]:
         """The manifest read for this modality in one pass: ``(manifest, usable, missing)``,
         every problem of its rows, its columns and its input files in one ManifestError
-        (:func:`mer_features.corpora.manifest.read_manifest_for`)."""
+        (:func:`mer_features.corpora.manifest.read_manifest_for`). ``classes``: the labels a
+        row may hold (None: any, the corpus's own label set)."""
         return read_manifest_for(manifest, self.name, self.columns(),
                                  self.media if self.uses_media else None,
                                  skip_missing=skip_missing, column_problem=self.column_problem,
-                                 corpus_check=self.check_corpus, select=select)
+                                 corpus_check=self.check_corpus, select=select, classes=classes)
 
     uses_media: ClassVar[bool] = True
     """False when the input is in the manifest itself (text): no file is checked."""

@@ -57,7 +57,7 @@ def corrupt_manifest(manifest: str | Path, noise: str | NoiseSpec, out: str | Pa
     could not be corrupted (left out of the new manifest).
     """
     spec = parse_noise(noise) if isinstance(noise, str) else noise
-    source = read_manifest(manifest)
+    source = read_manifest(manifest, classes=None)  # labels are copied, any label set
     out = Path(out)
     stems = file_stems(source.names)
     check_out_folder(out, Path(manifest), source, stems)
@@ -122,7 +122,7 @@ def _name_hash(name: str, digits: int) -> str:
 def check_out_folder(out: Path, manifest: Path, source: Any, stems: dict[str, str]) -> None:
     """Refuse an OUT folder where writing could replace or mix with the source corpus."""
     if out.exists() and not out.is_dir():
-        raise MerFeaturesError(f"--out '{out}' exists and is not a folder; give a new folder for "
+        raise MerFeaturesError(f"`out` '{out}' exists and is not a folder; give a new folder for "
                                "the corrupted copies.")
     out_real = out.resolve()
     clips_real = (out / "clips").resolve()
@@ -132,19 +132,19 @@ def check_out_folder(out: Path, manifest: Path, source: Any, stems: dict[str, st
         sources.update(p.resolve() for p in (clip.video, clip.audio) if p is not None)
     source_folders = {p.parent for p in sources}
     suggestion = manifest_real.parent.with_name(manifest_real.parent.name + "-noisy")
-    for folder, what in ((out_real, "--out"), (clips_real, "--out's clips/ folder")):
+    for folder, what in ((out_real, "`out`"), (clips_real, "The clips/ folder of `out`")):
         if folder in source_folders:
             holds = "the source manifest" if folder == manifest_real.parent else "source clips"
             raise MerFeaturesError(
                 f"{what} '{folder}' is a folder that holds {holds}; writing the corrupted "
                 "copies there would replace or mix with the clean corpus. Give a folder of its "
-                f"own, e.g. --out {suggestion}.")
+                f"own, e.g. `out` {suggestion}.")
     written = [out_real / "manifest.csv"]
     for stem in stems.values():
         written += [clips_real / f"{stem}.wav", clips_real / f"{stem}.mp4"]
     clash = next((w for w in written if w.exists() and w.resolve() in sources), None)
     if clash is not None:
-        raise MerFeaturesError(f"Writing to --out '{out}' would replace the source file "
+        raise MerFeaturesError(f"Writing to `out` '{out}' would replace the source file "
                                f"'{clash.resolve()}'. Give a folder of its own.")
 
 

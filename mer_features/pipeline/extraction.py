@@ -96,12 +96,15 @@ def extract(manifest: Any, out: Any = None, *, log: Callable[[str], None] | None
     modality : "audio" (default), "text" or "video" (:func:`mer_features.modalities.
         known_modalities`).
     encoder, encoder_options : an encoder spec (default: the modality's) and its options.
-    dtype : compute dtype of neural encoders: "fp32", "bf16", "fp16" (GPUs) or "auto" (the
-        fastest on this machine within cosine 0.999 of fp32, measured once and cached; an
-        existing store goes on in its own dtype). Which implementation computes it (the CPU
-        fast path or the stock modules) is measured too (:mod:`mer_features.encoders.tuning`);
-        bf16 on a CPU that emulates it warns with the measured cost.
-    compute_path : "auto" (measured), or "fast" / "stock" to force the implementation.
+    dtype : compute dtype of neural encoders: "fp32" (default), "bf16", "fp16" (GPUs) or
+        "auto" (bf16 where the device computes it natively: a GPU with bf16, a CPU with
+        AMX-BF16 or AVX512-BF16; else fp32; an existing store goes on in its own dtype). bf16 on
+        a CPU that emulates it warns. Never chosen by timing
+        (:mod:`mer_features.encoders.tuning`).
+    compute_path : "auto" (the encoder's first implementation on the device: the CPU fast path
+        of hf audio encoders on a CPU, the stock modules elsewhere), or "fast" / "stock" to
+        force one. In fp32 they agree as closely as two batch sizes do; a bf16 store records
+        the one it was made with.
     batch_size : at most this many clips per encoder call; None: the modality's default for
         the device and dtype.
     batch_seconds : at most this much padded input (clips x longest clip) per encoder call.
@@ -121,6 +124,25 @@ def extract(manifest: Any, out: Any = None, *, log: Callable[[str], None] | None
                    log=log)
 
 
+def label_lines(manifest: Any, classes: tuple[str, ...], *, declared: bool) -> list[str]:
+    """What an extraction says about the manifest's labels: the label set with its clips per
+    class, and a warning for each class rare enough to be a typo (none when the classes were
+    declared: labels outside them were refused). Nothing for an unlabelled manifest."""
+    from mer_features import EMOTIONS
+    from mer_features.corpora.classes import (class_counts, describe_counts, is_mer,
+                                              rare_class_warnings)
+
+    counts = class_counts(manifest.labels)
+    if not counts:
+        return []
+    order = ("as declared (--classes)" if declared else "MER 2023's six"
+             if tuple(classes) == tuple(EMOTIONS) else "sorted by name")
+    lines = [f"labels: {len(classes)} classes, {order}: {describe_counts(counts, classes)}"]
+    if not declared and not is_mer(classes):  # a typo takes a MER label out of MER's set
+        lines += rare_class_warnings(counts, "in the manifest")
+    return lines
+
+
 def execute(plan: ExtractionPlan, *, log: Callable[[str], None] | None = None) -> ExtractSummary:
     """Run an :class:`~mer_features.pipeline.plan.ExtractionPlan`: open its store, record the
     missing and settled clips, extract the others, close the store. Returns the summary."""
@@ -131,6 +153,8 @@ def execute(plan: ExtractionPlan, *, log: Callable[[str], None] | None = None) -
     summary = ExtractSummary(store=Path(out), modality=options.modality, encoder=enc.describe(),
                              total=len(manifest))
 
+    for line in label_lines(manifest, plan.classes, declared=options.classes is not None):
+        log(line)
     if options.noise is not None and stage.noise is None:
         log(f"note: no key of the noise spec '{options.noise.text or options.noise}' acts on "
             f"{options.modality}; its features are extracted clean")
@@ -171,17 +195,9 @@ def execute(plan: ExtractionPlan, *, log: Callable[[str], None] | None = None) -
                                settled.reason, fail_fast=options.fail_fast)
         if todo:
             if not enc.runs_in_workers:
-                from mer_features.encoders.tuning import choose_path
-
-                choice = plan.choice or choose_path(enc, plan.device, plan.dtype,
-                                                    impl=options.compute_path)
-                if choice.warning:
-                    log(f"warning: {choice.warning}")
-                if choice.measurement is not None and not choice.measurement.cached:
-                    log(f"compute path for {enc.describe()}: {choice.impl}-{choice.dtype}, "
-                        f"measured once on this machine ({choice.measurement.table()})")
-                enc.impl = choice.impl
-                enc.load(plan.device, plan.dtype)
+                if plan.choice is not None and plan.choice.warning:
+                    log(f"warning: {plan.choice.warning}")
+                enc.load(plan.device, plan.dtype)  # in the implementation the plan set
             run(todo, enc, stage, writer, summary, batch_size=plan.batch_size,
                 batch_seconds=options.batch_seconds,
                 workers=plan.workers if stage.uses_workers else 0,

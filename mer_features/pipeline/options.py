@@ -106,13 +106,13 @@ class ExtractOptions:
     device: str = option("auto", "--device", "auto, cpu, cuda or cuda:N")
     dtype: str = option(
         "fp32", "--dtype", "compute dtype for neural encoders (fp16 needs a GPU; bf16 pays only "
-        "with AMX/AVX512-BF16 or a GPU, and warns with its measured cost elsewhere); auto: the "
-        "fastest on this machine within cosine 0.999 of fp32 (measured once, cached; recorded "
-        "in the store)", choices=DTYPES)
+        "with AMX/AVX512-BF16 or a GPU, and warns elsewhere); auto: bf16 where the device "
+        "computes it natively, else fp32, never timed (an existing store keeps its own); "
+        "recorded in the store", choices=DTYPES)
     compute_path: str = option(
-        "auto", "--compute-path", "implementation of neural encoders: auto (the fastest, "
-        "measured once per machine and cached), or force the CPU fast path or the stock "
-        "modules (same numbers to ~1e-6)", choices=COMPUTE_PATHS)
+        "auto", "--compute-path", "implementation of neural encoders: auto (fixed per device: "
+        "the CPU fast path on a CPU, the stock modules on a GPU), or force one (fp32: same "
+        "numbers to ~1e-6; a bf16 store records its path)", choices=COMPUTE_PATHS)
     storage_dtype: str = option("float32", "--storage-dtype", "dtype of the stored arrays; "
                                 "float16 halves the store", choices=STORAGE_DTYPES)
     batch_size: int | None = option(None, "--batch-size", "max clips per encoder call, >= 1",
@@ -134,6 +134,11 @@ class ExtractOptions:
     commit_every: int = option(256, "--commit-every", "write finished clips to disk at least "
                                "every N clips, >= 1; a killed run loses at most N clips of work",
                                metavar="N")
+    classes: tuple[str, ...] | None = option(
+        None, "--classes", "the label set, in this order, separated by commas (mer2023: MER "
+        "2023's six): a manifest label outside it is refused, with its line; recorded in the "
+        "store", metavar="A,B,C", default_text="any label: the manifest's own classes, named "
+        "with their counts, a rare one warned about")
     progress: bool | None = option(None, "--no-progress", "no progress bar (without it: a bar "
                                    "when stderr is a terminal)", switch=False)
     """None: a bar when stderr is a terminal."""
@@ -186,6 +191,9 @@ class ExtractOptions:
         if self.progress is not None and not isinstance(self.progress, bool):
             raise ParameterError(f"`progress` must be True, False or None; got "
                                  f"{self.progress!r}.", "progress")
+        from mer_features.corpora.classes import parse_classes
+
+        self._set("classes", parse_classes(self.classes))
         self._set("noise", self._noise())
         self._set("shard", self._shard())
         if self.modality_options is None:

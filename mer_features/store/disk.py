@@ -40,11 +40,11 @@ def write_error(e: Exception, folder: Path, doing: str, kept: str) -> StoreError
         except OSError:
             free = "free space unknown"
         return StoreError(f"No space left on the disk holding '{folder}' ({free}) while {doing}. "
-                          f"{kept} Free space on that disk, or pass an --out on another disk, "
+                          f"{kept} Free space on that disk, or give an `out` on another disk, "
                           "and re-run: the run resumes from what was kept.")
     if code in (errno.EROFS, errno.EACCES, errno.EPERM):
         return StoreError(f"Cannot write in '{folder}' ({os.strerror(code)}) while {doing}. {kept} "
-                          "Give an --out in a writable folder.")
+                          "Give an `out` in a writable folder.")
     reason = os.strerror(code) if code else first_line(e)
     return StoreError(f"Writing in '{folder}' failed while {doing} ({reason}). {kept} Check the "
                       "disk, then re-run: the run resumes from what was kept.")
@@ -54,19 +54,19 @@ def write_error(e: Exception, folder: Path, doing: str, kept: str) -> StoreError
 # Paths and the lock
 
 
-def store_path(path: str | Path, flag: str = "--out") -> Path:
-    """The real path of a store: through symlinks (so a symlinked --out is written through,
-    never replaced), refusing a directory."""
+def store_path(path: str | Path, parameter: str = "out") -> Path:
+    """The real path of a store: through symlinks (so a symlinked store is written through,
+    never replaced), refusing a directory; errors name it as the parameter ``parameter``."""
     given = Path(path).expanduser()
     real = Path(os.path.realpath(given))
     if real.is_dir():
-        raise StoreError(f"{flag} '{given}' is a directory; a store is one file: give a file "
+        raise StoreError(f"`{parameter}` '{given}' is a directory; a store is one file: give a file "
                          f"path such as '{given / 'features.h5'}'.")
     for folder in real.parents:
         if folder.exists():
             if not folder.is_dir():
-                raise StoreError(f"{flag} '{given}' lies under '{folder}', which is a file, not a "
-                                 "folder; give an --out in a folder.")
+                raise StoreError(f"`{parameter}` '{given}' lies under '{folder}', which is a file, not a "
+                                 f"folder; give a `{parameter}` in a folder.")
             break
     return real
 
@@ -92,7 +92,7 @@ def acquire_lock(path: Path) -> int:
             os.close(fd)
         raise StoreLockedError(
             f"Store '{path}' is being written by another process (pid {holder}; lock "
-            f"'{lock_path}'). Wait for it to finish, or write to another --out."
+            f"'{lock_path}'). Wait for it to finish, or write to another `out`."
         ) from None
     try:
         os.ftruncate(fd, 0)

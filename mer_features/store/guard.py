@@ -73,7 +73,7 @@ def check_metadata(path: str | Path) -> None:
         _damaged[key] = verdict  # a second reader of the same file is told at once
         raise StoreError(
             f"Store '{path}' is damaged: its HDF5 metadata {verdict}. Restore the file from a "
-            "backup, or move it away (or pass --overwrite) and re-run the same extraction to "
+            "backup, or move it away (or pass `overwrite`) and re-run the same extraction to "
             f"extract it again ('mer-features verify {path}' gives the same verdict).")
     _checked.add(key)
 

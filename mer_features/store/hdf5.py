@@ -242,7 +242,7 @@ def storage_problem(header: StoreHeader, *arrays: np.ndarray | None) -> str | No
     if peak <= limit:
         return None
     return (f"features reach {peak:.6g}, beyond {dtype.name}'s range (+-{limit:.6g}), and would be "
-            f"stored as inf; extract into a store made with --storage-dtype float32")
+            f"stored as inf; extract again into a store of storage dtype float32")
 
 
 def write_store_file(path: Path, header: StoreHeader, n: int, rows: Iterable[ClipRecord]) -> None:

@@ -207,7 +207,7 @@ def merge_stores(out: str | Path, shards: list[str | Path], *, overwrite: bool =
                              f"checksums ({listing(lost)}). Re-run that shard's extraction (it "
                              "extracts them again), then merge.")
     if out.exists() and not overwrite:
-        raise StoreError(f"'{out}' exists; pass --overwrite to replace it, or another --out.")
+        raise StoreError(f"'{out}' exists; pass `overwrite` to replace it, or another `out`.")
     lock = acquire_lock(out)
     try:
         try:
@@ -229,4 +229,5 @@ def _header_of(store: FeatureStore) -> StoreHeader:
                        fields=with_added_fields(store.fields),
                        utterance_shape=store.utterance_shape, frame_dim=store.frame_dim,
                        frame_rate=None if math.isnan(rate) else rate,
-                       storage_dtype=a["storage_dtype"], frame_extras=extras)
+                       storage_dtype=a["storage_dtype"], frame_extras=extras,
+                       classes=store.recorded_classes or ())

@@ -115,6 +115,21 @@ class FeatureStore:
     def frame_dim(self) -> int:
         return int(self.attrs["frame_dim"])
 
+    @property
+    def recorded_classes(self) -> tuple[str, ...] | None:
+        """The label set the extraction recorded, in order (the ``classes`` attribute), or
+        None: MER 2023's six, or a store written before label sets were recorded."""
+        text = self.attrs.get("classes")
+        return None if not text else tuple(json.loads(text))
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The store's label set in order: the recorded one, else by the rule of
+        :func:`mer_features.corpora.classes.label_set` from its labels."""
+        from mer_features.corpora.classes import label_set
+
+        return label_set(self.column("discrete"), recorded=self.recorded_classes)
+
     # rows --------------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.names)
@@ -299,6 +314,11 @@ class FeatureStore:
             f"'mer-features verify {self.path}' to list every damaged clip, then re-run the same "
             "extraction: it extracts the damaged clips again (or move the store away).")
 
+    def _class_counts(self) -> dict[str, int]:
+        """Clips per class of the label set, in its order (classes without clips: 0)."""
+        discrete = self.column("discrete")
+        return {c: int((discrete == c).sum()) for c in self.classes}
+
     def failures(self) -> list[tuple[str, str, str, str]]:
         """``(name, status, stage, reason)`` of every clip that is not ``ok``."""
         status = self.status
@@ -332,6 +352,7 @@ class FeatureStore:
             "config": self.config,
             "fingerprint_fields": self.fields,
             "labelled": int((self.column("discrete") != "").sum()),
+            "classes": self._class_counts(),
             "extra_columns": list(self.extra_columns()),
             "pending_parts": len(pending_parts(self.path)),
             "failures": [
@@ -348,7 +369,7 @@ def _open_h5(path: Path) -> h5py.File:
     except OSError as e:
         raise StoreError(
             f"'{path}' cannot be opened as an HDF5 feature store ({first_line(e)}). It may be "
-            "truncated or not a store: move it away, or extract again with --overwrite."
+            "truncated or not a store: move it away, or extract again with `overwrite`."
         ) from e
 
 
@@ -382,12 +403,12 @@ def _check_schema(f: h5py.File, path: Path) -> dict[str, Any]:
     attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
     if "schema_version" not in attrs or "fingerprint" not in attrs:
         raise StoreError(f"'{path}' is an HDF5 file but not a mer_features store (no schema "
-                         "attributes). Move it away or pick another --out.")
+                         "attributes). Move it away or pick another `out`.")
     version = int(attrs["schema_version"])
     if version != SCHEMA_VERSION:
         raise StoreError(
             f"Store '{path}' has schema version {version}; this mer_features "
-            f"({__version__}) reads version {SCHEMA_VERSION}. Extract again with --overwrite, or "
+            f"({__version__}) reads version {SCHEMA_VERSION}. Extract again with `overwrite`, or "
             "use the mer_features release that wrote it."
         )
     for name in ("clips/name", "utterance", "frames/offset", "frames/data", "frames/time"):

@@ -8,7 +8,8 @@ Layout (schema version 1, file format 2; ``n`` clips, ``T`` frames over all clip
                                  fingerprint_fields (JSON), modality, encoder, encoder_version,
                                  weights (JSON), config (JSON), package_version,
                                  utterance_shape (JSON), frame_dim, frame_rate, storage_dtype,
-                                 frame_extras (JSON)
+                                 frame_extras (JSON), classes (JSON; only for a label set
+                                 other than MER 2023's six: the manifest's classes in order)
     /clips/name           (n,) str     sorted, unique
     /clips/status         (n,) str     "ok", "failed", "empty" or "missing"
     /clips/stage          (n,) str     where a failure happened ("" when ok)
@@ -82,6 +83,10 @@ class StoreHeader:
     storage_dtype: str = "float32"
     frame_extras: tuple[tuple[str, tuple[int, ...], str], ...] = ()
     """Per-frame extras: (name, trailing shape, dtype), stored as /frames/<name> (T, *shape)."""
+    classes: tuple[str, ...] = ()
+    """The label set of the manifest's labels, in order (:mod:`mer_features.corpora.classes`),
+    written as the ``classes`` attribute; empty (no attribute) for MER 2023's six, so a MER
+    store is the file it always was. Not part of the fingerprint: labels change no feature."""
 
     @property
     def fingerprint(self) -> str:
@@ -104,6 +109,7 @@ class StoreHeader:
             "frame_rate": float("nan") if self.frame_rate is None else float(self.frame_rate),
             "storage_dtype": self.storage_dtype,
             "frame_extras": json.dumps([[n, list(shape), dt] for n, shape, dt in self.frame_extras]),
+            **({"classes": json.dumps(list(self.classes))} if self.classes else {}),
         }
 
 

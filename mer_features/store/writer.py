@@ -99,6 +99,8 @@ class StoreWriter:
     def _open_source(self, path: Path) -> None:
         with FeatureStore(path, check=False) as store:
             self._check_compatible(store)
+            if path == self.path and (store.recorded_classes or ()) != tuple(self.header.classes):
+                self._rewrite = True  # the label set changed: the store records the new one
         source = _Source(path, scan=True)
         try:
             self._skip[path] = source.skip
@@ -129,7 +131,7 @@ class StoreWriter:
         raise FingerprintMismatchError(
             f"Store '{store.path}' holds features made with another configuration "
             f"(fingerprint {store.fingerprint}, this run {self.header.fingerprint}; differences: "
-            f"{shown}). Write to another --out, or pass --overwrite to replace it."
+            f"{shown}). Write to another `out`, or pass `overwrite` to replace it."
         )
 
     def _clean_temporaries(self) -> None:
@@ -145,12 +147,12 @@ class StoreWriter:
         for part in pending_parts(self.path):
             part.unlink()
         if self.path.is_dir():  # never: store_path refuses directories; kept as a guard
-            raise StoreError(f"'{self.path}' is a directory; --overwrite replaces store files "
+            raise StoreError(f"'{self.path}' is a directory; `overwrite` replaces store files "
                              "only.")
         try:
             self.path.unlink(missing_ok=True)
         except OSError as e:
-            raise write_error(e, self.path.parent, f"removing '{self.path}' for --overwrite",
+            raise write_error(e, self.path.parent, f"removing '{self.path}' for `overwrite`",
                                "Nothing was removed.") from e
 
     # ------------------------------------------------------------------------------------
@@ -175,7 +177,7 @@ class StoreWriter:
             raise StoreError(
                 f"Store '{self.given}' holds {len(extra)} clip(s) that {source or 'the manifest'} "
                 f"does not list ({listing(extra)}); a store holds only the clips of the manifest "
-                "it was last extracted from. Pass --prune to drop them, or write to another --out.")
+                "it was last extracted from. Pass `prune` to drop them, or write to another `out`.")
         for name in extra:
             del self.done[name]
             self._stored_labels.pop(name, None)

@@ -22,8 +22,8 @@ from mer_features.errors import MerFeaturesError
 from mer_features.fingerprint import known_fingerprints
 from mer_features.store import FeatureStore, StoreError, parts_dir, pending_parts
 from mer_heads.config import DataConfig, split_options
-from mer_heads.data.labels import (normalise_label, outside_valence_scale, read_label_table,
-                                   unknown_labels, valence_hint)
+from mer_heads.data.labels import (normalise_label, outside_valence_scale, parse_number,
+                                   read_label_table, valence_hint)
 from mer_heads.errors import (SHOWN, DataError, LabelError, MerHeadsError, ParameterError,
                               listed)
 
@@ -63,6 +63,8 @@ class MultimodalData:
     frame_mask : for frame input, M bool arrays of shape (n, T_m) marking real frames; else None.
     discrete : object array (n,) of str, "" when unlabelled. valence : float64 (n,), NaN when none.
     split : object array (n,) of str.
+    classes : the label set in index order (:mod:`mer_features.corpora.classes`: MER 2023's
+        six when every label is one of them); ``labels`` are indices into it.
     extra : the manifest's other columns (e.g. ``actor``), name -> object array (n,) of str
         ("" where a clip has no value); from the stores (/clips/extra) and ``--manifest``.
     normalized_by : the column whose groups the features were z-scored within
@@ -85,6 +87,7 @@ class MultimodalData:
     normalized_by: str | None = None
     extra_conflicts: dict[str, str] = field(default_factory=dict)
     """Extra columns on which the stores disagree (column -> why), refused only when used."""
+    classes: tuple[str, ...] = tuple(EMOTIONS)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -99,9 +102,36 @@ class MultimodalData:
 
     @property
     def labels(self) -> np.ndarray:
-        """Class indices into :data:`mer_features.EMOTIONS`, shape (n,) int64; -1 when unlabelled."""
-        index = {e: i for i, e in enumerate(EMOTIONS)}
+        """Class indices into :attr:`classes`, shape (n,) int64; -1 when unlabelled."""
+        index = {e: i for i, e in enumerate(self.classes)}
         return np.array([index.get(d, -1) for d in self.discrete], dtype=np.int64)
+
+    def target(self, name: str) -> np.ndarray:
+        """The continuous target ``name`` of every clip, float64 (n,), NaN where a clip has
+        none: ``valence``, or a numeric column of the manifest (from the stores' extra columns
+        or ``--manifest``), each cell read strictly as a decimal number."""
+        if name == "valence":
+            return self.valence
+        values = self.column(name, "--targets")
+        out = np.full(len(values), np.nan)
+        bad = []
+        for i, cell in enumerate(values):
+            if cell == "":
+                continue
+            try:
+                out[i] = parse_number(cell)
+            except ValueError:
+                bad.append(i)
+        if bad:
+            raise LabelError(
+                f"--targets {name}: {len(bad)} clip(s) have a value that is not a finite "
+                f"decimal number ({listed(f'{self.names[i]!r}={values[i]!r}' for i in bad)}); "
+                "fix the column in the manifest (an empty cell is a clip without a value).")
+        if not np.isfinite(out).any():
+            raise LabelError(f"--targets {name}: no clip has a value in the column '{name}'; "
+                             "give a numeric column of the manifest, or leave it out of "
+                             "--targets.")
+        return out
 
     def rows_of(self, names: Sequence[str]) -> np.ndarray:
         """Row indices (len(names),) of the clips called ``names`` (each must be present)."""
@@ -279,10 +309,22 @@ def load_dataset(stores: Sequence[str | Path | tuple[str, str | Path]],
         notes = [note for note in [_left_out(opened, names) if config.join == "inner" else ""]
                  if note]
         extra, conflicts = guard_read(opened, lambda: _store_extra(opened, names))
+        recorded = None
         if config.manifest is not None:
             discrete, valence, split = _manifest_labels(config.manifest, names, notes, extra)
         else:
             discrete, valence, split = guard_read(opened, lambda: _store_labels(opened, names))
+            recorded = _recorded_classes(opened)
+        if config.label_map is not None:
+            keep, discrete = _apply_label_map(config.label_map, discrete, notes)
+            if not keep.all():
+                names = [n for n, k in zip(names, keep) if k]
+                discrete, valence, split = discrete[keep], valence[keep], split[keep]
+                extra = {k: v[keep] for k, v in extra.items()}
+            recorded = None  # the map changed the classes
+        classes = _resolve_classes(discrete, config.classes, recorded, notes,
+                                   source=("the manifest" if config.manifest is not None
+                                           else "the stores"))
         features, present, frame_mask, infos = [], [], [], []
         for key, store in zip(keys, opened):
             x, mask, ok = guard_read([store], lambda: _features(store, names, input, layers,
@@ -306,7 +348,8 @@ def load_dataset(stores: Sequence[str | Path | tuple[str, str | Path]],
         names=names, modalities=infos, features=features, present=np.stack(present, axis=1),
         discrete=discrete, valence=valence, split=split, input=input,
         frame_mask=frame_mask if input == "frames" else None, layers=layers, notes=notes,
-        extra=extra, extra_conflicts={k: v for k, v in conflicts.items() if k not in extra})
+        extra=extra, extra_conflicts={k: v for k, v in conflicts.items() if k not in extra},
+        classes=classes)
     if config.normalize_by is not None:
         data = _normalized(data, config.normalize_by)
     return data
@@ -319,10 +362,11 @@ def load_copy(clean: MultimodalData, stores: Mapping[str, str | Path], config: D
     With ``config.normalize_by`` the new features are normalised within their groups from their
     own clips (what a deployed system normalising each speaker would see)."""
     specs = [(m.key, stores.get(m.key, m.path)) for m in clean.modalities]
-    data = load_dataset(specs, replace(config, join="inner", normalize_by=None))
+    data = load_dataset(specs, replace(config, join="inner", normalize_by=None, label_map=None,
+                                       classes=None))
     data = data.subset(data.rows_of(clean.names))
     data = replace(data, discrete=clean.discrete, valence=clean.valence, split=clean.split,
-                   extra=clean.extra)
+                   extra=clean.extra, classes=clean.classes)
     if config.normalize_by is not None:
         data = _normalized(data, config.normalize_by)
     return data
@@ -486,13 +530,6 @@ def _store_labels(stores: list[FeatureStore], names: list[str]
         discrete = np.array([normalise_label(d) for d in cols["discrete"][rows]], dtype=object)
         valence = np.asarray(cols["valence"][rows], np.float64)
         split = np.asarray(cols["split"][rows], dtype=object)
-        bad = unknown_labels(discrete)
-        if len(bad):
-            shown = listed(f"'{names[i]}'={discrete[i]!r}" for i in bad)
-            raise LabelError(
-                f"Store '{store.path}' holds {len(bad)} label(s) outside the six classes "
-                f"({', '.join(EMOTIONS)}): {shown}. Fix the manifest and re-extract (labels are "
-                "refreshed without encoder work), or pass --manifest with corrected labels.")
         out = outside_valence_scale(valence)
         if len(out):
             shown = listed(f"'{names[i]}'={valence[i]:g}" for i in out)
@@ -516,6 +553,66 @@ def _store_labels(stores: list[FeatureStore], names: list[str]
     if result is None:
         raise DataError("No feature store given.")
     return result[0], result[1], result[2]
+
+
+def _recorded_classes(stores: list[FeatureStore]) -> tuple[str, ...] | None:
+    """The label set the stores recorded at extraction (the first store's; stores that
+    recorded different orders leave it to the labels' rule), or None."""
+    recorded = [s.recorded_classes for s in stores]
+    first = next((r for r in recorded if r), None)
+    if first is None or any(r and r != first for r in recorded):
+        return None
+    return first
+
+
+def _apply_label_map(path: str | Path, discrete: np.ndarray, notes: list[str]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """``--label-map``: the mask of the clips kept (a dropped class's clips are left out) and
+    the mapped labels; a note per rule says how many clips it touched."""
+    from mer_features.corpora.labelmap import read_label_map
+
+    try:
+        label_map = read_label_map(path)
+    except MerFeaturesError as e:
+        raise LabelError(f"--label-map: {e}") from e
+    result = label_map.apply([d or None for d in discrete])
+    notes.extend(result.report())
+    keep = np.array(result.keep, bool)
+    if result.dropped:
+        notes.append(f"label map {label_map.source}: {result.dropped} clip(s) of dropped "
+                     f"classes left out, {int(keep.sum())} kept")
+    if not keep.any():
+        raise LabelError(f"--label-map '{path}' drops every clip; keep at least two classes.")
+    mapped = np.array([label or "" for label in result.labels], dtype=object)
+    return keep, mapped
+
+
+def _resolve_classes(discrete: np.ndarray, declared: tuple[str, ...] | None,
+                     recorded: tuple[str, ...] | None, notes: list[str], *, source: str
+                     ) -> tuple[str, ...]:
+    """The label set of ``discrete`` (:func:`mer_features.corpora.classes.label_set`): the
+    ``declared`` classes (``--classes``; a label outside them is refused, with the class it
+    resembles), the stores' ``recorded`` order, MER 2023's six, or sorted. A class rare enough
+    to be a typo gets a warning in ``notes`` (labels outside MER's six only)."""
+    from mer_features.corpora.classes import (class_counts, describe_outside, is_mer,
+                                              label_set, outside, rare_class_warnings)
+
+    counts = class_counts(discrete)
+    classes = label_set(discrete, declared, recorded)
+    if declared:
+        unknown = outside(counts, classes)
+        if unknown:
+            raise LabelError(
+                f"{sum(unknown.values())} label(s) of {source} are outside the classes "
+                f"--classes {','.join(classes)}: {describe_outside(unknown, classes)}. Fix "
+                "the labels (re-extract with the corrected manifest, or pass --manifest), map "
+                "them with --label-map, or add the class to --classes.")
+    elif not is_mer(classes):
+        notes.extend(rare_class_warnings(counts, f"in {source}",
+                                         fix="declare the classes with --classes (a label "
+                                         "outside them is then refused) or map it with "
+                                         "--label-map"))
+    return classes
 
 
 def _fmt(v: float) -> str:
@@ -556,7 +653,7 @@ def _store_extra(stores: list[FeatureStore], names: list[str]
 
 def _manifest_labels(path: str | Path, names: list[str], notes: list[str],
                      extra: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    table = read_label_table(path, what="manifest")
+    table = read_label_table(path, what="manifest", classes=None)
     by_name = table.as_dict()
     hits = [n for n in names if n in by_name]
     if not hits:
@@ -662,7 +759,7 @@ def summarise(data: MultimodalData) -> dict:
         "labelled": int((labels >= 0).sum()),
         "with_valence": int(np.isfinite(data.valence).sum()),
         "present": {k: int(data.present[:, i].sum()) for i, k in enumerate(data.keys)},
-        "classes": {e: int((labels == i).sum()) for i, e in enumerate(EMOTIONS)},
+        "classes": {e: int((labels == i).sum()) for i, e in enumerate(data.classes)},
     }
 
 

@@ -1,7 +1,7 @@
 """Label tables: manifests, MER 2023 ``train-label.csv`` files and prediction files.
 
-All three are CSV files with a ``name`` column, a ``discrete`` column (one of the six MER classes,
-or empty for an unlabelled clip) and optionally ``valence`` (a number, or empty) and ``split``.
+All three are CSV files with a ``name`` column, a ``discrete`` column (a class, or empty for an
+unlabelled clip: MER 2023's six unless the caller accepts any label set) and optionally ``valence`` (a number, or empty) and ``split``.
 Other columns (a manifest's ``actor``, ``speaker``, ...) are kept as text in
 :attr:`LabelTable.extra`. Problems are collected and reported together, with line numbers.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,9 +61,9 @@ def normalise_label(value: object) -> str:
     return str(value).strip().lower()
 
 
-def unknown_labels(discrete: np.ndarray) -> np.ndarray:
-    """Indices of non-empty labels that are not one of the six classes."""
-    known = set(EMOTIONS) | {""}
+def unknown_labels(discrete: np.ndarray, classes: Sequence[str] = EMOTIONS) -> np.ndarray:
+    """Indices of non-empty labels that are not one of ``classes`` (MER 2023's six)."""
+    known = set(classes) | {""}
     return np.array([i for i, d in enumerate(discrete) if d not in known], dtype=np.int64)
 
 
@@ -97,11 +98,13 @@ def valence_hint() -> str:
 
 
 def read_label_table(path: str | Path, *, what: str = "label file",
-                     predictions: bool = False) -> LabelTable:
+                     predictions: bool = False,
+                     classes: Sequence[str] | None = EMOTIONS) -> LabelTable:
     """Read a CSV with ``name``, ``discrete`` and optional ``valence``/``split`` columns.
 
     Raises :class:`LabelError` listing every bad row (first 20 and a count) on one line:
-    duplicate or empty names, labels outside the six classes, valence that is not a finite
+    duplicate or empty names, labels outside ``classes`` (MER 2023's six; None: any label
+    is read, the run decides its label set), valence that is not a finite
     number, and (labels, not ``predictions``) valence outside the MER scale [-5, 5]. A header
     naming a column twice is refused: which of the two is meant cannot be known.
     """
@@ -167,9 +170,9 @@ def read_label_table(path: str | Path, *, what: str = "label file",
         else:
             seen[name] = line
         label = normalise_label(cell(row, "discrete"))
-        if label and label not in EMOTIONS:
+        if label and classes is not None and label not in classes:
             problems.append(f"line {line}: discrete label '{cell(row, 'discrete')}' of '{name}' "
-                            f"is not one of {', '.join(EMOTIONS)}")
+                            f"is not one of {', '.join(classes)}")
         raw = cell(row, "valence").strip() if has_valence else ""
         value = math.nan
         if raw and NON_FINITE.fullmatch(raw):

@@ -20,8 +20,9 @@ import numpy as np
 from mer_heads.config import DataConfig, HeadConfig, split_options
 from mer_heads.data.dataset import load_dataset, modality_sets
 from mer_heads.errors import DataError
-from mer_heads.folds import shared_folds
+from mer_heads.folds import n_folds_shown, shared_folds
 from mer_heads.heads import get_head
+from mer_heads.metrics import resolve_metric
 from mer_heads.outputs import dump_json, output_folder, write_csv, write_text
 from mer_heads.progress import plan as plan_fits
 from mer_heads.progress import tracking, unit
@@ -30,7 +31,10 @@ from mer_heads.reports.ablation import markdown_table
 from mer_heads.reports.result import ReportResult
 
 COLUMNS = ("modalities", "n_modalities", "clips", "left_out", "f1_mean", "f1_std", "mse_mean",
-           "mse_std", "metric_mean", "metric_std", "cv_f1", "cv_mse", "cv_metric")
+           "mse_std", "metric_mean", "metric_std", "cv_f1", "cv_mse", "cv_metric", "ua_mean",
+           "ua_std", "wa_mean", "wa_std", "macro_f1_mean", "macro_f1_std", "cv_ua", "cv_wa",
+           "cv_macro_f1")
+SCORES = ("f1", "mse", "metric", "ua", "wa", "macro_f1")
 
 
 @dataclass(kw_only=True)
@@ -60,6 +64,19 @@ def ablate(features: Sequence[str | Path | tuple[str, str | Path]], out: str | P
         return _ablate(features, out, start, head, loading, train_split)
 
 
+def published_column(data, head: HeadConfig) -> np.ndarray | None:
+    """The values of the ``--folds-from`` column of ``data`` (None without it)."""
+    return None if head.folds_from is None else data.column(head.folds_from, "--folds-from")
+
+
+def best_row(rows: list[dict[str, Any]], metric: str) -> str | None:
+    """The modalities of the row with the best pooled (CV) ``metric`` (a resolved
+    ``--metric``), ties to the first; None when no row has it."""
+    key = "cv_metric" if metric == "mer" else f"cv_{metric}"
+    scored = [r for r in rows if r.get(key) is not None]
+    return max(scored, key=lambda r: r[key])["modalities"] if scored else None
+
+
 def _ablate(features, out: Path, start: float, head: HeadConfig, loading: DataConfig,
             train_split: str | None) -> AblationResult:
     data = load_dataset(features, loading)
@@ -74,7 +91,8 @@ def _ablate(features, out: Path, start: float, head: HeadConfig, loading: DataCo
     fold_of = shared_folds(data.labels, data.present.any(axis=1), head.folds, head.seed,
                            groups=data.groups(head.groups), column=head.groups, names=data.names,
                            nothing="nothing to ablate. Check the stores' labels (or pass "
-                           "--manifest).")
+                           "--manifest).", classes=data.classes,
+                           published=published_column(data, head), source=head.folds_from)
     rows, details, notes = [], [], set()
     plan = None
     plan_fits(len(modality_sets(data.keys)))
@@ -87,26 +105,31 @@ def _ablate(features, out: Path, start: float, head: HeadConfig, loading: DataCo
         scores = est.model_scores_
         row: dict[str, Any] = {"modalities": "+".join(combo), "n_modalities": len(combo),
                                "clips": len(est.train_names_), "left_out": len(est.dropped_)}
-        for key in ("f1", "mse", "metric"):
+        for key in SCORES:
             values = [getattr(s, key) for s in scores]
             ok = all(v is not None for v in values)
             row[f"{key}_mean"] = float(np.mean(values)) if ok else None
             row[f"{key}_std"] = float(np.std(values)) if ok else None
-        row["cv_f1"], row["cv_mse"], row["cv_metric"] = (est.cv_scores_.f1, est.cv_scores_.mse,
-                                                        est.cv_scores_.metric)
+        for key in SCORES:
+            row[f"cv_{key}"] = getattr(est.cv_scores_, key)
         rows.append(row)
         details.append({**row, "models": [s.to_json() for s in scores],
                         "best_epochs": est.best_epochs_.tolist()})
     result = AblationResult(out=out, rows=rows, notes=sorted(notes))
+    metric = resolve_metric(head.metric, data.classes)
     write_csv(result.csv_path, COLUMNS, rows)
     dump_json({"params": head.to_json(), "input": loading.input, "layers": loading.layers,
                "normalize_by": loading.normalize_by, "folds": plan.to_json(),
                "modalities": [m.to_json() for m in data.modalities], "rows": details,
-               "notes": result.notes}, result.json_path)
+               "notes": result.notes, "classes": list(data.classes), "metric": metric,
+               "best": best_row(rows, metric)}, result.json_path)
     write_text(result.markdown_path, markdown_table(rows, head, loading.input, result.notes,
-                                                    folds=plan.describe(head.folds)))
+                                                    folds=plan.describe(head.folds),
+                                                    metric=metric,
+                                                    n_folds=n_folds_shown(head.folds,
+                                                                          plan.to_json())))
     result.seconds = time.perf_counter() - start
     return result
 
 
-__all__ = ["AblationResult", "ablate"]
+__all__ = ["AblationResult", "ablate", "best_row", "published_column"]

@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from mer_features import EMOTIONS
 from mer_heads.errors import DataError, ParameterError
 from mer_heads.outputs import dump_json, output_folder, write_csv, write_text
 from mer_heads.reports.result import ReportResult
@@ -134,7 +133,7 @@ def _labels(features, manifest, labels, join: str) -> tuple[list[str], np.ndarra
     from mer_heads.data.labels import read_label_table
 
     path = manifest or labels
-    table = read_label_table(path, what="manifest" if manifest else "label file")
+    table = read_label_table(path, what="manifest" if manifest else "label file", classes=None)
     return table.names, table.discrete, table.valence, f"'{path}'"
 
 
@@ -171,6 +170,14 @@ def describe(out: str | Path, *, features=None, manifest: str | Path | None = No
         return result
 
 
+def classes_of(discrete: np.ndarray) -> tuple[str, ...]:
+    """The label set of ``discrete`` in order (:func:`mer_features.corpora.classes.label_set`:
+    MER 2023's six when every label is one of them, else sorted)."""
+    from mer_features.corpora.classes import label_set
+
+    return label_set(str(d) for d in discrete)
+
+
 def describe_labels(discrete: np.ndarray, valence: np.ndarray, *, source: str = "",
                     n_clips: int | None = None) -> dict[str, Any]:
     """The statistics of the module docstring for classes ``discrete`` (n,) str ("" when
@@ -189,7 +196,8 @@ def describe_labels(discrete: np.ndarray, valence: np.ndarray, *, source: str = 
         notes.append(f"{n_labelled - int(both.sum())} clip(s) with a class but no valence are "
                      "left out")
     y, v = discrete[both], valence[both]
-    present = [e for e in EMOTIONS if (y == e).any()]
+    label_set = classes_of(discrete)
+    present = [e for e in label_set if (y == e).any()]
     classes: dict[str, dict[str, Any]] = {}
     for e in present:
         x = v[y == e]
@@ -199,7 +207,7 @@ def describe_labels(discrete: np.ndarray, valence: np.ndarray, *, source: str = 
                       "std": float(x.std(ddof=1)) if len(x) > 1 else None,
                       "min": float(x.min()), "q1": q1, "median": median, "q3": q3,
                       "max": float(x.max()), "point_biserial_r": r, "point_biserial_p": p}
-    absent = [e for e in EMOTIONS if e not in classes]
+    absent = [e for e in label_set if e not in classes]
     if absent:
         notes.append(f"no clip of class(es) {', '.join(absent)} has a valence label")
     iqr = {e: (c["q1"], c["q3"]) for e, c in classes.items()}

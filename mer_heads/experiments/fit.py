@@ -26,11 +26,12 @@ from mer_heads.experiments.conditions import Condition, StoreArg, load_augment
 from mer_heads.experiments.semi import fit_semi, hide_training_labels
 from mer_heads.heads import get_head
 from mer_heads.heads.layers import check_learned, weights_json
-from mer_heads.metrics import Scores, confusion, score
+from mer_heads.metrics import Scores, confusion
 from mer_heads.outputs import (check_out_file, dump_json, output_folder, remove_outputs,
                                write_rows, write_text)
 from mer_heads.progress import tracking
 from mer_heads.provenance import write_provenance
+from mer_heads.folds import n_folds_shown
 from mer_heads.protocol import CrossValidatedHead
 from mer_heads.reports.figure import basis
 from mer_heads.reports.run import (confusion_figure, layer_weights_figure, markdown_report,
@@ -108,7 +109,8 @@ def _fit_run(features, out: Path, start: float, head: HeadConfig, loading: DataC
     hidden = None
     if semi is not None and semi.hide_labels is not None:
         data, hidden = hide_training_labels(data, train_mask, semi.hide_labels, head.seed,
-                                            folds=head.folds, groups=head.groups)
+                                            folds=head.folds, groups=head.groups,
+                                            folds_from=head.folds_from, targets=head.targets)
     train_data = data.subset(train_mask)
     train_copies = [c.subset(train_mask) for c in copies]
     semi_result = None
@@ -129,15 +131,13 @@ def _fit_run(features, out: Path, start: float, head: HeadConfig, loading: DataC
     test_predictions = None
     if len(test_rows):
         test_data = data.subset(test_rows)
-        names, proba, valence, imputed = _predict(est, test_data)
-        test_predictions = (names, proba, valence)
-        labelled = test_data.labels >= 0
+        proba, outputs, imputed = est.predict_outputs(test_data)
+        test_predictions = (test_data.names, proba, outputs)
+        labelled = np.flatnonzero(test_data.labels >= 0)
         metrics["test_split"] = test_split
-        if labelled.any():
-            metrics["test"] = score(
-                test_data.labels[labelled], proba[labelled].argmax(1),
-                test_data.valence[labelled] if est.has_valence_ else None,
-                valence[labelled]).to_json()
+        if len(labelled):
+            metrics["test"] = est.score_predictions(test_data, labelled, proba[labelled],
+                                                    outputs[labelled]).to_json()
         if imputed.any():
             metrics["notes"].append(f"{int(imputed.sum())} test clip(s) had no usable modality; "
                                     "predicted the training prior and mean valence")
@@ -146,13 +146,17 @@ def _fit_run(features, out: Path, start: float, head: HeadConfig, loading: DataC
     if overwrite:
         remove_outputs(out, RUN_OUTPUTS)
     if test_predictions is not None:
-        write_submission(out / "test_predictions.csv", *test_predictions)
+        write_predictions(out / "test_predictions.csv", *test_predictions, est.classes_,
+                          est.targets_)
     dump_json(metrics, out / "metrics.json")
     _write_oof(out / "oof_predictions.csv", est, train_data)
     seconds = time.perf_counter() - start
     confusion_figure(np.array(metrics["confusion"]), out / "confusion.png",
                      f"{est.model}, {'+'.join(est.keys_)}: CV F1 {metrics['cv']['f1']:.3f}\n"
-                     + basis(metrics["cv"]["n"], est.folds, range(est.seed, est.seed + est.seeds)))
+                     + basis(metrics["cv"]["n"], n_folds_shown(est.folds, est.fold_plan_.to_json()),
+                           range(est.seed, est.seed + est.seeds)),
+                     classes=est.classes_)
+    reliability_png(est, train_data, out / "reliability.png")
     if metrics.get("layer_weights"):
         layer_weights_figure(metrics["layer_weights"], out / "layer_weights.png",
                              f"{est.model}: learned layer weights over {len(est.model_folds_)} "
@@ -163,7 +167,8 @@ def _fit_run(features, out: Path, start: float, head: HeadConfig, loading: DataC
                     "manifest": loading.to_json()["manifest"], "join": loading.join,
                     "semi": None if semi is None else semi.to_json(),
                     "pseudo_clips": [] if semi_result is None else semi_result.used_clips(),
-                    "augment": metrics["augment"]})
+                    "augment": metrics["augment"],
+                    **({"label_map": str(loading.label_map)} if loading.label_map else {})})
     return FitResult(est, metrics, out, seconds)
 
 
@@ -172,10 +177,12 @@ def build_metrics(est: CrossValidatedHead, data: MultimodalData, train_data: Mul
     """metrics.json's content. Nothing here may depend on time, paths of the output or
     anything but the data and the seed: the file must be byte-identical across re-runs."""
     labels = train_data.labels
-    y = labels[train_data.rows_of(est.train_names_)]
+    rows = train_data.rows_of(est.train_names_)
+    y = labels[rows]
     pred = est.oof_proba_.argmax(1)
     scores = est.model_scores_
-    fields = ("f1", "accuracy", "mse", "metric")
+    classes = tuple(est.classes_)
+    fields = ("f1", "accuracy", "mse", "metric", "ua", "wa", "macro_f1")
 
     def stat(fn, key):
         values = [getattr(s, key) for s in scores]
@@ -183,9 +190,10 @@ def build_metrics(est: CrossValidatedHead, data: MultimodalData, train_data: Mul
 
     from sklearn.metrics import f1_score
 
-    per_class = f1_score(y, pred, labels=list(range(len(EMOTIONS))), average=None, zero_division=0)
-    counts = np.bincount(y, minlength=len(EMOTIONS))
-    return {
+    per_class = f1_score(y, pred, labels=list(range(len(classes))), average=None,
+                         zero_division=0)
+    counts = np.bincount(y, minlength=len(classes))
+    return {**run_statistics(est, train_data, rows),
         "model": est.model,
         "params": est.get_params(),
         "precision": est.precision_,
@@ -199,21 +207,105 @@ def build_metrics(est: CrossValidatedHead, data: MultimodalData, train_data: Mul
         "models": [{"fold": int(f), "seed": int(s), "best_epoch": int(e), **sc.to_json()}
                    for f, s, e, sc in zip(est.model_folds_, est.model_seeds_, est.best_epochs_,
                                           scores)],
-        "confusion": confusion(y, pred),
-        "per_class_f1": {e: float(v) for e, v in zip(EMOTIONS, per_class)},
-        "classes": list(EMOTIONS),
+        "confusion": confusion(y, pred, len(classes)),
+        "per_class_f1": {e: float(v) for e, v in zip(classes, per_class)},
+        "classes": list(classes),
+        "targets": list(est.targets_),
         "clips": {"total": len(data), "labelled": int((data.labels >= 0).sum()),
                   "train": len(est.train_names_), "dropped_no_modality": len(est.dropped_),
                   "test": int(test_mask.sum()),
                   "splits": _split_counts(train_data, est.train_names_),
-                  "classes": {e: int(c) for e, c in zip(EMOTIONS, counts)}},
+                  "classes": {e: int(c) for e, c in zip(classes, counts)}},
         "modalities": [{**m.to_json(), "present": int(data.present[:, i].sum())}
                        for i, m in enumerate(data.modalities)],
         "curve": [float(v) for v in est.curve_],
         "folds": est.fold_plan_.to_json(),
         "normalize_by": est.normalized_by_,
+        "scores": fold_scores(est, train_data, rows),
         "notes": list(est.notes_),
     }
+
+
+def fold_scores(est: CrossValidatedHead, train_data: MultimodalData, rows: np.ndarray
+                ) -> dict[str, Any]:
+    """metrics.json's ``scores``: every metric of the held-out predictions
+    (:func:`~mer_heads.metrics.metrics_by_fold`), pooled over all of them (``pooled``: UA, WA,
+    macro and weighted F1, per-class recall, precision and F1, confusion, MSE and CCC per
+    target, the MER metric) and per fold (``folds``: the scalar metrics of each), with the
+    mean and std (ddof 0) over folds; ``metric``: the ``--metric`` that ranks and picks
+    epochs, resolved, with its pooled value and fold mean and std."""
+    from mer_heads.metrics import metrics_by_fold, resolve_metric, scalar_metrics
+
+    names = est.fold_plan_.fold_names or [str(k) for k in range(est.n_folds_)]
+    learnt = [(j, t) for j, t in enumerate(est.targets_) if np.isfinite(est.target_means_[j])]
+    result = metrics_by_fold(
+        train_data.labels[rows], est.oof_proba_.argmax(1),
+        folds=np.array([names[f] for f in est.fold_], dtype=object), classes=est.classes_,
+        true_targets={t: train_data.target(t)[rows] for _, t in learnt},
+        pred_targets={t: est.oof_targets_[:, j] for j, t in learnt})
+    metric = resolve_metric(est.metric, est.classes_)
+    key = scalar_name(metric, result["pooled"])
+    return {"metric": {"name": metric, "key": key, "pooled": result["pooled"].get(key),
+                       "fold_mean": result["mean"].get(key), "fold_std": result["std"].get(key)},
+            "pooled": result["pooled"], "mean": result["mean"], "std": result["std"],
+            "n_folds": result["n_folds"], "n_folds_defined": result["n_folds_defined"],
+            "folds": {f: scalar_metrics(m) for f, m in result["folds"].items()}}
+
+
+def run_statistics(est: CrossValidatedHead, train_data: MultimodalData, rows: np.ndarray
+                   ) -> dict[str, Any]:
+    """metrics.json's statistics of the pooled held-out predictions (added keys; the others
+    are unchanged): ``bootstrap`` (what was resampled) and ``ci`` (95% interval per scalar
+    metric; :func:`mer_heads.stats.runs.run_intervals`: groups with ``--groups``, published
+    folds as strata with ``--folds-from`` alone, the run's seed), ``ece``, ``brier``, ``nll``
+    of the held-out probabilities, and with ``--calibrate temperature`` ``calibration``: the
+    fold temperatures and the calibration before and after them."""
+    from mer_heads.stats.runs import calibration_json, run_intervals
+
+    y = train_data.labels[rows]
+    learnt = [(j, t) for j, t in enumerate(est.targets_) if np.isfinite(est.target_means_[j])]
+    groups = train_data.groups(est.groups)
+    strata = None
+    if est.folds_from is not None and groups is None:
+        strata = est.fold_
+    out = run_intervals(
+        y, est.oof_proba_.argmax(1), classes=est.classes_, proba=est.oof_proba_,
+        true_targets={t: train_data.target(t)[rows] for _, t in learnt},
+        pred_targets={t: est.oof_targets_[:, j] for j, t in learnt},
+        groups=None if groups is None else groups[rows], groups_column=est.groups,
+        strata=strata, strata_column=est.folds_from, seed=est.seed)
+    out.update(calibration_json(y, est.oof_proba_))
+    temperatures = getattr(est, "temperatures_", None)
+    if temperatures is not None:
+        out["calibration"] = {"method": "temperature",
+                              "fitted_on": "each fold's models' predictions of the fold's own "
+                                           "training clips (never a held-out clip)",
+                              "temperatures": [float(t) for t in temperatures],
+                              "before": calibration_json(y, est.oof_proba_uncalibrated_),
+                              "after": calibration_json(y, est.oof_proba_)}
+    return out
+
+
+def reliability_png(est: CrossValidatedHead, train_data: MultimodalData, path: Path) -> Path:
+    """The reliability diagram of the held-out probabilities (and, with ``--calibrate
+    temperature``, of those before calibration), beside the confusion figure."""
+    from mer_heads.stats.calibration import reliability, reliability_figure
+
+    y = train_data.labels[train_data.rows_of(est.train_names_)]
+    diagrams = {"held-out": reliability(y, est.oof_proba_)}
+    if getattr(est, "temperatures_", None) is not None:
+        diagrams = {"before temperature": reliability(y, est.oof_proba_uncalibrated_),
+                    "after temperature": diagrams["held-out"]}
+    return reliability_figure(diagrams, path, title=f"{est.model}, {'+'.join(est.keys_)}: "
+                              "reliability of the pooled held-out predictions")
+
+
+def scalar_name(metric: str, pooled: dict[str, Any]) -> str:
+    """The :func:`~mer_heads.metrics.scalar_metrics` name of a resolved ``--metric``: ``mer``
+    is F1 alone when nothing scored valence."""
+    if metric == "mer":
+        return "mer" if "mer" in pooled else "f1"
+    return metric
 
 
 def _split_counts(train_data: MultimodalData, names: list[str]) -> dict[str, int]:
@@ -224,18 +316,35 @@ def _split_counts(train_data: MultimodalData, names: list[str]) -> dict[str, int
 
 def split_notes(splits: dict[str, int], train_split: str | None, test_split: str | None
                 ) -> list[str]:
-    """A warning when the run trained on the labelled clips of several splits because none was
-    chosen: scoring the clips of a split such as 'test' later would score training clips."""
+    """A warning when the run trained on the labelled clips of a held-out-looking split (test,
+    dev, val, eval ...) beside others because no split was chosen: scoring those clips later
+    would score training clips. Splits that are not held-out sets by name (RAVDESS's split is
+    the actor) say nothing."""
     named = {s: n for s, n in splits.items() if s}
     if train_split is not None or test_split is not None or len(named) < 2:
         return []
+    held = [s for s in named if _held_out_name(s)]
+    if not held:
+        return []
     counts = ", ".join(f"{s} {n}" for s, n in named.items())
-    other = next((s for s in named if s != "train"), sorted(named)[-1])
+    other = held[0]
     first = "train" if "train" in named else next(s for s in named if s != other)
     return [f"warning: the run trained on the labelled clips of every split ({counts}): no "
             f"--train-split or --test-split was given, so its predictions of the '{other}' "
             f"clips are predictions of training clips; to hold them out, fit with "
             f"--train-split {first} --test-split {other}"]
+
+
+HELD_OUT_SPLITS = ("test", "dev", "val", "valid", "validation", "eval", "evaluation", "heldout",
+                   "held-out", "held_out")
+
+
+def _held_out_name(split: str) -> bool:
+    """Whether a split's name says it is held out: one of :data:`HELD_OUT_SPLITS`, or one of
+    them followed by a number or a separator (``test1``, ``test_a``, ``dev-2``)."""
+    low = split.strip().lower()
+    return any(low == n or (low.startswith(n) and not low[len(n)].isalpha())
+               for n in HELD_OUT_SPLITS)
 
 
 def augment_json(est: CrossValidatedHead, conds: list[Condition]) -> dict[str, Any] | None:
@@ -249,23 +358,28 @@ def augment_json(est: CrossValidatedHead, conds: list[Condition]) -> dict[str, A
 
 
 def _write_oof(path: Path, est: CrossValidatedHead, train_data: MultimodalData) -> None:
+    """Every training clip's held-out prediction: its fold (its published name with
+    ``--folds-from``), label, valence and their predictions, the other targets' values and
+    predictions (``T`` and ``pred_T``) and one probability column per class."""
     rows = train_data.rows_of(est.train_names_)
+    classes = est.classes_
+    names = est.fold_plan_.fold_names
+    others = [(j, t) for j, t in enumerate(est.targets_) if t != "valence"]
+    values = {t: train_data.target(t) for _, t in others}
     write_rows(path, ["name", "fold", "discrete", "valence", "pred_discrete", "pred_valence",
-                      *(f"p_{e}" for e in EMOTIONS)],
-               ([est.train_names_[i], int(est.fold_[i]), train_data.discrete[row],
-                 _fmt(train_data.valence[row]), EMOTIONS[int(est.oof_proba_[i].argmax())],
+                      *(c for _, t in others for c in (t, f"pred_{t}")),
+                      *(f"p_{e}" for e in classes)],
+               ([est.train_names_[i], names[est.fold_[i]] if names else int(est.fold_[i]),
+                 train_data.discrete[row], _fmt(train_data.valence[row]),
+                 classes[int(est.oof_proba_[i].argmax())],
                  _fmt(est.oof_valence_[i]) if est.has_valence_ else "",
+                 *(v for j, t in others for v in (_fmt(values[t][row]),
+                                                  _fmt(est.oof_targets_[i, j]))),
                  *(f"{p:.6f}" for p in est.oof_proba_[i])] for i, row in enumerate(rows)))
 
 
 def _fmt(v: float) -> str:
     return "" if not math.isfinite(v) else f"{v:.6f}"
-
-
-def _predict(est: CrossValidatedHead, data: MultimodalData
-             ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    proba, valence, imputed = est.predict_proba(data)
-    return data.names, proba, valence, imputed
 
 
 def write_submission(path: str | Path, names: list[str], proba: np.ndarray,
@@ -275,6 +389,28 @@ def write_submission(path: str | Path, names: list[str], proba: np.ndarray,
     return write_rows(path, ["name", "discrete", "valence"],
                       ([name, EMOTIONS[int(np.argmax(p))], _fmt(float(v))]
                        for name, p, v in zip(names, proba, valence)))
+
+
+def is_mer_format(classes: Sequence[str], targets: Sequence[str]) -> bool:
+    """Whether predictions over ``classes`` and ``targets`` are written in the MER 2023
+    submission format: MER 2023's six classes and valence (or no target)."""
+    return tuple(classes) == tuple(EMOTIONS) and tuple(targets) in (("valence",), ())
+
+
+def write_predictions(path: str | Path, names: list[str], proba: np.ndarray,
+                      outputs: np.ndarray, classes: Sequence[str], targets: Sequence[str]
+                      ) -> Path:
+    """Predictions of ``names``: the MER 2023 submission format (:func:`write_submission`)
+    for MER 2023's classes and valence; otherwise ``name,discrete``, one column per target
+    (six decimals, empty when not learnt) and one probability column ``p_<class>`` per class
+    (six decimals), in the run's order."""
+    if is_mer_format(classes, targets):
+        valence = outputs[:, 0] if len(targets) else np.full(len(names), np.nan)
+        return write_submission(path, names, proba, valence)
+    return write_rows(Path(path), ["name", "discrete", *targets, *(f"p_{c}" for c in classes)],
+                      ([name, classes[int(np.argmax(p))],
+                        *(_fmt(float(v)) for v in o[:len(targets)]), *(f"{q:.6f}" for q in p)]
+                       for name, p, o in zip(names, proba, outputs)))
 
 
 def predict_run(run: str | Path, out: str | Path,
@@ -309,13 +445,14 @@ def predict_run(run: str | Path, out: str | Path,
                         max_frames=info["max_frames"], manifest=manifest,
                         normalize_by=info.get("normalize_by"))
     check_fingerprints(info, data.modalities)
-    names, proba, valence, imputed = _predict(est, data)
-    path = write_submission(out, names, proba, valence)
+    proba, outputs, imputed = est.predict_outputs(data)
+    names = data.names
+    path = write_predictions(out, names, proba, outputs, est.classes_, est.targets_)
     result = PredictResult(path, len(names), [n for n, i in zip(names, imputed) if i],
                            notes=list(data.notes))  # e.g. a --normalize-by group of one clip
     result.notes += write_provenance(path, run, info, names)  # clips the run trained on
     if result.imputed:
-        prior = EMOTIONS[int(np.argmax(est.prior_))]
+        prior = est.classes_[int(np.argmax(est.prior_))]
         result.notes.append(
             f"{len(result.imputed)} clip(s) have no usable modality and were given the training "
             f"prior class '{prior}' and mean valence ({listed(result.imputed)}); listed in "
@@ -324,10 +461,11 @@ def predict_run(run: str | Path, out: str | Path,
     else:
         # A list left by an earlier prediction to the same file would describe other clips.
         remove_outputs(path.parent, [path.with_suffix(".imputed.txt").name])
-    if not est.has_valence_:
+    if not est.has_valence_ and "valence" in est.targets_:
         result.notes.append("the run learnt no valence: the valence column is empty")
     return result
 
 
-__all__ = ["FitResult", "PredictResult", "Scores", "build_metrics", "fit_run", "predict_run",
+__all__ = ["FitResult", "PredictResult", "Scores", "build_metrics", "fit_run", "fold_scores",
+           "is_mer_format", "predict_run", "run_statistics", "write_predictions",
            "write_submission"]

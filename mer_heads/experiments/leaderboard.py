@@ -41,6 +41,9 @@ from mer_heads.errors import DataError, ParameterError
 from mer_heads.folds import shared_folds
 from mer_heads.heads import get_head
 from mer_heads.heads.layers import check_learned
+from mer_heads.experiments.ablation import published_column
+from mer_heads.experiments.fit import fold_scores
+from mer_heads.metrics import resolve_metric
 from mer_heads.outputs import dump_json, output_folder, write_csv, write_text
 from mer_heads.progress import skip as skip_fits
 from mer_heads.progress import tracking, unit
@@ -48,10 +51,14 @@ from mer_heads.protocol import CrossValidatedHead
 from mer_heads.reports.figure import chance_weighted_f1
 from mer_heads.reports.result import ReportResult
 
-SCORES = ("f1", "mse", "metric")
+SCORES = ("f1", "mse", "metric", "ua", "wa", "macro_f1")
 CSV_COLUMNS = ("section", "modality", "rank", "name", "stores", "encoders", "clips",
-               "f1_mean", "f1_std", "mse_mean", "mse_std", "metric_mean", "metric_std")
+               "f1_mean", "f1_std", "mse_mean", "mse_std", "metric_mean", "metric_std",
+               "ua_mean", "ua_std", "wa_mean", "wa_std", "macro_f1_mean", "macro_f1_std")
 MAX_SEEDS = 100
+FOLD_SCORES = ("ua", "wa", "macro_f1", "f1")
+"""Metrics whose fold mean and fold spread (std over folds, ddof 0) each row also gives: the
+per-seed value of each, averaged over the seeds (``ua_fold_mean``, ``ua_fold_std`` ...)."""
 
 
 @dataclass(frozen=True)
@@ -189,23 +196,27 @@ def _leaderboard(entries: list[Entry], out: Path, start: float, head: HeadConfig
     notes: set[str] = set()
     folds = []
     groups = data.groups(head.groups)
+    published = published_column(data, head)
+    metric = resolve_metric(head.metric, data.classes)
     for s in range(seeds):
         folds.append(shared_folds(data.labels, data.present.any(axis=1), head.folds,
                                   head.seed + s, groups=groups, column=head.groups,
                                   names=data.names,
                                   nothing="nothing to rank. Check the stores' labels (or pass "
-                                  "--manifest) and --train-split."))
+                                  "--manifest) and --train-split.", classes=data.classes,
+                                  published=published, source=head.folds_from))
     rows: list[dict[str, Any]] = []
     plan: dict[str, Any] = {}
     done: dict[tuple[str, str], dict[str, Any]] = {}  # (head, stores) -> row: scored once
+    held_out: dict[str, Any] = {}  # row name -> the first seed's held-out predictions
     for modality in dict.fromkeys(e.modality for e in entries):
         mine = [e for e in entries if e.modality == modality]
         scored = []
         for e in mine:
-            row, plan = _score_set(data, [e], head, folds, notes)
+            row, plan = _score_set(data, [e], head, folds, notes, held_out)
             done[(head.model, row["name"])] = row
             scored.append(row)
-        scored.sort(key=lambda r: (-_key(r), r["name"]))
+        scored.sort(key=lambda r: (-_key(r, metric), r["name"]))
         for rank, row in enumerate(scored, 1):
             rows.append({"section": "single", "modality": modality, "rank": rank, **row})
     fused_sets: list[tuple[str, ...]] = []
@@ -226,22 +237,24 @@ def _leaderboard(entries: list[Entry], out: Path, start: float, head: HeadConfig
             skip_fits(seeds)
         else:  # one modality's top-1 with --fusion == --model is its single row
             row, plan = _score_set(data, [by_name[n] for n in chosen], fusion_head, folds,
-                                   notes)
+                                   notes, held_out)
         rows.append({"section": "fusion", "modality": "+".join(
             dict.fromkeys(by_name[n].modality for n in chosen)), "rank": k, **row})
+    statistics = _statistics(rows, held_out, data, head, metric)
     notes_list = sorted(notes)
-    report = {"params": head.to_json(), "fusion": fusion_head.model, "seeds":
+    report = {"statistics": statistics, "params": head.to_json(), "fusion": fusion_head.model, "seeds":
               [head.seed + s for s in range(seeds)], "top_n": top_n, "input": loading.input,
               "layers": loading.layers, "join": loading.join, "joined_clips": len(data),
               "labelled_clips": int((data.labels >= 0).sum()),
               "train_split": train_split, "folds": plan, "stores": [e.to_json() for e in entries],
               "chance_f1": chance_weighted_f1(np.bincount(data.labels[data.labels >= 0])),
-              "rows": rows, "notes": notes_list}
+              "rows": rows, "notes": notes_list, "classes": list(data.classes),
+              "metric": metric}
     from mer_heads.reports.leaderboard import leaderboard_figure, markdown_leaderboard
 
     result = LeaderboardResult(out=out, rows=rows, entries=entries, joined=len(data),
                                notes=notes_list)
-    write_csv(result.csv_path, CSV_COLUMNS, rows)
+    write_csv(result.csv_path, csv_columns(rows), rows)
     dump_json(report, result.json_path)
     write_text(result.markdown_path, markdown_leaderboard(report))
     leaderboard_figure(report, result.png_path)
@@ -249,32 +262,103 @@ def _leaderboard(entries: list[Entry], out: Path, start: float, head: HeadConfig
     return result
 
 
-def _key(row: dict[str, Any]) -> float:
-    value = row["metric_mean"] if row["metric_mean"] is not None else row["f1_mean"]
+def _key(row: dict[str, Any], metric: str = "mer") -> float:
+    """The ranking value of a row: the mean of the resolved ``--metric`` over seeds (``mer``:
+    F1 - 0.25 x MSE, F1 without valence)."""
+    if metric == "mer":
+        value = row["metric_mean"] if row["metric_mean"] is not None else row["f1_mean"]
+    else:
+        value = row[f"{metric}_mean"]
     return -np.inf if value is None else value
 
 
+def csv_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    """CSV_COLUMNS, the fold mean and spread of FOLD_SCORES, then the MSE and CCC of the
+    continuous targets some row scored (``ccc:valence_mean`` ...), then the first seed's
+    interval and the test against the best row (STAT_COLUMNS)."""
+    folds = [f"{k}_fold_{s}" for k in FOLD_SCORES for s in ("mean", "std")]
+    extra = list(dict.fromkeys(k for r in rows for k in r if ":" in k))
+    return (*CSV_COLUMNS, *folds, *extra, *STAT_COLUMNS)
+
+
+STAT_COLUMNS = ("seed0_value", "seed0_ci_low", "seed0_ci_high", "vs_best_delta",
+                "vs_best_p", "vs_best_p_holm", "vs_best_mark")
+"""The CSV's statistics of each row (:func:`_statistics`)."""
+
+
+def _statistics(rows: list[dict[str, Any]], held_out: dict[str, Any], data: MultimodalData,
+                head: HeadConfig, metric: str) -> dict[str, Any]:
+    """Every row's 95% bootstrap interval of the ranking metric on the first seed's pooled
+    held-out predictions, and its paired test against the best row (by the mean over seeds)
+    on the clips both scored, Holm over the rows (:func:`mer_heads.stats.runs.
+    table_statistics`); groups resampled with ``--groups``. Adds ``statistics`` to each row
+    (and the STAT_COLUMNS); returns the leaderboard's ``statistics`` header."""
+    from mer_heads.experiments.fit import scalar_name
+    from mer_heads.stats.runs import (ALPHA, MARK, RUN_RESAMPLES, TABLE_PERMUTATIONS,
+                                      table_statistics)
+
+    held = [held_out[r["name"]] for r in rows]
+    has_valence = all("valence" in h["true_targets"] for h in held)
+    key = scalar_name(metric, {"mer": 0.0} if has_valence else {})
+    groups = data.groups(head.groups)
+    by_name = None if groups is None else dict(zip(data.names, groups))
+    stats = table_statistics(held, [_key(r, metric) for r in rows], key, groups=by_name,
+                             seed=head.seed)
+    for row, st in zip(rows, stats):
+        row["statistics"] = st
+        vs = st.get("vs_best") or {}
+        row.update({"seed0_value": st["value"],
+                    "seed0_ci_low": st["ci"][0] if st["ci"] else None,
+                    "seed0_ci_high": st["ci"][1] if st["ci"] else None,
+                    "vs_best_delta": vs.get("delta"), "vs_best_p": vs.get("p_value"),
+                    "vs_best_p_holm": vs.get("p_adjusted"),
+                    "vs_best_mark": "best" if st["best"] else vs.get("mark")})
+    return {"metric": key, "seed": head.seed, "n_resamples": RUN_RESAMPLES,
+            "n_permutations": TABLE_PERMUTATIONS, "unit": "group" if groups is not None
+            else "clip", "groups": head.groups, "correction": "holm", "alpha": ALPHA,
+            "mark": MARK, "best": next(r["name"] for r in rows if r["statistics"]["best"])}
+
+
 def _score_set(data: MultimodalData, chosen: list[Entry], head: HeadConfig,
-               folds: list[np.ndarray], notes: set[str]) -> tuple[dict[str, Any], dict]:
-    """Cross-validate the stores ``chosen`` together once per seed, on that seed's folds."""
+               folds: list[np.ndarray], notes: set[str],
+               held_out: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict]:
+    """Cross-validate the stores ``chosen`` together once per seed, on that seed's folds
+    (``held_out``: receives the first seed's held-out predictions under the row's name)."""
     sub = data.select_modalities([e.name for e in chosen])
     per_seed, clips, plan = [], 0, {}
     for s, fold_of in enumerate(folds):
         with unit(f"{'+'.join(e.name for e in chosen)}, seed {head.seed + s}"):
             est = CrossValidatedHead.from_config(replace(head, seed=head.seed + s)).fit(
                 sub, fold_of=fold_of)
+        if s == 0 and held_out is not None:
+            from mer_heads.stats.runs import held_out_of
+
+            held_out["+".join(e.name for e in chosen)] = held_out_of(est, sub)
         notes.update(est.notes_)
         clips, plan = len(est.train_names_), est.fold_plan_.to_json()
+        fold_stats = fold_scores(est, sub, sub.rows_of(est.train_names_))
         per_seed.append({"seed": head.seed + s, "precision": est.precision_,
-                         **{k: getattr(est.cv_scores_, k) for k in SCORES}})
+                         **{k: getattr(est.cv_scores_, k) for k in SCORES},
+                         **{f"ccc:{t}": v["ccc"] for t, v in est.cv_scores_.targets.items()},
+                         **{f"mse:{t}": v["mse"] for t, v in est.cv_scores_.targets.items()
+                            if t != "valence"},
+                         "fold_mean": {k: fold_stats["mean"].get(k) for k in FOLD_SCORES},
+                         "fold_std": {k: fold_stats["std"].get(k) for k in FOLD_SCORES}})
     row: dict[str, Any] = {"name": "+".join(e.name for e in chosen),
                            "stores": " ".join(e.path for e in chosen),
                            "encoders": " ".join(e.encoder for e in chosen), "clips": clips}
-    for k in SCORES:
-        values = [p[k] for p in per_seed]
+    targets = list(dict.fromkeys(k for p in per_seed for k in p if ":" in k))
+    for k in (*SCORES, *targets):
+        values = [p.get(k) for p in per_seed]
         ok = all(v is not None for v in values)
         row[f"{k}_mean"] = float(np.mean(values)) if ok else None
         row[f"{k}_std"] = float(np.std(values)) if ok else None
+    for k in FOLD_SCORES:  # the fold mean and fold spread of each seed, averaged over seeds
+        means = [p["fold_mean"][k] for p in per_seed]
+        spreads = [p["fold_std"][k] for p in per_seed]
+        ok = all(v is not None for v in means + spreads)
+        row[f"{k}_fold_mean"] = float(np.mean(means)) if ok else None
+        row[f"{k}_fold_std"] = float(np.mean(spreads)) if ok else None
     row["per_seed"] = per_seed
     return row, plan
 

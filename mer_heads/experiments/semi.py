@@ -53,7 +53,6 @@ from typing import Any
 
 import numpy as np
 
-from mer_features import EMOTIONS
 from mer_heads.config import STRATEGIES, TEACHERS, HeadConfig, SemiSettings
 from mer_heads.data.dataset import MultimodalData
 from mer_heads.errors import DataError
@@ -63,7 +62,7 @@ from mer_heads.protocol import CrossValidatedHead
 
 
 # --------------------------------------------------------------------------------------------
-# Selection rules: probabilities (P, 6) of one teacher -> pseudo class (P,), -1 = not selected.
+# Selection rules: probabilities (P, K) of one teacher -> pseudo class (P,), -1 = not selected.
 
 
 def select_threshold(proba: np.ndarray, threshold: float) -> np.ndarray:
@@ -86,14 +85,14 @@ def select_class_quantile(proba: np.ndarray, quantile: float) -> np.ndarray:
 
 
 def under_represented(class_counts: np.ndarray) -> np.ndarray:
-    """Bool (6,): classes with fewer training clips than the mean over the six classes."""
+    """Bool (K,): classes with fewer training clips than the mean over the K classes."""
     counts = np.asarray(class_counts, np.float64)
     return counts < counts.mean()
 
 
 def select_weak_reinforce(proba: np.ndarray, threshold: float, class_counts: np.ndarray
                           ) -> np.ndarray:
-    """As :func:`select_threshold`, for under-represented classes only (``class_counts``: (6,)
+    """As :func:`select_threshold`, for under-represented classes only (``class_counts``: (K,)
     labelled training clips per class)."""
     labels = select_threshold(proba, threshold)
     weak = under_represented(class_counts)
@@ -122,17 +121,17 @@ class HiddenLabels:
     labels: np.ndarray
 
 
-def hide_labels(data: MultimodalData, candidates: np.ndarray, fraction: float, seed: int
-                ) -> tuple[MultimodalData, HiddenLabels]:
+def hide_labels(data: MultimodalData, candidates: np.ndarray, fraction: float, seed: int,
+                targets: Sequence[str] = ()) -> tuple[MultimodalData, HiddenLabels]:
     """Hide ``fraction`` of the labels of the labelled, usable clips where ``candidates``
     (bool (n,)) is True, per class (stratified; at least one clip per class keeps its label),
-    drawn with ``seed``. Returns the data with those clips' class and valence removed, and
-    what was hidden (in data order)."""
+    drawn with ``seed``. Returns the data with those clips' class, valence and ``targets``
+    columns removed, and what was hidden (in data order)."""
     labels = data.labels
     eligible = candidates & (labels >= 0) & data.present.any(axis=1)
     rng = np.random.default_rng(seed)
     hidden = np.zeros(len(data), bool)
-    for c in range(len(EMOTIONS)):
+    for c in range(len(data.classes)):
         rows = np.flatnonzero(eligible & (labels == c))
         if len(rows) < 2:
             continue
@@ -141,24 +140,33 @@ def hide_labels(data: MultimodalData, candidates: np.ndarray, fraction: float, s
     discrete, valence = data.discrete.copy(), data.valence.copy()
     discrete[hidden] = ""
     valence[hidden] = np.nan
+    extra = dict(data.extra)
+    for target in targets:
+        if target in extra:
+            extra[target] = np.where(hidden, "", extra[target]).astype(object)
     rows = np.flatnonzero(hidden)
-    out = replace(data, discrete=discrete, valence=valence,
+    out = replace(data, discrete=discrete, valence=valence, extra=extra,
                   notes=[*data.notes, f"--hide-labels {fraction:g}: the labels of {len(rows)} "
                          "clips were hidden (stratified); they are the unlabelled pool"])
     return out, HiddenLabels([data.names[i] for i in rows], labels[rows])
 
 
 def hide_training_labels(data: MultimodalData, train: np.ndarray, fraction: float, seed: int,
-                         *, folds: int, groups: str | None = None
+                         *, folds: int, groups: str | None = None,
+                         folds_from: str | None = None, targets: Sequence[str] = ()
                          ) -> tuple[MultimodalData, HiddenLabels]:
     """:func:`hide_labels` of the training clips (``train``: bool (n,)) before the folds are
     drawn (so no hidden clip can be in a held-out fold), then refuse, with the fix, ``folds``
     folds that the clips still labelled cannot fill: a class with fewer clips than folds, or,
-    with the group column ``groups``, fewer groups than folds."""
-    data, hidden = hide_labels(data, train, fraction, seed)
+    with the group column ``groups``, fewer groups than folds (published folds,
+    ``folds_from``, are checked when the head is fitted). ``targets``: the continuous targets
+    hidden with the labels."""
+    data, hidden = hide_labels(data, train, fraction, seed, targets)
+    if folds_from is not None:
+        return data, hidden
     kept = np.flatnonzero(train & (data.labels >= 0) & data.present.any(axis=1))
     context = f"(after --hide-labels {fraction:g} hid {len(hidden.names)} labels)"
-    check_folds(data.labels[kept], folds, context)
+    check_folds(data.labels[kept], folds, context, data.classes)
     if groups is not None:
         check_groups(data.groups(groups)[kept], folds, groups, [data.names[i] for i in kept],
                      context)
@@ -241,12 +249,18 @@ def fit_semi(data: MultimodalData, settings: SemiSettings,
     base_fold = np.zeros(len(data), np.int64)
     train_rows = data.rows_of(supervised.train_names_)
     base_fold[train_rows] = supervised.fold_
-    groups = data.groups(head.groups)
-    held_out = _held_out_fold(groups, pool, train_rows, supervised.fold_)
+    if head.folds_from is not None:  # a pool clip is held out by the fold its column names
+        index = {name: k for k, name in enumerate(supervised.fold_plan_.fold_names)}
+        held_out = np.array([index.get(v, -1) for v in
+                             data.column(head.folds_from, "--folds-from")[pool].tolist()],
+                            np.int64)
+    else:
+        held_out = _held_out_fold(data.groups(head.groups), pool, train_rows, supervised.fold_)
     train_y = data.labels[train_rows]
-    class_counts = np.stack([np.bincount(train_y[supervised.fold_ != k], minlength=len(EMOTIONS))
-                             for k in range(supervised.folds)])
-    rounds = [_round_json(0, supervised, None, None, None, supervised)]
+    class_counts = np.stack([np.bincount(train_y[supervised.fold_ != k],
+                                         minlength=len(data.classes))
+                             for k in range(supervised.n_folds_)])
+    rounds = [_round_json(0, supervised, None, None, None, supervised, tuple(data.classes))]
     selected: list[np.ndarray] = []
     est = supervised
     student = same_training(head, supervised)
@@ -254,9 +268,10 @@ def fit_semi(data: MultimodalData, settings: SemiSettings,
     value = settings.quantile if settings.strategy == "class-quantile" else settings.threshold
     label = f"{settings.strategy} {value:g}, "
     for r in range(1, n_rounds + 1):
-        proba = est.predict_fold_proba(data, rows=pool, chunk=settings.chunk)     # (K, P, 6)
+        proba = est.predict_fold_proba(data, rows=pool, chunk=settings.chunk)     # (K, P, C)
         if settings.teacher == "ensemble":
             proba[:] = proba.mean(0)
+        classes = tuple(est.classes_)
         labels = np.stack([select(settings, proba[k], class_counts[k])
                            for k in range(len(proba))])
         # A class with no labelled training clip in a fold was never taught to its teacher:
@@ -271,7 +286,7 @@ def fit_semi(data: MultimodalData, settings: SemiSettings,
                 pseudo_rows=np.arange(len(labelled), len(rows)), pseudo_labels=labels[:, used],
                 augment=copies(rows))
         selected.append(labels)
-        rounds.append(_round_json(r, est, labels, proba, truth, supervised))
+        rounds.append(_round_json(r, est, labels, proba, truth, supervised, classes))
         del proba
     return SemiResult(est, settings, rounds, [data.names[i] for i in pool], selected)
 
@@ -299,14 +314,14 @@ def _held_out_fold(groups: np.ndarray | None, pool: np.ndarray, train_rows: np.n
 
 def _round_json(r: int, est: CrossValidatedHead, labels: np.ndarray | None,
                 proba: np.ndarray | None, truth: np.ndarray | None,
-                supervised: CrossValidatedHead) -> dict[str, Any]:
-    k = est.folds
-    per_fold = (np.zeros((k, len(EMOTIONS)), np.int64) if labels is None else
-                np.stack([np.bincount(row[row >= 0], minlength=len(EMOTIONS)) for row in labels]))
+                supervised: CrossValidatedHead, classes: tuple[str, ...]) -> dict[str, Any]:
+    k = est.n_folds_
+    per_fold = (np.zeros((k, len(classes)), np.int64) if labels is None else
+                np.stack([np.bincount(row[row >= 0], minlength=len(classes)) for row in labels]))
     cv = est.cv_scores_.to_json()
     out: dict[str, Any] = {
         "round": r,
-        "added": {e: float(v) for e, v in zip(EMOTIONS, per_fold.mean(0))},
+        "added": {e: float(v) for e, v in zip(classes, per_fold.mean(0))},
         "added_total": float(per_fold.sum(1).mean()),
         "added_per_fold": per_fold.tolist(),
         "added_clips": 0 if labels is None else int((labels >= 0).any(axis=0).sum()),
@@ -314,21 +329,21 @@ def _round_json(r: int, est: CrossValidatedHead, labels: np.ndarray | None,
         "delta_metric": cv["metric"] - supervised.cv_scores_.metric,
     }
     if truth is not None:
-        out["pseudo_accuracy"] = _accuracy(labels, proba, truth)
+        out["pseudo_accuracy"] = _accuracy(labels, proba, truth, classes)
     return out
 
 
-def _accuracy(labels: np.ndarray | None, proba: np.ndarray | None, truth: np.ndarray
-              ) -> dict[str, Any]:
+def _accuracy(labels: np.ndarray | None, proba: np.ndarray | None, truth: np.ndarray,
+              classes: tuple[str, ...]) -> dict[str, Any]:
     """Accuracy of the assigned pseudo-labels pooled over folds, per assigned class, and of the
     teacher's top class over the whole pool (mean over folds)."""
     if labels is None:
-        return {"assigned": 0, "overall": None, "per_class": {e: None for e in EMOTIONS},
+        return {"assigned": 0, "overall": None, "per_class": {e: None for e in classes},
                 "teacher": None}
     assigned = labels >= 0
     correct = assigned & (labels == truth[None])
     per_class = {}
-    for c, e in enumerate(EMOTIONS):
+    for c, e in enumerate(classes):
         n = int((labels == c).sum())
         per_class[e] = None if n == 0 else float((correct & (labels == c)).sum() / n)
     n = int(assigned.sum())

@@ -48,9 +48,16 @@ from mer_heads.protocol import CrossValidatedHead
 from mer_heads.reports.result import ReportResult
 
 SWEPT = ("threshold", "class-quantile", "weak-reinforce")
-CSV_COLUMNS = ("value", "added_clips", "added_total", *(f"added_{e}" for e in EMOTIONS),
-               "pseudo_accuracy", "teacher_accuracy", "cv_f1", "cv_mse", "cv_metric",
-               "delta_f1", "delta_mse", "delta_metric", "within_noise")
+def csv_columns(classes: Sequence[str] = EMOTIONS) -> tuple[str, ...]:
+    """The CSV's columns for a run over ``classes``: one ``added_<class>`` per class."""
+    return ("value", "added_clips", "added_total", *(f"added_{e}" for e in classes),
+            "pseudo_accuracy", "teacher_accuracy", "cv_f1", "cv_mse", "cv_metric",
+            "delta_f1", "delta_mse", "delta_metric", "within_noise", "cv_ua", "cv_wa",
+            "cv_macro_f1", "delta_ua", "delta_wa", "delta_macro_f1")
+
+
+CSV_COLUMNS = csv_columns()
+"""The CSV's columns on MER 2023's classes."""
 BASELINE_SEEDS = 5
 """Training seeds of the supervised baseline whose spread the sweep reports (the first is the
 supervised run every value starts from)."""
@@ -155,7 +162,8 @@ def _sweep(features, out: Path, start: float, head: HeadConfig, loading: DataCon
     hidden = None
     if hide is not None:
         data, hidden = hide_training_labels(data, train_mask, hide, head.seed, folds=head.folds,
-                                            groups=head.groups)
+                                            groups=head.groups, folds_from=head.folds_from,
+                                            targets=head.targets)
     train = data.subset(train_mask)
     labelled = np.flatnonzero(train.labels >= 0)
     with unit("supervised"):
@@ -170,10 +178,10 @@ def _sweep(features, out: Path, start: float, head: HeadConfig, loading: DataCon
         accuracy = last.get("pseudo_accuracy") or {}
         row: dict[str, Any] = {"value": float(value), "added_clips": last["added_clips"],
                                "added_total": last["added_total"],
-                               **{f"added_{e}": last["added"][e] for e in EMOTIONS},
+                               **{f"added_{e}": last["added"][e] for e in data.classes},
                                "pseudo_accuracy": accuracy.get("overall"),
                                "teacher_accuracy": accuracy.get("teacher")}
-        for k in ("f1", "mse", "metric"):
+        for k in ("f1", "mse", "metric", "ua", "wa", "macro_f1"):
             row[f"cv_{k}"] = last["cv"][k]
             row[f"delta_{k}"] = (None if last["cv"][k] is None or base[k] is None
                                  else last["cv"][k] - base[k])
@@ -190,11 +198,11 @@ def _sweep(features, out: Path, start: float, head: HeadConfig, loading: DataCon
               int(((train.labels < 0) & train.present.any(axis=1)).sum()),
               "labelled": len(labelled), "folds": supervised.fold_plan_.to_json(),
               "supervised": base, "baseline": baseline, "rows": rows, "details": details,
-              "notes": notes_list}
+              "notes": notes_list, "classes": list(data.classes)}
     from mer_heads.reports.semi_sweep import markdown_sweep, sweep_figure
 
     result = SemiSweepResult(out=out, rows=rows, supervised=base, notes=notes_list)
-    write_csv(result.csv_path, CSV_COLUMNS, rows)
+    write_csv(result.csv_path, csv_columns(data.classes), rows)
     dump_json(report, result.json_path)
     write_text(result.markdown_path, markdown_sweep(report))
     sweep_figure(report, result.png_path)
@@ -236,4 +244,5 @@ def _within(baseline: dict[str, Any], cv: dict[str, Any]) -> bool | None:
     return bool(abs(cv[key] - mean) <= NOISE_BAND * std)
 
 
-__all__ = ["BASELINE_SEEDS", "CSV_COLUMNS", "NOISE_BAND", "SWEPT", "SemiSweepResult", "parse_values", "semi_sweep"]
+__all__ = ["BASELINE_SEEDS", "CSV_COLUMNS", "NOISE_BAND", "SWEPT", "SemiSweepResult", "csv_columns",
+           "parse_values", "semi_sweep"]

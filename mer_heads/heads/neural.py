@@ -77,7 +77,6 @@ class NeuralHead(Head):
         keeps its best epoch on ``val_rows[f]``."""
         import torch
 
-        from mer_heads.heads.stack import StackedHead
         from mer_heads.heads.training import DeviceData, TrainConfig, auto_batch_size, train_stack
 
         device = resolve_device(config.device)
@@ -87,17 +86,15 @@ class NeuralHead(Head):
         with torch_session(device, config.threads):
             precision = resolve_precision(config.precision, device)
             tensors = DeviceData(data, state.standardizer, device, compute_dtype(precision),
-                                 fold_labels)
-            module = StackedHead(n_models, data.dims, model=config.model, input=data.input,
-                                 hidden=config.hidden, dropout=config.dropout,
-                                 layers=state.layers)
+                                 fold_labels, targets=state.targets)
+            module = _stack(config, state)
             training = TrainConfig(
                 epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
                 batch_size=batch_size, valence_weight=config.valence_weight,
                 modality_dropout=config.modality_dropout,
                 compute_dtype="bfloat16" if precision == "bf16" else "float32")
             result = train_stack(module, tensors, state.model_folds, train_rows, val_rows,
-                                 training, seed=config.seed, has_valence=state.has_valence)
+                                 training, seed=config.seed, selection=selection(config, state))
         module = module.to(torch.device("cpu"))
         never = int((result.best_epoch == 0).sum())
         if never:
@@ -122,8 +119,8 @@ class NeuralHead(Head):
         with the run's threads (``batch``: clips per model per call). Yields
         ``predict(part, rows=None, *, mean=False, valence=True)``: for the clips of ``part``
         (a subset of ``data``), every model's outputs on its own ``rows[f]`` (F arrays of
-        row indices; None: every clip), as F float64 arrays (n_f, 6) and (n_f,); with
-        ``mean``, their mean over the models, (n, 6) and (n,). The stack is back on the CPU
+        row indices; None: every clip), as F float64 arrays (n_f, K) and (n_f, T); with
+        ``mean``, their mean over the models, (n, K) and (n, T). The stack is back on the CPU
         afterwards, also after an error."""
         import torch
 
@@ -137,7 +134,7 @@ class NeuralHead(Head):
 
         def predict(part: MultimodalData, rows: list[np.ndarray] | None = None, *,
                     mean: bool = False, valence: bool = True) -> tuple[Any, Any]:
-            tensors = DeviceData(part, state.standardizer, device, dtype)
+            tensors = DeviceData(part, state.standardizer, device, dtype, targets=())
             if rows is None:
                 index = torch.arange(len(part), device=device).expand(len(folds), -1)
             else:
@@ -167,10 +164,7 @@ class NeuralHead(Head):
         """The stack of ``state``'s shape with the weights ``write_models`` wrote to ``file``."""
         import torch
 
-        from mer_heads.heads.stack import StackedHead
-
-        stack = StackedHead(state.n_models, state.dims, model=config.model, input=state.input,
-                            hidden=config.hidden, dropout=config.dropout, layers=state.layers)
+        stack = _stack(config, state)
         stack.load_state_dict(torch.load(file, map_location="cpu", weights_only=True))
         stack.eval()
         return stack
@@ -185,4 +179,28 @@ class NeuralHead(Head):
                     for i, module in state.models.layer_weights.items()}
 
 
-__all__ = ["NeuralHead", "input_widths"]
+def _stack(config: HeadConfig, state: FittedState):
+    """An untrained :class:`~mer_heads.heads.stack.StackedHead` of the state's shape: its
+    models, modalities, classes and continuous outputs."""
+    from mer_heads.heads.stack import StackedHead
+
+    return StackedHead(state.n_models, state.dims, model=config.model, input=state.input,
+                       hidden=config.hidden, dropout=config.dropout, layers=state.layers,
+                       n_classes=len(state.classes), n_targets=state.n_outputs,
+                       valence_column=(state.targets.index("valence")
+                                       if "valence" in state.targets else None))
+
+
+def selection(config: HeadConfig, state: FittedState):
+    """How the state's models choose their epoch and what their loss learns
+    (:class:`~mer_heads.heads.training.Selection`)."""
+    from mer_heads.heads.training import Selection
+    from mer_heads.metrics import resolve_metric
+
+    learnt = tuple(bool(v) for v in state.learnt) or (False,)
+    at = state.targets.index("valence") if "valence" in state.targets else None
+    return Selection(metric=resolve_metric(config.metric, state.classes),
+                     valence=at if at is not None and learnt[at] else None, learnt=learnt)
+
+
+__all__ = ["NeuralHead", "input_widths", "selection"]

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
-from mer_features import EMOTIONS
 from mer_heads.errors import DataError
 from mer_heads.heads.registry import SKLEARN, Head
 from mer_heads.progress import step
@@ -73,6 +72,25 @@ def valence_predictions(regressor, X: np.ndarray) -> np.ndarray:
     return np.clip(regressor.predict(X), *VALENCE_RANGE)
 
 
+def target_predictions(regressors, X: np.ndarray, targets: tuple[str, ...]) -> np.ndarray:
+    """The continuous outputs (n, T) of one model's regressors (one per target, None where a
+    target was not learnt: zeros), valence clipped to the MER 2023 scale; (n, 1) zeros
+    without targets. A model of a run with valence alone keeps its one regressor as it is
+    (not in a tuple), as runs before ``--targets`` did."""
+    import numpy as np
+
+    from mer_heads.metrics import VALENCE_RANGE
+
+    if not isinstance(regressors, tuple):
+        return valence_predictions(regressors, X)[:, None]
+    out = np.zeros((len(X), max(1, len(targets))))
+    for t, (name, regressor) in enumerate(zip(targets, regressors)):
+        if regressor is not None:
+            value = regressor.predict(X)
+            out[:, t] = np.clip(value, *VALENCE_RANGE) if name == "valence" else value
+    return out
+
+
 def _mean(arrays: list[np.ndarray]) -> np.ndarray:
     import numpy as np
 
@@ -99,9 +117,10 @@ class SklearnHead(Head):
     def regressor(self, C: float):
         raise NotImplementedError
 
-    def check_fold(self, config: HeadConfig, fold: int, counts: np.ndarray) -> None:
-        """Refuse a fold whose training clips (``counts``: (6,) per class) the estimator
-        cannot learn from, before the first fold is fitted (default: accept)."""
+    def check_fold(self, config: HeadConfig, fold: int, counts: np.ndarray,
+                   classes: tuple[str, ...]) -> None:
+        """Refuse a fold whose training clips (``counts``: (K,) per class of ``classes``) the
+        estimator cannot learn from, before the first fold is fitted (default: accept)."""
 
     # ------------------------------------------------------------------------------------
     def check_runtime(self, config: HeadConfig) -> None:
@@ -116,6 +135,9 @@ class SklearnHead(Head):
 
         self._check_folds(config, state, data, train_rows, fold_labels)
         labels = data.labels
+        n_classes = len(state.classes)
+        values = {t: data.target(t) for t, on in zip(state.targets, state.learnt) if on}
+        single = state.targets == ("valence",)  # as runs before --targets: one regressor
         estimators = []
         val_proba, val_valence = [], []
         unconverged = 0
@@ -125,14 +147,19 @@ class SklearnHead(Head):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ConvergenceWarning)
                 classifier = self.classifier(int(seed), config.C).fit(Z[tr], y_fold[tr])
-                regressor = None
-                if state.has_valence:
-                    with_v = tr[np.isfinite(data.valence[tr])]
-                    regressor = self.regressor(config.C).fit(Z[with_v], data.valence[with_v])
+                regressors = []
+                for target in state.targets:
+                    regressor = None
+                    if target in values:
+                        with_v = tr[np.isfinite(values[target][tr])]
+                        regressor = self.regressor(config.C).fit(Z[with_v],
+                                                                 values[target][with_v])
+                    regressors.append(regressor)
+                regressor = regressors[0] if single else tuple(regressors)
             unconverged += any(issubclass(w.category, ConvergenceWarning) for w in caught)
             estimators.append((classifier, regressor))
-            val_proba.append(full_proba(classifier, Z[va], len(EMOTIONS)))
-            val_valence.append(valence_predictions(regressor, Z[va]))
+            val_proba.append(full_proba(classifier, Z[va], n_classes))
+            val_valence.append(target_predictions(regressor, Z[va], state.targets))
             step(f + 1, state.n_models, "fold model")
         notes = []
         if unconverged:
@@ -149,20 +176,23 @@ class SklearnHead(Head):
         a fold with no training valence when valence is learnt."""
         import numpy as np
 
+        values = {t: data.target(t) for t, on in zip(state.targets, state.learnt) if on}
         for f, fold in enumerate(state.model_folds):
             tr = train_rows[f]
             y = (data.labels if fold_labels is None else fold_labels[fold])[tr]
-            counts = np.bincount(y[y >= 0], minlength=len(EMOTIONS))
+            counts = np.bincount(y[y >= 0], minlength=len(state.classes))
             if (counts > 0).sum() < 2:
                 raise DataError(
                     f"The training clips of fold {fold} hold only the class "
-                    f"'{EMOTIONS[int(counts.argmax())]}'; {config.model} needs two classes in "
-                    "every fold. Add labelled clips of other classes or lower --folds.")
-            self.check_fold(config, fold, counts)
-            if state.has_valence and not np.isfinite(data.valence[tr]).any():
-                raise DataError(
-                    f"No training clip of fold {fold} has a valence label, so {config.model} "
-                    "cannot learn valence for it; add valence labels or lower --folds.")
+                    f"'{state.classes[int(counts.argmax())]}'; {config.model} needs two classes "
+                    "in every fold. Add labelled clips of other classes or lower --folds.")
+            self.check_fold(config, fold, counts, state.classes)
+            for target, value in values.items():
+                if not np.isfinite(value[tr]).any():
+                    raise DataError(
+                        f"No training clip of fold {fold} has a {target} label, so "
+                        f"{config.model} cannot learn {target} for it; add {target} labels or "
+                        "lower --folds.")
 
     @contextmanager
     def predictor(self, config: HeadConfig, state: FittedState, data: MultimodalData,
@@ -176,8 +206,9 @@ class SklearnHead(Head):
             for f, (_, Z) in enumerate(fold_designs(state, part)):
                 classifier, regressor = state.models[f]
                 X = Z if rows is None else Z[rows[f]]
-                probas.append(full_proba(classifier, X, len(EMOTIONS)))
-                valences.append(valence_predictions(regressor, X) if valence else None)
+                probas.append(full_proba(classifier, X, len(state.classes)))
+                valences.append(target_predictions(regressor, X, state.targets)
+                                if valence else None)
             if mean:
                 return _mean(probas), _mean(valences) if valence else None
             return probas, valences
@@ -201,4 +232,5 @@ class SklearnHead(Head):
         return models
 
 
-__all__ = ["SklearnHead", "design_matrix", "fold_designs", "full_proba", "valence_predictions"]
+__all__ = ["SklearnHead", "design_matrix", "fold_designs", "full_proba", "target_predictions",
+           "valence_predictions"]

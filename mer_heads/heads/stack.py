@@ -14,7 +14,8 @@ Every forward takes
 * ``present``: bool (F, B, M), False where a modality is absent for a clip;
 * ``frame_masks``: for frames, M bool tensors (F, B, T_m) marking real frames; else None;
 
-and returns emotion logits (F, B, C) and valence (F, B).
+and returns emotion logits (F, B, C) and the continuous outputs (F, B, T) (valence and the
+other ``--targets``; one column by default).
 
 :class:`StackedHead` holds what every neural head shares: per-modality encoders (an MLP
 d -> 2H -> H; with ``input="frames"`` a light temporal head instead: a per-frame projection
@@ -157,14 +158,17 @@ class StackedHead(nn.Module):
     dims : feature width of each modality (per frame for frame input).
     model : the name of a registered neural head (``known_heads("neural")``).
     input : ``"utterance"`` or ``"frames"``.
-    hidden : H. dropout : dropout probability. n_classes : C.
+    hidden : H. dropout : dropout probability. n_classes : C. n_targets : T, the continuous
+    outputs (at least 1). valence_column : the output that is valence (clipped to the MER 2023
+    scale when predicted), or None.
     layers : per modality, L > 1 for utterance inputs of L flattened layers whose weighted sum
         is learned (:class:`LayerWeights`; the encoder then takes d_m / L); None: all 1.
     """
 
     def __init__(self, n_models: int, dims: list[int], *, model: str = "attention",
                  input: str = "utterance", hidden: int = 128, dropout: float = 0.3,
-                 n_classes: int = 6, layers: list[int] | None = None):
+                 n_classes: int = 6, layers: list[int] | None = None, n_targets: int = 1,
+                 valence_column: int | None = 0):
         super().__init__()
         head = get_head(model)
         if head.family != NEURAL:
@@ -172,6 +176,7 @@ class StackedHead(nn.Module):
                              f"'{model}'")
         self.n_models, self.dims, self.model, self.input = n_models, list(dims), model, input
         self.hidden, self.p, self.n_classes = hidden, dropout, n_classes
+        self.n_targets, self.valence_column = n_targets, valence_column
         self.head = head
         m = len(dims)
         self.layers = list(layers) if layers is not None else [1] * m
@@ -190,7 +195,7 @@ class StackedHead(nn.Module):
             widths = [hidden] * m
         head.build(self, widths)
         self.emotion = StackedLinear(n_models, hidden, n_classes)
-        self.valence = StackedLinear(n_models, hidden, 1)
+        self.valence = StackedLinear(n_models, hidden, n_targets)  # the continuous outputs
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         for module in self.modules():
@@ -222,4 +227,4 @@ class StackedHead(nn.Module):
         # makes of a zero (or padded) input.
         hidden = [h * present[..., i:i + 1] for i, h in enumerate(hidden)]
         fused = self.head.fuse(self, hidden, present)
-        return self.emotion(fused), self.valence(fused).squeeze(-1)
+        return self.emotion(fused), self.valence(fused)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mer_features import EMOTIONS
 from mer_heads.errors import DataError
 from mer_heads.heads.registry import register_head
 from mer_heads.heads.sklearn import SklearnHead
@@ -38,13 +37,13 @@ class SvmHead(SklearnHead):
 
         return SVR(C=C, kernel="rbf", gamma="scale")
 
-    def check_fold(self, config, fold: int, counts: np.ndarray) -> None:
-        small = [c for c in range(len(EMOTIONS)) if 0 < counts[c] < SVM_CALIBRATION_FOLDS]
+    def check_fold(self, config, fold: int, counts: np.ndarray, classes: tuple[str, ...]) -> None:
+        small = [c for c in range(len(classes)) if 0 < counts[c] < SVM_CALIBRATION_FOLDS]
         if small:
             c = small[0]
             raise DataError(
                 f"--model svm calibrates its probabilities by {SVM_CALIBRATION_FOLDS}-fold "
                 "cross-validation inside each fold's training clips, so every class needs at "
-                f"least {SVM_CALIBRATION_FOLDS} of them; '{EMOTIONS[c]}' has {counts[c]} in "
+                f"least {SVM_CALIBRATION_FOLDS} of them; '{classes[c]}' has {counts[c]} in "
                 f"fold {fold} (--folds {config.folds}). Add labelled clips of that class, lower "
                 "--folds, or use --model logreg.")

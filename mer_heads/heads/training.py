@@ -7,8 +7,12 @@ gradient is its own). After every epoch each model is scored on its own held-out
 and, when its score beats its best so far, its slice of every weight is copied aside: the best
 epoch is chosen per model, not per stack.
 
-The loss is cross-entropy plus ``valence_weight`` times the valence MSE (over clips that have a
-valence); without valence labels it is cross-entropy alone and the selection score is F1.
+The loss is cross-entropy plus ``valence_weight`` times the MSE of each continuous target (over
+the clips that have a value; ``valence`` by default, ``--targets`` for others); a target without
+training values is left out of it. The epoch a model keeps is the one with the best selection
+score (``--metric``) on its held-out clips: ``mer`` is weighted F1 - 0.25 x valence MSE (F1
+without valence, the MER 2023 baseline's), ``f1``, ``ua``, ``wa``, ``macro_f1`` the class
+metrics alone (:mod:`mer_heads.metrics` defines them).
 
 Modality dropout (``modality_dropout`` P > 0): in every training step each modality a clip has is
 masked, for each model independently, with probability P (:func:`drop_modalities`), through the
@@ -103,9 +107,12 @@ class DeviceData:
     """
 
     def __init__(self, data: MultimodalData, standardizer: Standardizer, device: torch.device,
-                 dtype: torch.dtype = torch.float32, fold_labels: np.ndarray | None = None):
+                 dtype: torch.dtype = torch.float32, fold_labels: np.ndarray | None = None,
+                 targets: tuple[str, ...] = ("valence",)):
         """``fold_labels`` : optional (K, n) training class of each clip per fold (-1: none),
-        for clips whose class differs between folds (pseudo-labels); default ``data.labels``."""
+        for clips whose class differs between folds (pseudo-labels); default ``data.labels``.
+        ``targets`` : the continuous targets, the columns of ``self.valence`` (n, T) (one NaN
+        column without targets)."""
         self.device, self.dtype = device, dtype
         self._buffers: dict[int, Tensor] = {}
         self.frames = data.frame_mask is not None
@@ -114,7 +121,8 @@ class DeviceData:
         self.labels = torch.from_numpy(data.labels).to(device)
         self.fold_labels = (None if fold_labels is None
                             else torch.from_numpy(np.asarray(fold_labels, np.int64)).to(device))
-        self.valence = torch.from_numpy(data.valence.astype(np.float32)).to(device)
+        columns = [data.target(t) for t in targets] or [np.full(len(data), np.nan)]
+        self.valence = torch.from_numpy(np.stack(columns, axis=1).astype(np.float32)).to(device)
         if self.frames:
             self.x = [torch.from_numpy(np.ascontiguousarray(f)).to(device) for f in data.features]
             self.frame_mask = [torch.from_numpy(m).to(device) for m in data.frame_mask]
@@ -194,9 +202,21 @@ def weighted_f1(pred: Tensor, true: Tensor, valid: Tensor, n_classes: int) -> Te
     return (f1 * support).sum(1) / support.sum(1).clamp(min=1)
 
 
+@dataclass(frozen=True)
+class Selection:
+    """How each model's epoch is chosen and what its loss learns: ``metric`` (a resolved
+    ``--metric``: mer, f1, ua, wa, macro_f1), ``valence`` (the column of valence among the
+    continuous outputs, None when valence is not learnt) and ``learnt`` (per output column,
+    whether it is in the loss)."""
+
+    metric: str = "mer"
+    valence: int | None = 0
+    learnt: tuple[bool, ...] = (True,)
+
+
 def train_stack(module: StackedHead, tensors: DeviceData, folds: np.ndarray,
                 train_rows: list[np.ndarray], val_rows: list[np.ndarray], config: TrainConfig,
-                *, seed: int, has_valence: bool) -> StackResult:
+                *, seed: int, selection: Selection) -> StackResult:
     """Train the F models of ``module``; model f uses fold ``folds[f]``'s statistics, learns
     from clips ``train_rows[f]`` and is scored on ``val_rows[f]``. Leaves ``module`` holding
     each model's weights from its best epoch."""
@@ -206,12 +226,12 @@ def train_stack(module: StackedHead, tensors: DeviceData, folds: np.ndarray,
     # untouched while making the run a function of its seed.
     with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"):
         torch.manual_seed(seed)
-        return _train(module, tensors, folds, train_rows, val_rows, config, seed, has_valence)
+        return _train(module, tensors, folds, train_rows, val_rows, config, seed, selection)
 
 
 def _train(module: StackedHead, tensors: DeviceData, folds: np.ndarray,
            train_rows: list[np.ndarray], val_rows: list[np.ndarray], config: TrainConfig,
-           seed: int, has_valence: bool) -> StackResult:
+           seed: int, selection: Selection) -> StackResult:
     device = tensors.device
     n_models = len(folds)
     generator = torch.Generator().manual_seed(seed)
@@ -235,7 +255,7 @@ def _train(module: StackedHead, tensors: DeviceData, folds: np.ndarray,
     best_score = torch.full((n_models,), -torch.inf, dtype=torch.float64, device=device)
     best_epoch = torch.zeros(n_models, dtype=torch.int64, device=device)
     best_proba = torch.zeros((n_models, va_index.shape[1], module.n_classes), device=device)
-    best_valence = torch.zeros((n_models, va_index.shape[1]), device=device)
+    best_valence = torch.zeros((n_models, va_index.shape[1], module.n_targets), device=device)
     curve = []
     diverged = torch.zeros(n_models, dtype=torch.bool, device=device)
     width = tr_index.shape[1]
@@ -256,16 +276,17 @@ def _train(module: StackedHead, tensors: DeviceData, folds: np.ndarray,
                 present = drop_modalities(present, config.modality_dropout, generator)
             logits, valence = module(inputs, present, masks)
             loss = _loss(logits, valence, tensors.train_labels(fold_t, rows), tensors.valence[rows],
-                         weight,
-                         config.valence_weight if has_valence else 0.0)
+                         weight, [config.valence_weight if on else 0.0
+                                  for on in selection.learnt])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         proba, val_pred = predict_rows(module, tensors, fold_t, va_index)
         score = selection_score(proba, val_pred, tensors.labels[va_index],
-                                tensors.valence[va_index], va_valid, has_valence)
+                                tensors.valence[va_index], va_valid, selection)
         # A diverged model (a too large step: NaN weights) must never be kept as its best epoch.
-        finite = ((torch.isfinite(proba).all(-1) & torch.isfinite(val_pred)) | ~va_valid).all(1)
+        finite = ((torch.isfinite(proba).all(-1) & torch.isfinite(val_pred).all(-1))
+                  | ~va_valid).all(1)
         diverged |= ~finite
         score = torch.where(finite, score, torch.full_like(score, -torch.inf))
         curve.append(float(score[finite].mean()) if bool(finite.any()) else float("nan"))
@@ -305,44 +326,83 @@ def drop_modalities(present: Tensor, p: float, generator: torch.Generator) -> Te
     return kept | rescue
 
 
-def _loss(logits: Tensor, valence: Tensor, labels: Tensor, target: Tensor, weight: Tensor,
-          valence_weight: float) -> Tensor:
-    """Sum over models of each model's mean loss over its (valid) clips."""
+def _loss(logits: Tensor, outputs: Tensor, labels: Tensor, targets: Tensor, weight: Tensor,
+          target_weights: list[float]) -> Tensor:
+    """Sum over models of each model's mean loss over its (valid) clips: cross-entropy plus,
+    per continuous output t (``outputs``, ``targets`` (F, B, T)), ``target_weights[t]`` times
+    its MSE over the clips that have a value."""
     f, b, c = logits.shape
-    logits, valence = logits.float(), valence.float()
+    logits, outputs = logits.float(), outputs.float()
     ce = torch.nn.functional.cross_entropy(logits.reshape(f * b, c), labels.clamp(min=0).reshape(-1),
                                            reduction="none").reshape(f, b)
     loss = (ce * weight).sum(1) / weight.sum(1).clamp(min=1)
-    if valence_weight:
-        has = weight * torch.isfinite(target)
-        err = torch.where(has > 0, valence - target.nan_to_num(0.0), torch.zeros_like(valence))
-        loss = loss + valence_weight * (err.square() * has).sum(1) / has.sum(1).clamp(min=1)
+    for t, target_weight in enumerate(target_weights):
+        if target_weight:
+            value, target = outputs[..., t], targets[..., t]
+            has = weight * torch.isfinite(target)
+            err = torch.where(has > 0, value - target.nan_to_num(0.0), torch.zeros_like(value))
+            loss = loss + target_weight * (err.square() * has).sum(1) / has.sum(1).clamp(min=1)
     return loss.sum()
 
 
 @torch.no_grad()
 def predict_rows(module: StackedHead, tensors: DeviceData, folds: Tensor, rows: Tensor
                  ) -> tuple[Tensor, Tensor]:
-    """Class probabilities (F, V, C) and valence (F, V) of clips ``rows`` (F, V), each model
-    on its own rows, in eval mode and in chunks of clips to bound memory."""
+    """Class probabilities (F, V, C) and continuous outputs (F, V, T) of clips ``rows`` (F, V),
+    each model on its own rows, in eval mode and in chunks of clips to bound memory. Valence
+    (output column ``module.valence_column``) is clipped to the MER 2023 scale."""
     module.eval()
     probas, valences = [], []
     chunk = max(1, min(EVAL_CHUNK, STEP_ELEMENTS // (len(folds) * tensors.elements_per_clip)))
+    at = module.valence_column
     for start in range(0, rows.shape[1], chunk):
         inputs, present, masks = tensors.batch(folds, rows[:, start:start + chunk])
         logits, valence = module(inputs, present, masks)
         probas.append(torch.softmax(logits.float(), dim=-1))
-        valences.append(valence.float().clamp(*VALENCE_RANGE))
+        valence = valence.float()
+        if at is not None:
+            if valence.shape[-1] == 1:
+                valence = valence.clamp(*VALENCE_RANGE)
+            else:
+                valence = torch.cat([valence[..., :at], valence[..., at:at + 1].clamp(
+                    *VALENCE_RANGE), valence[..., at + 1:]], dim=-1)
+        valences.append(valence)
     return torch.cat(probas, dim=1), torch.cat(valences, dim=1)
 
 
+def class_scores(pred: Tensor, true: Tensor, valid: Tensor, n_classes: int) -> dict[str, Tensor]:
+    """Per-model ``ua``, ``wa`` and ``macro_f1`` from class indices (F, V) and a valid mask
+    (F, V), as :func:`mer_heads.metrics.classification_from_confusion` defines them: (F,)
+    float64 each (0 for a model without valid clips)."""
+    eye = torch.eye(n_classes, dtype=torch.float64, device=pred.device)
+    w = valid.to(torch.float64)[..., None]
+    t = eye[true.clamp(min=0)] * w
+    p = eye[pred] * w
+    tp = (t * p).sum(1)                                        # (F, C)
+    support, predicted = t.sum(1), p.sum(1)
+    present, seen = support > 0, (support + predicted) > 0
+    recall = torch.where(present, tp / support.clamp(min=1), torch.zeros_like(tp))
+    f1 = torch.where(seen, 2 * tp / (support + predicted).clamp(min=1), torch.zeros_like(tp))
+    one = torch.ones_like(tp[:, 0])
+    return {"ua": recall.sum(1) / torch.maximum(present.sum(1).to(torch.float64), one),
+            "wa": tp.sum(1) / torch.maximum(support.sum(1), one),
+            "macro_f1": f1.sum(1) / torch.maximum(seen.sum(1).to(torch.float64), one)}
+
+
 def selection_score(proba: Tensor, valence: Tensor, labels: Tensor, target: Tensor, valid: Tensor,
-                    has_valence: bool) -> Tensor:
-    """Per-model F1 - 0.25 * MSE on held-out clips (F1 alone without valence): (F,) float64."""
-    score = weighted_f1(proba.argmax(-1), labels, valid, proba.shape[-1])
-    if has_valence:
-        has = valid & torch.isfinite(target)
-        err = torch.where(has, valence - target.nan_to_num(0.0), torch.zeros_like(valence))
+                    selection: Selection) -> Tensor:
+    """Per-model selection score on held-out clips, (F,) float64: ``selection.metric``; for
+    ``mer`` F1 - 0.25 * MSE of valence (column ``selection.valence`` of ``valence`` and
+    ``target`` (F, V, T)), F1 alone without valence."""
+    pred = proba.argmax(-1)
+    if selection.metric in ("ua", "wa", "macro_f1"):
+        return class_scores(pred, labels, valid, proba.shape[-1])[selection.metric]
+    score = weighted_f1(pred, labels, valid, proba.shape[-1])
+    if selection.metric == "mer" and selection.valence is not None:
+        at = selection.valence
+        value, truth = valence[..., at], target[..., at]
+        has = valid & torch.isfinite(truth)
+        err = torch.where(has, value - truth.nan_to_num(0.0), torch.zeros_like(value))
         mse = (err.double().square()).sum(1) / has.sum(1).clamp(min=1)
         score = score - VALENCE_WEIGHT * mse
     return score

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from mer_heads.experiments.conditions import Condition
 
 CSV_COLUMNS = ("training", "condition", "snr_db", "corruption", "modalities", "clips", "lost",
-               "imputed", "f1", "accuracy", "mse", "metric")
+               "imputed", "f1", "accuracy", "mse", "metric", "ua", "wa", "macro_f1")
 
 
 def _clean_label(conds: list[Condition]) -> str:
@@ -29,7 +29,8 @@ def markdown_tables(rows: list[dict[str, Any]], conds: list[Condition],
                     combos: list[tuple[str, ...]], head: HeadConfig, input: str,
                     protocol: str, has_valence: bool, notes: Sequence[str] = (), *,
                     trainings: Sequence[str] = ("clean",), folds: str = "",
-                    augment: Sequence[Condition] = (), normalize_by: str | None = None) -> str:
+                    augment: Sequence[Condition] = (), normalize_by: str | None = None,
+                    headline: str = "f1", n_folds: str | None = None) -> str:
     """Tables with one row per condition and one column per modality set; with several
     ``trainings`` (clean and multi-condition heads), one row group per training."""
     cell = {(r.get("training", "clean"), r["condition"], r["modalities"]): r for r in rows}
@@ -38,7 +39,7 @@ def markdown_tables(rows: list[dict[str, Any]], conds: list[Condition],
     trained = ("trained on clean features" if not multi else
                "trained on clean features, and multi-condition (clean + corrupted copies)")
     lines = [f"# Robustness: {head.model} ({input} input) {trained}, "
-             f"{head.folds} folds x {head.seeds} seed(s), seed {head.seed}", "",
+             f"{n_folds or head.folds} folds x {head.seeds} seed(s), seed {head.seed}", "",
              ("Scores of the held-out predictions: each clip is predicted, from its corrupted "
               "copy, by the fold model that never saw it (the clean row equals the "
               "cross-validated scores)." if protocol == "held-out folds" else
@@ -56,6 +57,12 @@ def markdown_tables(rows: list[dict[str, Any]], conds: list[Condition],
     metrics = [("f1", "Weighted F1")]
     if has_valence:
         metrics += [("mse", "Valence MSE"), ("metric", "F1 - 0.25 x MSE")]
+    metrics += [("ua", "UA (unweighted average recall)"), ("wa", "WA (accuracy)"),
+                ("macro_f1", "Macro F1")]
+    targets = list(dict.fromkeys(k for r in rows for k in r if ":" in k))
+    metrics += [(k, f"{k.split(':')[0].upper()} of {k.split(':')[1]}") for k in targets]
+    metrics = ([m for m in metrics if m[0] == headline]
+               + [m for m in metrics if m[0] != headline])
     first = "| training | condition | SNR (dB) | " if multi else "| condition | SNR (dB) | "
     for key, title in metrics:
         lines += [f"## {title}", "", first + " | ".join(names) + " |",
@@ -63,7 +70,7 @@ def markdown_tables(rows: list[dict[str, Any]], conds: list[Condition],
         for training in trainings:
             for cond in conds:
                 snr = "-" if cond.snr_db is None else f"{cond.snr_db:g}"
-                values = [_num(cell[(training, cond.label, n)][key]) for n in names]
+                values = [_num(cell[(training, cond.label, n)].get(key)) for n in names]
                 lead = f"| {training} " if multi else ""
                 lines.append(f"{lead}| {cond.label} | {snr} | " + " | ".join(values) + " |")
         lines.append("")
@@ -125,7 +132,8 @@ def robustness_figure(rows: list[dict[str, Any]], conds: list[Condition],
     colors = pyplot().get_cmap("tab10")
     styles = ["-", "--", ":", "-."]
     markers = ["o", "s", "^", "D", "v"]
-    ylabel = {"f1": "weighted F1", "metric": "F1 - 0.25 MSE"}.get(metric, metric)
+    ylabel = {"f1": "weighted F1", "metric": "F1 - 0.25 MSE", "ua": "UA", "wa": "WA",
+              "macro_f1": "macro F1"}.get(metric, metric)
     # the legend goes beside the laid-out panels: the block lays them out itself
     with figure(path, nrows=len(trainings), ncols=len(panels),
                 figsize=(4.2 + 2.6 * len(panels), 0.8 + 4.0 * len(trainings)), dpi=120,
@@ -188,3 +196,26 @@ def _draw_row(row_axes, panels, cell, names, clean, colors, styles, markers, lab
         ax.grid(True, alpha=0.3)
     if label:
         row_axes[0].set_title(label, fontsize=9, loc="left")
+
+
+def interval_table(rows: list[dict[str, Any]], headline: str = "f1") -> str:
+    """The 95% bootstrap interval of the headline score of every row (appended to the
+    tables): ``0.612 [0.571, 0.650]``, with what was resampled."""
+    from mer_heads.stats.runs import interval_text
+
+    shown = [r for r in rows if r.get("bootstrap")]
+    if not shown:
+        return ""
+    b = shown[0]["bootstrap"]
+    unit = (f"whole '{b['groups']}' groups ({b['n_units']})" if b["unit"] == "group"
+            else "clips")
+    lines = ["", f"## 95% intervals of {headline}", "",
+             f"{b['n']} bootstrap resamples of the scored {unit} of each row, seed {b['seed']} "
+             "(the trained models held fixed; docs/statistics.md).", "",
+             "| training | condition | modalities | " + headline + " [95% interval] |",
+             "|---|---|---|---|"]
+    for r in shown:
+        low, high = r.get(f"{headline}_low"), r.get(f"{headline}_high")
+        lines.append(f"| {r.get('training', 'clean')} | {r['condition']} | {r['modalities']} | "
+                     f"{interval_text(r.get(headline), None if low is None else [low, high])} |")
+    return "\n".join(lines) + "\n"

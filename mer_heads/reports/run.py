@@ -26,10 +26,14 @@ def summary_table(metrics: dict[str, Any]) -> str:
     p = metrics["params"]
     folds = metrics.get("folds") or {}
     by = f" by {folds['groups']} ({folds['n_groups']} groups)" if folds.get("groups") else ""
+    n_folds = p["folds"]
+    if folds.get("kind") == "published":
+        n_folds = f"{folds['n_folds']} published"
+        by += f" from '{folds['column']}'"
     lines = [
         f"{metrics['model']} on {'+'.join(m['key'] for m in metrics['modalities'])} "
         f"({metrics['input']}): {metrics['clips']['train']} training clips, "
-        f"{p['folds']} folds{by} x {p['seeds']} seed(s)",
+        f"{n_folds} folds{by} x {p['seeds']} seed(s)",
         f"{'':24}{'F1':>8}{'acc':>8}{'MSE':>8}{'metric':>9}",
         f"{'CV, pooled held-out':24}{_num(cv['f1']):>8}{_num(cv['accuracy']):>8}"
         f"{_num(cv['mse']):>8}{_num(cv['metric']):>9}",
@@ -42,9 +46,52 @@ def summary_table(metrics: dict[str, Any]) -> str:
         t = metrics["test"]
         lines.append(f"{'test split ' + str(metrics['test_split']):24}{_num(t['f1']):>8}"
                      f"{_num(t['accuracy']):>8}{_num(t['mse']):>8}{_num(t['metric']):>9}")
+    lines += ser_table(metrics)
+    lines += interval_lines(metrics)
     if metrics.get("semi"):
         lines += ["", *semi_table(metrics["semi"])]
     return "\n".join(lines)
+
+
+def _classes(metrics: dict[str, Any]) -> list[str]:
+    return list(metrics.get("classes") or EMOTIONS)
+
+
+def ser_table(metrics: dict[str, Any]) -> list[str]:
+    """The printed speech-emotion metrics: UA, WA, macro F1 pooled and fold mean ± std, the
+    CCC of each target, the label set with its training clips (the label set only when it is
+    not MER 2023's)."""
+    scores = metrics.get("scores")
+    if not scores:
+        return []
+    pooled, mean, std = scores["pooled"], scores["mean"], scores["std"]
+    keys = ("ua", "wa", "macro_f1", *(f"ccc:{t}" for t in pooled["targets"]))
+    names = {"ua": "UA", "wa": "WA", "macro_f1": "macro F1"}
+    lines = ["", f"{'':24}" + "".join(f"{names.get(k, k.replace('ccc:', 'CCC ')):>14}"
+                                      for k in keys),
+             f"{'pooled held-out':24}" + "".join(f"{_num(_scalar(pooled, k)):>14}"
+                                                 for k in keys),
+             f"{'fold mean ± std':24}" + "".join(
+                 f"{_num(mean.get(k), 3) + ' ± ' + _num(std.get(k), 3):>14}"
+                 for k in keys)]
+    classes = _classes(metrics)
+    if classes != list(EMOTIONS):
+        counts = metrics["clips"]["classes"]
+        lines.append(f"classes ({len(classes)}): "
+                     + ", ".join(f"{c} {counts.get(c, 0)}" for c in classes))
+    m = scores.get("metric") or {}
+    if m.get("name") and m["name"] != "mer":
+        from mer_heads.metrics import METRIC_NAMES
+
+        lines.append(f"--metric {m['name']} ({METRIC_NAMES[m['name']]}) picked each fold model's "
+                     "epoch and ranks")
+    return lines
+
+
+def _scalar(pooled: dict[str, Any], key: str) -> float | None:
+    if key.startswith("ccc:"):
+        return (pooled["targets"].get(key[4:]) or {}).get("ccc")
+    return pooled.get(key)
 
 
 def _semi_title(semi: dict[str, Any]) -> str:
@@ -62,13 +109,14 @@ def _semi_title(semi: dict[str, Any]) -> str:
 def semi_table(semi: dict[str, Any]) -> list[str]:
     """The per-round lines ``mer-heads fit --semi`` prints: clips added per class (mean over
     folds), CV scores, change of the metric against round 0 and pseudo-label accuracy."""
-    short = [e[:4] for e in EMOTIONS]
+    classes = list(semi["rounds"][0]["added"])
+    short = [e[:4] for e in classes]
     lines = [_semi_title(semi),
              f"{'round':>5}" + "".join(f"{c:>7}" for c in short)
              + f"{'added':>8}{'F1':>8}{'MSE':>8}{'metric':>8}{'delta':>8}{'PL acc':>8}"]
     for r in semi["rounds"]:
         acc = (r.get("pseudo_accuracy") or {}).get("overall")
-        lines.append(f"{r['round']:>5}" + "".join(f"{r['added'][e]:>7.0f}" for e in EMOTIONS)
+        lines.append(f"{r['round']:>5}" + "".join(f"{r['added'][e]:>7.0f}" for e in classes)
                      + f"{r['added_total']:>8.0f}{_num(r['cv']['f1']):>8}"
                      f"{_num(r['cv']['mse']):>8}{_num(r['cv']['metric']):>8}"
                      f"{r['delta_metric']:>+8.4f}{_num(acc, 3):>8}")
@@ -78,15 +126,16 @@ def semi_table(semi: dict[str, Any]) -> list[str]:
 def semi_markdown(semi: dict[str, Any]) -> list[str]:
     """The report's semi-supervised section."""
     hidden = bool(semi["settings"].get("hide_labels"))
+    classes = list(semi["rounds"][0]["added"])
     out = ["## Semi-supervised rounds", "", _semi_title(semi) + ".", "",
            "Clips added per class are the mean over folds (each fold's pseudo-labels come from "
            f"its {'own models' if semi['settings']['teacher'] == 'fold' else 'fold ensemble'}); "
            "CV scores are on the same held-out folds as the supervised run.", "",
-           "| round | " + " | ".join(EMOTIONS) + " | added | CV F1 | CV MSE | CV metric | "
+           "| round | " + " | ".join(classes) + " | added | CV F1 | CV MSE | CV metric | "
            "vs supervised |" + (" pseudo-label accuracy | teacher accuracy |" if hidden else ""),
-           "|---" * (len(EMOTIONS) + 6 + (2 if hidden else 0)) + "|"]
+           "|---" * (len(classes) + 6 + (2 if hidden else 0)) + "|"]
     for r in semi["rounds"]:
-        row = (f"| {r['round']} | " + " | ".join(f"{r['added'][e]:.1f}" for e in EMOTIONS)
+        row = (f"| {r['round']} | " + " | ".join(f"{r['added'][e]:.1f}" for e in classes)
                + f" | {r['added_total']:.1f} | {_num(r['cv']['f1'])} | {_num(r['cv']['mse'])} | "
                f"{_num(r['cv']['metric'])} | {r['delta_metric']:+.4f} |")
         if hidden:
@@ -95,10 +144,10 @@ def semi_markdown(semi: dict[str, Any]) -> list[str]:
         out.append(row)
     if hidden:
         out += ["", "Pseudo-label accuracy per assigned class (pooled over folds):", "",
-                "| round | " + " | ".join(EMOTIONS) + " |", "|---" * (len(EMOTIONS) + 1) + "|"]
+                "| round | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
         for r in semi["rounds"][1:]:
             per = r["pseudo_accuracy"]["per_class"]
-            out.append(f"| {r['round']} | " + " | ".join(_num(per[e], 3) for e in EMOTIONS)
+            out.append(f"| {r['round']} | " + " | ".join(_num(per[e], 3) for e in classes)
                        + " |")
     return out
 
@@ -109,7 +158,16 @@ def protocol_lines(metrics: dict[str, Any]) -> list[str]:
     p = metrics["params"]
     folds = metrics.get("folds") or {}
     lines = []
-    if folds.get("groups"):
+    if folds.get("kind") == "published":
+        held = ""
+        if folds.get("groups"):
+            held = "; held out: " + "; ".join(
+                f"fold {name}: {', '.join(g)}"
+                for name, g in zip(folds["folds"], folds["held_out_groups"]))
+        lines.append(f"folds: {folds['n_folds']} published folds from the manifest column "
+                     f"'{folds['column']}' ({', '.join(folds['folds'])}: each clip held out by "
+                     f"the fold it names; --folds-from){held}")
+    elif folds.get("groups"):
         held = "; ".join(f"fold {j}: {', '.join(g)}"
                          for j, g in enumerate(folds["held_out_groups"]))
         lines.append(f"folds: {p['folds']} stratified group folds by '{folds['groups']}' "
@@ -167,13 +225,17 @@ def markdown_report(metrics: dict[str, Any], *, seconds: float | None = None,
                    f"{_num(m['f1'])} | {_num(m['accuracy'])} | {_num(m['mse'])} | "
                    f"{_num(m['metric'])} |")
     out += ["", "## Confusion (pooled held-out predictions; rows true, columns predicted)", ""]
-    out.append("| | " + " | ".join(EMOTIONS) + " | F1 |")
-    out.append("|---" * (len(EMOTIONS) + 2) + "|")
-    for name, row in zip(EMOTIONS, metrics["confusion"]):
+    classes = _classes(metrics)
+    out.append("| | " + " | ".join(classes) + " | F1 |")
+    out.append("|---" * (len(classes) + 2) + "|")
+    for name, row in zip(classes, metrics["confusion"]):
         out.append(f"| **{name}** | " + " | ".join(str(v) for v in row)
                    + f" | {_num(metrics['per_class_f1'][name])} |")
     if confusion_png:
         out += ["", f"![confusion matrix]({confusion_png})"]
+    out += ser_markdown(metrics)
+    out += statistics_markdown(metrics, reliability_png="reliability.png" if confusion_png
+                               else None)
     if metrics.get("semi"):
         out += ["", *semi_markdown(metrics["semi"])]
     if metrics.get("layer_weights"):
@@ -224,19 +286,138 @@ def markdown_report(metrics: dict[str, Any], *, seconds: float | None = None,
     return "\n".join(out) + "\n"
 
 
-def confusion_figure(confusion: np.ndarray, path: str | Path, title: str) -> Path:
-    """Row-normalised confusion matrix with counts, as a PNG (matplotlib Agg, no display)."""
+def ser_markdown(metrics: dict[str, Any]) -> list[str]:
+    """The report's speech-emotion section: UA, WA, macro and weighted F1 (pooled, and fold
+    mean ± std), per-class recall, precision and F1, the CCC and MSE of each target."""
+    scores = metrics.get("scores")
+    if not scores:
+        return []
+    pooled, mean, std = scores["pooled"], scores["mean"], scores["std"]
+    m = scores.get("metric") or {}
+    from mer_heads.metrics import METRIC_NAMES
+
+    out = ["", "## Speech-emotion metrics", "",
+           f"Pooled: every held-out prediction together (the primary figure); fold mean ± std: "
+           f"each metric within each of the {scores['n_folds']} folds, then the mean and std "
+           "(ddof 0) over folds (docs/statistics.md).", "",
+           "| | UA | WA | macro F1 | weighted F1 |", "|---|---|---|---|---|",
+           "| pooled held-out predictions | " + " | ".join(
+               _num(pooled.get(k)) for k in ("ua", "wa", "macro_f1", "f1")) + " |",
+           "| fold mean ± std | " + " | ".join(
+               _pm(mean.get(k), std.get(k)) for k in ("ua", "wa", "macro_f1", "f1")) + " |"]
+    if m.get("name"):
+        out += ["", f"--metric {m['name']} ({METRIC_NAMES[m['name']]}) picked each fold "
+                "model's epoch and is the run's headline: pooled "
+                f"{_num(m.get('pooled'))}, fold mean {_pm(m.get('fold_mean'), m.get('fold_std'))}."]
+    out += ["", "| class | clips | recall | precision | F1 |", "|---|---|---|---|---|"]
+    for name, c in pooled["per_class"].items():
+        out.append(f"| {name} | {c['support']} | {_num(c['recall'])} | {_num(c['precision'])} "
+                   f"| {_num(c['f1'])} |")
+    if pooled["targets"]:
+        out += ["", "| target | clips | MSE | CCC | CCC, fold mean ± std |", "|---|---|---|---|---|"]
+        for t, v in pooled["targets"].items():
+            out.append(f"| {t} | {v['n']} | {_num(v['mse'])} | {_num(v['ccc'])} | "
+                       f"{_pm(mean.get(f'ccc:{t}'), std.get(f'ccc:{t}'))} |")
+    return out
+
+
+INTERVAL_ROWS = (("f1", "F1 (weighted)"), ("wa", "WA (accuracy)"), ("ua", "UA"),
+                 ("macro_f1", "macro F1"), ("mer", "F1 - 0.25 MSE"))
+"""The headline metrics whose intervals the report and the printed table show (those the run
+has), then the MSE and CCC of each target and the calibration metrics."""
+
+
+def _interval_keys(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    ci = metrics.get("ci") or {}
+    keys = [(k, name) for k, name in INTERVAL_ROWS if k in ci]
+    for k in ci:
+        kind, _, target = k.partition(":")
+        if kind in ("mse", "ccc"):
+            keys.append((k, f"{kind.upper()} {target}"))
+    return keys + [(k, k.upper() if k != "brier" else "Brier") for k in ("ece", "brier", "nll")
+                   if k in ci]
+
+
+def _point(metrics: dict[str, Any], key: str) -> float | None:
+    if key in ("ece", "brier", "nll"):
+        return metrics.get(key)
+    pooled = (metrics.get("scores") or {}).get("pooled") or {}
+    if key.startswith(("mse:", "ccc:")):
+        kind, _, target = key.partition(":")
+        return (pooled.get("targets", {}).get(target) or {}).get(kind)
+    return pooled.get(key)
+
+
+def _unit_text(b: dict[str, Any]) -> str:
+    unit = (f"{b['n_units']} '{b['groups']}' groups (whole groups resampled)"
+            if b["unit"] == "group" else f"{b['n_units']} clips")
+    strata = f", within each '{b['strata']}' fold" if b.get("strata") else ""
+    return f"{b['n']} bootstrap resamples of {unit}{strata}, seed {b['seed']}"
+
+
+def interval_lines(metrics: dict[str, Any]) -> list[str]:
+    """The printed 95% intervals of the headline metrics and the calibration, if any."""
+    from mer_heads.stats.runs import interval_text
+
+    b, ci = metrics.get("bootstrap"), metrics.get("ci") or {}
+    if not b:
+        return []
+    shown = [(k, n) for k, n in _interval_keys(metrics) if k not in ("nll",)]
+    return ["", f"95% intervals ({_unit_text(b)}):",
+            "  " + "; ".join(f"{name} {interval_text(_point(metrics, k), ci.get(k))}"
+                             for k, name in shown)]
+
+
+def statistics_markdown(metrics: dict[str, Any], *, reliability_png: str | None = None
+                        ) -> list[str]:
+    """The report's intervals and calibration: every headline metric of the pooled held-out
+    predictions with its 95% bootstrap interval, ECE/Brier/NLL (before and after the
+    temperatures with --calibrate temperature) and the reliability diagram."""
+    from mer_heads.stats.runs import interval_text
+
+    b, ci = metrics.get("bootstrap"), metrics.get("ci") or {}
+    if not b:
+        return []
+    out = ["", "## Intervals and calibration", "",
+           f"95% intervals from {_unit_text(b)} of the pooled held-out predictions "
+           f"({b['method']} bootstrap; the trained models held fixed: they do not include the "
+           "spread over training seeds; docs/statistics.md).", "",
+           "| metric | pooled held-out [95% interval] |", "|---|---|"]
+    for k, name in _interval_keys(metrics):
+        out.append(f"| {name} | {interval_text(_point(metrics, k), ci.get(k))} |")
+    cal = metrics.get("calibration")
+    out += ["", "Calibration of the held-out probabilities: ECE (15 equal-width bins of the "
+            "top-class probability), Brier (multi-class, in [0, 2]), NLL."]
+    if cal:
+        temps = ", ".join(f"{t:.3f}" for t in cal["temperatures"])
+        out += ["", f"--calibrate temperature: one temperature per fold ({temps}), fitted on "
+                f"{cal['fitted_on']}.", "", "| | ECE | Brier | NLL |", "|---|---|---|---|"]
+        for when in ("before", "after"):
+            c = cal[when]
+            out.append(f"| {when} | {_num(c['ece'])} | {_num(c['brier'])} | {_num(c['nll'])} |")
+    if reliability_png:
+        out += ["", f"![reliability diagram]({reliability_png})"]
+    return out
+
+
+def confusion_figure(confusion: np.ndarray, path: str | Path, title: str,
+                     classes: Any = EMOTIONS) -> Path:
+    """Row-normalised confusion matrix with counts, as a PNG (matplotlib Agg, no display);
+    ``classes`` name its rows and columns."""
     counts = np.asarray(confusion)
+    classes = list(classes)
+    k = len(classes)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    with figure(path, figsize=(6.2, 5.2), dpi=120) as (fig, ax):
+    size = (6.2, 5.2) if k <= 6 else (6.2 + 0.5 * (k - 6), 5.2 + 0.45 * (k - 6))
+    with figure(path, figsize=size, dpi=120) as (fig, ax):
         image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-        ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=35, ha="right")
-        ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
+        ax.set_xticks(range(k), classes, rotation=35, ha="right")
+        ax.set_yticks(range(k), classes)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(title, fontsize=10)
-        for i in range(len(EMOTIONS)):
-            for j in range(len(EMOTIONS)):
+        for i in range(k):
+            for j in range(k):
                 ax.text(j, i, f"{counts[i, j]}\n{rates[i, j]:.0%}", ha="center", va="center",
                         fontsize=7, color="white" if rates[i, j] > 0.5 else "black")
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mer_features import EMOTIONS
+from mer_heads.folds import n_folds_shown
 from mer_heads.reports.figure import basis, figure
 
 
@@ -53,28 +54,38 @@ def noise_lines(report: dict[str, Any]) -> list[str]:
 
 def markdown_sweep(report: dict[str, Any]) -> str:
     s, base = report["settings"], report["supervised"]
+    classes = report.get("classes") or EMOTIONS
     sim = s.get("hide_labels")
     pool = (f"{report['pool']} clips whose labels were hidden (--hide-labels {sim:g})" if sim
             else f"{report['pool']} unlabelled clips")
     lines = [f"# Semi-supervised sweep: {report['strategy']} over {_value_name(report['strategy'])}"
-             f" ({report['params']['model']}, {report['params']['folds']} folds, seed "
+             f" ({report['params']['model']}, {n_folds_shown(report['params']['folds'], report.get('folds'))} folds, seed "
              f"{report['params']['seed']}, {s['rounds']} round(s), teacher {s['teacher']})", "",
              f"{report['labelled']} labelled training clips; pool: {pool}. Supervised CV: F1 "
              f"{_n(base['f1'])}, MSE {_n(base['mse'])}, metric {_n(base['metric'])} (computed "
              "once; every value starts from it, on the same folds). Added: pseudo-labelled clips "
              "per fold (mean over folds); clips: distinct pool clips any fold used. Last round.",
              "", *noise_lines(report),
-             "| value | clips | added | " + " | ".join(EMOTIONS) + " | pseudo acc. | teacher acc. "
+             "| value | clips | added | " + " | ".join(classes) + " | pseudo acc. | teacher acc. "
              "| CV F1 | CV MSE | CV metric | Δ metric | vs noise |",
-             "|" + "---|" * (10 + len(EMOTIONS))]
+             "|" + "---|" * (10 + len(classes))]
     for r in report["rows"]:
         lines.append(f"| {r['value']:g} | {r['added_clips']} | {r['added_total']:.1f} | "
-                     + " | ".join(f"{r[f'added_{e}']:.1f}" for e in EMOTIONS)
+                     + " | ".join(f"{r[f'added_{e}']:.1f}" for e in classes)
                      + f" | {_n(r['pseudo_accuracy'], 3)} | {_n(r['teacher_accuracy'], 3)} | "
                      f"{_n(r['cv_f1'])} | {_n(r['cv_mse'])} | {_n(r['cv_metric'])} | "
                      f"{_n(r['delta_metric'], sign=True)} | "
                      + {True: "noise", False: "beyond noise", None: "-"}[r.get("within_noise")]
                      + " |")
+    lines += ["", f"Speech-emotion metrics of the same runs (supervised: UA {_n(base.get('ua'))}, "
+              f"WA {_n(base.get('wa'))}, macro F1 {_n(base.get('macro_f1'))}):", "",
+              "| value | CV UA | CV WA | CV macro F1 | Δ UA | Δ WA | Δ macro F1 |",
+              "|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        lines.append(f"| {r['value']:g} | {_n(r.get('cv_ua'))} | {_n(r.get('cv_wa'))} | "
+                     f"{_n(r.get('cv_macro_f1'))} | {_n(r.get('delta_ua'), sign=True)} | "
+                     f"{_n(r.get('delta_wa'), sign=True)} | "
+                     f"{_n(r.get('delta_macro_f1'), sign=True)} |")
     lines += [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"
 
@@ -118,7 +129,8 @@ def sweep_figure(report: dict[str, Any], path: str | Path) -> Path:
         params = report["params"]
         fig.suptitle(f"{params['model']}, {report['strategy']}: pseudo-labels against the "
                      f"{_value_name(report['strategy']).split()[0]}; "
-                     + basis(report["labelled"], params["folds"], [params["seed"]],
+                     + basis(report["labelled"], n_folds_shown(params["folds"], report.get("folds")),
+                             [params["seed"]],
                              what="labelled clips")
                      + f" + a pool of {report['pool']}", fontsize=10)
     return Path(path)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import voiced, write_manifest
+from synthetic_media import voiced, write_manifest
 from mer_features import console
 from mer_features.cli import main
 

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import voiced, write_manifest
+from synthetic_media import voiced, write_manifest
 from mer_features.cli import main
 from mer_features.store import FeatureStore
 
@@ -328,7 +328,7 @@ def _interrupted_before_any_clip(c: Ctx) -> list[str]:
 def _interrupted_with_empty_store(c: Ctx) -> list[str]:
     from mer_features.errors import ExtractionInterrupted
 
-    def stop(plan: object) -> None:
+    def stop(plan: object, **_: object) -> None:
         raise ExtractionInterrupted(plan.store, kept=0, extracted=0)
 
     c.monkeypatch.setattr("mer_features.pipeline.execute", stop)
@@ -698,8 +698,10 @@ def media_runs(media: Path, tmp_path_factory: pytest.TempPathFactory):
         rows = [{"name": _NAMES.get(c.id, c.id), **c.row(media)} for c in cases]
         manifest = write_manifest(folder / "m.csv", rows)
         out = folder / "s.h5"
+        # eGeMAPS for audio: the cases' reasons and the DC-offset check are written for it
+        encoder = ["--encoder", "egemaps"] if modality == "audio" else []
         code = main(["extract", "--modality", modality, "--manifest", str(manifest), "--out",
-                     str(out), "--no-progress", "--workers", "2", "--fps", "2"])
+                     str(out), "--no-progress", "--workers", "2", "--fps", "2", *encoder])
         with FeatureStore(out) as store:
             records = {c.id: store.record(_NAMES.get(c.id, c.id)) for c in cases}
             assert len(store) == len(cases)

@@ -804,7 +804,48 @@ CASES = [
       "--out {out}", "disagree on clip names"),
     E("describe-earlier-result", "describe --labels {truth} --out {tmp}", "already holds a "
       "description", "--overwrite", setup=lambda tmp, w: _described(tmp, w)),
+    # ---- compare (issue 26; more in tests/heads/test_compare.py)
+    E("compare-one-run", "compare {run} --out {out}", "compare needs at least two runs", rc=2),
+    E("compare-resamples-zero", "compare {run} {grouped_run} --resamples 0 --out {out}",
+      "resamples must be an integer >= 1", "(--resamples)", rc=2),
+    E("compare-permutations-negative", "compare {run} {grouped_run} --permutations -5 "
+      "--out {out}", "permutations must be an integer >= 1", "(--permutations)", rc=2),
+    E("compare-seed-negative", "compare {run} {grouped_run} --seed -1 --out {out}",
+      "seed must be an integer >= 0", rc=2),
+    E("compare-pairs-unknown", "compare {run} {grouped_run} --pairs some --out {out}",
+      "argument --pairs: invalid choice", rc=2),
+    E("compare-correction-unknown", "compare {run} {grouped_run} --correction bonferroni "
+      "--out {out}", "argument --correction: invalid choice", rc=2),
+    E("compare-metric-unknown", "compare {run} {grouped_run} --metric auc --out {out}",
+      "argument --metric: invalid choice", rc=2),
+    E("compare-missing-run", "compare {run} {tmp}/nope --out {out}", "nope' does not exist"),
+    E("compare-unknown-groups", "compare {run} {twin} --groups speaker --out {out}",
+      "no source has the column 'speaker'", setup=lambda tmp, w: _twins(tmp, w)),
+    E("compare-manifest-unused", "compare {run} {twin} --groups none --manifest {truth} "
+      "--out {out}", "add --groups COL or drop --manifest", "(--manifest)",
+      setup=lambda tmp, w: _twins(tmp, w)),
+    Case("compare-three-common-clips", "compare {run} {twin} {twin2} --common-clips --seed 1 "
+         "--resamples 20 --permutations 20 --metric ua --pairs all --correction bh "
+         "--overwrite --out {out}", 0, setup=lambda tmp, w: _twins(tmp, w),
+         check=lambda w, tmp, out, err: _compared(tmp)),
 ]
+
+
+def _twins(tmp: Path, w: dict[str, str]) -> dict[str, str]:
+    """Two copies of the run {run}: the second without its first clip."""
+    shutil.copytree(w["run"], tmp / "twin")
+    shutil.copytree(w["run"], tmp / "twin2")
+    oof = tmp / "twin2" / "oof_predictions.csv"
+    lines = oof.read_text(encoding="utf-8").splitlines(keepends=True)
+    oof.write_text("".join([lines[0], *lines[2:]]), encoding="utf-8")
+    return {"twin": str(tmp / "twin"), "twin2": str(tmp / "twin2")}
+
+
+def _compared(tmp: Path) -> None:
+    stats = json.loads((tmp / "out" / "compare.json").read_text())
+    assert len(stats["comparisons"]) == 3 and stats["correction"] == "bh"
+    assert stats["metric"] == "ua" and stats["seed"] == 1
+    assert stats["clips"]["more"] == {"run": 1, "twin": 1, "twin2": 0}
 
 
 def _described(tmp: Path, w: dict[str, str]) -> dict[str, str]:

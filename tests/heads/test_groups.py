@@ -71,6 +71,7 @@ def assert_disjoint(held_out_groups: list[list[str]], n_groups: int) -> None:
 # Group folds never split a group, in every command
 
 
+@pytest.mark.slow
 def test_fit_group_folds_keep_each_actor_in_one_fold(grouped, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["fit", "--features", str(grouped["audio"]), "--out", str(out), "--model",
@@ -208,7 +209,7 @@ def _direct_normalisation(x: np.ndarray, present: np.ndarray, groups: list[str],
     return out
 
 
-@pytest.mark.parametrize("input", ["utterance", "frames"])
+@pytest.mark.parametrize("input", ["utterance", pytest.param("frames", marks=pytest.mark.slow)])
 def test_normalisation_equals_a_direct_numpy_computation(grouped, input):
     raw = load_dataset([grouped["audio"], grouped["video"]], input=input)
     data = load_dataset([grouped["audio"], grouped["video"]], input=input, normalize_by="actor")

@@ -142,7 +142,7 @@ def test_prediction_is_the_mean_of_the_fold_models(fitted, data):
         one.load_state_dict({n: v[f:f + 1] for n, v in fitted.stack_.state_dict().items()})
         p, v = predict_rows(one, tensors, torch.tensor([k]), torch.arange(len(data))[None])
         singles.append(p[0].numpy())
-        single_v.append(v[0].numpy())
+        single_v.append(v[0].numpy()[:, 0])  # outputs (V, T): valence is the first target
     keep = data.present.any(axis=1)
     np.testing.assert_allclose(proba[keep], np.mean(singles, axis=0)[keep], atol=1e-5)
     np.testing.assert_allclose(valence[keep], np.mean(single_v, axis=0)[keep], atol=1e-4)

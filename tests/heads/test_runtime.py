@@ -143,6 +143,7 @@ def test_the_same_fit_gives_the_same_bytes_under_load(stores, tmp_path, no_probe
     assert b'"seconds"' not in quiet
 
 
+@pytest.mark.slow
 def test_the_recorded_params_repeat_the_run(stores, tmp_path):
     """A run directory says everything that decides its numbers: fitting again with the params
     of its metrics.json gives the same bytes."""

@@ -77,5 +77,5 @@ def test_a_broken_demographics_table_names_its_line(tmp_path: Path, table, messa
 
 
 def test_a_root_without_audiowav_is_refused(tmp_path: Path):
-    with pytest.raises(ManifestError, match="AudioWAV' not found; point --root"):
+    with pytest.raises(ManifestError, match="AudioWAV' not found; point `root`"):
         build_manifest("cremad", tmp_path, tmp_path / "m.csv")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import shared_data
+from real_data import shared_data
 from mer_features.cli import main
 from mer_features.corpora import build_manifest
 from mer_features.corpora.manifest import read_manifest
@@ -83,7 +83,7 @@ def test_audio_converted_to_flac_in_another_layout(tmp_path: Path, capsys):
     assert main(["manifest", "emobox", "--data", str(data), "--root", str(root), "--out",
                  str(out)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: None of the 16 clips") and "--audio-ext flac" in err
+    assert err.startswith("error: None of the 16 clips") and "set --audio-ext to flac" in err
     assert err.count("\n") == 1
     assert main(["manifest", "emobox", "--data", str(data), "--root", str(root), "--out",
                  str(out), "--audio-ext", "flac"]) == 0
@@ -100,7 +100,7 @@ def test_missing_audio_is_listed_at_once_and_skipped_on_request(tmp_path: Path, 
     out = tmp_path / "m.csv"
     with pytest.raises(ManifestError, match=r"^5 of 16 ravdess clip\(s\) have no media file") as e:
         build_manifest("emobox", root, out, data=data)
-    assert "and 0 more" not in str(e.value) and "--skip-missing" in str(e.value)
+    assert "and 0 more" not in str(e.value) and "`skip_missing`" in str(e.value)
     listed = (tmp_path / "m.csv.missing.txt").read_text().splitlines()
     assert sorted(listed) == sorted(str(root / r["wav"]) for r in records[:5])
     assert not out.exists()
@@ -238,13 +238,13 @@ def test_hostile_releases_are_refused_naming_file_and_line(tmp_path: Path, capsy
 
 def test_bad_arguments(tmp_path: Path):
     data, root, _ = make_emobox(tmp_path)
-    with pytest.raises(ManifestError, match="needs --data DIR"):
+    with pytest.raises(ManifestError, match="needs `data`"):
         build_manifest("emobox", root, tmp_path / "m.csv")
     with pytest.raises(ManifestError, match="EmoBox folder .* not found"):
         build_manifest("emobox", root, tmp_path / "m.csv", data=tmp_path / "nope")
     with pytest.raises(ManifestError, match="Audio root folder .* not found"):
         build_manifest("emobox", tmp_path / "nope", tmp_path / "m.csv", data=data)
-    with pytest.raises(ManifestError, match="--audio-ext must be a file extension"):
+    with pytest.raises(ManifestError, match="`audio_ext` must be a file extension"):
         build_manifest("emobox", root, tmp_path / "m.csv", data=data, audio_ext="../x")
 
 

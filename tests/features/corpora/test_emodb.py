@@ -72,7 +72,7 @@ def test_names_that_are_not_emodb_clips_are_all_listed(tmp_path: Path, name, mes
 
 
 def test_a_root_without_wav_is_refused(tmp_path: Path):
-    with pytest.raises(ManifestError, match="EmoDB folder .*wav' not found; point --root"):
+    with pytest.raises(ManifestError, match="EmoDB folder .*wav' not found; point `root`"):
         build_manifest("emodb", tmp_path, tmp_path / "m.csv")
     (tmp_path / "wav").mkdir()
     with pytest.raises(ManifestError, match="No .wav files"):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import shared_data
+from real_data import shared_data
 from mer_features.cli import main
 from mer_features.errors import ManifestError
 from mer_features.corpora.manifest import read_manifest

@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 import pytest
-from conftest import shared_data
-from .test_video import demo_clips, ffmpeg
+from real_data import shared_data
+from synthetic_media import demo_clips, ffmpeg
 
 from mer_features.decode.inputs import FaceInput
 from mer_features.errors import ClipError

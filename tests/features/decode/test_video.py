@@ -8,31 +8,18 @@ MEAD files are used when ../shared/data is present.
 from __future__ import annotations
 
 import math
-import subprocess
 from pathlib import Path
 
 import decord  # before anything that may import torch (the order known to be safe)
 import numpy as np
 import pytest
-from conftest import shared_data
+from real_data import shared_data
+from synthetic_media import demo_clips, ffmpeg
 
-from mer_features.demo import FPS, FRAME_SIZE, write_demo
+from mer_features.demo import FPS, FRAME_SIZE
 from mer_features.errors import ClipError
 from mer_features.decode.video import (DecodedVideo, _load_with_decord, _on_grid, load_frames,
                                 sample_indices)
-
-
-def ffmpeg(*args: str | Path) -> None:
-    import imageio_ffmpeg
-
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-v", "error", "-y",
-                    *map(str, args)], check=True, capture_output=True)
-
-
-def demo_clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """The 6-clip demo corpus, written once per session (write_demo skips a complete corpus)."""
-    manifest = write_demo(tmp_path_factory.getbasetemp() / "demo6", n_clips=6)
-    return sorted((manifest.parent / "clips").glob("demo_*.mp4"))
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import shared_data, write_manifest
+from real_data import shared_data
+from synthetic_media import write_manifest
 from mer_features.decode.inputs import TextInput
 from mer_features.encoders import DEFAULT_ENCODERS, create_encoder, known_encoders
 from mer_features.encoders.e5 import E5_DIM, E5_WINDOW, E5Encoder
@@ -44,6 +45,7 @@ def test_registered_and_the_default_text_encoder():
     assert DEFAULT_ENCODERS["text"] == "e5"
 
 
+@pytest.mark.slow
 def test_unit_vectors_no_frames_and_token_counts(e5):
     out = e5.encode_batch(items())
     for item, enc in zip(items(), out):
@@ -58,6 +60,7 @@ def test_unit_vectors_no_frames_and_token_counts(e5):
     assert np.abs(flat[:, None] - flat[None]).max(-1)[~np.eye(len(flat), dtype=bool)].min() > 1e-2
 
 
+@pytest.mark.slow
 def test_batched_equals_one_by_one_bit_for_bit(e5):
     batched = e5.encode_batch(items())
     for item, b in zip(items(), batched):
@@ -69,6 +72,7 @@ def test_batched_equals_one_by_one_bit_for_bit(e5):
     np.testing.assert_array_equal(shuffled[0].utterance, batched[-1].utterance)
 
 
+@pytest.mark.slow
 def test_thread_count_changes_nothing(e5):
     try:
         e5.threads = 3
@@ -79,6 +83,7 @@ def test_thread_count_changes_nothing(e5):
     np.testing.assert_array_equal(one, three)
 
 
+@pytest.mark.slow
 def test_prefix_option_changes_the_vectors_and_the_fingerprint():
     query, passage = create_encoder("text", "e5"), create_encoder("text", "e5", {"prefix": "passage"})
     assert query.config.prefix == "query"
@@ -118,6 +123,7 @@ def test_fingerprint_names_package_version_and_file_hashes_not_threads():
     assert "threads" not in json.dumps(again)
 
 
+@pytest.mark.slow
 def test_bad_transcripts_fail_alone_with_reasons(e5):
     texts = ["", "   \n\t ", "a\ud800b", 42, "Look at\x00 yourself.", "Look at yourself."]
     out = e5.encode_batch([TextInput(f"x{i}", t) for i, t in enumerate(texts)])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import mer_features.encoders.fer  # noqa: F401  (registration)
-from conftest import shared_data
+from real_data import shared_data
 from mer_features.encoders import create_encoder
 from mer_features.decode.inputs import FaceInput
 from mer_features.encoders.fer import (CLASSES, EMBEDDING_DIM, build_network, read_keras_weights,

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_tiny_hf_audio, voiced
+from synthetic_media import make_tiny_hf_audio, voiced
 from mer_features.decode.inputs import AudioInput
 from mer_features.encoders import create_encoder
 from mer_features.errors import ClipError, EncoderError
@@ -42,6 +42,7 @@ def test_batched_equals_one_by_one(tmp_path: Path, kind: str, conv_path: str):
         np.testing.assert_allclose(b.utterance, b.frames.mean(0), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["hubert-group", "wav2vec2-layer"])
 def test_unfolded_feature_encoder_equals_transformers(tmp_path: Path, kind: str):
     """One unpadded clip: our CPU feature encoder gives the model's own outputs."""

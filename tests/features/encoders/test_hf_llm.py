@@ -49,6 +49,7 @@ def reference(folder: Path, text: str, prompt: str | None = None):
     return [h[0].numpy() for h in out.hidden_states], own
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", LLM_FAMILIES)
 @pytest.mark.parametrize("pooling", ["mean", "last"])
 def test_batched_equals_one_by_one_and_the_model_alone(llms, family: str, pooling: str):
@@ -72,6 +73,7 @@ def test_batched_equals_one_by_one_and_the_model_alone(llms, family: str, poolin
     np.testing.assert_allclose(out.utterance, expected, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
 def test_prompt_template_frames_are_the_texts_tokens_and_last_is_the_prompts_end(llms, family):
     folder = llms(family)
@@ -92,6 +94,7 @@ def test_prompt_template_frames_are_the_texts_tokens_and_last_is_the_prompts_end
     np.testing.assert_allclose(out.utterance, states[-1][own].mean(0), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_layers_by_name_and_index(llms):
     folder = llms("llama")
     outs = {}
@@ -202,7 +205,7 @@ def test_parameter_count_from_the_config(llms, family: str):
 
 
 def test_extract_text_store_with_an_llm(llms, tmp_path: Path):
-    from conftest import write_manifest
+    from synthetic_media import write_manifest
     from mer_features.pipeline.extraction import extract
     from mer_features.store import FeatureStore
 

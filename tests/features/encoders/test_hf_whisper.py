@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import voiced
+from synthetic_media import voiced
 from features.encoders.tiny_models import make_tiny_qwen2_audio, make_tiny_whisper
 from mer_features.decode.inputs import AudioInput
 from mer_features.encoders import create_encoder
@@ -60,6 +60,7 @@ def test_ctranslate2_conversion_gives_the_same_states(tiny_whisper: Path, tmp_pa
         assert a.info == b.info
 
 
+@pytest.mark.slow
 def test_padded_input_equals_transformers_own_forward(tiny_whisper: Path):
     import torch
     from transformers import WhisperModel
@@ -76,6 +77,7 @@ def test_padded_input_equals_transformers_own_forward(tiny_whisper: Path):
     assert np.abs(ours.frames - theirs[:100]).max() <= 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layer", ["last", "mean-last-4", "all"])
 @pytest.mark.parametrize("input_kind", ["clip", "padded"])
 def test_batched_equals_one_by_one(tiny_whisper: Path, layer: str, input_kind: str):
@@ -124,6 +126,7 @@ def test_weights_from_a_bin_checkpoint_and_only_the_encoder(tmp_path: Path):
     assert np.isfinite(out.frames).all()
 
 
+@pytest.mark.slow
 def test_qwen2_audio_tower(tiny_qwen2_audio: Path):
     """Only the audio tower is read; its pooled 25-Hz frames equal the tower's own forward."""
     import torch

@@ -86,6 +86,7 @@ def test_model_neither_cached_nor_reachable_is_one_line(hub_cache: Path):
         resolve_model_dir("org/tiny-hubert@v9")
 
 
+@pytest.mark.slow  # sleeps through the hub client's retries: ~24 s a call
 def test_unreachable_hub_falls_back_to_the_cache(hub_cache: Path, monkeypatch: pytest.MonkeyPatch):
     """Without HF_HUB_OFFLINE the hub is asked first; a hub that cannot be reached (here a
     closed local port) leaves the cache, or a one-line error that says what the hub answered."""

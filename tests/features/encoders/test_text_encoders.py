@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import mer_features.encoders.text  # noqa: F401  (registration)
-from conftest import shared_data
+from real_data import shared_data
 from mer_features.decode.inputs import TextInput
 from mer_features.encoders.base import create_encoder, known_encoders
 from mer_features.encoders.text import _token_batches

@@ -1,174 +1,215 @@
-"""Choosing an encoder's compute path: injected timings for the logic, a tiny real model for the
-probe itself and for what the pipeline records."""
+"""The compute path of an extraction: a fixed rule of the device and the encoder, never a timing;
+what the store's fingerprint records of it; stores written when a probe chose it."""
 
-import math
+import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
+import soundfile as sf
 
 from mer_features import autotune
 from mer_features.encoders import create_encoder, tuning
-from mer_features.errors import EncoderError, ParameterError
+from mer_features.errors import FingerprintMismatchError, ParameterError
+from mer_features.fingerprint import fingerprint
+from mer_features.pipeline import extract
 from mer_features.store import FeatureStore
+from synthetic_media import voiced, write_manifest
 
-MACHINE = {"cpu": "Test CPU", "cpu_flags": "00", "flags_shown": ["avx2"], "torch": "2.x",
-           "threads": 2, "device": "cpu"}
-
-
-def fake_probe(seconds: dict[str, float], cosine: dict[str, float] | None = None):
-    calls = []
-
-    def probe(path):
-        calls.append(path)
-        c = (cosine or {}).get(path, 1.0)
-        return seconds[path], np.array([[c, math.sqrt(1 - c * c)]])
-
-    probe.calls = calls
-    return probe
+AMX = ["avx2", "avx512f", "amx_bf16", "amx_tile"]
+AVX2 = ["avx2", "fma"]
 
 
-AVX2_LIKE = {"stock-fp32": 1.0, "fast-fp32": 0.9, "stock-bf16": 30.0, "fast-bf16": 28.0}
-AMX_LIKE = {"stock-fp32": 1.0, "fast-fp32": 0.9, "stock-bf16": 0.5, "fast-bf16": 0.3}
+@pytest.fixture
+def no_timing(monkeypatch):
+    """Any timing probe fails the test."""
+
+    def timed(*args, **kwargs):
+        raise AssertionError("a timing probe ran")
+
+    monkeypatch.setattr(autotune, "measure", timed)
 
 
-def choose(enc, dtype, seconds, tmp_path, **kw):
-    probe = fake_probe(seconds, kw.pop("cosine", None))
-    choice = tuning.choose_path(enc, "cpu", dtype, probe=probe, machine=MACHINE,
-                                cache=tmp_path / "paths.json", **kw)
-    return choice, probe.calls
+@pytest.fixture
+def cpu_flags(monkeypatch):
+    """Set the CPU flags the rules read: ``cpu_flags(AMX)``."""
+
+    def use(flags):
+        monkeypatch.setattr(autotune, "cpu_model_and_flags", lambda: ("Test CPU", list(flags)))
+
+    use(AVX2)
+    return use
 
 
-def test_fp32_takes_the_fastest_fp32_path_and_never_probes_bf16(tiny_hubert: Path, tmp_path: Path):
-    enc = create_encoder("audio", f"hf:{tiny_hubert}")
-    choice, calls = choose(enc, "fp32", AMX_LIKE, tmp_path)
-    assert (choice.impl, choice.dtype, choice.warning) == ("fast", "fp32", None)
-    assert set(calls) == {"stock-fp32", "fast-fp32"}
-    choice, _ = choose(enc, "fp32", {**AMX_LIKE, "stock-fp32": 0.5}, tmp_path / "b")
-    assert (choice.impl, choice.dtype) == ("stock", "fp32")
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """Three short voiced clips at 16 kHz."""
+    folder = tmp_path_factory.mktemp("paths")
+    rows = []
+    for i in range(3):
+        path = folder / f"{i}.wav"
+        sf.write(path, voiced(0.6 + 0.2 * i, f0=120 + 30 * i, seed=i), 16000)
+        rows.append({"name": f"c{i}", "audio": str(path)})
+    return write_manifest(folder / "manifest.csv", rows)
 
 
-def test_bf16_where_it_is_slow_warns_with_the_cost_and_stays_bf16(tiny_hubert: Path, tmp_path: Path):
-    enc = create_encoder("audio", f"hf:{tiny_hubert}")
-    choice, calls = choose(enc, "bf16", AVX2_LIKE, tmp_path)
-    assert choice.dtype == "bf16" and choice.impl == "fast"
-    assert "31.1x slower than fp32" in choice.warning
-    assert "--dtype fp32" in choice.warning and "--dtype auto" in choice.warning
-    assert set(calls) == set(AVX2_LIKE)
-    choice, _ = choose(enc, "bf16", AMX_LIKE, tmp_path / "amx")
-    assert (choice.impl, choice.dtype, choice.warning) == ("fast", "bf16", None)
+def run(corpus, tiny_hubert, out, **options):
+    options = {"encoder": f"hf:{tiny_hubert}", "device": "cpu", "workers": 0,
+               "progress": False, "log": lambda message: None, **options}
+    return extract(corpus, out, **options)
 
 
-def test_auto_takes_the_fastest_accurate_dtype(tiny_hubert: Path, tmp_path: Path):
-    enc = create_encoder("audio", f"hf:{tiny_hubert}")
-    assert choose(enc, "auto", AVX2_LIKE, tmp_path)[0].dtype == "fp32"
-    choice, _ = choose(enc, "auto", AMX_LIKE, tmp_path / "amx")
-    assert (choice.impl, choice.dtype) == ("fast", "bf16")
-    # bf16 fast but not within cosine 0.999 of fp32: fp32
-    choice, _ = choose(enc, "auto", AMX_LIKE, tmp_path / "far", cosine={"fast-bf16": 0.99,
-                                                                        "stock-bf16": 0.995})
-    assert (choice.impl, choice.dtype) == ("fast", "fp32")
+def stored(path):
+    with FeatureStore(path) as store:
+        return store.fields, store.utterances()
 
 
-def test_forced_implementation(tiny_hubert: Path, tmp_path: Path):
-    enc = create_encoder("audio", f"hf:{tiny_hubert}")
-    choice, calls = choose(enc, "fp32", AMX_LIKE, tmp_path, impl="stock")
-    assert (choice.impl, choice.dtype, choice.measurement) == ("stock", "fp32", None)
-    assert calls == []                                  # one candidate: nothing to measure
-    choice, calls = choose(enc, "auto", AMX_LIKE, tmp_path, impl="stock")
-    assert (choice.impl, choice.dtype) == ("stock", "bf16")
-    assert set(calls) == {"stock-fp32", "stock-bf16"}
-    with pytest.raises(EncoderError, match="compute path must be one of"):
-        choose(enc, "fp32", AMX_LIKE, tmp_path, impl="quick")
+class TwoPaths:
+    """An encoder as the rules see it: a fast path on a CPU, the stock modules everywhere."""
+
+    uses_dtype = True
+
+    def impls(self, device):
+        return ("fast", "stock") if device == "cpu" else ("stock",)
+
+    def describe(self):
+        return "two-paths"
 
 
-def test_encoders_without_a_fast_path_or_dtype(tmp_path: Path, tiny_hubert: Path):
-    egemaps = create_encoder("audio", "egemaps")
-    choice = tuning.choose_path(egemaps, "cpu", "auto", machine=MACHINE, cache=False)
-    assert (choice.impl, choice.dtype, choice.measurement) == ("stock", "fp32", None)
-    enc = create_encoder("audio", f"hf:{tiny_hubert}")
-    with pytest.raises(EncoderError, match="no 'fast' compute path on cuda"):
-        tuning.candidates(enc, "cuda", ("fp32",), "fast")
-    assert tuning.candidates(enc, "cuda", ("fp32", "bf16")) == ["stock-fp32", "stock-bf16"]
+class NoDtype(TwoPaths):
+    uses_dtype = False
 
 
-def test_shape_not_weights_keys_the_cache(tmp_path: Path, tiny_hubert: Path):
-    from conftest import make_tiny_hf_audio
+def test_the_rule_reads_the_device_and_the_encoder(cpu_flags, no_timing):
+    enc = TwoPaths()
+    assert tuning.choose_path(enc, "cpu", "fp32") == tuning.PathChoice("fast", "fp32")
+    assert tuning.choose_path(enc, "cpu", "auto").name == "fast-fp32"  # AVX2: bf16 emulated
+    cpu_flags(AMX)
+    assert tuning.choose_path(enc, "cpu", "auto") == tuning.PathChoice("fast", "bf16")
+    assert tuning.choose_path(enc, "cpu", "fp32", impl="stock").name == "stock-fp32"
+    assert tuning.choose_path(enc, "cuda", "fp32").impl == "stock"  # the only one on a GPU
+    with pytest.raises(ParameterError, match="has no 'fast' compute path on cuda") as e:
+        tuning.choose_path(enc, "cuda", "fp32", impl="fast")
+    assert e.value.parameter == "compute_path"
+    # an encoder whose numbers do not depend on the dtype: auto is fp32, its one implementation;
+    # a dtype asked for is passed on (the encoder records fp32 or refuses it), with no warning
+    assert tuning.choose_path(NoDtype(), "cpu", "auto", impl="stock").name == "fast-fp32"
+    assert tuning.choose_path(NoDtype(), "cpu", "bf16") == tuning.PathChoice("fast", "bf16")
 
-    other = make_tiny_hf_audio(tmp_path / "other", "hubert-group", seed=1)
-    a = create_encoder("audio", f"hf:{tiny_hubert}")
-    b = create_encoder("audio", f"hf:{other}")
-    assert a.shape_fields() == b.shape_fields()
-    c = create_encoder("audio", f"hf:{make_tiny_hf_audio(tmp_path / 'w', 'wav2vec2-layer')}")
-    assert c.shape_fields() != a.shape_fields()
-    first, calls = choose(a, "fp32", AMX_LIKE, tmp_path)
-    second, again = choose(b, "fp32", AMX_LIKE, tmp_path)
-    assert again == [] and second.measurement.cached
+
+def test_auto_on_a_gpu_follows_its_bf16_support(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for supported, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: supported)
+        assert tuning.resolve_dtype(TwoPaths(), "cuda:0", "auto") == expected
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_warns_from_its_flags(cpu_flags, no_timing):
+    choice = tuning.choose_path(TwoPaths(), "cpu", "bf16")
+    assert choice.name == "fast-bf16"
+    assert "bf16 on this CPU (Test CPU) is emulated" in choice.warning
+    assert "`dtype` to fp32" in choice.warning
+    cpu_flags(AMX)
+    assert tuning.choose_path(TwoPaths(), "cpu", "bf16").warning is None
+
+
+def test_the_whisper_encoder_keeps_its_compute_type_whatever_auto_says(cpu_flags):
+    cpu_flags(AMX)
+    enc = create_encoder("audio", "whisper")
+    choice = tuning.choose_path(enc, "cpu", "auto")
+    assert choice.dtype == "fp32" and enc.compute_dtype(choice.dtype) == "int8"
+
+
+def test_the_fingerprint_records_the_path_only_where_it_changes_the_numbers():
+    enc = TwoPaths()
+    assert tuning.identity_path(enc, "cpu", "fast", "fp32") is None
+    assert tuning.identity_path(enc, "cpu", "stock", "bf16") == "stock"
+    assert tuning.identity_path(enc, "cuda", "stock", "bf16") is None  # one implementation
+    assert tuning.identity_path(create_encoder("audio", "egemaps"), "cpu", "stock", "bf16") is None
 
 
 @pytest.mark.slow
-def test_the_real_probe_runs_every_path_and_they_agree(tiny_hubert: Path, tmp_path: Path):
-    enc = create_encoder("audio", f"hf:{tiny_hubert}")
-    m = autotune.measure({"encoder": enc.shape_fields()}, ["stock-fp32", "fast-fp32", "stock-bf16"],
-                         tuning.encoder_probe(enc, "cpu"), cache=False, max_runs=2)
-    assert all(t.seconds is not None and t.seconds > 0 for t in m.trials.values())
-    assert m.trials["fast-fp32"].cosine > 0.99999
-    assert m.trials["stock-bf16"].cosine > 0.99
+def test_extraction_never_times_and_repeats_bit_for_bit(corpus, tiny_hubert, tmp_path,
+                                                        cpu_flags, no_timing):
+    """The default twice, and every dtype: no probe runs; the same command, the same arrays."""
+    for dtype in ("fp32", "auto", "bf16"):
+        a, b = tmp_path / f"{dtype}-a.h5", tmp_path / f"{dtype}-b.h5"
+        run(corpus, tiny_hubert, a, dtype=dtype)
+        run(corpus, tiny_hubert, b, dtype=dtype)
+        assert a.read_bytes() == b.read_bytes(), dtype
+    assert stored(tmp_path / "auto-a.h5")[0]["compute_dtype"] == "fp32"  # AVX2 flags
 
 
 @pytest.mark.slow
-def test_pipeline_records_what_auto_chose_and_resumes_in_it(tmp_path: Path, tiny_hubert: Path,
-                                                           audio_corpus: Path, monkeypatch):
-    from mer_features.pipeline import extract
+def test_fp32_paths_share_a_store_and_bf16_paths_do_not(corpus, tiny_hubert, tmp_path):
+    fast, stock = tmp_path / "fast.h5", tmp_path / "stock.h5"
+    run(corpus, tiny_hubert, fast, compute_path="fast")
+    run(corpus, tiny_hubert, stock, compute_path="stock")
+    (fast_fields, fast_u), (stock_fields, stock_u) = stored(fast), stored(stock)
+    assert fast_fields == stock_fields and "compute_path" not in fast_fields
+    assert np.abs(fast_u - stock_u).max() <= 1e-5  # as close as batching keeps them
+    assert run(corpus, tiny_hubert, fast, compute_path="stock").skipped == 3
 
-    chosen = {"seconds": AMX_LIKE}
-
-    def injected(enc, device):
-        return fake_probe(chosen["seconds"])
-
-    monkeypatch.setattr(tuning, "encoder_probe", injected)
-    logs = []
-    store = tmp_path / "auto.h5"
-    common = dict(modality="audio", encoder=f"hf:{tiny_hubert}", device="cpu", progress=False,
-                  log=logs.append)
-    extract(audio_corpus, store, dtype="auto", **common)
-    with FeatureStore(store) as s:
-        assert s.fields["compute_dtype"] == "bf16"
-    assert any("compute path for" in line and "fast-bf16" in line for line in logs)
-    # elsewhere (another machine: bf16 slow) auto goes on in the store's own dtype
-    chosen["seconds"] = AVX2_LIKE
-    monkeypatch.setenv("MER_FEATURES_CACHE", str(tmp_path / "other-cache"))
-    summary = extract(audio_corpus, store, dtype="auto", **common)
-    assert summary.skipped == summary.total
-    # a new store there is fp32; asking for bf16 warns with the cost
-    extract(audio_corpus, tmp_path / "new.h5", dtype="auto", **common)
-    with FeatureStore(tmp_path / "new.h5") as s:
-        assert s.fields["compute_dtype"] == "fp32"
-    logs.clear()
-    extract(audio_corpus, tmp_path / "bf16.h5", dtype="bf16", **common)
-    assert any(line.startswith("warning: bf16 runs 31.1x slower than fp32") for line in logs)
-    with FeatureStore(tmp_path / "bf16.h5") as s:
-        assert s.fields["compute_dtype"] == "bf16"
+    bf16 = tmp_path / "bf16.h5"
+    run(corpus, tiny_hubert, bf16, dtype="bf16")
+    fields, bf16_u = stored(bf16)
+    assert (fields["compute_dtype"], fields["compute_path"]) == ("bf16", "fast")
+    run(corpus, tiny_hubert, tmp_path / "bf16-stock.h5", dtype="bf16", compute_path="stock")
+    assert np.abs(stored(tmp_path / "bf16-stock.h5")[1] - bf16_u).max() > 1e-3
+    with pytest.raises(FingerprintMismatchError, match='compute_path: "fast" -> "stock"'):
+        run(corpus, tiny_hubert, bf16, dtype="bf16", compute_path="stock")
 
 
-def test_text_encoders_offer_their_dtype_paths(tmp_path: Path):
-    from features.encoders.test_text_encoders import make_tiny_text_model
-
-    enc = create_encoder("text", f"hf:{make_tiny_text_model(tmp_path / 'bert')}")
-    assert tuning.candidates(enc, "cpu", ("fp32", "bf16")) == ["stock-fp32", "stock-bf16"]
-    choice, calls = choose(enc, "bf16", {"stock-fp32": 1.0, "stock-bf16": 20.0}, tmp_path)
-    assert choice.dtype == "bf16" and "20.0x slower" in choice.warning
-    items = tuning.probe_inputs(enc)
-    assert all(item.text for item in items)
+def _as_written_before(path: Path) -> None:
+    """Make a store look written before bf16 stores recorded their compute path."""
+    with h5py.File(path, "r+") as f:
+        fields = json.loads(f.attrs["fingerprint_fields"])
+        del fields["compute_path"]
+        f.attrs["fingerprint_fields"] = json.dumps(fields, sort_keys=True)
+        f.attrs["fingerprint"] = fingerprint(fields)
 
 
-def test_compute_path_is_checked(tmp_path: Path, audio_corpus: Path):
+@pytest.mark.slow
+def test_a_bf16_store_from_before_goes_on_only_in_the_path_that_made_it(corpus, tiny_hubert,
+                                                                        tmp_path, capsys):
+    old = tmp_path / "old.h5"
+    run(corpus, tiny_hubert, old, dtype="bf16", compute_path="stock")
+    _as_written_before(old)
+    with pytest.raises(FingerprintMismatchError) as e:  # the rule's path is fast
+        run(corpus, tiny_hubert, old, dtype="bf16")
+    assert "before a store recorded its compute path" in str(e.value)
+    assert "Set `compute_path` to stock" in str(e.value)
     from mer_features.cli import main
-    from mer_features.pipeline import extract
+
+    assert main(["extract", "--modality", "audio", "--manifest", str(corpus), "--out", str(old),
+                 "--encoder", f"hf:{tiny_hubert}", "--device", "cpu", "--dtype", "bf16",
+                 "--workers", "0", "--no-progress"]) == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "Set --compute-path to stock" in line and "pass --overwrite" in line, line
+    summary = run(corpus, tiny_hubert, old, dtype="bf16", compute_path="stock")
+    assert summary.skipped == 3
+    assert "compute_path" not in stored(old)[0]  # continued as it was
+
+    made_fast = tmp_path / "fast.h5"
+    run(corpus, tiny_hubert, made_fast, dtype="auto", compute_path="fast")  # fp32 here
+    run(corpus, tiny_hubert, made_fast, dtype="bf16", overwrite=True)
+    _as_written_before(made_fast)
+    assert run(corpus, tiny_hubert, made_fast, dtype="auto").skipped == 3  # its own dtype
+    # an fp32 store never recorded a path: any path goes on with it
+    fp32 = tmp_path / "fp32.h5"
+    run(corpus, tiny_hubert, fp32, compute_path="stock")
+    assert run(corpus, tiny_hubert, fp32).skipped == 3
+
+
+def test_compute_path_is_checked(tmp_path, corpus):
+    from mer_features.cli import main
 
     with pytest.raises(SystemExit) as exit_:
-        main(["extract", "--modality", "audio", "--manifest", str(audio_corpus), "--out",
+        main(["extract", "--modality", "audio", "--manifest", str(corpus), "--out",
               str(tmp_path / "x.h5"), "--compute-path", "quick", "--no-progress"])
     assert exit_.value.code == 2
     with pytest.raises(ParameterError, match="`compute_path` must be one of auto, fast, stock"):
-        extract(audio_corpus, tmp_path / "y.h5", compute_path="quick", progress=False)
+        extract(corpus, tmp_path / "y.h5", compute_path="quick", progress=False)

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import voiced
+from synthetic_media import voiced
 from mer_features.decode.inputs import AudioInput
 from mer_features.encoders import create_encoder
 from mer_features.encoders.whisper import read_model_shape
@@ -75,6 +75,7 @@ def clips(lengths=(48000, 23000, 48000, 401, 23000)):
             for i, n in enumerate(lengths)]
 
 
+@pytest.mark.slow
 def test_frames_times_and_utterance(encoders):
     enc = encoders()
     assert enc.output_spec().utterance_shape == (768,) and enc.output_spec().frame_dim == 384
@@ -94,6 +95,7 @@ def test_frames_times_and_utterance(encoders):
     np.testing.assert_allclose(out.utterance, out.frames.mean(0), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("input_kind", ["clip", "padded"])
 def test_int8_batched_equals_one_by_one_bit_for_bit(encoders, input_kind: str):
     """Batches hold windows of one length (clip) or 30-s windows (padded); in int8 a clip's
@@ -126,6 +128,7 @@ def test_int8_is_the_same_with_one_or_two_threads(encoders):
         np.testing.assert_array_equal(a.frames, b.frames)
 
 
+@pytest.mark.slow
 def test_int8_and_padded_inputs_change_the_numbers_a_little_and_a_lot(encoders):
     """int8 keeps cosine >= 0.99 to fp32 on the utterance vectors; padding to 30 s changes the
     states themselves (attention reads the padding)."""
@@ -140,6 +143,7 @@ def test_int8_and_padded_inputs_change_the_numbers_a_little_and_a_lot(encoders):
         assert np.abs(p.frames - a.frames).max() > 0.1
 
 
+@pytest.mark.slow
 def test_a_clip_over_30_s_is_encoded_in_equal_windows(encoders):
     enc = encoders()
     n = 65 * RATE + 123
@@ -195,6 +199,7 @@ def test_gpu_compute_types_are_refused_on_the_cpu_and_dtype_is_not_its_switch():
         create_encoder("audio", "whisper").compute_dtype("bf16")
 
 
+@pytest.mark.slow
 def test_weights_identity_and_compute_type_in_the_fingerprint(audio_corpus: Path, tmp_path: Path):
     from mer_features.pipeline.extraction import extract
     from mer_features.store import FeatureStore

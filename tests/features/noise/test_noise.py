@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import voiced
+from synthetic_media import voiced
 from mer_features.errors import ClipError
 from mer_features.noise import (NoiseFolder, NoiseSpecError, canonical, corrupt_audio,
                                 corrupt_frames, mix_at_snr, parse_noise, pyramid_blur, snr_db)

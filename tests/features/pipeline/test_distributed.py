@@ -13,7 +13,8 @@ from mer_features.pipeline.distributed import Shard, parse_shard, shard_of
 from mer_features.errors import FingerprintMismatchError, MerFeaturesError, StoreError
 from mer_features.pipeline import extract
 from mer_features.store import FeatureStore, merge_stores
-from ..store.test_kill_resume import assert_same_store, make_corpus
+from store_checks import assert_same_store
+from synthetic_media import voiced_corpus as make_corpus
 
 
 def test_shards_are_stable_and_cover_every_clip():
@@ -46,7 +47,7 @@ def test_merged_shards_equal_the_single_process_store(tmp_path: Path):
     assert_same_store(tmp_path / "merged.h5", single)
     with pytest.raises(StoreError, match="shards must not overlap"):
         merge_stores(tmp_path / "twice.h5", [shards[0], shards[0]])
-    with pytest.raises(StoreError, match="exists; pass --overwrite"):
+    with pytest.raises(StoreError, match="exists; pass `overwrite`"):
         merge_stores(tmp_path / "merged.h5", shards)
     other = tmp_path / "other.h5"
     extract(manifest, other, encoder="egemaps", workers=0, progress=False,

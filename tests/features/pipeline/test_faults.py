@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import voiced, write_manifest
+from synthetic_media import voiced, write_manifest
 from mer_features.cli import main
 from mer_features.store import FeatureStore
 

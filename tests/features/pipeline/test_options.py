@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_manifest
+from synthetic_media import write_manifest
 from mer_features.errors import MerFeaturesError, ParameterError
 from mer_features.modalities import NoOptions, TextOptions, VideoOptions
 from mer_features.noise import NoiseSpecError, parse_noise

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import make_tiny_hf_audio, voiced, write_manifest
+from synthetic_media import make_tiny_hf_audio, voiced, write_manifest
 from mer_features.errors import FingerprintMismatchError, ManifestError, ParameterError
 from mer_features.pipeline import ClipFailedError, extract
 from mer_features.store import FeatureStore
@@ -148,7 +148,7 @@ def test_unknown_encoder_lists_the_known_ones(audio_corpus: Path, tmp_path: Path
 
 @pytest.mark.shared_data
 def test_real_ravdess_and_truncated_mead(tmp_path: Path):
-    from conftest import shared_data
+    from real_data import shared_data
 
     ravdess = shared_data("ravdess")
     truncated = shared_data("mead", "_truncated", "eamm_sad_truncated.mp4")

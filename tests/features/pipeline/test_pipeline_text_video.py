@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import write_manifest
+from synthetic_media import write_manifest
 from mer_features.pipeline import VideoOptions
 from mer_features.pipeline import extract
 from mer_features.store import FeatureStore

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from conftest import voiced, write_manifest
+from synthetic_media import voiced, write_manifest
 from mer_features.cli import main
 from mer_features.pipeline.sweep import sweep
 from mer_features.store import FeatureStore

@@ -116,7 +116,7 @@ def test_extraction_copies_and_refreshes_the_manifests_other_columns(tmp_path: P
     import csv
 
     import soundfile as sf
-    from conftest import voiced
+    from synthetic_media import voiced
 
     from mer_features.pipeline import extract
 

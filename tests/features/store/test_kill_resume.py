@@ -10,36 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
-from conftest import voiced, write_manifest
+from store_checks import assert_same_store
+from synthetic_media import voiced_corpus as make_corpus
 from mer_features.store import FeatureStore, pending_parts
-
-EMOTIONS = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
-
-
-def make_corpus(folder: Path, n: int = 40) -> Path:
-    rows = []
-    for i in range(n):
-        path = folder / f"{i:03d}.wav"
-        sf.write(path, voiced(0.6 + (i % 7) * 0.15, f0=100 + 5 * i, seed=i), 16000)
-        rows.append({"name": f"clip{i:03d}", "audio": path.name, "discrete": EMOTIONS[i % 6],
-                     "valence": i % 5 - 2})
-    return write_manifest(folder / "manifest.csv", rows)
-
-
-def assert_same_store(a: Path, b: Path) -> None:
-    with FeatureStore(a) as x, FeatureStore(b) as y:
-        assert x.names == y.names
-        assert x.fingerprint == y.fingerprint
-        np.testing.assert_array_equal(x.utterances(), y.utterances())
-        for column in ("status", "stage", "reason", "input_hash", "discrete", "split", "duration"):
-            assert list(x.column(column)) == list(y.column(column)), column
-        np.testing.assert_array_equal(x.column("valence"), y.column("valence"))
-        for name in x.names:
-            for u, v in zip(x.frames(name), y.frames(name)):
-                np.testing.assert_array_equal(u, v)
-
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume(tmp_path: Path):

@@ -73,7 +73,7 @@ def test_other_configuration_is_refused_then_overwritten(tmp_path: Path):
     path = tmp_path / "s.h5"
     write(path, [record("a")])
     other = header(config={"k": 2})
-    with pytest.raises(FingerprintMismatchError, match=r"config.k: 1 -> 2.*--overwrite"):
+    with pytest.raises(FingerprintMismatchError, match=r"config.k: 1 -> 2.*`overwrite`"):
         StoreWriter(path, other)
     write(path, [record("z")], head=other, overwrite=True)
     with FeatureStore(path) as s:

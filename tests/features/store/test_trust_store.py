@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import voiced, write_manifest
+from synthetic_media import voiced, write_manifest
 from mer_features.cli import main
 from mer_features.encoders.base import Encoded, Encoder, OutputSpec, register_encoder
 from mer_features.errors import StoreError
@@ -304,7 +304,7 @@ def case_float16_overflow_recorded_failed(t: Trial) -> None:
     status, stage, reason = stored(t.out)["c01"]
     assert (status, stage) == ("failed", "store")
     assert "features reach 1000" in reason and "65504" in reason
-    assert "--storage-dtype float32" in reason
+    assert "storage dtype float32" in reason
     with FeatureStore(t.out) as s:
         assert np.isfinite(s.utterances()).all()
     assert verify_store(t.out)["ok"]
@@ -803,7 +803,7 @@ resampled to 16 kHz; found by decoding all 720 (test_ravdess_overshoot_is_exactl
 def test_ravdess_overshooting_clips_are_saturated(tmp_path: Path) -> None:
     import soxr
 
-    from conftest import shared_data
+    from real_data import shared_data
     from mer_features.pipeline import extract
 
     root = shared_data("ravdess")
@@ -827,7 +827,7 @@ def test_ravdess_overshooting_clips_are_saturated(tmp_path: Path) -> None:
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_ravdess_overshoot_is_exactly_these() -> None:
-    from conftest import shared_data
+    from real_data import shared_data
     from mer_features.decode.audio import decode_audio
 
     root = shared_data("ravdess")

@@ -63,12 +63,18 @@ def test_nan_features_are_an_error_naming_the_clip(tmp_path):
         load_dataset([path])
 
 
-def test_labels_outside_the_six_classes_are_an_error(tmp_path):
+def test_a_label_outside_the_six_classes_makes_the_datas_label_set(tmp_path):
     names, y, valence = clip_labels(30)
     path = write_store(tmp_path / "bad.h5", "audio", names, y, valence, dim=4, frame_dim=2,
                        seed=0, labels_override={"clip0003": "disgust"})
-    with pytest.raises(LabelError, match=r"outside the six classes.*'clip0003'='disgust'"):
-        load_dataset([path])
+    data = load_dataset([path])  # the data's classes, sorted; the lone clip is warned about
+    assert data.classes == ("angry", "disgust", "happy", "neutral", "sad", "surprise", "worried")
+    assert data.labels[3] == data.classes.index("disgust")
+    assert any(n.startswith("warning: class 'disgust' has 1 clip") for n in data.notes)
+    # declared classes refuse it (a typo cannot become a class)
+    with pytest.raises(LabelError, match=r"outside the classes --classes neutral,angry.*"
+                                         r"'disgust' \(1 clip\)"):
+        load_dataset([path], classes="mer2023")
 
 
 def test_stores_with_different_labels_are_refused(tmp_path):
@@ -89,9 +95,13 @@ def test_manifest_replaces_store_labels_and_is_validated(tmp_path, stores):
     assert (data.labels >= 0).sum() == 1 and math.isnan(data.valence[5])
     assert any("not in the manifest" in n for n in data.notes)
     manifest.write_text("name,discrete\nclip0000,joy\nclip0000,sad\n")
-    with pytest.raises(LabelError, match=r"(?s)2 problem\(s\).*line 2: discrete label 'joy'.*line 3: "
+    with pytest.raises(LabelError, match=r"(?s)1 problem\(s\).*line 3: "
                                          r"name 'clip0000' repeats line 2"):
         load_dataset([stores["audio"]], manifest=manifest)
+    manifest.write_text("name,discrete\nclip0000,joy\nclip0001,sad\n")  # any label is read
+    assert load_dataset([stores["audio"]], manifest=manifest).classes == ("joy", "sad")
+    with pytest.raises(LabelError, match=r"outside the classes --classes.*'joy' \(1 clip\)"):
+        load_dataset([stores["audio"]], manifest=manifest, classes="mer2023")
 
 
 def test_frames_are_padded_masked_and_bounded(stores):

@@ -76,6 +76,7 @@ def test_one_head_fuses_both_languages_and_predicts(two_languages, tmp_path, mod
     assert result.metrics["cv"]["metric"] > alone.metrics["cv"]["metric"] - 0.05
 
 
+@pytest.mark.slow
 def test_cli_fit_takes_two_text_keys(two_languages, tmp_path):
     code = main(["fit", "--features", f"text_zh={two_languages['zh']}", "--features",
                  f"text_en={two_languages['en']}", "--model", "logreg", "--folds", "3",

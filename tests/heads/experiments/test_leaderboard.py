@@ -66,7 +66,7 @@ def test_outputs_are_byte_identical_for_the_same_inputs(stores, weak_audio, tmp_
     # one modality with two stores: K=3 would repeat K=2, and is left out with a note
     assert [r["rank"] for r in a.rows if r["section"] == "fusion"] == [1, 2]
     assert any("top-3 fusion left out" in n for n in a.notes)
-    assert "| 1 | toy-audio:audio |" in a.markdown()
+    assert "| 1 | toy-audio:audio ★ |" in a.markdown()
 
 
 @pytest.mark.slow

@@ -77,7 +77,7 @@ def test_clean_equals_fit_run_for_the_neural_head(corpus, tmp_path: Path):
                                                           metrics["n"])
 
 
-@pytest.mark.parametrize("model", ["attention", "logreg"])
+@pytest.mark.parametrize("model", [pytest.param("attention", marks=pytest.mark.slow), "logreg"])
 def test_held_out_predictions_on_training_features_reproduce_oof(corpus, model: str):
     data = load_dataset([corpus["audio"], corpus["text"]])
     est = CrossValidatedHead(model, **{**FAST, "folds": 3}).fit(data)
@@ -113,6 +113,7 @@ def test_refuses_missing_or_edited_clips_clean_store_and_unknown_key(corpus, tmp
         robustness([corpus["audio"]], [], tmp_path / "out", **FAST)
 
 
+@pytest.mark.slow
 def test_failed_corrupted_clips_are_masked_and_counted(corpus, tmp_path: Path):
     with FeatureStore(corpus["audio"]) as store:
         fail = set(store.names[:4])
