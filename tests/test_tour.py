@@ -82,6 +82,8 @@ REAL_DATA = "a real corpus at a path of the user's machine (/data/..., manifests
 HUB = "a model directory (hf:/models/..., hf:MODEL_DIR) a clone does not have (no hub here)"
 HOURS = ("a measurement of docs/findings.md on a real corpus (RAVDESS, MER 2023): hours on 2 "
          "cores; its numbers are in findings.md")
+COMPARE = ("compares the run folders of a study (runs/egemaps, runs/compare, ...) that the docs "
+           "do not build; the command is run on real runs by tests/heads/test_compare.py")
 MER2023 = ("the MER 2023 release's label file: run by test_describe_mer2023_labels_as_written "
            "(shared_data) on ../shared/data/mer2023")
 EXEMPT: list[tuple[str, str, str]] = [
@@ -97,7 +99,8 @@ EXEMPT: list[tuple[str, str, str]] = [
      REAL_DATA + ": RAVDESS stores with actors"),
     ("docs/cli.md", "make extract MODALITY=audio MANIFEST=manifests/ravdess.csv", HUB),
     ("docs/cli.md", "make robustness MANIFEST=manifests/ravdess.csv", REAL_DATA),
-    ("docs/corpora.md", "mer-features manifest ", REAL_DATA),
+    ("docs/corpora.md", "", REAL_DATA + ": every command of corpora.md imports, extracts or "
+     "trains on one of the corpora it describes"),
     ("docs/manifests.md", "mer-features manifest ", REAL_DATA),
     ("docs/findings.md", "", HOURS),
     ("docs/guarantees.md", "make test", "the suite itself"),
@@ -118,6 +121,15 @@ EXEMPT: list[tuple[str, str, str]] = [
      "schematic conditions of two modalities (A-snr10.h5, A-snr00.h5, V-blur4.h5); its form "
      "(--condition, a named condition) runs on synthetic stores in tests/heads/experiments/"
      "test_robustness.py::test_outputs_cli_and_determinism"),
+    ("docs/cli.md", "mer-heads compare runs/", COMPARE),
+    ("docs/heads.md", "mer-heads compare runs/", COMPARE),
+    ("docs/statistics.md", "mer-heads compare ", COMPARE),
+    ("docs/heads.md", "mer-features manifest emobox --data EmoBox/", REAL_DATA),
+    ("docs/heads.md", "mer-features extract --modality audio --encoder whisper --manifest "
+     "ravdess-emobox.csv", REAL_DATA + ": the EmoBox RAVDESS manifest above"),
+    ("docs/heads.md", "mer-heads fit --features ravdess-audio-whisper.h5", REAL_DATA),
+    ("docs/encoders.md", "", "RAVDESS measurements (ravdess.csv, a real corpus; minutes to "
+     "hours on 2 cores); its numbers are in encoders.md"),
     ("docs/store.md", "torchrun ", "torchrun over 8 GPUs and a HuBERT model directory"),
     ("docs/store.md", "sbatch ", "SLURM"),
 ]
