@@ -56,7 +56,7 @@ extract: setup $(if $(filter $(DEMO_MANIFEST),$(MANIFEST)),$(DEMO_MANIFEST))
 # `blurF` (`blur2`), or a raw --noise spec (`jpeg=30`). Stores are STORE_PREFIX.h5 (clean) and
 # STORE_PREFIX-<level>.h5; STORE_PREFIX defaults to `make extract`'s store without `.h5`.
 # OTHER_FEATURES adds clean stores of other modalities (KEY=STORE ...); FOLDS sets the heads'
-# cross-validation folds (default: mer-heads' 5; FOLDS=2 for the 12-clip demo); HEAD_ARGS goes
+# cross-validation folds (default: mer-heads' 5; FOLDS=2 for the 18-clip demo); HEAD_ARGS goes
 # to mer-heads as it is (e.g. HEAD_ARGS="--model logreg --groups actor --seeds 3").
 # Multi-condition training: TRAIN_LEVELS (e.g. "5:10 5:10:pink 5:10:babble") are extracted with
 # noise seed TRAIN_SEED into STORE_PREFIX-train-<level>.h5 (STORE_PREFIX-train.h5 links to the

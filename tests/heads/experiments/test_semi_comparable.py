@@ -125,8 +125,11 @@ def test_semi_sweep_reports_the_spread_of_training_seeds(stores, tmp_path) -> No
     markdown = result.markdown()
     assert "Noise: the supervised head fitted with 3 training seeds (0..2)" in markdown
     assert markdown.count("| noise |") + markdown.count("| beyond noise |") == 2
-    csv_rows = (tmp_path / "sw" / "semi_sweep.csv").read_text().splitlines()
-    assert csv_rows[0].endswith(",within_noise")
+    import csv
+
+    with (tmp_path / "sw" / "semi_sweep.csv").open(newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [r["within_noise"] for r in table] == [str(r["within_noise"]) for r in result.rows]
 
 
 @pytest.mark.slow
