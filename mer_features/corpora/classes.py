@@ -136,7 +136,7 @@ def rare_classes(counts: Mapping[str, int]) -> list[str]:
 
 
 def rare_class_warnings(counts: Mapping[str, int], where: str = "",
-                        fix: str = "declare the classes with --classes to have a label outside "
+                        fix: str = "declare the classes (`classes`) to have a label outside "
                         "them refused") -> list[str]:
     """A ``warning: ...`` line for each rare class of ``counts`` (class -> clips), with the
     class it most resembles: how a typo that became a class of its own is seen."""

@@ -138,7 +138,7 @@ def label_lines(manifest: Any, classes: tuple[str, ...], *, declared: bool) -> l
     counts = class_counts(manifest.labels)
     if not counts:
         return []
-    order = ("as declared (--classes)" if declared else "MER 2023's six"
+    order = ("as declared (`classes`)" if declared else "MER 2023's six"
              if tuple(classes) == tuple(EMOTIONS) else "sorted by name")
     lines = [f"labels: {len(classes)} classes, {order}: {describe_counts(counts, classes)}"]
     if not declared and not is_mer(classes):  # a typo takes a MER label out of MER's set

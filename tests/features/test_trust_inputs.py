@@ -287,22 +287,20 @@ def _every_problem_of_every_row(c: Ctx) -> list[str]:
     good = c.media / "good.wav"
     return c.extract(c.raw(f"name,audio,discrete,valence\n"
                            f"a,{good},happy,0_5\n"        # line 2: valence with an underscore
-                           f"a,{good},joyful,1\n"         # line 3: a duplicate AND a bad label
-                           f"b,{c.tmp / 'gone.wav'},sad,\n"),  # line 4: a missing file
-                     "--classes", "mer2023")  # declared classes: 'joyful' is refused
+                           f"a,{good},joyful,abc\n"       # line 3: a duplicate AND a bad valence
+                           f"b,{c.tmp / 'gone.wav'},sad,\n"))  # line 4: a missing file
 
 
-def _quoted_newline_then_bad_label(c: Ctx) -> list[str]:
+def _quoted_newline_then_bad_valence(c: Ctx) -> list[str]:
     good = c.media / "good.wav"
-    return c.extract(c.raw(f'name,audio,text,discrete\na,{good},"two\nlines",happy\n'
-                           f"b,{good},x,joyful\n"),  # the second row starts on line 4
-                     "--classes", "mer2023")
+    return c.extract(c.raw(f'name,audio,text,valence\na,{good},"two\nlines",1\n'
+                           f"b,{good},x,abc\n"))  # the second row starts on line 4
 
 
 def _field_over_the_csv_limit(c: Ctx) -> list[str]:
     good = c.media / "good.wav"
-    return c.extract(c.raw(f"name,audio,text,discrete\na,{good},{'x' * 200_000},happy\n"
-                           f"b,{good},fine,joyful\n"), "--classes", "mer2023")
+    return c.extract(c.raw(f"name,audio,text,valence\na,{good},{'x' * 200_000},1\n"
+                           f"b,{good},fine,abc\n"))
 
 
 def _stored_failure_rerun(c: Ctx) -> list[str]:
@@ -458,7 +456,7 @@ CASES = [
     Case("manifest-every-problem-of-every-row", _every_problem_of_every_row, 1,
          ("has 4 problem(s)", "line 2 (clip 'a'): valence '0_5' is not a finite number",
           "line 3 (clip 'a'): duplicate name (first used on line 2)",
-          "line 3 (clip 'a'): unknown discrete label 'joyful'",
+          "line 3 (clip 'a'): valence 'abc' is not a finite number",
           "line 4 (clip 'b'): file", "gone.wav' not found", "--skip-missing")),
     *[Case(f"manifest-valence-{label}", lambda c, v=value: c.extract(c.raw(
         f"name,audio,valence\na,{c.media / 'good.wav'},{v}\n")), 1,
@@ -479,14 +477,14 @@ CASES = [
     Case("manifest-utf16-without-bom", lambda c: c.extract(c.raw(
         f"name,audio\na,{c.media / 'good.wav'}\n".encode("utf-16-le"))), 1,
         ("bytes are NUL", "save it as UTF-8")),
-    Case("manifest-quoted-newline-line-numbers", _quoted_newline_then_bad_label, 1,
-         ("has 1 problem(s)", "line 4 (clip 'b'): unknown discrete label 'joyful'")),
+    Case("manifest-quoted-newline-line-numbers", _quoted_newline_then_bad_valence, 1,
+         ("has 1 problem(s)", "line 4 (clip 'b'): valence 'abc' is not a finite number")),
     Case("manifest-empty-header-names", lambda c: c.extract(c.raw(
         f"name,,audio,\na,x,{c.media / 'good.wav'},\n")), 1,
         ("header: column(s) 2, 4 of the header have no name",)),
     Case("manifest-field-over-the-csv-limit", _field_over_the_csv_limit, 1,
          ("has 2 problem(s)", "line 2: cannot be read as CSV: a field is longer than the CSV "
-          "reader's limit of 131072 characters", "line 3 (clip 'b'): unknown discrete label")),
+          "reader's limit of 131072 characters", "line 3 (clip 'b'): valence 'abc'")),
     Case("text-column-is-the-name-column", lambda c: c.extract(c.raw(
         f"name,audio,text,english\na,{c.media / 'good.wav'},hi,hello\n"), "--text-column",
         "name", modality="text"), 1,

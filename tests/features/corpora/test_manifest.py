@@ -111,22 +111,22 @@ def test_write_then_read_round_trip(tmp_path: Path):
 
 
 def test_one_pass_reports_rows_transcripts_and_missing_files_together(tmp_path: Path):
-    """A duplicate name does not hide the bad label on its row, and the clips whose file is
-    missing come in the same message as the rows' problems (not in a second run), cut at 20
-    lines with a count of the rest."""
+    """A duplicate name does not hide the bad valence on its row (any label is a class now),
+    and the clips whose file is missing come in the same message as the rows' problems (not in
+    a second run), cut at 20 lines with a count of the rest."""
     from mer_features.modalities import get_stage
 
     read_manifest_for = get_stage("audio")().read_manifest
     (tmp_path / "a.wav").write_bytes(b"x")
     rows = "".join(f"m{i},m{i}.wav,,\n" for i in range(45))
-    text = "name,audio,discrete,valence\na,a.wav,happy,1\na,a.wav,joyful,1\n" + rows
+    text = "name,audio,discrete,valence\na,a.wav,happy,1\na,a.wav,joyful,abc\n" + rows
     (tmp_path / "m.csv").write_text(text, encoding="utf-8")
     with pytest.raises(ManifestError) as info:  # declared classes: 'joyful' is refused
         read_manifest_for(tmp_path / "m.csv", classes=EMOTIONS)
     message = str(info.value)
     assert "has 47 problem(s)" in message and "... and 27 more problem(s)" in message
     assert "line 3 (clip 'a'): duplicate name (first used on line 2)" in message
-    assert "line 3 (clip 'a'): unknown discrete label 'joyful'" in message
+    assert "line 3 (clip 'a'): valence 'abc' is not a finite number" in message
     assert "line 4 (clip 'm0'): file" in message and "Fix these rows" in message
     assert "`skip_missing`" in message  # the library names the parameter; the CLI, its flag
     # with --skip-missing only the rows' problems remain

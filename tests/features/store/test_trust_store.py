@@ -136,8 +136,10 @@ class Trial:
 
 
 def one_error_line(err: str, *words: str) -> str:
-    """The run printed exactly one line, ``error: ...``, holding every word."""
-    lines = [line for line in err.strip().splitlines() if line.strip()]
+    """The run printed exactly one line, ``error: ...``, holding every word (besides the
+    ``labels: ...`` line an extraction starts with: the manifest's classes and counts)."""
+    lines = [line for line in err.strip().splitlines()
+             if line.strip() and not line.startswith("labels: ")]
     assert len(lines) == 1, err
     assert lines[0].startswith("error: "), err
     assert "Traceback" not in err
