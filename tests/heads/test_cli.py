@@ -1280,6 +1280,7 @@ def test_a_kill_at_any_step_of_overwrite_leaves_the_old_run_or_the_new(world, tm
     assert "old" in outcomes and outcomes[-1] == "new", outcomes
 
 
+@pytest.mark.slow
 def test_a_failed_overwrite_leaves_the_earlier_run_untouched(world, tmp_path,
                                                               monkeypatch) -> None:
     import mer_heads.experiments.fit as fit
@@ -1312,6 +1313,7 @@ def test_predict_replaces_its_own_prediction_file(world, tmp_path) -> None:
     assert not is_prediction_file(world["truth"])  # MER 2023's label format: short valences
 
 
+@pytest.mark.slow
 def test_a_swap_that_fails_half_way_keeps_the_earlier_run(world, tmp_path, monkeypatch) -> None:
     """Without RENAME_EXCHANGE the swap takes two renames; when the second fails, the earlier
     run goes back in place, and the error says so."""

@@ -122,6 +122,7 @@ def test_command_line_options_are_generated_from_the_configs():
     assert not hasattr(args, "folds") and args.C == 2.0  # absent options keep the config's
 
 
+@pytest.mark.slow
 def test_not_fitted_is_scikit_learns_error(stores, tmp_path):
     data = load_dataset([stores["audio"]])
     est = CrossValidatedHead(**FAST)

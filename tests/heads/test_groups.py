@@ -111,6 +111,7 @@ def test_ablate_and_robustness_share_group_folds(grouped, tmp_path, capsys):
     assert_one_fold_per_group(data.names, fold_of, actor_of(grouped["audio"]))
 
 
+@pytest.mark.slow
 def test_a_given_assignment_that_splits_a_group_is_refused(grouped):
     data = load_dataset([grouped["audio"]])
     fold_of = np.arange(len(data)) // 40  # every block of 40 clips holds all 12 actors
@@ -222,6 +223,7 @@ def test_normalisation_equals_a_direct_numpy_computation(grouped, input):
     assert any("z-scored within each of the 12 'actor' groups" in n for n in data.notes)
 
 
+@pytest.mark.slow
 def test_normalisation_composes_with_fold_standardisation_and_predict(grouped, tmp_path):
     run = fit_run([grouped["audio"]], tmp_path / "run", model="logreg", folds=3,
                   groups="actor", normalize_by="actor")
@@ -319,6 +321,7 @@ def test_augmentation_never_touches_held_out_clips(monkeypatch):
     assert est.cv_scores_.f1 < 0.45
 
 
+@pytest.mark.slow
 def test_augmented_fit_learns_from_copies_and_statistics_include_them(grouped, tmp_path):
     data = load_dataset([grouped["audio"]])
     clean = CrossValidatedHead("logreg", folds=3, groups="actor").fit(data)
@@ -428,6 +431,7 @@ def test_modality_dropout_trains_through_the_presence_mask_only(grouped, monkeyp
     np.testing.assert_array_equal(proba, est.oof_proba_)
 
 
+@pytest.mark.slow
 def test_modality_dropout_is_recorded_and_refused_for_sklearn_heads(grouped, tmp_path):
     run = fit_run([grouped["audio"], grouped["text"]], tmp_path / "run", model="attention",
                   modality_dropout=0.25, **FAST)

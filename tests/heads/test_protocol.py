@@ -121,6 +121,7 @@ def test_bad_input_errors(tmp_path, data):
         CrossValidatedHead().predict(data)
 
 
+@pytest.mark.slow
 def test_bf16_precision_trains_to_a_similar_score(data, fitted):
     est = CrossValidatedHead("attention", **{**FAST, "epochs": 30, "lr": 3e-3,
                                              "precision": "bf16"}).fit(data)

@@ -87,6 +87,7 @@ def test_intervals_are_a_plain_bootstrap_of_the_held_out_predictions(clip_run):
     assert (clip_run / "reliability.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_calibration_metrics_recomputed_independently(clip_run):
     m = json.loads((clip_run / "metrics.json").read_text())
     y, _, proba, _ = _oof(clip_run)  # probabilities as written (6 decimals)
@@ -109,6 +110,7 @@ def test_calibration_metrics_recomputed_independently(clip_run):
     assert "temperatures" not in json.loads((clip_run / "run.json").read_text())
 
 
+@pytest.mark.slow
 def test_groups_are_resampled_whole(actor_stores, tmp_path):
     out = tmp_path / "run"
     fit_run([actor_stores["audio"], actor_stores["text"]], out, model="logreg", folds=5,
@@ -229,6 +231,7 @@ def test_calibrate_option_is_checked(actor_stores, tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_leaderboard_marks_rows_not_significantly_worse_than_the_best(tmp_path):
     from mer_heads import leaderboard
 
@@ -268,6 +271,7 @@ def test_leaderboard_marks_rows_not_significantly_worse_than_the_best(tmp_path):
     assert [r["vs_best_mark"] for r in csv_rows if r["section"] == "single"] == ["best", "≈", ""]
 
 
+@pytest.mark.slow
 def test_robustness_rows_carry_intervals_of_their_own_predictions(actor_stores, tmp_path):
     from mer_heads.experiments.robustness import robustness
 

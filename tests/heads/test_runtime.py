@@ -31,6 +31,7 @@ def no_probe(monkeypatch):
     monkeypatch.setattr(autotune, "choose_dtype", timed, raising=False)
 
 
+@pytest.mark.slow
 def test_the_default_precision_is_fp32_and_never_times(stores, tmp_path, no_probe):
     from mer_heads.config import HeadConfig
 
@@ -54,6 +55,7 @@ def test_auto_resolves_from_the_device_alone(monkeypatch, no_probe, native, expe
         assert runtime.resolve_precision(explicit, CPU) == explicit
 
 
+@pytest.mark.slow
 def test_auto_is_recorded_as_what_it_resolved_to(stores, tmp_path, monkeypatch, no_probe):
     monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
     fit_run([stores["audio"]], tmp_path / "run", **{**SMALL, "precision": "auto"})

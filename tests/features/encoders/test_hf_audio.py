@@ -63,6 +63,7 @@ def test_unfolded_feature_encoder_equals_transformers(tmp_path: Path, kind: str)
     assert np.abs(ours.frames - theirs).max() <= 1e-4
 
 
+@pytest.mark.slow
 def test_group_norm_models_do_differ_without_the_masked_norm(tmp_path: Path):
     """The control: plain transformers padding changes a group-norm model's output."""
     import torch
@@ -81,6 +82,7 @@ def test_group_norm_models_do_differ_without_the_masked_norm(tmp_path: Path):
     assert (padded[:n] - alone).abs().max() > 1e-3
 
 
+@pytest.mark.slow
 def test_layer_choices_and_shapes(tmp_path: Path, tiny_hubert: Path):
     item = clips()[:1]
     outs = {}
@@ -118,6 +120,7 @@ def test_too_short_and_wrong_rate_are_per_clip_failures(tiny_hubert: Path):
     assert isinstance(rate, ClipError) and "needs 16000 Hz" in rate.reason
 
 
+@pytest.mark.slow
 def test_bf16_stays_close_to_fp32(tiny_hubert: Path):
     items = clips()[:3]
     fp32 = create_encoder("audio", f"hf:{tiny_hubert}")

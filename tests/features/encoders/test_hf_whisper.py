@@ -92,6 +92,7 @@ def test_batched_equals_one_by_one(tiny_whisper: Path, layer: str, input_kind: s
         assert np.abs(b.utterance - one.utterance).max() <= 1e-5
 
 
+@pytest.mark.slow
 def test_layers_shapes_and_what_they_hold(tiny_whisper: Path):
     item = clips()[:1]
     outs = {}

@@ -118,6 +118,7 @@ def test_fp32_batched_equals_one_by_one_within_1e_4(encoders):
         assert np.abs(b.frames - one.frames).max() <= 1e-4
 
 
+@pytest.mark.slow
 def test_int8_is_the_same_with_one_or_two_threads(encoders):
     two = encoders()
     one = create_encoder("audio", "whisper")

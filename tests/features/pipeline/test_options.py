@@ -110,6 +110,7 @@ def test_options_are_frozen_and_replace_revalidates():
         dataclasses.replace(options, seed=-2)
 
 
+@pytest.mark.slow
 def test_the_plan_decides_without_touching_the_store(audio_corpus: Path, tmp_path: Path):
     out = tmp_path / "a.h5"
     plan = plan_extraction(ExtractOptions(manifest=audio_corpus, out=out, noise="snr=5,blur=2",

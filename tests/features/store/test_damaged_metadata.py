@@ -147,6 +147,7 @@ def test_every_zeroed_metadata_block_ends_in_correct_data_or_one_line(tmp_path: 
     print(f"{len(blocks)} metadata blocks: {tally}, {stalls} of the errors a stalled HDF5")
 
 
+@pytest.mark.slow
 def test_a_zeroed_global_heap_block_is_reported_within_seconds(tmp_path: Path, monkeypatch):
     """The block that made HDF5 loop forever: a zeroed block inside the global heap that holds
     the store's attributes. The reader ends in one StoreError within the stall limit."""

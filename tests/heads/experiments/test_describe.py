@@ -57,6 +57,7 @@ def test_overlaps_of_interquartile_ranges() -> None:
     assert out["iqr_overlap_ranges"] == []
 
 
+@pytest.mark.slow
 def test_writes_every_output_from_stores_and_label_files(tmp_path: Path) -> None:
     names, y, valence = clip_labels(60, seed=1)
     store = write_store(tmp_path / "a.h5", "audio", names, y, valence, dim=4, frame_dim=2, seed=0)

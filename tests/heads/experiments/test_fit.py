@@ -29,6 +29,7 @@ def run(stores, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_fit_writes_a_complete_run(run, capsys):
     for name in ("metrics.json", "run.json", "report.md", "confusion.png", "standardizer.npz",
                  "models/heads.pt", "oof_predictions.csv"):
@@ -44,6 +45,7 @@ def test_fit_writes_a_complete_run(run, capsys):
     assert (run / "confusion.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_same_seed_same_data_gives_byte_identical_metrics(stores, run, tmp_path):
     again = tmp_path / "again"
     assert main(["fit", *_features(stores), "--out", str(again), *FIT_ARGS]) == 0
@@ -78,6 +80,7 @@ def test_predict_then_evaluate(stores, run, tmp_path, capsys):
         scores["f1"] - 0.25 * scores["mse"])
 
 
+@pytest.mark.slow
 def test_predict_refuses_stores_with_other_fingerprints(run, tmp_path, capsys):
     other = make_stores(tmp_path, version="2")
     with pytest.raises(FingerprintMismatchError, match=r"another feature configuration.*audio: "
@@ -91,6 +94,7 @@ def test_predict_refuses_stores_with_other_fingerprints(run, tmp_path, capsys):
         predict_run(run, tmp_path / "p.csv", [str(other[k]) for k in ("audio", "text")])
 
 
+@pytest.mark.slow
 def test_sklearn_run_round_trips_through_joblib(stores, tmp_path):
     result = fit_run([stores["audio"], stores["text"]], tmp_path / "lr", model="logreg",
                      folds=3)
@@ -102,6 +106,7 @@ def test_sklearn_run_round_trips_through_joblib(stores, tmp_path):
     assert sum(r["discrete"] == o["discrete"] for r, o in zip(rows, oof)) > 90
 
 
+@pytest.mark.slow
 def test_splits_pick_training_and_test_clips(tmp_path):
     names, y, valence = clip_labels(100)
     splits = ["test" if i % 5 == 0 else "train" for i in range(100)]
@@ -116,6 +121,7 @@ def test_splits_pick_training_and_test_clips(tmp_path):
                  "--train-split", "dev"]) == 1
 
 
+@pytest.mark.slow
 def test_classification_only_run_writes_empty_valence(tmp_path):
     names, y, valence = clip_labels(60)
     path = write_store(tmp_path / "a.h5", "audio", names, y, valence, dim=6, frame_dim=2,

@@ -80,6 +80,7 @@ def test_unknown_and_duplicate_heads_are_refused(own_registry):
     assert known_heads() == BUILT_IN
 
 
+@pytest.mark.slow
 def test_a_new_neural_head_is_one_class(own_registry, stores, tmp_path):
     """A fusion defined in a few lines trains, predicts, round-trips through a run directory and
     appears in the command line, with no other file touched."""
