@@ -139,6 +139,7 @@ def plain_permutation(a, b, units, seed: int, n: int) -> dict[str, float]:
 # End to end
 
 
+@pytest.mark.slow  # the module's runs fixture fits three runs
 @pytest.mark.parametrize("groups", ["recorded", "none"])
 def test_two_runs_match_a_plain_bootstrap_and_permutation_loop(runs, tmp_path, capsys, groups):
     out = tmp_path / "cmp"
@@ -185,6 +186,7 @@ def test_two_runs_match_a_plain_bootstrap_and_permutation_loop(runs, tmp_path, c
                                                          abs=1e-6)
 
 
+@pytest.mark.slow  # the module's runs fixture fits three runs
 def test_the_same_command_gives_the_same_bytes_and_the_seed_matters(runs, tmp_path):
     for name, extra in (("g", []), ("g2", []), ("s1", ["--seed", "1"])):
         assert compare(runs["audio"], runs["text"], "--out", tmp_path / name,
@@ -198,6 +200,7 @@ def test_the_same_command_gives_the_same_bytes_and_the_seed_matters(runs, tmp_pa
             == (tmp_path / "g2" / "compare.json").read_bytes())
 
 
+@pytest.mark.slow  # the module's runs fixture fits three runs
 def test_three_runs_each_against_the_first_with_holm(runs, tmp_path, capsys):
     out = tmp_path / "three"
     assert compare(runs["audio"], runs["text"], runs["fusion"], "--out", out,
@@ -235,6 +238,7 @@ def test_three_runs_each_against_the_first_with_holm(runs, tmp_path, capsys):
 # Refusals and --common-clips
 
 
+@pytest.mark.slow  # the module's runs fixture fits three runs
 def test_runs_on_different_clips_are_refused_unless_common_clips(runs, tmp_path, capsys):
     fewer = copy_run(runs["fusion"], tmp_path / "fewer", lambda rows: rows[12:])
     out = tmp_path / "cmp"
@@ -256,6 +260,7 @@ def test_runs_on_different_clips_are_refused_unless_common_clips(runs, tmp_path,
         plain_metrics(a, np.arange(108))["ua"], abs=2e-6)
 
 
+@pytest.mark.slow  # the module's runs fixture fits three runs
 def test_runs_with_different_folds_or_labels_are_refused(runs, tmp_path, capsys):
     def move(rows):  # two clips of different folds change places: another partition
         i = next(k for k, r in enumerate(rows) if r["fold"] != rows[0]["fold"])
@@ -283,6 +288,7 @@ def test_runs_with_different_folds_or_labels_are_refused(runs, tmp_path, capsys)
                    "--permutations", 20) == 0
 
 
+@pytest.mark.slow  # the module's runs fixture fits three runs
 def test_bad_command_lines_exit_2_and_bad_inputs_exit_1(runs, tmp_path, capsys):
     for args in ([runs["audio"]], [runs["audio"], runs["text"], "--resamples", 0],
                  [runs["audio"], runs["text"], "--permutations", "-3"],
@@ -312,6 +318,7 @@ def test_bad_command_lines_exit_2_and_bad_inputs_exit_1(runs, tmp_path, capsys):
                    "--permutations", 10, "--overwrite") == 0
 
 
+@pytest.mark.slow  # the module's runs fixture fits three runs
 def test_prediction_csvs_with_groups_from_a_manifest(runs, tmp_path):
     a, b = (runs[k] / "oof_predictions.csv" for k in ("audio", "text"))
     assert compare(a, b, "--out", tmp_path / "clips", "--resamples", 50,
@@ -327,6 +334,7 @@ def test_prediction_csvs_with_groups_from_a_manifest(runs, tmp_path):
     assert g["metrics"]["ua"]["delta"] == full["metrics"]["ua"]["delta"]
 
 
+@pytest.mark.slow  # the module's runs fixture fits three runs
 def test_a_run_against_its_copy_differs_by_nothing(runs, tmp_path, capsys):
     twin = tmp_path / "twin"
     shutil.copytree(runs["audio"], twin)

@@ -164,6 +164,7 @@ def test_the_leaderboard_title_says_clips_folds_and_seeds(stores, tmp_path, draw
     assert "119 clips, 3 folds x 2 seeds (0..1)" in title, title
 
 
+@pytest.mark.slow
 def test_the_confusion_title_says_clips_folds_and_seeds(stores, tmp_path, drawn) -> None:
     from mer_heads import fit_run
 

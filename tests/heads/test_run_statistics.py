@@ -63,6 +63,7 @@ def clip_run(actor_stores, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_intervals_are_a_plain_bootstrap_of_the_held_out_predictions(clip_run):
     m = json.loads((clip_run / "metrics.json").read_text())
     y, pred, _, _ = _oof(clip_run)
@@ -189,6 +190,7 @@ def test_temperature_train_is_fitted_on_each_folds_training_clips_only(actor_sto
     assert np.allclose(proba, est.oof_proba_)
 
 
+@pytest.mark.slow
 def test_calibrated_run_records_and_applies_temperatures(actor_stores, tmp_path):
     out = tmp_path / "run"
     result = fit_run([actor_stores["audio"], actor_stores["text"]], out, calibrate="temperature",

@@ -187,6 +187,7 @@ def make_corpus(tmp_path: Path, corpus: str, records: list[dict], label_map: dic
     return data, root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", [_iemocap, _emodb], ids=["iemocap", "emodb"])
 def test_a_generated_emobox_corpus_from_import_to_fit(tmp_path, capsys, make):
     corpus, records, label_map = make()
