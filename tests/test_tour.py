@@ -350,7 +350,7 @@ def test_main_job_and_semi_sweep_examples_run_on_the_60_clip_demo(demo60: Worksp
 @pytest.mark.shared_data
 @pytest.mark.parametrize("page", ["docs/heads.md", "docs/cli.md"])
 def test_describe_mer2023_labels_as_written(tmp_path: Path, page: str) -> None:
-    from conftest import shared_data
+    from real_data import shared_data
 
     labels = shared_data("mer2023", "train-label.csv")
     (command,) = [c for c in ALL if c.page == page and c.text.startswith("mer-heads describe "

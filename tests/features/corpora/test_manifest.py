@@ -111,8 +111,7 @@ def test_write_then_read_round_trip(tmp_path: Path):
 
 
 def test_one_pass_reports_rows_transcripts_and_missing_files_together(tmp_path: Path):
-    """A duplicate name does not hide the bad valence on its row (any label is a class now),
-    and the clips whose file is missing come in the same message as the rows' problems (not in
+    """A duplicate name does not hide the bad label and the bad valence on its row, and the clips whose file is missing come in the same message as the rows' problems (not in
     a second run), cut at 20 lines with a count of the rest."""
     from mer_features.modalities import get_stage
 
@@ -124,20 +123,21 @@ def test_one_pass_reports_rows_transcripts_and_missing_files_together(tmp_path: 
     with pytest.raises(ManifestError) as info:  # declared classes: 'joyful' is refused
         read_manifest_for(tmp_path / "m.csv", classes=EMOTIONS)
     message = str(info.value)
-    assert "has 47 problem(s)" in message and "... and 27 more problem(s)" in message
+    assert "has 48 problem(s)" in message and "... and 28 more problem(s)" in message
     assert "line 3 (clip 'a'): duplicate name (first used on line 2)" in message
+    assert "line 3 (clip 'a'): unknown discrete label 'joyful'" in message
     assert "line 3 (clip 'a'): valence 'abc' is not a finite number" in message
     assert "line 4 (clip 'm0'): file" in message and "Fix these rows" in message
     assert "`skip_missing`" in message  # the library names the parameter; the CLI, its flag
     # with --skip-missing only the rows' problems remain
     with pytest.raises(ManifestError) as info:
         read_manifest_for(tmp_path / "m.csv", skip_missing=True, classes=EMOTIONS)
-    assert "has 2 problem(s)" in str(info.value) and "skip_missing" not in str(info.value)
+    assert "has 3 problem(s)" in str(info.value) and "skip_missing" not in str(info.value)
     # without declared classes any label is read (the label set is the data's): 'joyful' is
-    # no problem, the duplicate name and the missing files still are
+    # no problem, the duplicate name, the bad valence and the missing files still are
     with pytest.raises(ManifestError) as info:
         read_manifest_for(tmp_path / "m.csv")
-    assert "has 46 problem(s)" in str(info.value) and "joyful" not in str(info.value)
+    assert "has 47 problem(s)" in str(info.value) and "joyful" not in str(info.value)
 
 
 @pytest.mark.parametrize("value, number", [("-2.5", -2.5), ("3", 3.0), (".5", 0.5),
