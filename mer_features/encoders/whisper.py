@@ -148,7 +148,7 @@ class WhisperEncoder(Encoder):
             raise EncoderError(
                 f"The 'whisper' encoder takes its compute type from -o compute_type="
                 f"{'|'.join(sorted({t for v in COMPUTE_TYPES.values() for t in v}))} (default: "
-                f"int8 on a CPU, fp16 on a GPU), not --dtype. Got --dtype {dtype}; leave it out.")
+                f"int8 on a CPU, fp16 on a GPU), not `dtype`. Got `dtype` {dtype}; leave it out.")
         return self._compute_type(self.device)
 
     def _compute_type(self, device: str) -> str:

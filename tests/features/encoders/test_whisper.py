@@ -223,7 +223,7 @@ def test_weights_identity_and_compute_type_in_the_fingerprint(audio_corpus: Path
         assert a.fingerprint != b.fingerprint
         assert a.fields["weights"]["files"] == identity["files"]
         assert a.utterance_shape == (768,) and float(a.attrs["frame_rate"]) == 50
-    with pytest.raises(EncoderError, match="not --dtype"):
+    with pytest.raises(EncoderError, match="not `dtype`"):
         extract(audio_corpus, tmp_path / "b.h5", modality="audio", encoder="whisper",
                 device="cpu", dtype="bf16", progress=False, log=lambda m: None)
 
