@@ -26,6 +26,10 @@ from mer_features.decode import VIDEO_SUFFIXES
 
 SPLITS = ("train", "test1", "test2", "test3")
 TEXT_COLUMNS = ("english", "chinese")
+TEXT_COLUMN_OPTION = CorpusOption(
+    "--text-column", "transcript language for the 'text' column (default english)",
+    default="english", choices=TEXT_COLUMNS)
+"""The MER releases' transcript language option (MER 2023, MER 2025)."""
 
 
 def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
@@ -169,8 +173,7 @@ CORPUS = Corpus(
     build=build_mer2023_manifest,
     summary=_summary,
     options=(
-        CorpusOption("--text-column", "transcript language for the 'text' column (default "
-                     "english)", default="english", choices=TEXT_COLUMNS),
+        TEXT_COLUMN_OPTION,
         CorpusOption("--text-only", "no video folders needed: the labelled clips with "
                      "transcripts, no media", switch=True),
     ))

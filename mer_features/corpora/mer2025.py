@@ -25,10 +25,10 @@ from pathlib import Path
 
 from mer_features import EMOTIONS
 from mer_features.corpora import Corpus, CorpusOption
+from mer_features.corpora.mer2023 import TEXT_COLUMN_OPTION, TEXT_COLUMNS
 from mer_features.corpora.release import SKIP_MISSING_OPTION
 from mer_features.errors import ManifestError
 
-TEXT_COLUMNS = ("english", "chinese")
 
 
 def build_mer2025_manifest(root: str | Path, out: str | Path, *, text_column: str = "english",
@@ -137,8 +137,7 @@ CORPUS = Corpus(
     build=build_mer2025_manifest,
     summary=_summary,
     options=(
-        CorpusOption("--text-column", "transcript language for the 'text' column (default "
-                     "english)", default="english", choices=TEXT_COLUMNS),
+        TEXT_COLUMN_OPTION,
         CorpusOption("--with-unlabelled", "also every other video of video/ as split "
                      "'unlabelled' (the MER-SEMI pool)", switch=True),
         SKIP_MISSING_OPTION,
