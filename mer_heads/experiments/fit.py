@@ -237,14 +237,14 @@ def fold_scores(est: CrossValidatedHead, train_data: MultimodalData, rows: np.nd
     mean and std (ddof 0) over folds; ``metric``: the ``--metric`` that ranks and picks
     epochs, resolved, with its pooled value and fold mean and std."""
     from mer_heads.metrics import metrics_by_fold, resolve_metric, scalar_metrics
+    from mer_heads.stats.runs import target_pairs
 
     names = est.fold_plan_.fold_names or [str(k) for k in range(est.n_folds_)]
-    learnt = [(j, t) for j, t in enumerate(est.targets_) if np.isfinite(est.target_means_[j])]
+    true, pred = target_pairs(est, train_data, rows, est.oof_targets_)
     result = metrics_by_fold(
         train_data.labels[rows], est.oof_proba_.argmax(1),
         folds=np.array([names[f] for f in est.fold_], dtype=object), classes=est.classes_,
-        true_targets={t: train_data.target(t)[rows] for _, t in learnt},
-        pred_targets={t: est.oof_targets_[:, j] for j, t in learnt})
+        true_targets=true, pred_targets=pred)
     metric = resolve_metric(est.metric, est.classes_)
     key = scalar_name(metric, result["pooled"])
     return {"metric": {"name": metric, "key": key, "pooled": result["pooled"].get(key),
@@ -270,18 +270,17 @@ def run_statistics(est: CrossValidatedHead, train_data: MultimodalData, rows: np
     folds as strata with ``--folds-from`` alone, the run's seed), ``ece``, ``brier``, ``nll``
     of the held-out probabilities, and with ``--calibrate temperature`` ``calibration``: the
     fold temperatures and the calibration before and after them."""
-    from mer_heads.stats.runs import calibration_json, run_intervals
+    from mer_heads.stats.runs import calibration_json, run_intervals, target_pairs
 
     y = train_data.labels[rows]
-    learnt = [(j, t) for j, t in enumerate(est.targets_) if np.isfinite(est.target_means_[j])]
+    true, pred = target_pairs(est, train_data, rows, est.oof_targets_)
     groups = train_data.groups(est.groups)
     strata = None
     if est.folds_from is not None and groups is None:
         strata = est.fold_
     out = run_intervals(
         y, est.oof_proba_.argmax(1), classes=est.classes_, proba=est.oof_proba_,
-        true_targets={t: train_data.target(t)[rows] for _, t in learnt},
-        pred_targets={t: est.oof_targets_[:, j] for j, t in learnt},
+        true_targets=true, pred_targets=pred,
         groups=None if groups is None else groups[rows], groups_column=est.groups,
         strata=strata, strata_column=est.folds_from, seed=est.seed)
     out.update(calibration_json(y, est.oof_proba_))
@@ -301,14 +300,13 @@ def split_statistics(est: CrossValidatedHead, test_data: MultimodalData, rows: n
     ``ci``/``bootstrap`` of the held-out predictions: groups with ``--groups``, the run's
     seed) and ``test_calibration`` (ECE, Brier, NLL of the fold ensemble's probabilities,
     calibrated with --calibrate)."""
-    from mer_heads.stats.runs import calibration_json, run_intervals
+    from mer_heads.stats.runs import calibration_json, run_intervals, target_pairs
 
-    learnt = [(j, t) for j, t in enumerate(est.targets_) if np.isfinite(est.target_means_[j])]
+    true, pred = target_pairs(est, test_data, rows, outputs)
     groups = test_data.groups(est.groups)
     y = test_data.labels[rows]
     r = run_intervals(y, proba.argmax(1), classes=est.classes_, proba=proba,
-                      true_targets={t: test_data.target(t)[rows] for _, t in learnt},
-                      pred_targets={t: outputs[:, j] for j, t in learnt},
+                      true_targets=true, pred_targets=pred,
                       groups=None if groups is None else groups[rows], groups_column=est.groups,
                       seed=est.seed)
     return {"test_ci": r["ci"], "test_bootstrap": r["bootstrap"],

@@ -312,17 +312,16 @@ def _intervals(est: CrossValidatedHead, clean: MultimodalData, rows: np.ndarray,
     1000 resamples of the scored clips, or of whole groups with ``--groups``, seeded with
     ``--seed``), as ``<score>_low``/``<score>_high`` (``f1_low`` ...; ``ccc:<target>_low``)
     and ``bootstrap`` (unit, n, seed ...)."""
-    from mer_heads.stats.runs import run_intervals
+    from mer_heads.stats.runs import run_intervals, target_pairs
 
-    learnt = [(j, t) for j, t in enumerate(est.targets_) if np.isfinite(est.target_means_[j])]
+    true, pred = target_pairs(est, clean, rows, outputs)
     groups = clean.groups(est.groups)
     r = run_intervals(clean.labels[rows], proba.argmax(1), classes=est.classes_,
-                      true_targets={t: clean.target(t)[rows] for _, t in learnt},
-                      pred_targets={t: outputs[:, j] for j, t in learnt},
+                      true_targets=true, pred_targets=pred,
                       groups=None if groups is None else groups[rows], groups_column=est.groups,
                       seed=est.seed)
     out: dict[str, Any] = {"bootstrap": r["bootstrap"]}
-    keys = {**INTERVAL_KEYS, **{f"ccc:{t}": f"ccc:{t}" for _, t in learnt},
+    keys = {**INTERVAL_KEYS, **{f"ccc:{t}": f"ccc:{t}" for t in pred},
             "mse": "mse:valence"}
     for score, name in keys.items():
         ci = r["ci"].get(name)

@@ -136,16 +136,25 @@ ALPHA = 0.05
 MARK = "≈"
 
 
+def target_pairs(est: Any, data: Any, rows: Any, outputs: Any
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The targets a fitted head learnt (those its training clips had values of), as
+    ``(true, pred)`` dicts by name: ``data``'s values at ``rows`` and column ``j`` of
+    ``outputs`` (N, T) for target ``j``."""
+    learnt = [(j, t) for j, t in enumerate(est.targets_) if np.isfinite(est.target_means_[j])]
+    return ({t: data.target(t)[rows] for _, t in learnt},
+            {t: outputs[:, j] for j, t in learnt})
+
+
 def held_out_of(est: Any, data: Any) -> dict[str, Any]:
     """A fitted head's pooled held-out predictions on ``data`` (its training data): clip
     names, truth, class probabilities and the learnt targets (truth and prediction), what
     :func:`table_statistics` needs of one row."""
     rows = data.rows_of(est.train_names_)
-    learnt = [(j, t) for j, t in enumerate(est.targets_) if np.isfinite(est.target_means_[j])]
+    true, pred = target_pairs(est, data, rows, est.oof_targets_)
     return {"names": list(est.train_names_), "y": data.labels[rows],
             "proba": np.asarray(est.oof_proba_), "classes": tuple(est.classes_),
-            "true_targets": {t: data.target(t)[rows] for _, t in learnt},
-            "pred_targets": {t: est.oof_targets_[:, j] for j, t in learnt}}
+            "true_targets": true, "pred_targets": pred}
 
 
 def _subset(h: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
@@ -213,4 +222,5 @@ def table_statistics(held: Sequence[Mapping[str, Any]], scores: Sequence[float],
     return out
 
 
-__all__ += ["ALPHA", "MARK", "TABLE_PERMUTATIONS", "held_out_of", "table_statistics"]
+__all__ += ["ALPHA", "MARK", "TABLE_PERMUTATIONS", "held_out_of", "table_statistics",
+            "target_pairs"]
