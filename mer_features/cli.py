@@ -275,7 +275,11 @@ def _add_extract_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -
                                              "only)"), stage.Options)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """mer-features' parser. ``command``: build only that command's options (:func:`main`
+    passes the command it runs: all of them take ~12 ms to build); every command is still
+    listed, for the help and for a misspelt command's hint. None: every command's options (the
+    help pages, docs/cli.md)."""
     parser = ArgumentParser(
         prog="mer-features",
         description="Batched, fingerprinted feature extraction for multimodal emotion recognition.")
@@ -283,28 +287,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="show the Python traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
+    for name, (build, kwargs) in COMMANDS.items():
+        p = sub.add_parser(name, **kwargs)
+        if command is None or command == name:
+            build(p)
+    _add_debug_everywhere(parser)
+    return parser
 
-    p = sub.add_parser("extract", help="extract one modality's features into an HDF5 store",
-                       description="Extract one modality's features for every clip of a manifest. "
-                       "Clips already stored from the same input are skipped.")
+
+def _extract_command(p: argparse.ArgumentParser) -> None:
     _add_extract_arguments(p)
     p.set_defaults(func=cmd_extract)
 
-    p = sub.add_parser("sweep", help="extract a store per noise level (robustness sweep)",
-                       description="Extract one modality at every noise level of --levels "
-                       "(stores already complete are reused; a level with failed clips does not "
-                       "stop the sweep) and write PREFIX.sweep.json naming the stores, for "
-                       "'mer-heads robustness --sweep'. Prints the clean store's path. Exit 3 "
-                       "when some level's store holds failed or missing clips.")
+
+def _sweep_command(p: argparse.ArgumentParser) -> None:
     _add_extract_arguments(p, sweep=True)
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("info", help="describe a feature store")
+
+def _info_command(p: argparse.ArgumentParser) -> None:
     p.add_argument("store", help="the store file (.h5)")
     p.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("demo", help="write the synthetic demo corpus and its manifest")
+
+def _demo_command(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="folder to write into (required)")
     p.add_argument("--clips", type=_int_at_least(6), default=60,
                    help="number of clips, at least 6: one per class (default 60)")
@@ -314,25 +321,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace a demo corpus of another size or seed in --out")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("verify", help="check a store's integrity",
-                       description="Read every clip of a store and report what is wrong "
-                       "(exit 1 when anything is).")
+
+def _verify_command(p: argparse.ArgumentParser) -> None:
     p.add_argument("store", help="the store file (.h5)")
     p.add_argument("--json", action="store_true",
                    help="machine-readable output (JSON: ok, clips, frames, problems)")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("merge", help="merge shard stores into one store",
-                       description="Merge shard stores of one extraction. Refuses shards with "
-                       "different fingerprints or overlapping clips.")
+
+def _merge_command(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="the merged store to write (required)")
     p.add_argument("shards", nargs="+", help="the shard stores")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=cmd_merge)
 
-    p = sub.add_parser("corrupt", help="write corrupted copies of a manifest's clips",
-                       description="Write corrupted copies of every clip (the same per-clip draws "
-                       "as extract --noise) and a manifest for them.")
+
+def _corrupt_command(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest", required=True,
                    help="manifest CSV of the clips to corrupt (required)")
     p.add_argument("--noise", required=True, metavar="SPEC",
@@ -345,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(required)")
     p.set_defaults(func=cmd_corrupt)
 
-    p = sub.add_parser("manifest", help="build a manifest from a corpus's release layout")
+
+def _manifest_command(p: argparse.ArgumentParser) -> None:
     msub = p.add_subparsers(dest="corpus", required=True)
     from mer_features.corpora import known_corpora  # light: no numpy, no torch
 
@@ -363,8 +368,40 @@ def build_parser() -> argparse.ArgumentParser:
                 m.add_argument(option.flag, default=option.default, choices=option.choices,
                                required=option.required, help=option.help + shown)
         m.set_defaults(func=cmd_manifest)
-    _add_debug_everywhere(parser)
-    return parser
+
+
+# Each command: the function adding its options, and add_parser's help and description.
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], dict[str, str]]] = {
+    "extract": (_extract_command, dict(
+        help="extract one modality's features into an HDF5 store",
+        description="Extract one modality's features for every clip of a manifest. "
+        "Clips already stored from the same input are skipped.")),
+    "sweep": (_sweep_command, dict(
+        help="extract a store per noise level (robustness sweep)",
+        description="Extract one modality at every noise level of --levels "
+        "(stores already complete are reused; a level with failed clips does not "
+        "stop the sweep) and write PREFIX.sweep.json naming the stores, for "
+        "'mer-heads robustness --sweep'. Prints the clean store's path. Exit 3 "
+        "when some level's store holds failed or missing clips.")),
+    "info": (_info_command, dict(
+        help="describe a feature store")),
+    "demo": (_demo_command, dict(
+        help="write the synthetic demo corpus and its manifest")),
+    "verify": (_verify_command, dict(
+        help="check a store's integrity",
+        description="Read every clip of a store and report what is wrong "
+        "(exit 1 when anything is).")),
+    "merge": (_merge_command, dict(
+        help="merge shard stores into one store",
+        description="Merge shard stores of one extraction. Refuses shards with "
+        "different fingerprints or overlapping clips.")),
+    "corrupt": (_corrupt_command, dict(
+        help="write corrupted copies of a manifest's clips",
+        description="Write corrupted copies of every clip (the same per-clip draws "
+        "as extract --noise) and a manifest for them.")),
+    "manifest": (_manifest_command, dict(
+        help="build a manifest from a corpus's release layout")),
+}
 
 
 def _add_debug_everywhere(parser: argparse.ArgumentParser) -> None:
@@ -466,7 +503,10 @@ def main(argv: list[str] | None = None) -> int:
         utf8_mode()  # LC_ALL=C: restart in UTF-8 mode, so any file name and text works
     safe_streams()  # and any text prints, whatever the locale
     quiet_third_party()  # no "Loading weights" bars from transformers
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    # The command is the first word that is not an option (mer-features' own take no value).
+    command = next((word for word in words if not word.startswith("-")), None)
+    args = build_parser(command if command in COMMANDS else None).parse_args(words)
     debug = bool(getattr(args, "debug", False))
     interrupts = _Interrupts()
     with interrupts.installed():  # still installed while the message is printed

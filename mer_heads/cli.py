@@ -17,6 +17,7 @@ import difflib
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -338,7 +339,11 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """mer-heads' parser. ``command``: build only that command's options (:func:`parse_args`
+    passes the command it runs: all of them take ~12 ms to build, most of a failing command's
+    start); every command is still listed, for the help and for a misspelt command's hint.
+    None: every command's options (the help pages, docs/cli.md)."""
     parser = _Parser(
         prog="mer-heads",
         description="Fusion and multi-task heads on cached features, with the MER 2023 protocol.")
@@ -346,10 +351,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, (build, kwargs) in COMMANDS.items():
+        p = sub.add_parser(name, **kwargs)
+        if command is None or command == name:
+            build(p)
+            p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                           help=argparse.SUPPRESS)  # --debug also after the command
+    return parser
 
-    p = sub.add_parser("fit", help="cross-validate a head and write a run directory",
-                       description="K-fold cross-validation with the best epoch per fold; writes "
-                       "RUN_DIR/metrics.json, the models, report.md and confusion.png.")
+
+def _fit_command(p: argparse.ArgumentParser) -> None:
     _add_head_arguments(p)
     p.add_argument("--test-split", help="also predict (and score, if labelled) this split "
                    "(default: none)")
@@ -358,11 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "clips"), SemiSettings)
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("predict", help="MER 2023 submission (name,discrete,valence) from a run",
-                       description="Average the fold models' probabilities and valence. A run "
-                       "on MER 2023's classes writes the MER 2023 submission format; a run on "
-                       "another label set (or other targets) writes name,discrete, a column per "
-                       "target and a p_<class> column per class.")
+
+def _predict_command(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="run directory written by `mer-heads fit`")
     p.add_argument("--features", action="append", metavar="[KEY=]STORE",
                    help="stores to predict, one per modality in the run's order (default: the "
@@ -377,10 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "with --normalize-by (default: the column the stores copied at extraction)")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("evaluate", help="official scores of a prediction file",
-                       description="Weighted F1 over the classes, valence MSE, and "
-                       "F1 - 0.25 * MSE (F1 only when there is no valence); UA, WA, macro F1, "
-                       "and the CCC of each target column both files have.")
+
+def _evaluate_command(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pred", required=True, help="CSV name,discrete[,valence] (a MER 2023 "
                    "submission), or the name,discrete,...,p_<class> predictions of another "
                    "label set")
@@ -395,18 +401,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "table)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("ablate", help="every modality combination under one protocol",
-                       description="Cross-validate every unimodal, bimodal, ... combination with "
-                       "shared folds; writes OUT/ablation.md, .csv and .json.")
+
+def _ablate_command(p: argparse.ArgumentParser) -> None:
     _add_head_arguments(p)
     p.set_defaults(func=cmd_ablate)
 
-    p = sub.add_parser("robustness", help="train on clean features, score corrupted ones (F1 "
-                       "against SNR)",
-                       description="Cross-validate every modality set on the clean --features; "
-                       "score each --condition (stores extracted with `mer-features extract "
-                       "--noise`) on the held-out clips, each predicted by the fold model that "
-                       "never saw it. Writes OUT/robustness.md, .csv, .json and .png.")
+
+def _robustness_command(p: argparse.ArgumentParser) -> None:
     _add_head_arguments(p, features_required=False)
     p.add_argument("--condition", action="append", nargs="+", metavar="[LABEL] KEY=STORE",
                    help="one corrupted version of the data: an optional label (default: from "
@@ -425,26 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_augment(p, "; a multi-condition head per modality set is scored beside each "
                  "clean-trained one (their noise draws must differ from every condition's)")
     p.set_defaults(func=cmd_robustness)
-    _add_research_commands(sub)
-    for command in sub.choices.values():  # --debug also after the command
-        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                             help=argparse.SUPPRESS)
-    return parser
 
 
-def _add_research_commands(sub) -> None:
-    """leaderboard, semi-sweep and describe (issue 17)."""
-    from mer_heads.config import STRATEGIES
+def _leaderboard_command(p: argparse.ArgumentParser) -> None:
     from mer_heads.heads import known_heads
 
-    swept = tuple(s for s in STRATEGIES if s != "none")  # semi_sweep.SWEPT, without numpy
-    BASELINE_SEEDS = 5  # semi_sweep.BASELINE_SEEDS, without numpy
-
-    p = sub.add_parser("leaderboard", help="rank every store per modality, then fuse the top-K",
-                       description="Cross-validate every --features store alone on shared folds "
-                       "(one assignment per seed), N seeds; rank the stores per modality (KEY; "
-                       "several stores per KEY), then fuse the top-K of each modality for K = "
-                       "1..--top-n. Writes OUT/leaderboard.md, .csv, .json and .png.")
     _add_head_arguments(p, skip=("seeds",))
     p.add_argument("--seeds", type=_positive_int, default=3, metavar="N",
                    help="repeat with seeds --seed .. --seed+N-1 (folds and training); rows give "
@@ -455,11 +441,12 @@ def _add_research_commands(sub) -> None:
                    help="the head fusing the top-K stores (default attention)")
     p.set_defaults(func=cmd_leaderboard)
 
-    p = sub.add_parser("semi-sweep", help="one pseudo-label strategy over a list of thresholds",
-                       description="Cross-validate the supervised head once, then run the "
-                       "--semi strategy for each of --values on the same folds: clips added per "
-                       "class, pseudo-label accuracy (with --hide-labels) and the CV change. "
-                       "Writes OUT/semi_sweep.md, .csv, .json and .png.")
+
+def _semi_sweep_command(p: argparse.ArgumentParser) -> None:
+    from mer_heads.config import STRATEGIES
+
+    swept = tuple(s for s in STRATEGIES if s != "none")  # semi_sweep.SWEPT, without numpy
+    BASELINE_SEEDS = 5  # semi_sweep.BASELINE_SEEDS, without numpy
     _add_head_arguments(p)
     p.add_argument("--semi", required=True, choices=swept, metavar="STRATEGY",
                    help=f"the strategy swept: {', '.join(swept)}")
@@ -473,13 +460,8 @@ def _add_research_commands(sub) -> None:
                    f"folds cannot tell from noise; 1: no spread (default {BASELINE_SEEDS})")
     p.set_defaults(func=cmd_semi_sweep)
 
-    p = sub.add_parser("describe", help="valence per discrete class: statistics, eta², "
-                       "point-biserial r, overlaps",
-                       description="Per class the valence count, mean, std and quartiles; the "
-                       "correlation ratio eta² (class vs valence); per-class point-biserial "
-                       "correlations with p-values; where the classes' interquartile ranges "
-                       "overlap; a violin/box figure. Writes OUT/describe.md, .csv, .json, "
-                       ".png.")
+
+def _describe_command(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", action="append", metavar="[KEY=]STORE",
                    help="take the labels of these stores (repeatable; joined by clip name) "
                    "(default: none; give one of --features, --manifest, --labels)")
@@ -493,21 +475,11 @@ def _add_research_commands(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier description in --out (otherwise refused)")
     p.set_defaults(func=cmd_describe)
-    _add_compare_command(sub)
 
 
-def _add_compare_command(sub) -> None:
-    """compare (issue 26)."""
+def _compare_command(p: argparse.ArgumentParser) -> None:
     from mer_heads.config import CompareSettings
 
-    p = sub.add_parser("compare", help="paired tests between runs on the same clips: deltas, "
-                       "bootstrap intervals, permutation p-values",
-                       description="Compare the held-out predictions of two or more runs of "
-                       "`mer-heads fit` on the same clips and folds: per metric the values, "
-                       "delta = b - a, its 95% paired-bootstrap interval (over clips, or the "
-                       "groups the folds were grouped by) and a paired permutation p-value; "
-                       "with more than two runs, Holm-adjusted p-values. Writes "
-                       "OUT/compare.md, .csv, .json and .png.")
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help="run directories of `mer-heads fit` (or their oof_predictions.csv); "
                    "the first is a, the reference")
@@ -521,6 +493,67 @@ def _add_compare_command(sub) -> None:
             p.add_argument(f.metadata["flag"], dest=f.name, action="store_true",
                            default=argparse.SUPPRESS, help=cli_help(f))
     p.set_defaults(func=cmd_compare)
+
+
+
+# Each command: the function adding its options, and add_parser's help and description.
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], dict[str, str]]] = {
+    "fit": (_fit_command, dict(
+        help="cross-validate a head and write a run directory",
+        description="K-fold cross-validation with the best epoch per fold; writes "
+        "RUN_DIR/metrics.json, the models, report.md and confusion.png.")),
+    "predict": (_predict_command, dict(
+        help="MER 2023 submission (name,discrete,valence) from a run",
+        description="Average the fold models' probabilities and valence. A run "
+        "on MER 2023's classes writes the MER 2023 submission format; a run on "
+        "another label set (or other targets) writes name,discrete, a column per "
+        "target and a p_<class> column per class.")),
+    "evaluate": (_evaluate_command, dict(
+        help="official scores of a prediction file",
+        description="Weighted F1 over the classes, valence MSE, and "
+        "F1 - 0.25 * MSE (F1 only when there is no valence); UA, WA, macro F1, "
+        "and the CCC of each target column both files have.")),
+    "ablate": (_ablate_command, dict(
+        help="every modality combination under one protocol",
+        description="Cross-validate every unimodal, bimodal, ... combination with "
+        "shared folds; writes OUT/ablation.md, .csv and .json.")),
+    "robustness": (_robustness_command, dict(
+        help="train on clean features, score corrupted ones (F1 "
+        "against SNR)",
+        description="Cross-validate every modality set on the clean --features; "
+        "score each --condition (stores extracted with `mer-features extract "
+        "--noise`) on the held-out clips, each predicted by the fold model that "
+        "never saw it. Writes OUT/robustness.md, .csv, .json and .png.")),
+    "leaderboard": (_leaderboard_command, dict(
+        help="rank every store per modality, then fuse the top-K",
+        description="Cross-validate every --features store alone on shared folds "
+        "(one assignment per seed), N seeds; rank the stores per modality (KEY; "
+        "several stores per KEY), then fuse the top-K of each modality for K = "
+        "1..--top-n. Writes OUT/leaderboard.md, .csv, .json and .png.")),
+    "semi-sweep": (_semi_sweep_command, dict(
+        help="one pseudo-label strategy over a list of thresholds",
+        description="Cross-validate the supervised head once, then run the "
+        "--semi strategy for each of --values on the same folds: clips added per "
+        "class, pseudo-label accuracy (with --hide-labels) and the CV change. "
+        "Writes OUT/semi_sweep.md, .csv, .json and .png.")),
+    "describe": (_describe_command, dict(
+        help="valence per discrete class: statistics, eta², "
+        "point-biserial r, overlaps",
+        description="Per class the valence count, mean, std and quartiles; the "
+        "correlation ratio eta² (class vs valence); per-class point-biserial "
+        "correlations with p-values; where the classes' interquartile ranges "
+        "overlap; a violin/box figure. Writes OUT/describe.md, .csv, .json, "
+        ".png.")),
+    "compare": (_compare_command, dict(
+        help="paired tests between runs on the same clips: deltas, "
+        "bootstrap intervals, permutation p-values",
+        description="Compare the held-out predictions of two or more runs of "
+        "`mer-heads fit` on the same clips and folds: per metric the values, "
+        "delta = b - a, its 95% paired-bootstrap interval (over clips, or the "
+        "groups the folds were grouped by) and a paired permutation p-value; "
+        "with more than two runs, Holm-adjusted p-values. Writes "
+        "OUT/compare.md, .csv, .json and .png.")),
+}
 
 
 def _one_line(message: str) -> str:
@@ -608,8 +641,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     Anything wrong with the command line itself exits 2 with argparse's usage and one line:
     an unknown option (named first), a missing one, a value of the wrong type, or a value the
     settings classes refuse (out of range, contradicting another option)."""
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    # The command is the first word that is not an option (mer-heads' own options take no value).
+    command = next((token for token in argv if not token.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
     _refuse_unknown_options(parser, argv)
     args = parser.parse_args(argv)
     try:

@@ -140,44 +140,35 @@ def reliability_figure(diagrams: Mapping[str, Mapping[str, Any]] | Mapping[str, 
     """Draw reliability diagrams (:func:`reliability` dicts; one, or several by name) as a PNG
     at ``path``: accuracy against mean confidence per bin over the diagonal of perfect
     calibration, and below it the share of clips per bin. Returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from mer_heads.outputs import save_figure
+    from mer_heads.reports.figure import figure  # matplotlib, imported on first use
 
     named = {"": diagrams} if isinstance(diagrams.get("n_bins"), int) else dict(diagrams)
     if not named:
         raise DataError("reliability_figure needs at least one reliability diagram.")
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.5, 6.5), dpi=120, sharex=True,
-                                      gridspec_kw={"height_ratios": [3, 1]})
-    top.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1,
-             label="perfect calibration")
-    width = 1 / max(d["n_bins"] for d in named.values())
-    for i, (name, d) in enumerate(named.items()):
-        shown = [(c, a) for c, a in zip(d["confidence"], d["accuracy"]) if c is not None]
-        label = f"{name + ': ' if name else ''}ECE {d['ece']:.3f} (n={d['n']})"
-        top.plot([c for c, _ in shown], [a for _, a in shown], marker="o", markersize=4,
-                 label=label)
-        centres = np.asarray(d["edges"][:-1]) + 0.5 / d["n_bins"]
-        share = np.asarray(d["count"]) / max(d["n"], 1)
-        offset = (i - (len(named) - 1) / 2) * width / max(len(named), 1)
-        bottom.bar(centres + offset, share, width=width / max(len(named), 1), alpha=0.8)
-    top.set_xlim(0, 1)
-    top.set_ylim(0, 1)
-    top.set_ylabel("accuracy in bin")
-    top.legend(fontsize=8, loc="upper left")
-    top.grid(alpha=0.3)
-    top.set_title(title or "reliability (top-class probability)", fontsize=10)
-    bottom.set_xlabel("confidence (top-class probability)")
-    bottom.set_ylabel("share of clips")
-    bottom.grid(alpha=0.3)
-    fig.tight_layout()
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    with figure(path, nrows=2, ncols=1, figsize=(5.5, 6.5), dpi=120, sharex=True,
+                gridspec_kw={"height_ratios": [3, 1]}) as (_, (top, bottom)):
+        top.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1,
+                 label="perfect calibration")
+        width = 1 / max(d["n_bins"] for d in named.values())
+        for i, (name, d) in enumerate(named.items()):
+            shown = [(c, a) for c, a in zip(d["confidence"], d["accuracy"]) if c is not None]
+            label = f"{name + ': ' if name else ''}ECE {d['ece']:.3f} (n={d['n']})"
+            top.plot([c for c, _ in shown], [a for _, a in shown], marker="o", markersize=4,
+                     label=label)
+            centres = np.asarray(d["edges"][:-1]) + 0.5 / d["n_bins"]
+            share = np.asarray(d["count"]) / max(d["n"], 1)
+            offset = (i - (len(named) - 1) / 2) * width / max(len(named), 1)
+            bottom.bar(centres + offset, share, width=width / max(len(named), 1), alpha=0.8)
+        top.set_xlim(0, 1)
+        top.set_ylim(0, 1)
+        top.set_ylabel("accuracy in bin")
+        top.legend(fontsize=8, loc="upper left")
+        top.grid(alpha=0.3)
+        top.set_title(title or "reliability (top-class probability)", fontsize=10)
+        bottom.set_xlabel("confidence (top-class probability)")
+        bottom.set_ylabel("share of clips")
+        bottom.grid(alpha=0.3)
+    return Path(path)
 
 
 def _log_scores(scores: Any, logits: bool, name: str) -> np.ndarray:
