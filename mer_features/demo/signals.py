@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import ndimage
 
 from mer_features import EMOTIONS
 
@@ -346,6 +346,8 @@ def _resonate(x: np.ndarray, freq: float, bandwidth: float) -> np.ndarray:
     r = math.exp(-math.pi * bandwidth / SAMPLE_RATE)
     theta = 2.0 * math.pi * freq / SAMPLE_RATE
     gain = (1.0 - r) * math.sqrt(1.0 - 2.0 * r * math.cos(2.0 * theta) + r * r)
+    from scipy import signal  # ~1.5 s to import: only when a clip's audio is made
+
     return signal.lfilter([gain], [1.0, -2.0 * r * math.cos(theta), r * r], x)
 
 

@@ -64,7 +64,7 @@ def fit_run(features: Sequence[str | Path | tuple[str, str | Path]], out: str | 
             head: HeadConfig | None = None, loading: DataConfig | None = None, *,
             train_split: str | None = None, test_split: str | None = None,
             semi: SemiSettings | None = None, augment: Sequence[StoreArg] = (),
-            overwrite: bool = False, progress: bool | None = None,
+            overwrite: bool = False, progress: bool | None = None, figures: bool = True,
             **options: Any) -> FitResult:
     """Cross-validate a head on ``features`` and write the run directory ``out``.
 
@@ -79,8 +79,12 @@ def fit_run(features: Sequence[str | Path | tuple[str, str | Path]], out: str | 
     against the clean store of its modality. Everything is checked before any work: the
     parameters, and that ``out`` can be written and holds no earlier run (unless
     ``overwrite``: its files are replaced once the new run is fitted). ``progress``: False
-    shows nothing on stderr while it works (:mod:`mer_heads.progress`).
+    shows nothing on stderr while it works (:mod:`mer_heads.progress`). ``figures``: False
+    writes no PNG (confusion, reliability, layer weights; report.md then links none), for
+    scripts fitting many heads: drawing them takes ~0.8 CPU s a run; nothing else changes.
     """
+    if not isinstance(figures, bool):
+        raise ParameterError(f"figures must be True or False; got {figures!r}.", "figures")
     start = time.perf_counter()
     head, loading = split_options(head, loading, options)
     get_head(head.model).check_runtime(head)  # a GPU asked for and not there
@@ -92,11 +96,11 @@ def fit_run(features: Sequence[str | Path | tuple[str, str | Path]], out: str | 
             tracking("mer-heads fit", fits, progress):
         return _fit_run(features, out, start, head, loading, train_split=train_split,
                         test_split=test_split, semi=semi, augment=list(augment),
-                        overwrite=overwrite)
+                        overwrite=overwrite, figures=figures)
 
 
 def _fit_run(features, out: Path, start: float, head: HeadConfig, loading: DataConfig, *,
-             train_split, test_split, semi, augment, overwrite) -> FitResult:
+             train_split, test_split, semi, augment, overwrite, figures) -> FitResult:
     data = load_dataset(features, loading)
     augment_conds, copies = load_augment(augment, data, loading)
     train_mask, test_mask = split_rows(data, train_split, test_split)
@@ -153,6 +157,23 @@ def _fit_run(features, out: Path, start: float, head: HeadConfig, loading: DataC
     dump_json(metrics, out / "metrics.json")
     _write_oof(out / "oof_predictions.csv", est, train_data)
     seconds = time.perf_counter() - start
+    if figures:
+        _draw_figures(est, metrics, train_data, out)
+    write_text(out / "report.md", markdown_report(metrics, seconds=seconds, figures=figures))
+    save_run(est, out, data.modalities, layers=loading.layers, max_frames=loading.max_frames,
+             extra={"train_split": train_split, "test_split": test_split,
+                    "manifest": loading.to_json()["manifest"], "join": loading.join,
+                    "semi": None if semi is None else semi.to_json(),
+                    "pseudo_clips": [] if semi_result is None else semi_result.used_clips(),
+                    "augment": metrics["augment"],
+                    **({"label_map": str(loading.label_map)} if loading.label_map else {})})
+    return FitResult(est, metrics, out, seconds)
+
+
+def _draw_figures(est: CrossValidatedHead, metrics: dict[str, Any], train_data: MultimodalData,
+                  out: Path) -> None:
+    """The run's PNGs: confusion.png, reliability.png and, with learned layer weights,
+    layer_weights.png."""
     confusion_figure(np.array(metrics["confusion"]), out / "confusion.png",
                      f"{est.model}, {'+'.join(est.keys_)}: CV F1 {metrics['cv']['f1']:.3f}\n"
                      + basis(metrics["cv"]["n"], n_folds_shown(est.folds, est.fold_plan_.to_json()),
@@ -163,15 +184,6 @@ def _fit_run(features, out: Path, start: float, head: HeadConfig, loading: DataC
         layer_weights_figure(metrics["layer_weights"], out / "layer_weights.png",
                              f"{est.model}: learned layer weights over {len(est.model_folds_)} "
                              "fold models")
-    write_text(out / "report.md", markdown_report(metrics, seconds=seconds))
-    save_run(est, out, data.modalities, layers=loading.layers, max_frames=loading.max_frames,
-             extra={"train_split": train_split, "test_split": test_split,
-                    "manifest": loading.to_json()["manifest"], "join": loading.join,
-                    "semi": None if semi is None else semi.to_json(),
-                    "pseudo_clips": [] if semi_result is None else semi_result.used_clips(),
-                    "augment": metrics["augment"],
-                    **({"label_map": str(loading.label_map)} if loading.label_map else {})})
-    return FitResult(est, metrics, out, seconds)
 
 
 def build_metrics(est: CrossValidatedHead, data: MultimodalData, train_data: MultimodalData,

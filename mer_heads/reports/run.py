@@ -197,8 +197,9 @@ def protocol_lines(metrics: dict[str, Any]) -> list[str]:
 
 
 def markdown_report(metrics: dict[str, Any], *, seconds: float | None = None,
-                    confusion_png: str | None = "confusion.png") -> str:
-    """The run's report as Markdown."""
+                    figures: bool = True) -> str:
+    """The run's report as Markdown; ``figures``: it links the run's PNGs (confusion.png,
+    reliability.png, layer_weights.png), which `fit --no-figures` does not write."""
     p = metrics["params"]
     cv, mean, std = metrics["cv"], metrics["mean"], metrics["std"]
     out = [f"# mer-heads run: {metrics['model']} on "
@@ -231,11 +232,10 @@ def markdown_report(metrics: dict[str, Any], *, seconds: float | None = None,
     for name, row in zip(classes, metrics["confusion"]):
         out.append(f"| **{name}** | " + " | ".join(str(v) for v in row)
                    + f" | {_num(metrics['per_class_f1'][name])} |")
-    if confusion_png:
-        out += ["", f"![confusion matrix]({confusion_png})"]
+    if figures:
+        out += ["", "![confusion matrix](confusion.png)"]
     out += ser_markdown(metrics)
-    out += statistics_markdown(metrics, reliability_png="reliability.png" if confusion_png
-                               else None)
+    out += statistics_markdown(metrics, reliability_png="reliability.png" if figures else None)
     if metrics.get("semi"):
         out += ["", *semi_markdown(metrics["semi"])]
     if metrics.get("layer_weights"):
@@ -244,7 +244,8 @@ def markdown_report(metrics: dict[str, Any], *, seconds: float | None = None,
         for key, w in metrics["layer_weights"].items():
             out.append(f"- {key}: " + ", ".join(f"L{i} {m:.3f} ± {sd:.3f}" for i, (m, sd)
                                                 in enumerate(zip(w["mean"], w["std"]))))
-        out += ["", "![layer weights](layer_weights.png)"]
+        if figures:
+            out += ["", "![layer weights](layer_weights.png)"]
     out += ["", "## Data", "", "| modality | store | fingerprint | width | clips usable |",
             "|---|---|---|---|---|"]
     for m in metrics["modalities"]:

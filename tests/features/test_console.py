@@ -17,6 +17,12 @@ from synthetic_media import voiced, write_manifest
 from mer_features import console
 from mer_features.cli import main
 
+
+# Builds Hugging Face models: with the other such files on one test-quick worker
+# (tests/conftest.py, pytest_xdist_make_scheduler).
+pytestmark = pytest.mark.xdist_group("transformers")
+
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -184,7 +184,7 @@ def world(stores, tmp_path_factory) -> dict[str, str]:
                                    extra={"actor": ["" if i == 3 else a
                                                     for i, a in enumerate(actors)]})
     p["grouped_run"] = fit_run([p["grouped"]], d / "grouped_run", model="logreg", folds=3,
-                               groups="actor", normalize_by="actor").run_dir
+                               groups="actor", normalize_by="actor", figures=False).run_dir
     svm_names = counted({**six, "surprise": 4})[0]
     p["svm_actors"] = write_csv(d / "svm_actors.csv", table(
         [(n, "", f"actor{i % 4}") for i, n in enumerate(svm_names)], "name,discrete,actor"))
@@ -193,7 +193,8 @@ def world(stores, tmp_path_factory) -> dict[str, str]:
          "clean": os.path.relpath(p["audio"], d),
          "conditions": [{"level": "5", "spec": "snr=5,source=white", "label": "five",
                          "store": "noisy.h5"}]}))
-    p["run"] = fit_run([p["audio"], p["text"]], d / "run", model="logreg", folds=3).run_dir
+    p["run"] = fit_run([p["audio"], p["text"]], d / "run", model="logreg", folds=3,
+                       figures=False).run_dir
     # issue 22: strict numbers and headers, stores being written, joins, lonely groups
     p["pred_underscore"] = write_csv(d / "pred_underscore.csv", table(
         [(n, c, "0_5" if i == 2 else v) for i, (n, c, v) in enumerate(PRED)]))
@@ -388,6 +389,18 @@ def nothing_on_stderr(w, tmp, out, err) -> None:  # issue 22: --no-progress
     assert "mer-heads fit:" not in err and "ETA" not in err and "\r" not in err
 
 
+def same_run_without_figures(w, tmp, out, err) -> None:  # --no-figures
+    """No PNG and no image link, and every other file as a run with its figures writes."""
+    run, full = tmp / "out", tmp / "with-figures"
+    assert not list(run.glob("*.png")) and "confusion.png" not in out
+    assert "![" not in (run / "report.md").read_text(encoding="utf-8")
+    assert main(shlex.split(FIT_DRAWN.format(audio=w["audio"], out=full))) == 0
+    assert sorted(p.name for p in full.glob("*.png")) == ["confusion.png", "reliability.png"]
+    assert (run / "metrics.json").read_bytes() == (full / "metrics.json").read_bytes()
+    assert ((run / "oof_predictions.csv").read_bytes()
+            == (full / "oof_predictions.csv").read_bytes())
+
+
 def folds_from_the_column(w, tmp, out, err) -> None:  # issue 23
     """Each clip is held out in the fold its 'actor' value names, and the report says so."""
     assert "4 published folds from 'actor'" in out
@@ -438,7 +451,8 @@ def E(name: str, argv: str, *words: str, rc: int = 1, **kw) -> Case:
     return Case(name, argv, rc, words, **kw)
 
 
-A = "fit --features {audio} --out {out} " + FIT
+FIT_DRAWN = "fit --features {audio} --out {out} " + FIT
+A = FIT_DRAWN + " --no-figures"  # the figures cost ~0.8 s a fit; "fit-no-figures" draws them
 CASES = [
     # ---- every numeric hyper-parameter out of range: one line naming flag, value and range
     E("lr-inf", A + " --lr inf", "lr must be a finite number > 0", "got inf", "(--lr)", rc=2),
@@ -566,7 +580,8 @@ CASES = [
     E("store-valence-off-scale", "fit --features {valence7} --out {out} --model logreg",
       "valence label(s) outside the MER scale", "=7", "--manifest"),
     Case("test-split-scored-like-sklearn", "fit --features {split} --out {out} --model logreg "
-         "--folds 3 --train-split train --test-split test", 0, check=split_scored_like_sklearn),
+         "--folds 3 --train-split train --test-split test --no-figures", 0,
+         check=split_scored_like_sklearn),
     # ---- label files of `evaluate`
     Case("evaluate-bom-crlf-extra-predictions", "evaluate --pred {pred} --labels {truth} --json",
          0, check=evaluated_like_sklearn),
@@ -747,7 +762,7 @@ CASES = [
       "--targets actor", "--targets actor", "not a finite decimal number"),
     E("fit-metric-unknown", A + " --metric accuracy", "argument --metric: invalid choice", rc=2),
     Case("fit-folds-from-column", "fit --features {grouped} --out {out} --model logreg "
-         "--folds-from actor --targets none", 0, check=folds_from_the_column),
+         "--folds-from actor --targets none --no-figures", 0, check=folds_from_the_column),
     E("ablate-classes-miss-labels", "ablate --features {audio} --features {text} --out {out} "
       "--classes happy,sad", "outside the classes --classes happy,sad", "'neutral'"),
     E("ablate-label-map-not-a-map", "ablate --features {audio} --features {text} --out {out} "
@@ -826,6 +841,8 @@ CASES = [
       "only in letter case"),
     # ---- issue 22: progress, held-out scoring, the semi-sweep's noise
     Case("fit-no-progress", A + " --no-progress", 0, check=nothing_on_stderr),
+    Case("fit-no-figures", FIT_DRAWN + " --no-figures", 0, check=same_run_without_figures,
+         slow=True),  # two fits, over 1 CPU s
     E("ablate-no-progress", "ablate --features {audio} --out {out} --no-progress",
       "needs at least two modalities"),
     E("robustness-no-progress", "robustness --features {audio} --out {out} --no-progress",
@@ -853,7 +870,7 @@ CASES = [
       "has 1 part file(s) of an unfinished extraction", "writing.h5.parts",
       "re-run the same `mer-features extract` command", setup=pending_parts),
     Case("join-inner-counts-what-it-left-out", "fit --features {join_all} --features "
-         "{join_part} --join inner --out {out} --model logreg --folds 2", 0,
+         "{join_part} --join inner --out {out} --model logreg --folds 2 --no-figures", 0,
          check=joined_with_a_count),
     Case("predict-normalized-group-of-one", "predict --run {grouped_run} --features {svm} "
          "--manifest {lonely_actor} --out {tmp}/p.csv", 0, check=lonely_group_noted),

@@ -22,7 +22,7 @@ from .synthetic_stores import MODALITIES, clip_labels, write_store
 
 N = 120
 ACTORS = [f"actor{(i * 7) % 12:02d}" for i in range(N)]  # 12 actors, 10 clips each
-FIT = ["--model", "logreg", "--folds", "4", "--groups", "actor"]
+FIT = ["--model", "logreg", "--folds", "4", "--groups", "actor", "--no-figures"]
 
 
 @pytest.fixture(scope="module")

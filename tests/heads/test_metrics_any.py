@@ -239,7 +239,7 @@ def test_a_runs_held_out_predictions_give_its_metrics(stores, tmp_path):
     from mer_heads.stats import bootstrap_metrics
 
     run = fit_run([stores["audio"], stores["text"]], tmp_path / "run", model="logreg",
-                  folds=3).run_dir
+                  folds=3, figures=False).run_dir
     rows = list(csv.DictReader((run / "oof_predictions.csv").open()))
     cv = json.loads((run / "metrics.json").read_text())["cv"]
     proba = np.array([[float(r[f"p_{e}"]) for e in EMOTIONS] for r in rows])

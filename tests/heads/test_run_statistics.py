@@ -304,7 +304,7 @@ def test_test_split_gets_intervals_of_its_own_clips(tmp_path):
     path = write_store(tmp_path / "a.h5", "audio", names, y, valence, dim=8, frame_dim=2, seed=0,
                        splits=splits, strength=0.7)
     m = fit_run([path], tmp_path / "run", train_split="train", test_split="test",
-                model="logreg", folds=3, seed=4).metrics
+                model="logreg", folds=3, seed=4, figures=False).metrics
     assert m["test_bootstrap"]["n_units"] == 25 and m["test_bootstrap"]["seed"] == 4
     rows = list(csv.DictReader(open(tmp_path / "run" / "test_predictions.csv")))
     pred = np.array([EMOTIONS.index(r["discrete"]) for r in rows])

@@ -173,7 +173,7 @@ def test_a_run_without_threads_in_its_params_loads_with_the_default(stores, tmp_
     """Runs written before --threads was a parameter read back with one thread."""
     from mer_heads.rundir import load_run
 
-    fit_run([stores["audio"]], tmp_path / "run", model="logreg", folds=3)
+    fit_run([stores["audio"]], tmp_path / "run", model="logreg", folds=3, figures=False)
     info_path = tmp_path / "run" / "run.json"
     info = json.loads(info_path.read_text())
     del info["params"]["threads"]

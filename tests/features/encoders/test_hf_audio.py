@@ -10,6 +10,12 @@ from mer_features.decode.inputs import AudioInput
 from mer_features.encoders import create_encoder
 from mer_features.errors import ClipError, EncoderError
 
+
+# Builds Hugging Face models: with the other such files on one test-quick worker
+# (tests/conftest.py, pytest_xdist_make_scheduler).
+pytestmark = pytest.mark.xdist_group("transformers")
+
+
 LENGTHS = (16000, 9000, 23000, 4000, 401)
 
 

@@ -12,6 +12,12 @@ from mer_features.encoders import create_encoder
 from mer_features.encoders.hf_llm import parameter_count
 from mer_features.errors import ClipError, EncoderError
 
+
+# Builds Hugging Face models: with the other such files on one test-quick worker
+# (tests/conftest.py, pytest_xdist_make_scheduler).
+pytestmark = pytest.mark.xdist_group("transformers")
+
+
 PROMPT = 'This sentence: "{text}" means in one word:"'
 
 

@@ -13,6 +13,12 @@ from mer_features.encoders import create_encoder
 from mer_features.encoders.whisper_input import WINDOW_SAMPLES, log_mel
 from mer_features.errors import ClipError, EncoderError
 
+
+# Builds Hugging Face models: with the other such files on one test-quick worker
+# (tests/conftest.py, pytest_xdist_make_scheduler).
+pytestmark = pytest.mark.xdist_group("transformers")
+
+
 RATE = 16000
 LENGTHS = (32000, 12345, 32000, 480, 700000)  # the last is over 30 s: two windows
 

@@ -12,6 +12,12 @@ from mer_features.encoders import create_encoder
 from mer_features.encoders.hf_common import download_patterns, resolve_model_dir
 from mer_features.errors import EncoderError
 
+
+# Builds Hugging Face models: with the other such files on one test-quick worker
+# (tests/conftest.py, pytest_xdist_make_scheduler).
+pytestmark = pytest.mark.xdist_group("transformers")
+
+
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 OLDER = "fedcba9876543210fedcba9876543210fedcba98"
 

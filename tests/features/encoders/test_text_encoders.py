@@ -16,6 +16,12 @@ from mer_features.encoders.base import create_encoder, known_encoders
 from mer_features.encoders.text import _token_batches
 from mer_features.errors import ClipError, EncoderError
 
+
+# Builds Hugging Face models: with the other such files on one test-quick worker
+# (tests/conftest.py, pytest_xdist_make_scheduler).
+pytestmark = pytest.mark.xdist_group("transformers")
+
+
 WORDS = ("the a i am you are is was not so very happy sad angry afraid look at yourself friend "
          "why did choose it doesn t really matter anymore what about future hello there how right "
          "now , . ? ! ' 你 好 看 自 己 。").split()

@@ -17,6 +17,12 @@ from mer_features.pipeline import extract
 from mer_features.store import FeatureStore
 from synthetic_media import voiced, write_manifest
 
+
+# Builds Hugging Face models: with the other such files on one test-quick worker
+# (tests/conftest.py, pytest_xdist_make_scheduler).
+pytestmark = pytest.mark.xdist_group("transformers")
+
+
 AMX = ["avx2", "avx512f", "amx_bf16", "amx_tile"]
 AVX2 = ["avx2", "fma"]
 

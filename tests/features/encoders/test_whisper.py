@@ -13,6 +13,12 @@ from mer_features.encoders.whisper_input import (HOP, MEL_FRAMES, WINDOW_SAMPLES
                                                  mel_filters, output_frames, windows)
 from mer_features.errors import ClipError, EncoderError
 
+
+# Builds Hugging Face models: with the other such files on one test-quick worker
+# (tests/conftest.py, pytest_xdist_make_scheduler).
+pytestmark = pytest.mark.xdist_group("transformers")
+
+
 RATE = 16000
 
 

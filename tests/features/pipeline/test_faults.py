@@ -19,6 +19,11 @@ from mer_features.cli import main
 from mer_features.store import FeatureStore
 
 
+# Builds Hugging Face models: with the other such files on one test-quick worker
+# (tests/conftest.py, pytest_xdist_make_scheduler).
+pytestmark = pytest.mark.xdist_group("transformers")
+
+
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Good and bad media under a folder whose name has spaces and non-ASCII characters."""

@@ -13,6 +13,11 @@ from mer_features.pipeline import ClipFailedError, extract
 from mer_features.store import FeatureStore
 
 
+# Builds Hugging Face models: with the other such files on one test-quick worker
+# (tests/conftest.py, pytest_xdist_make_scheduler).
+pytestmark = pytest.mark.xdist_group("transformers")
+
+
 def run(manifest, out, **kw):
     kw.setdefault("encoder", "egemaps")
     kw.setdefault("workers", 0)

@@ -19,6 +19,12 @@ from mer_heads.errors import ParameterError
 from synthetic_media import make_tiny_hf_audio, voiced, write_manifest
 from ..synthetic_stores import clip_labels, header
 
+
+# Builds Hugging Face models: with the other such files on one test-quick worker
+# (tests/conftest.py, pytest_xdist_make_scheduler).
+pytestmark = pytest.mark.xdist_group("transformers")
+
+
 FAST = dict(folds=3, hidden=16, precision="fp32")
 
 

@@ -104,7 +104,7 @@ def test_a_new_neural_head_is_one_class(own_registry, stores, tmp_path):
     action = next(a for a in choices._actions if "--model" in a.option_strings)
     assert "mean" in action.choices and "mean (mean of the present modalities)" in action.help
     run = fit_run([stores["audio"], stores["text"]], tmp_path / "run", model="mean",
-                  **{**FAST, "epochs": 20, "lr": 3e-3})
+                  figures=False, **{**FAST, "epochs": 20, "lr": 3e-3})
     assert run.metrics["cv"]["f1"] > 0.6
     out = predict_run(tmp_path / "run", tmp_path / "p.csv")
     proba, _, _ = run.estimator.predict_proba(load_dataset([stores["audio"], stores["text"]]))
