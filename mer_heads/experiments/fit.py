@@ -21,7 +21,7 @@ from mer_features import EMOTIONS
 from mer_heads.config import DataConfig, HeadConfig, SemiSettings, split_options
 from mer_heads.data.dataset import (STORE_MODALITIES, MultimodalData, load_dataset,
                                     parse_store_arg, split_rows)
-from mer_heads.errors import DataError, listed
+from mer_heads.errors import DataError, ParameterError, listed
 from mer_heads.experiments.conditions import Condition, StoreArg, load_augment
 from mer_heads.experiments.semi import fit_semi, hide_training_labels
 from mer_heads.heads import get_head

@@ -133,6 +133,14 @@ def test_classification_only_run_writes_empty_valence(tmp_path):
 
 
 @pytest.mark.slow
+def test_figures_must_be_a_bool_and_are_checked_before_any_work(stores, tmp_path):
+    from mer_heads.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="figures must be True or False; got 'no'"):
+        fit_run([stores["audio"]], tmp_path / "run", figures="no", **FAST)
+    assert not (tmp_path / "run").exists()
+
+
 def test_ablate_covers_every_combination(stores, tmp_path, capsys):
     out = tmp_path / "ablation"
     assert main(["ablate", "--features", f"audio={stores['audio']}", "--features",
