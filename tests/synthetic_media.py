@@ -79,7 +79,8 @@ def make_tiny_hf_audio(folder: Path, kind: str = "hubert-group", seed: int = 0) 
         "wav2vec2-layer": ("Wav2Vec2", dict(feat_extract_norm="layer", do_stable_layer_norm=True)),
         "hubert-group": ("Hubert", dict(feat_extract_norm="group")),
         "wavlm-group": ("WavLM", dict(feat_extract_norm="group")),
-        "data2vec-audio": ("Data2VecAudio", dict(conv_pos_kernel_size=7, num_conv_pos_embeddings=5)),
+        "data2vec-audio": ("Data2VecAudio",
+                           dict(conv_pos_kernel_size=7, num_conv_pos_embeddings=5)),
     }
     family, extra = kinds[kind]
     config_cls = getattr(transformers, f"{family}Config")
