@@ -336,7 +336,9 @@ def reliability_png(est: CrossValidatedHead, train_data: MultimodalData, path: P
         diagrams = {"before temperature": reliability(y, est.oof_proba_uncalibrated_),
                     "after temperature": diagrams["held-out"]}
     return reliability_figure(diagrams, path, title=f"{est.model}, {'+'.join(est.keys_)}: "
-                              "reliability of the pooled held-out predictions")
+                              "reliability of the pooled held-out predictions\n"
+                              + basis(len(y), n_folds_shown(est.folds, est.fold_plan_.to_json()),
+                                      range(est.seed, est.seed + est.seeds)))
 
 
 def scalar_name(metric: str, pooled: dict[str, Any]) -> str:

@@ -165,14 +165,15 @@ def test_the_leaderboard_title_says_clips_folds_and_seeds(stores, tmp_path, draw
 
 
 @pytest.mark.slow
-def test_the_confusion_title_says_clips_folds_and_seeds(stores, tmp_path, drawn) -> None:
+def test_the_confusion_and_reliability_titles_say_clips_folds_and_seeds(stores, tmp_path, drawn) -> None:
     from mer_heads import fit_run
 
     result = fit_run([stores["audio"]], tmp_path / "run", model="logreg", folds=3, seeds=2)
-    (fig,) = drawn
+    confusion, reliability = drawn  # confusion.png, then reliability.png
     n = result.metrics["cv"]["n"]
     assert n == 119  # the session stores' 120 clips, one failed
-    assert f"{n} clips, 3 folds x 2 seeds (0..1)" in _texts(fig)
+    assert f"{n} clips, 3 folds x 2 seeds (0..1)" in _texts(confusion)
+    assert f"{n} clips, 3 folds x 2 seeds (0..1)" in _texts(reliability)
 
 
 @pytest.mark.slow
