@@ -39,7 +39,7 @@ test: setup
 # pytest-xdist workers, each test file whole on one worker (the files building Hugging Face
 # models together: tests/conftest.py), one BLAS/OpenMP thread per worker, and keeps Python's
 # bytecode cache (__pycache__, git-ignored) so a second run compiles nothing. Measured on a
-# 2-core AVX2 EPYC (docs/guarantees.md#running-the-suites): 53-59 s wall, 99-109 s in one process.
+# 2-core AVX2 EPYC (docs/guarantees.md#running-the-suites): 44-59 s wall, 99-109 s in one process.
 QUICK_WORKERS ?= 2
 test-quick: setup
 	PYTHONDONTWRITEBYTECODE= OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
