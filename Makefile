@@ -38,8 +38,8 @@ test: setup
 # pyproject.toml; tests/slow_markers.py reports mismarked tests) and runs on QUICK_WORKERS
 # pytest-xdist workers, each test file whole on one worker (the files building Hugging Face
 # models together: tests/conftest.py), one BLAS/OpenMP thread per worker, and keeps Python's
-# bytecode cache (__pycache__, git-ignored) so a second run compiles nothing. Measured on a
-# 2-core AVX2 EPYC (docs/guarantees.md#running-the-suites): 44-59 s wall, 99-109 s in one process.
+# bytecode cache (__pycache__, git-ignored) so a second run compiles nothing. On a 2-core
+# AVX2 EPYC: 44-59 s wall, 99-109 s in one process (docs/guarantees.md#running-the-suites).
 QUICK_WORKERS ?= 2
 test-quick: setup
 	PYTHONDONTWRITEBYTECODE= OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \

@@ -500,7 +500,6 @@ def _compare_command(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_compare)
 
 
-
 # Each command: the function adding its options, and add_parser's help and description.
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], dict[str, str]]] = {
     "fit": (_fit_command, dict(

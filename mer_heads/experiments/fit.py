@@ -173,13 +173,14 @@ def _fit_run(features, out: Path, start: float, head: HeadConfig, loading: DataC
 def _draw_figures(est: CrossValidatedHead, metrics: dict[str, Any], train_data: MultimodalData,
                   out: Path) -> None:
     """The run's PNGs: confusion.png, reliability.png and, with learned layer weights,
-    layer_weights.png."""
+    layer_weights.png. The first two rest on the same pooled held-out predictions, and their
+    titles say so in the same words."""
+    rests_on = basis(metrics["cv"]["n"], n_folds_shown(est.folds, est.fold_plan_.to_json()),
+                     range(est.seed, est.seed + est.seeds))
     confusion_figure(np.array(metrics["confusion"]), out / "confusion.png",
                      f"{est.model}, {'+'.join(est.keys_)}: CV F1 {metrics['cv']['f1']:.3f}\n"
-                     + basis(metrics["cv"]["n"], n_folds_shown(est.folds, est.fold_plan_.to_json()),
-                           range(est.seed, est.seed + est.seeds)),
-                     classes=est.classes_)
-    reliability_png(est, train_data, out / "reliability.png")
+                     + rests_on, classes=est.classes_)
+    reliability_png(est, train_data, out / "reliability.png", rests_on)
     if metrics.get("layer_weights"):
         layer_weights_figure(metrics["layer_weights"], out / "layer_weights.png",
                              f"{est.model}: learned layer weights over {len(est.model_folds_)} "
@@ -325,9 +326,11 @@ def split_statistics(est: CrossValidatedHead, test_data: MultimodalData, rows: n
             "test_calibration": calibration_json(y, proba)}
 
 
-def reliability_png(est: CrossValidatedHead, train_data: MultimodalData, path: Path) -> Path:
+def reliability_png(est: CrossValidatedHead, train_data: MultimodalData, path: Path,
+                    rests_on: str) -> Path:
     """The reliability diagram of the held-out probabilities (and, with ``--calibrate
-    temperature``, of those before calibration), beside the confusion figure."""
+    temperature``, of those before calibration), beside the confusion figure; ``rests_on``:
+    the clips, folds and seeds it rests on (:func:`~mer_heads.reports.figure.basis`)."""
     from mer_heads.stats.calibration import reliability, reliability_figure
 
     y = train_data.labels[train_data.rows_of(est.train_names_)]
@@ -336,9 +339,7 @@ def reliability_png(est: CrossValidatedHead, train_data: MultimodalData, path: P
         diagrams = {"before temperature": reliability(y, est.oof_proba_uncalibrated_),
                     "after temperature": diagrams["held-out"]}
     return reliability_figure(diagrams, path, title=f"{est.model}, {'+'.join(est.keys_)}: "
-                              "reliability of the pooled held-out predictions\n"
-                              + basis(len(y), n_folds_shown(est.folds, est.fold_plan_.to_json()),
-                                      range(est.seed, est.seed + est.seeds)))
+                              f"reliability of the pooled held-out predictions\n{rests_on}")
 
 
 def scalar_name(metric: str, pooled: dict[str, Any]) -> str:
